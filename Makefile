@@ -1,0 +1,63 @@
+# make test / make run / make bench / make lint — each sets itself up from a fresh clone.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+DEPS := $(VENV)/.deps-installed
+SRC := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock pyproject.toml
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: test test-rust test-python run bench lint fmt develop develop-release clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(DEPS): $(PY) pyproject.toml
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "maturin>=1.7,<2" "numpy>=1.24" "pytest>=8" "hypothesis>=6" "ruff>=0.6" "mypy>=1.11"
+	touch $@
+
+# Dev build of the extension into the venv (kline_rs._core).
+$(VENV)/.built-dev: $(DEPS) $(SRC)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop -q
+	rm -f $(VENV)/.built-release
+	touch $@
+
+$(VENV)/.built-release: $(DEPS) $(SRC)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop -q --release
+	rm -f $(VENV)/.built-dev
+	touch $@
+
+develop: $(VENV)/.built-dev
+develop-release: $(VENV)/.built-release
+
+test: test-rust test-python
+
+test-rust:
+	cargo test -p kline_core --quiet
+
+test-python: develop
+	$(PY) -m pytest -q
+
+run: develop-release
+	$(PY) examples/replay_generated_day.py
+
+bench: develop-release
+	$(PY) -m pip install -q "polars>=1.0"
+	$(PY) benchmarks/bench_replay.py
+
+lint: $(DEPS)
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	$(PY) -m ruff check python tests benchmarks examples
+	$(PY) -m ruff format --check python tests benchmarks examples
+	$(MAKE) develop
+	$(PY) -m mypy
+	$(PY) -m mypy.stubtest kline_rs._core
+
+fmt: $(DEPS)
+	cargo fmt --all
+	$(PY) -m ruff format python tests benchmarks examples
+	$(PY) -m ruff check --fix python tests benchmarks examples
+
+clean:
+	rm -rf $(VENV) target

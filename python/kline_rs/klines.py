@@ -1,0 +1,137 @@
+"""In-memory aggregation: numpy trade arrays in, numpy structured arrays of klines out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from kline_rs import _core
+
+#: Binance's intervals, finest first. Custom fixed ones (``"10s"``, ``"7m"``) work too.
+INTERVALS: tuple[str, ...] = (
+    "1s", "1m", "3m", "5m", "15m", "30m",
+    "1h", "2h", "4h", "6h", "8h", "12h",
+    "1d", "3d", "1w", "1M",
+)  # fmt: skip
+#: Prices and ``volume`` / ``taker_buy_volume`` are integers at this scale (1e-8).
+PRICE_SCALE = 10**8
+VOLUME_SCALE = 10**8
+#: ``quote_volume`` / ``taker_buy_quote_volume`` are exact Σ p·q at 1e-16.
+QUOTE_SCALE = 10**16
+
+#: One kline. Exact fields are integers with a known scale; the four volume sums can pass
+#: 2**63 at their scale, so they are Python ints (dtype object), never floats.
+KLINE_DTYPE = np.dtype(
+    [
+        ("open_time", "<i8"),
+        ("close_time", "<i8"),
+        ("open", "<i8"),
+        ("high", "<i8"),
+        ("low", "<i8"),
+        ("close", "<i8"),
+        ("volume", "O"),
+        ("quote_volume", "O"),
+        ("trades", "<i8"),
+        ("taker_buy_volume", "O"),
+        ("taker_buy_quote_volume", "O"),
+        ("first_trade_id", "<i8"),
+        ("last_trade_id", "<i8"),
+    ]
+)
+
+_INT = "<i8"
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """Klines per interval, and what happened to the trades."""
+
+    klines: dict[str, npt.NDArray[np.void]]
+    trades: int
+    duplicates: int
+    placeholders: int
+    invalid: int
+    late: int
+
+
+def _structured(columns: dict[str, object]) -> npt.NDArray[np.void]:
+    n = len(columns["open_time"])  # type: ignore[arg-type]
+    out = np.empty(n, dtype=KLINE_DTYPE)
+    for name in KLINE_DTYPE.names or ():
+        out[name] = columns[name]
+    return out
+
+
+def aggregate(
+    *,
+    agg_id: npt.ArrayLike,
+    price: npt.ArrayLike,
+    qty: npt.ArrayLike,
+    first_id: npt.ArrayLike,
+    last_id: npt.ArrayLike,
+    time: npt.ArrayLike,
+    buyer_is_maker: npt.ArrayLike,
+    intervals: Sequence[str] = ("1m",),
+    tz_offset: str | None = None,
+    anchor_3d_ms: int | None = None,
+    time_unit: str | None = None,
+) -> Aggregation:
+    """Aggregates one symbol's trades (in aggTrade id order) into klines for each interval.
+
+    ``price`` and ``qty`` are int64 mantissas at 1e-8 (see :func:`kline_rs.parse_fixed8`);
+    ``time`` is ms or µs (detected unless ``time_unit`` is ``"ms"`` or ``"us"``). Every
+    period from the first trade's to the last trade's is returned, empty ones flat.
+    """
+
+    def ints(a: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        return np.ascontiguousarray(a, dtype=_INT)
+
+    result = _core.aggregate(
+        ints(agg_id),
+        ints(price),
+        ints(qty),
+        ints(first_id),
+        ints(last_id),
+        ints(time),
+        np.ascontiguousarray(buyer_is_maker, dtype=np.bool_),
+        list(intervals),
+        tz_offset=tz_offset,
+        anchor_3d_ms=anchor_3d_ms,
+        time_unit=time_unit,
+    )
+    counts = result["counts"]
+    klines = {name: _structured(cols) for name, cols in result["klines"].items()}
+    return Aggregation(klines=klines, **counts)
+
+
+def as_float(klines: npt.NDArray[np.void]) -> dict[str, npt.NDArray[np.float64]]:
+    """A float64 view for plotting and research: NOT exact (floats round the decimals)."""
+    scales = {
+        "open": PRICE_SCALE,
+        "high": PRICE_SCALE,
+        "low": PRICE_SCALE,
+        "close": PRICE_SCALE,
+        "volume": VOLUME_SCALE,
+        "quote_volume": QUOTE_SCALE,
+        "taker_buy_volume": VOLUME_SCALE,
+        "taker_buy_quote_volume": QUOTE_SCALE,
+    }
+    out = {name: klines[name].astype(np.float64) / scale for name, scale in scales.items()}
+    out["trades"] = klines["trades"].astype(np.float64)
+    return out
+
+
+def rollup_csv(
+    lines: Sequence[str],
+    to_interval: str,
+    *,
+    tz_offset: str | None = None,
+    anchor_3d_ms: int | None = None,
+) -> list[str]:
+    """Rolls Binance kline CSV lines up to a coarser interval, exactly (flat rows included)."""
+    return _core.rollup_csv(
+        list(lines), to_interval, tz_offset=tz_offset, anchor_3d_ms=anchor_3d_ms
+    )

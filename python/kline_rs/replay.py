@@ -1,0 +1,107 @@
+"""Binance public-data aggTrades dumps → Binance kline CSV files."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from kline_rs import _core
+
+
+@dataclass(frozen=True)
+class ReplaySummary:
+    """What a replay read, skipped and wrote."""
+
+    files: int
+    bytes: int
+    rows: int
+    trades: int
+    duplicates: int
+    placeholders: int
+    invalid: int
+    late: int
+    bad_rows: int
+    klines_written: int
+    seconds: float
+    outputs: list[Path] = field(default_factory=list)
+    bad_examples: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """A short human summary."""
+        rate = self.rows / self.seconds / 1e6 if self.seconds > 0 else 0.0
+        parts = [
+            f"{self.files} files, {self.bytes / 1e6:.1f} MB, {self.trades:,} trades applied "
+            f"in {self.seconds:.2f} s ({rate:.1f} M rows/s)",
+            f"skipped: {self.bad_rows} bad rows, {self.duplicates} duplicates, "
+            f"{self.placeholders} invalid placeholders, {self.invalid} invalid, {self.late} late",
+            f"wrote {self.klines_written:,} klines to {len(self.outputs)} files",
+        ]
+        parts += [f"bad row: {b}" for b in self.bad_examples]
+        parts += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(parts)
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files, directories and glob patterns → existing paths (directories kept for Rust)."""
+    out: list[Path] = []
+    for item in inputs:
+        text = os.fspath(item)
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise FileNotFoundError(f"no file matches {text!r}")
+            out += [Path(m) for m in matches]
+        elif os.path.exists(text):
+            out.append(Path(text))
+        else:
+            raise FileNotFoundError(f"no such file or directory: {text!r}")
+    return out
+
+
+def _anchor_ms(anchor: str | date | int | None) -> int | None:
+    if anchor is None or isinstance(anchor, int):
+        return anchor
+    day = date.fromisoformat(anchor) if isinstance(anchor, str) else anchor
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return int(start.timestamp()) * 1000
+
+
+def replay(
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    intervals: Sequence[str] = ("1m",),
+    *,
+    symbol: str | None = None,
+    tz_offset: str | None = None,
+    anchor_3d: str | date | int | None = None,
+    skip_bad: bool = False,
+    threads: int = 0,
+    progress: bool = False,
+) -> ReplaySummary:
+    """Replays aggTrades dumps into ``out_dir/<SYMBOL>-<interval>.csv`` (Binance's format).
+
+    ``inputs``: files (``.csv`` or ``.zip``), directories or glob patterns. The symbol comes
+    from each file name unless ``symbol`` is given. ``anchor_3d`` is the day (or UTC ms) a
+    symbol's 3d grid starts from (its listing day); without it 3d is stepped from the epoch.
+    Raises :class:`kline_rs.ParseError` on the first bad row unless ``skip_bad``.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    raw = _core.replay(
+        [str(p) for p in expand_inputs(inputs)],
+        str(out_dir),
+        list(intervals),
+        symbol=symbol,
+        tz_offset=tz_offset,
+        anchor_3d_ms=_anchor_ms(anchor_3d),
+        skip_bad=skip_bad,
+        threads=threads,
+        progress=progress,
+    )
+    raw["outputs"] = [Path(p) for p in raw["outputs"]]
+    return ReplaySummary(**raw)

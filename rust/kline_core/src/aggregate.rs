@@ -1,0 +1,383 @@
+//! One symbol's trades → klines of several intervals at once, in aggTrade id order.
+
+use crate::interval::Grid;
+use crate::kline::{FlatRun, Kline};
+use crate::trade::{Skip, Trade};
+
+/// Receives what an [`Aggregator`] closes, tagged with the interval's index.
+pub trait KlineSink {
+    fn kline(&mut self, interval: usize, kline: &Kline);
+    /// Empty periods after a silence; called once per silence whatever its length.
+    fn flat_run(&mut self, interval: usize, run: &FlatRun);
+}
+
+/// Counts of trades applied and skipped, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub applied: u64,
+    pub duplicates: u64,
+    pub placeholders: u64,
+    pub invalid: u64,
+    pub late: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.applied += other.applied;
+        self.duplicates += other.duplicates;
+        self.placeholders += other.placeholders;
+        self.invalid += other.invalid;
+        self.late += other.late;
+    }
+
+    fn count(&mut self, skip: Skip) {
+        match skip {
+            Skip::Duplicate => self.duplicates += 1,
+            Skip::Placeholder => self.placeholders += 1,
+            Skip::Invalid(_) => self.invalid += 1,
+            Skip::Late => self.late += 1,
+        }
+    }
+}
+
+/// Open kline of one interval plus what is needed to close it.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Open time of the next bucket: the first time this kline does not cover.
+    next: i64,
+    kline: Kline,
+}
+
+/// Builds one symbol's klines for a set of grids.
+///
+/// Invariants: trades are applied in strictly increasing id order (lower ids are counted as
+/// duplicates); every open kline holds only trades of its bucket; a bucket closes when a
+/// trade of a later bucket arrives, and any empty buckets in between leave as one [`FlatRun`].
+#[derive(Debug, Clone)]
+pub struct Aggregator {
+    grids: Vec<Grid>,
+    slots: Vec<Option<Slot>>,
+    last_id: Option<i64>,
+    /// Latest open time of any open kline: a trade before it belongs to a closed bucket.
+    late_before: i64,
+    pub counts: Counts,
+}
+
+impl Aggregator {
+    pub fn new(grids: Vec<Grid>) -> Self {
+        let slots = vec![None; grids.len()];
+        Aggregator { grids, slots, last_id: None, late_before: i64::MIN, counts: Counts::default() }
+    }
+
+    pub fn grids(&self) -> &[Grid] {
+        &self.grids
+    }
+
+    /// Last applied aggTrade id: the checkpoint.
+    pub fn last_id(&self) -> Option<i64> {
+        self.last_id
+    }
+
+    /// Applies one trade, or says why not (and counts it).
+    #[inline]
+    pub fn push(&mut self, t: &Trade, out: &mut impl KlineSink) -> Result<(), Skip> {
+        let skip = self.check(t);
+        if let Some(skip) = skip {
+            self.counts.count(skip);
+            return Err(skip);
+        }
+        self.last_id = Some(t.id);
+        self.counts.applied += 1;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            match slot {
+                Some(s) if t.time < s.next => s.kline.apply(t),
+                _ => {
+                    let grid = &self.grids[i];
+                    let start = grid.bucket_start(t.time);
+                    let next = grid.next_start(start);
+                    if let Some(s) = slot.take() {
+                        out.kline(i, &s.kline);
+                        if s.next < start {
+                            out.flat_run(
+                                i,
+                                &FlatRun { start: s.next, end: start, price: s.kline.close },
+                            );
+                        }
+                    }
+                    *slot = Some(Slot { next, kline: Kline::open_with(t, start, next - 1) });
+                    self.late_before = self.late_before.max(start);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn check(&self, t: &Trade) -> Option<Skip> {
+        if self.last_id.is_some_and(|last| t.id <= last) {
+            return Some(Skip::Duplicate);
+        }
+        if let Some(defect) = t.defect() {
+            return Some(defect);
+        }
+        (t.time < self.late_before).then_some(Skip::Late)
+    }
+
+    /// The open klines (not yet final), one per interval that has seen a trade.
+    pub fn open_klines(&self) -> impl Iterator<Item = (usize, &Kline)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, &s.kline)))
+    }
+
+    /// Closes every open kline as if the stream ended (replay end of input).
+    pub fn finish(&mut self, out: &mut impl KlineSink) {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if let Some(s) = slot.take() {
+                out.kline(i, &s.kline);
+            }
+        }
+        self.late_before = i64::MIN;
+    }
+}
+
+/// A sink that keeps everything with flat runs expanded: for tests and small in-memory jobs.
+#[derive(Debug, Clone)]
+pub struct Collect {
+    grids: Vec<Grid>,
+    pub klines: Vec<Vec<Kline>>,
+}
+
+impl Collect {
+    pub fn new(grids: &[Grid]) -> Self {
+        Collect { grids: grids.to_vec(), klines: vec![Vec::new(); grids.len()] }
+    }
+}
+
+impl KlineSink for Collect {
+    fn kline(&mut self, interval: usize, kline: &Kline) {
+        self.klines[interval].push(*kline);
+    }
+
+    fn flat_run(&mut self, interval: usize, run: &FlatRun) {
+        let grid = self.grids[interval];
+        expand_flat_run(&grid, run, |k| self.klines[interval].push(k));
+    }
+}
+
+/// Calls `f` with each flat kline of a run, in time order.
+pub fn expand_flat_run(grid: &Grid, run: &FlatRun, mut f: impl FnMut(Kline)) {
+    let mut start = run.start;
+    while start < run.end {
+        let next = grid.next_start(start);
+        f(Kline::flat(start, next - 1, run.price));
+        start = next;
+    }
+}
+
+/// Aggregates a whole slice of trades (in id order) and closes everything at the end.
+pub fn aggregate(grids: &[Grid], trades: &[Trade]) -> (Vec<Vec<Kline>>, Counts) {
+    let mut agg = Aggregator::new(grids.to_vec());
+    let mut out = Collect::new(grids);
+    for t in trades {
+        let _ = agg.push(t, &mut out);
+    }
+    agg.finish(&mut out);
+    (out.klines, agg.counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interval::{Interval, TimeUnit, MINUTE_MS};
+    use crate::rollup::rollup;
+    use proptest::prelude::*;
+
+    const T0: i64 = 1_577_836_800_000; // 2020-01-01 00:00 UTC
+
+    fn grids(names: &[&str], unit: TimeUnit) -> Vec<Grid> {
+        names.iter().map(|n| Grid::utc(n.parse::<Interval>().unwrap(), unit)).collect()
+    }
+
+    fn trade(id: i64, time: i64, price: i64, qty: i64) -> Trade {
+        Trade {
+            id,
+            price,
+            qty,
+            first_id: id * 2,
+            last_id: id * 2 + 1,
+            time,
+            buyer_is_maker: id % 3 == 0,
+        }
+    }
+
+    #[test]
+    fn a_trade_exactly_on_the_boundary_opens_the_next_minute() {
+        let g = grids(&["1m"], TimeUnit::Millis);
+        let trades = [trade(1, T0 + MINUTE_MS - 1, 100, 1), trade(2, T0 + MINUTE_MS, 200, 1)];
+        let (k, _) = aggregate(&g, &trades);
+        assert_eq!(k[0].len(), 2);
+        assert_eq!((k[0][0].close, k[0][1].open, k[0][1].open_time), (100, 200, T0 + MINUTE_MS));
+    }
+
+    #[test]
+    fn same_millisecond_trades_across_a_boundary_keep_id_order() {
+        let g = grids(&["1m"], TimeUnit::Millis);
+        let b = T0 + MINUTE_MS;
+        let trades =
+            [trade(1, b - 1, 10, 1), trade(2, b, 20, 1), trade(3, b, 30, 1), trade(4, b, 25, 1)];
+        let (k, _) = aggregate(&g, &trades);
+        assert_eq!((k[0][1].open, k[0][1].high, k[0][1].low, k[0][1].close), (20, 30, 20, 25));
+        assert_eq!(k[0][1].trades, 6);
+        assert_eq!((k[0][1].first_trade_id, k[0][1].last_trade_id), (4, 9));
+    }
+
+    #[test]
+    fn empty_periods_are_flat_at_the_previous_close_in_one_run() {
+        struct Runs(Vec<FlatRun>);
+        impl KlineSink for Runs {
+            fn kline(&mut self, _: usize, _: &Kline) {}
+            fn flat_run(&mut self, _: usize, run: &FlatRun) {
+                self.0.push(*run);
+            }
+        }
+        let g = grids(&["1m"], TimeUnit::Millis);
+        let mut agg = Aggregator::new(g.clone());
+        let mut runs = Runs(Vec::new());
+        let days = 400 * 24 * 60 * MINUTE_MS;
+        agg.push(&trade(1, T0 + 5, 100, 1), &mut runs).unwrap();
+        agg.push(&trade(2, T0 + days, 90, 1), &mut runs).unwrap();
+        assert_eq!(runs.0, vec![FlatRun { start: T0 + MINUTE_MS, end: T0 + days, price: 100 }]);
+
+        let (k, _) =
+            aggregate(&g, &[trade(1, T0 + 5, 100, 1), trade(2, T0 + 3 * MINUTE_MS, 90, 1)]);
+        assert_eq!(k[0].len(), 4);
+        assert_eq!(k[0][1], Kline::flat(T0 + MINUTE_MS, T0 + 2 * MINUTE_MS - 1, 100));
+        assert_eq!(k[0][2].first_trade_id, -1);
+    }
+
+    #[test]
+    fn duplicates_placeholders_invalid_and_late_are_counted_not_applied() {
+        let g = grids(&["1m", "5m"], TimeUnit::Millis);
+        let placeholder = Trade {
+            id: 4,
+            price: 0,
+            qty: 0,
+            first_id: -1,
+            last_id: -1,
+            time: T0,
+            buyer_is_maker: false,
+        };
+        let trades = [
+            trade(1, T0 + 10, 100, 1),
+            trade(2, T0 + MINUTE_MS, 101, 1),
+            trade(2, T0 + MINUTE_MS, 101, 1),
+            trade(1, T0 + 10, 100, 1),
+            trade(3, T0 + 20, 100, 1), // late: minute 0 has closed
+            placeholder,
+            Trade { price: -5, ..trade(5, T0 + MINUTE_MS, 1, 1) },
+            trade(6, T0 + MINUTE_MS + 1, 102, 1),
+        ];
+        let (k, counts) = aggregate(&g, &trades);
+        assert_eq!(
+            counts,
+            Counts { applied: 3, duplicates: 2, placeholders: 1, invalid: 1, late: 1 }
+        );
+        assert_eq!(k[0][1].close, 102);
+        assert_eq!(k[1][0].trades, 6);
+    }
+
+    #[test]
+    fn microsecond_input_keeps_microseconds() {
+        let g = grids(&["1m"], TimeUnit::Micros);
+        let (k, _) = aggregate(
+            &g,
+            &[trade(1, T0 * 1000 + 59_999_999, 7, 1), trade(2, T0 * 1000 + 60_000_000, 8, 1)],
+        );
+        assert_eq!(k[0][0].close_time, T0 * 1000 + 59_999_999);
+        assert_eq!(k[0][1].open_time, T0 * 1000 + 60_000_000);
+    }
+
+    #[test]
+    fn tiny_prices_and_volumes_past_1e13_stay_exact() {
+        let g = grids(&["1d"], TimeUnit::Millis);
+        let qty = 90_000_000_000 * crate::decimal::SCALE; // 9e10 coins per trade
+        let trades: Vec<Trade> = (1..=1000).map(|i| trade(i, T0 + i, 1, qty)).collect();
+        let (k, _) = aggregate(&g, &trades);
+        let k = k[0][0];
+        assert_eq!(crate::decimal::format_fixed8(k.volume), "90000000000000.00000000");
+        assert_eq!(k.quote_volume, 1000 * i128::from(qty));
+        assert_eq!(
+            crate::decimal::format_fixed8(crate::decimal::quote_to_fixed8(k.quote_volume)),
+            "900000.00000000"
+        );
+    }
+
+    fn arb_trades() -> impl Strategy<Value = Vec<Trade>> {
+        prop::collection::vec(
+            (0i64..200_000, 1i64..1_000_000, 0i64..1_000_000, any::<bool>(), 1i64..4),
+            1..300,
+        )
+        .prop_map(|rows| {
+            let (mut time, mut raw) = (T0, 0);
+            rows.into_iter()
+                .enumerate()
+                .map(|(i, (dt, price, qty, m, n))| {
+                    time += dt * (dt % 7); // bursts, quiet stretches, shared ms
+                    raw += n;
+                    Trade {
+                        id: i as i64 + 1,
+                        price,
+                        qty,
+                        first_id: raw - n + 1,
+                        last_id: raw,
+                        time,
+                        buyer_is_maker: m,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_of_the_input_gives_the_same_klines(trades in arb_trades(), cut in any::<prop::sample::Index>()) {
+            let g = grids(&["1m", "5m", "1h"], TimeUnit::Millis);
+            let (whole, _) = aggregate(&g, &trades);
+            let cut = cut.index(trades.len() + 1);
+            let mut agg = Aggregator::new(g.clone());
+            let mut out = Collect::new(&g);
+            for part in [&trades[..cut], &trades[cut..]] {
+                for t in part {
+                    let _ = agg.push(t, &mut out);
+                }
+            }
+            agg.finish(&mut out);
+            prop_assert_eq!(out.klines, whole);
+        }
+
+        #[test]
+        fn rolled_up_1m_equals_direct_aggregation(trades in arb_trades()) {
+            let names = ["1m", "5m", "15m", "1h", "1d", "1w", "1M"];
+            let g = grids(&names, TimeUnit::Millis);
+            let (direct, _) = aggregate(&g, &trades);
+            for (i, coarse) in g.iter().enumerate().skip(1) {
+                let rolled = rollup(&direct[0], coarse).unwrap();
+                prop_assert_eq!(&rolled, &direct[i], "{}", names[i]);
+            }
+        }
+
+        #[test]
+        fn duplicates_change_nothing(trades in arb_trades(), dups in prop::collection::vec(any::<prop::sample::Index>(), 0..50)) {
+            let g = grids(&["1m", "1h"], TimeUnit::Millis);
+            let (clean, _) = aggregate(&g, &trades);
+            let mut noisy = trades.clone();
+            for d in &dups {
+                let at = d.index(noisy.len());
+                let back = d.index(at + 1);
+                noisy.insert(at + 1, noisy[back]);
+            }
+            let (again, counts) = aggregate(&g, &noisy);
+            prop_assert_eq!(again, clean);
+            prop_assert_eq!(counts.duplicates, noisy.len() as u64 - trades.len() as u64);
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Decimal text ↔ scaled integers.
+//!
+//! Prices and quantities are `i64` mantissas at 1e-8 ([`SCALE`]); sums of them are `i128`
+//! at 1e-8 and products p·q are `i128` at 1e-16 ([`SCALE_SQ`]). No float touches a value.
+
+use thiserror::Error;
+
+/// Decimals of every price and quantity (Binance prints 8).
+pub const DECIMALS: usize = 8;
+/// 1e8: one unit of the last decimal is `1 / SCALE`.
+pub const SCALE: i64 = 100_000_000;
+/// 1e16: the scale of a price × quantity product.
+pub const SCALE_SQ: i128 = (SCALE as i128) * (SCALE as i128);
+
+/// Why a decimal text was refused. The text itself is kept so the message names it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DecimalError {
+    #[error("empty number")]
+    Empty,
+    #[error("malformed number {0:?}")]
+    Malformed(String),
+    #[error("more than 8 decimals in {0:?}")]
+    TooPrecise(String),
+    #[error("number {0:?} out of range (|x| must be below 92233720368.54775808)")]
+    Overflow(String),
+}
+
+fn text(s: &[u8]) -> String {
+    String::from_utf8_lossy(&s[..s.len().min(64)]).into_owned()
+}
+
+const POW10: [u64; 9] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
+
+/// Parses `-?\d+(\.\d+)?` into a mantissa at 1e-8.
+///
+/// Trailing zeros past the 8th decimal are accepted (the value is exact); any other 9th
+/// decimal is [`DecimalError::TooPrecise`]. Exponents, `+`, spaces and empty parts are refused.
+pub fn parse_fixed8(s: &[u8]) -> Result<i64, DecimalError> {
+    if s.is_empty() {
+        return Err(DecimalError::Empty);
+    }
+    let (neg, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    let mut int_part: u64 = 0;
+    let mut i = 0;
+    while i < digits.len() {
+        let d = digits[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        int_part = int_part
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(d)))
+            .ok_or_else(|| DecimalError::Overflow(text(s)))?;
+        i += 1;
+    }
+    if i == 0 {
+        return Err(DecimalError::Malformed(text(s)));
+    }
+    let mut frac: u64 = 0;
+    let mut frac_digits = 0usize;
+    if i < digits.len() {
+        if digits[i] != b'.' || i + 1 == digits.len() {
+            return Err(DecimalError::Malformed(text(s)));
+        }
+        for &c in &digits[i + 1..] {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return Err(DecimalError::Malformed(text(s)));
+            }
+            if frac_digits < DECIMALS {
+                frac = frac * 10 + u64::from(d);
+                frac_digits += 1;
+            } else if d != 0 {
+                return Err(DecimalError::TooPrecise(text(s)));
+            }
+        }
+    }
+    let mantissa = int_part
+        .checked_mul(SCALE as u64)
+        .and_then(|v| v.checked_add(frac * POW10[DECIMALS - frac_digits]))
+        .ok_or_else(|| DecimalError::Overflow(text(s)))?;
+    if neg {
+        if mantissa > i64::MAX as u64 + 1 {
+            return Err(DecimalError::Overflow(text(s)));
+        }
+        Ok((mantissa as i64).wrapping_neg())
+    } else {
+        i64::try_from(mantissa).map_err(|_| DecimalError::Overflow(text(s)))
+    }
+}
+
+/// Parses a decimal `str`; see [`parse_fixed8`].
+pub fn parse_decimal(s: &str) -> Result<i64, DecimalError> {
+    parse_fixed8(s.as_bytes())
+}
+
+/// Appends `v / 10^scale_digits` as text with exactly `scale_digits` decimals.
+fn write_scaled(out: &mut Vec<u8>, v: i128, scale_digits: usize) {
+    use std::io::Write as _;
+    let p = 10u128.pow(scale_digits as u32);
+    let mag = v.unsigned_abs();
+    let sign = if v < 0 { "-" } else { "" };
+    write!(out, "{sign}{}.{:0scale_digits$}", mag / p, mag % p).expect("Vec write");
+}
+
+/// Appends a 1e-8 value as Binance prints it: `7195.24000000`.
+pub fn write_fixed8(out: &mut Vec<u8>, v: i128) {
+    write_scaled(out, v, DECIMALS);
+}
+
+/// A 1e-8 value as Binance's 8-decimal text.
+pub fn format_fixed8(v: i128) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_fixed8(&mut out, v);
+    String::from_utf8(out).expect("ascii")
+}
+
+/// A 1e-16 value (a p·q product or its sum) with all 16 decimals, for diagnostics.
+pub fn format_fixed16(v: i128) -> String {
+    let mut out = Vec::with_capacity(48);
+    write_scaled(&mut out, v, 2 * DECIMALS);
+    String::from_utf8(out).expect("ascii")
+}
+
+/// p·q at 1e-16; exact for any two `i64` mantissas.
+#[inline]
+pub fn product(price: i64, qty: i64) -> i128 {
+    i128::from(price) * i128::from(qty)
+}
+
+/// A 1e-16 amount brought to 1e-8 the way Binance prints quote volumes.
+///
+/// ROUNDING: see `docs/quote-volume-rounding.md` for the evidence behind the rule.
+#[inline]
+pub fn quote_to_fixed8(v: i128) -> i128 {
+    v / i128::from(SCALE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_binance_texts() {
+        assert_eq!(parse_decimal("7195.24000000"), Ok(719_524_000_000));
+        assert_eq!(parse_decimal("0.00000001"), Ok(1));
+        assert_eq!(parse_decimal("0"), Ok(0));
+        assert_eq!(parse_decimal("12"), Ok(1_200_000_000));
+        assert_eq!(parse_decimal("1.5"), Ok(150_000_000));
+        assert_eq!(parse_decimal("-2.25"), Ok(-225_000_000));
+        assert_eq!(parse_decimal("1.000000000000"), Ok(SCALE));
+        assert_eq!(parse_decimal("92233720368.54775807"), Ok(i64::MAX));
+        assert_eq!(parse_decimal("-92233720368.54775808"), Ok(i64::MIN));
+    }
+
+    #[test]
+    fn refuses_bad_texts_by_name() {
+        assert_eq!(parse_decimal(""), Err(DecimalError::Empty));
+        for bad in ["abc", "1.", ".5", "1e5", "+1", " 1", "1 ", "1.2.3", "-", "1,5", "0x10"] {
+            assert!(
+                matches!(parse_decimal(bad), Err(DecimalError::Malformed(ref t)) if t == bad),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_decimal("0.000000001"),
+            Err(DecimalError::TooPrecise("0.000000001".into()))
+        );
+        assert_eq!(
+            parse_decimal("92233720368.54775808"),
+            Err(DecimalError::Overflow("92233720368.54775808".into()))
+        );
+        assert!(matches!(parse_decimal("99999999999999999999999"), Err(DecimalError::Overflow(_))));
+        let msg = parse_decimal("1.123456789").unwrap_err().to_string();
+        assert!(msg.contains("1.123456789") && msg.contains("8 decimals"), "{msg}");
+    }
+
+    #[test]
+    fn formats_like_binance() {
+        assert_eq!(format_fixed8(719_524_000_000), "7195.24000000");
+        assert_eq!(format_fixed8(0), "0.00000000");
+        assert_eq!(format_fixed8(1), "0.00000001");
+        assert_eq!(format_fixed8(-150_000_000), "-1.50000000");
+        assert_eq!(format_fixed8(i128::from(i64::MAX) * 1000), "92233720368547.75807000");
+        assert_eq!(format_fixed16(product(1, 1)), "0.0000000000000001");
+    }
+
+    proptest! {
+        #[test]
+        fn text_round_trips(v in any::<i64>()) {
+            prop_assert_eq!(parse_decimal(&format_fixed8(i128::from(v))), Ok(v));
+        }
+
+        #[test]
+        fn short_fractions_scale(int in 0u64..1_000_000, frac in 0u64..1000) {
+            let s = format!("{int}.{frac:03}");
+            prop_assert_eq!(parse_decimal(&s), Ok((int * 100_000_000 + frac * 100_000) as i64));
+        }
+    }
+}

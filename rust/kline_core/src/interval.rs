@@ -1,0 +1,395 @@
+//! Kline intervals and the grid of bucket boundaries they cut time into.
+
+use std::fmt;
+use std::str::FromStr;
+use thiserror::Error;
+
+pub const SECOND_MS: i64 = 1_000;
+pub const MINUTE_MS: i64 = 60 * SECOND_MS;
+pub const HOUR_MS: i64 = 60 * MINUTE_MS;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+pub const WEEK_MS: i64 = 7 * DAY_MS;
+/// 1970-01-05 00:00 UTC, the first Monday: Binance weeks start on Mondays.
+const FIRST_MONDAY_MS: i64 = 4 * DAY_MS;
+/// Binance's `timeZone` range: [-12:00, +14:00].
+pub const MIN_TZ_OFFSET_MS: i64 = -12 * HOUR_MS;
+pub const MAX_TZ_OFFSET_MS: i64 = 14 * HOUR_MS;
+
+/// The unit of a timestamp: Binance spot dumps switched from ms to µs in 2025.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimeUnit {
+    Millis,
+    Micros,
+}
+
+impl TimeUnit {
+    /// Ticks of this unit in one millisecond.
+    #[inline]
+    pub const fn per_ms(self) -> i64 {
+        match self {
+            TimeUnit::Millis => 1,
+            TimeUnit::Micros => 1_000,
+        }
+    }
+
+    /// Guesses the unit of an epoch timestamp: µs values are ≥ 1e14 (past 5138 AD in ms).
+    #[inline]
+    pub const fn detect(t: i64) -> TimeUnit {
+        if t >= 100_000_000_000_000 {
+            TimeUnit::Micros
+        } else {
+            TimeUnit::Millis
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            TimeUnit::Millis => "ms",
+            TimeUnit::Micros => "us",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum IntervalError {
+    #[error("unknown interval {0:?} (use 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M or a custom <n>s|m|h|d)")]
+    Unknown(String),
+    #[error("time-zone offset {0:?} is not [+-]HH:MM within [-12:00, +14:00]")]
+    TimeZone(String),
+}
+
+/// A kline interval. `Fixed` intervals are epoch-aligned (the 1d-and-up ones shifted by the
+/// time-zone offset); `ThreeDay` is stepped from a per-symbol anchor, `Week` from Mondays and
+/// `Month` by the calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Interval {
+    Fixed { ms: i64 },
+    ThreeDay,
+    Week,
+    Month,
+}
+
+impl Interval {
+    /// Binance's 16 intervals, finest first.
+    pub const BINANCE: [&'static str; 16] = [
+        "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d",
+        "1w", "1M",
+    ];
+
+    /// Nominal length in ms (a month counts 31 days); orders intervals and checks roll-ups.
+    pub const fn nominal_ms(self) -> i64 {
+        match self {
+            Interval::Fixed { ms } => ms,
+            Interval::ThreeDay => 3 * DAY_MS,
+            Interval::Week => WEEK_MS,
+            Interval::Month => 31 * DAY_MS,
+        }
+    }
+
+    /// Whether the time-zone offset moves this interval's boundaries (Binance: 1d and up).
+    pub const fn follows_time_zone(self) -> bool {
+        self.nominal_ms() >= DAY_MS
+    }
+}
+
+impl FromStr for Interval {
+    type Err = IntervalError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let unknown = || IntervalError::Unknown(s.to_string());
+        match s {
+            "3d" => return Ok(Interval::ThreeDay),
+            "1w" => return Ok(Interval::Week),
+            "1M" => return Ok(Interval::Month),
+            _ => {}
+        }
+        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(unknown)?;
+        let (n, unit) = s.split_at(split);
+        let n: i64 = n.parse().map_err(|_| unknown())?;
+        let unit_ms = match unit {
+            "s" => SECOND_MS,
+            "m" => MINUTE_MS,
+            "h" => HOUR_MS,
+            "d" => DAY_MS,
+            _ => return Err(unknown()),
+        };
+        if n <= 0 || n > 366 * DAY_MS / unit_ms {
+            return Err(unknown());
+        }
+        Ok(Interval::Fixed { ms: n * unit_ms })
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Interval::ThreeDay => f.write_str("3d"),
+            Interval::Week => f.write_str("1w"),
+            Interval::Month => f.write_str("1M"),
+            Interval::Fixed { ms } => {
+                for (unit, len) in [("d", DAY_MS), ("h", HOUR_MS), ("m", MINUTE_MS)] {
+                    if ms % len == 0 {
+                        return write!(f, "{}{unit}", ms / len);
+                    }
+                }
+                write!(f, "{}s", ms / SECOND_MS)
+            }
+        }
+    }
+}
+
+/// Parses `+08:00`, `-05:30`, `8`, `+8` or `Z` into an offset in ms.
+pub fn parse_tz_offset(s: &str) -> Result<i64, IntervalError> {
+    let bad = || IntervalError::TimeZone(s.to_string());
+    let t = s.trim();
+    if t == "Z" || t == "UTC" || t == "0" {
+        return Ok(0);
+    }
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1, &t[1..]),
+        Some(b'-') => (-1, &t[1..]),
+        _ => (1, t),
+    };
+    let (h, m) = match rest.split_once(':') {
+        Some((h, m)) => (h, m),
+        None => (rest, "0"),
+    };
+    let h: i64 = h.parse().map_err(|_| bad())?;
+    let m: i64 = m.parse().map_err(|_| bad())?;
+    if !(0..60).contains(&m) || h < 0 {
+        return Err(bad());
+    }
+    let off = sign * (h * HOUR_MS + m * MINUTE_MS);
+    if !(MIN_TZ_OFFSET_MS..=MAX_TZ_OFFSET_MS).contains(&off) {
+        return Err(bad());
+    }
+    Ok(off)
+}
+
+/// An interval laid on the time axis: unit, time-zone offset and (for 3d) the anchor.
+///
+/// Invariant: `bucket_start(t) <= t < next_start(bucket_start(t))` for every `t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    pub interval: Interval,
+    pub unit: TimeUnit,
+    /// Local time = UTC + shift, in ticks of `unit` (0 for intervals under 1d).
+    shift: i64,
+    /// 3d only: a bucket start, in ticks of `unit` (UTC).
+    anchor: i64,
+}
+
+#[inline]
+fn floor_div(a: i64, b: i64) -> i64 {
+    a.div_euclid(b)
+}
+
+impl Grid {
+    /// `tz_offset_ms` applies to 1d and up; `anchor_3d_ms` is a 3d open time in UTC ms (the
+    /// symbol's listing day; with an offset, the local midnight of that day is used).
+    pub fn new(interval: Interval, unit: TimeUnit, tz_offset_ms: i64, anchor_3d_ms: i64) -> Self {
+        let per = unit.per_ms();
+        let shift = if interval.follows_time_zone() { tz_offset_ms * per } else { 0 };
+        Grid { interval, unit, shift, anchor: anchor_3d_ms * per - shift }
+    }
+
+    /// A UTC grid with the 3d anchor at the epoch.
+    pub fn utc(interval: Interval, unit: TimeUnit) -> Self {
+        Grid::new(interval, unit, 0, 0)
+    }
+
+    #[inline]
+    fn day(&self) -> i64 {
+        DAY_MS * self.unit.per_ms()
+    }
+
+    /// Open time of the bucket holding `t`.
+    #[inline]
+    pub fn bucket_start(&self, t: i64) -> i64 {
+        let per = self.unit.per_ms();
+        match self.interval {
+            Interval::Fixed { ms } => {
+                let len = ms * per;
+                floor_div(t + self.shift, len) * len - self.shift
+            }
+            Interval::ThreeDay => {
+                let len = 3 * self.day();
+                self.anchor + floor_div(t - self.anchor, len) * len
+            }
+            Interval::Week => {
+                let (len, monday) = (WEEK_MS * per, FIRST_MONDAY_MS * per);
+                floor_div(t + self.shift - monday, len) * len + monday - self.shift
+            }
+            Interval::Month => {
+                let days = floor_div(t + self.shift, self.day());
+                let (y, m, _) = civil_from_days(days);
+                days_from_civil(y, m, 1) * self.day() - self.shift
+            }
+        }
+    }
+
+    /// Open time of the bucket after the one opening at `start`.
+    #[inline]
+    pub fn next_start(&self, start: i64) -> i64 {
+        let per = self.unit.per_ms();
+        match self.interval {
+            Interval::Fixed { ms } => start + ms * per,
+            Interval::ThreeDay => start + 3 * self.day(),
+            Interval::Week => start + WEEK_MS * per,
+            Interval::Month => {
+                let days = floor_div(start + self.shift, self.day());
+                let (y, m, _) = civil_from_days(days);
+                let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                days_from_civil(y, m, 1) * self.day() - self.shift
+            }
+        }
+    }
+
+    /// Close time Binance prints: one tick before the next open.
+    #[inline]
+    pub fn close_time(&self, start: i64) -> i64 {
+        self.next_start(start) - 1
+    }
+}
+
+/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic Gregorian.
+/// Howard Hinnant's `civil_from_days`.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = floor_div(z, 146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// (year, month, day) → days since 1970-01-01; inverse of [`civil_from_days`].
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = floor_div(y, 400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MS: TimeUnit = TimeUnit::Millis;
+
+    fn iv(s: &str) -> Interval {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_all_binance_intervals_and_prints_them_back() {
+        for name in Interval::BINANCE {
+            assert_eq!(iv(name).to_string(), name);
+        }
+        assert_eq!(iv("10s"), Interval::Fixed { ms: 10_000 });
+        assert_eq!(iv("7m"), Interval::Fixed { ms: 420_000 });
+        assert_eq!(iv("90s").to_string(), "90s");
+        for bad in ["", "m", "0m", "1x", "1W", "2M", "-1m", "1.5h", "999999d"] {
+            assert!(bad.parse::<Interval>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn binance_close_times() {
+        // 2020-01-01 00:00 UTC, from the official 1m, 5m and 1d files.
+        let t0 = 1_577_836_800_000;
+        for (name, close) in [("1m", 59_999), ("5m", 299_999), ("1d", 86_399_999)] {
+            let g = Grid::utc(iv(name), MS);
+            assert_eq!(g.bucket_start(t0 + 17), t0);
+            assert_eq!(g.close_time(t0), t0 + close);
+        }
+        let us = Grid::utc(iv("1m"), TimeUnit::Micros);
+        assert_eq!(us.close_time(t0 * 1000), t0 * 1000 + 59_999_999);
+    }
+
+    #[test]
+    fn week_starts_monday() {
+        let g = Grid::utc(Interval::Week, MS);
+        // Wed 2020-01-01 → Mon 2019-12-30.
+        let start = g.bucket_start(1_577_836_800_000);
+        assert_eq!(start, 1_577_664_000_000);
+        assert_eq!(start % WEEK_MS, 345_600_000);
+        assert_eq!(g.close_time(start) - start, WEEK_MS - 1);
+    }
+
+    #[test]
+    fn month_is_the_calendar_month() {
+        let g = Grid::utc(Interval::Month, MS);
+        let feb_2024 = days_from_civil(2024, 2, 1) * DAY_MS;
+        let t = feb_2024 + 28 * DAY_MS + 5; // 2024-02-29, leap day
+        assert_eq!(g.bucket_start(t), feb_2024);
+        assert_eq!(g.next_start(feb_2024), days_from_civil(2024, 3, 1) * DAY_MS);
+        let dec = days_from_civil(2023, 12, 1) * DAY_MS;
+        assert_eq!(g.next_start(dec), days_from_civil(2024, 1, 1) * DAY_MS);
+        assert_eq!(g.bucket_start(-1), days_from_civil(1969, 12, 1) * DAY_MS);
+    }
+
+    #[test]
+    fn time_zone_moves_days_not_hours() {
+        let tz = parse_tz_offset("+08:00").unwrap();
+        // A recorded 1d kline with timeZone +8 opened at 16:00 UTC the day before.
+        let day = Grid::new(iv("1d"), MS, tz, 0);
+        let t = 1_577_836_800_000 + 3 * HOUR_MS; // 2020-01-01 03:00 UTC = 11:00 +08
+        assert_eq!(day.bucket_start(t), 1_577_836_800_000 - 8 * HOUR_MS);
+        let hour = Grid::new(iv("1h"), MS, tz, 0);
+        assert_eq!(hour.bucket_start(t), t);
+        let month = Grid::new(Interval::Month, MS, tz, 0);
+        // 2020-01-31 20:00 UTC is 2020-02-01 04:00 at +08.
+        let t = days_from_civil(2020, 1, 31) * DAY_MS + 20 * HOUR_MS;
+        assert_eq!(month.bucket_start(t), days_from_civil(2020, 2, 1) * DAY_MS - 8 * HOUR_MS);
+        assert_eq!(parse_tz_offset("-05:30"), Ok(-(5 * HOUR_MS + 30 * MINUTE_MS)));
+        assert_eq!(parse_tz_offset("14"), Ok(14 * HOUR_MS));
+        for bad in ["+15:00", "-13", "8:60", "abc", "+08:xx"] {
+            assert!(parse_tz_offset(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn three_day_steps_from_the_anchor() {
+        let btc_listing = days_from_civil(2017, 8, 17) * DAY_MS;
+        assert_eq!(btc_listing % (3 * DAY_MS), DAY_MS);
+        let g = Grid::new(Interval::ThreeDay, MS, 0, btc_listing);
+        let t = days_from_civil(2020, 1, 2) * DAY_MS + 5;
+        let start = g.bucket_start(t);
+        assert_eq!((start - btc_listing) % (3 * DAY_MS), 0);
+        assert!(start <= t && t < g.next_start(start));
+        assert_eq!(Grid::utc(Interval::ThreeDay, MS).bucket_start(t) % (3 * DAY_MS), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn every_grid_contains_its_time(
+            t in -4_000_000_000_000i64..8_000_000_000_000,
+            which in 0usize..16,
+            tz in MIN_TZ_OFFSET_MS / MINUTE_MS..=MAX_TZ_OFFSET_MS / MINUTE_MS,
+            micros in any::<bool>(),
+        ) {
+            let unit = if micros { TimeUnit::Micros } else { MS };
+            let t = t * unit.per_ms();
+            let g = Grid::new(iv(Interval::BINANCE[which]), unit, tz * MINUTE_MS, 1_502_928_000_000);
+            let s = g.bucket_start(t);
+            prop_assert!(s <= t && t < g.next_start(s));
+            prop_assert_eq!(g.bucket_start(g.next_start(s)), g.next_start(s));
+            prop_assert_eq!(g.bucket_start(s), s);
+        }
+
+        #[test]
+        fn civil_round_trips(days in -1_000_000i64..1_000_000) {
+            let (y, m, d) = civil_from_days(days);
+            prop_assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+}

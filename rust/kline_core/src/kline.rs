@@ -1,0 +1,123 @@
+//! The kline record and the rules that build it from trades and from finer klines.
+
+use crate::decimal::product;
+use crate::trade::Trade;
+
+/// One kline, exact. Prices at 1e-8; `volume` and `taker_buy_volume` at 1e-8;
+/// `quote_volume` and `taker_buy_quote_volume` at 1e-16 (Σ p·q, unrounded).
+///
+/// A flat kline (`trades == 0`) carries the previous close in all four prices and
+/// `first_trade_id = last_trade_id = -1`, as Binance prints empty periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kline {
+    pub open_time: i64,
+    pub close_time: i64,
+    pub open: i64,
+    pub high: i64,
+    pub low: i64,
+    pub close: i64,
+    pub volume: i128,
+    pub quote_volume: i128,
+    pub trades: u64,
+    pub taker_buy_volume: i128,
+    pub taker_buy_quote_volume: i128,
+    pub first_trade_id: i64,
+    pub last_trade_id: i64,
+}
+
+impl Kline {
+    /// A kline opened by its first trade.
+    #[inline]
+    pub fn open_with(trade: &Trade, open_time: i64, close_time: i64) -> Self {
+        let mut k = Kline::flat(open_time, close_time, trade.price);
+        k.first_trade_id = trade.first_id;
+        k.apply(trade);
+        k
+    }
+
+    /// An empty period at `price` (the previous close).
+    #[inline]
+    pub fn flat(open_time: i64, close_time: i64, price: i64) -> Self {
+        Kline {
+            open_time,
+            close_time,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: 0,
+            quote_volume: 0,
+            trades: 0,
+            taker_buy_volume: 0,
+            taker_buy_quote_volume: 0,
+            first_trade_id: -1,
+            last_trade_id: -1,
+        }
+    }
+
+    #[inline]
+    pub fn is_flat(&self) -> bool {
+        self.trades == 0
+    }
+
+    /// Adds a later trade of the same bucket.
+    #[inline]
+    pub fn apply(&mut self, t: &Trade) {
+        if self.trades == 0 {
+            self.open = t.price;
+            self.high = t.price;
+            self.low = t.price;
+            self.first_trade_id = t.first_id;
+        }
+        self.high = self.high.max(t.price);
+        self.low = self.low.min(t.price);
+        self.close = t.price;
+        let q = i128::from(t.qty);
+        let pq = product(t.price, t.qty);
+        self.volume += q;
+        self.quote_volume += pq;
+        if !t.buyer_is_maker {
+            self.taker_buy_volume += q;
+            self.taker_buy_quote_volume += pq;
+        }
+        self.trades += t.raw_trades();
+        self.last_trade_id = t.last_id;
+    }
+
+    /// Folds a later, finer kline of the same coarser period into this one.
+    ///
+    /// A flat row only carries the previous close: it never sets open, high or low.
+    #[inline]
+    pub fn absorb(&mut self, finer: &Kline) {
+        if finer.is_flat() {
+            return;
+        }
+        if self.is_flat() {
+            self.open = finer.open;
+            self.high = finer.high;
+            self.low = finer.low;
+            self.first_trade_id = finer.first_trade_id;
+        } else {
+            self.high = self.high.max(finer.high);
+            self.low = self.low.min(finer.low);
+        }
+        self.close = finer.close;
+        self.volume += finer.volume;
+        self.quote_volume += finer.quote_volume;
+        self.trades += finer.trades;
+        self.taker_buy_volume += finer.taker_buy_volume;
+        self.taker_buy_quote_volume += finer.taker_buy_quote_volume;
+        self.last_trade_id = finer.last_trade_id;
+    }
+}
+
+/// A run of empty periods `[start, end)` at one price: what a silence of any length costs.
+/// Readers expand it period by period with the interval's grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlatRun {
+    /// Open time of the first empty period.
+    pub start: i64,
+    /// Open time of the period after the last empty one.
+    pub end: i64,
+    pub price: i64,
+}

@@ -1,0 +1,222 @@
+//! Binance JSON: REST `aggTrades` arrays and websocket `aggTrade` / `trade` events, plain or
+//! wrapped in a combined stream (`{"stream":…,"data":…}`).
+
+use crate::decimal::parse_fixed8;
+use crate::trade::Trade;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// What every message is first read as: the event type, and the payload of a combined stream.
+/// Other fields are skipped unread, whatever their type (depth updates reuse `a`, `b` …).
+#[derive(Debug, Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    stream: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    e: Option<Cow<'a, str>>,
+}
+
+/// The fields of an aggTrade (REST element or `aggTrade` event) or of a `trade` event.
+/// Unknown fields (`st`, `nq`, order ids …) are ignored.
+#[derive(Debug, Deserialize)]
+struct Event<'a> {
+    #[serde(borrow)]
+    s: Option<Cow<'a, str>>,
+    a: Option<i64>,
+    #[serde(borrow)]
+    p: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    q: Option<Cow<'a, str>>,
+    f: Option<i64>,
+    l: Option<i64>,
+    #[serde(rename = "T")]
+    time: Option<i64>,
+    m: Option<bool>,
+}
+
+/// A `trade` event: `a` and `b` are order ids, read only to skip them.
+#[derive(Debug, Deserialize)]
+struct TradeEvent<'a> {
+    #[serde(borrow)]
+    s: Option<Cow<'a, str>>,
+    t: Option<i64>,
+    #[serde(borrow)]
+    p: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    q: Option<Cow<'a, str>>,
+    #[serde(rename = "T")]
+    time: Option<i64>,
+    m: Option<bool>,
+}
+
+/// One websocket message, understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Trade {
+        symbol: String,
+        trade: Trade,
+    },
+    /// An event that carries no trade (kline, depth, bookTicker, subscription reply …).
+    Other {
+        event: String,
+    },
+}
+
+fn need<T>(v: Option<T>, field: &str) -> Result<T, String> {
+    v.ok_or_else(|| format!("missing field {field:?}"))
+}
+
+fn decimal(v: &Option<Cow<'_, str>>, field: &str) -> Result<i64, String> {
+    let text = need(v.as_deref(), field)?;
+    parse_fixed8(text.as_bytes()).map_err(|e| format!("field {field:?}: {e}"))
+}
+
+impl Event<'_> {
+    fn agg_trade(&self) -> Result<Trade, String> {
+        Ok(Trade {
+            id: need(self.a, "a")?,
+            price: decimal(&self.p, "p")?,
+            qty: decimal(&self.q, "q")?,
+            first_id: need(self.f, "f")?,
+            last_id: need(self.l, "l")?,
+            time: need(self.time, "T")?,
+            buyer_is_maker: need(self.m, "m")?,
+        })
+    }
+}
+
+impl TradeEvent<'_> {
+    fn trade(&self) -> Result<Trade, String> {
+        let id = need(self.t, "t")?;
+        Ok(Trade {
+            id,
+            price: decimal(&self.p, "p")?,
+            qty: decimal(&self.q, "q")?,
+            first_id: id,
+            last_id: id,
+            time: need(self.time, "T")?,
+            buyer_is_maker: need(self.m, "m")?,
+        })
+    }
+}
+
+fn json_error(e: &serde_json::Error) -> String {
+    format!("invalid JSON: {e}")
+}
+
+/// Parses one websocket text frame.
+pub fn parse_ws_message(frame: &[u8]) -> Result<Message, String> {
+    let head: Head<'_> = serde_json::from_slice(frame).map_err(|e| json_error(&e))?;
+    let (body, kind) = match (head.stream.is_some(), head.data) {
+        (true, Some(data)) => {
+            let inner: Head<'_> = serde_json::from_str(data.get()).map_err(|e| json_error(&e))?;
+            (data.get().as_bytes(), inner.e)
+        }
+        (true, None) => return Err("combined-stream message without \"data\"".into()),
+        (false, _) => (frame, head.e),
+    };
+    let (symbol, trade) = match kind.as_deref().unwrap_or("") {
+        "aggTrade" => {
+            let ev: Event<'_> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+            (ev.s.clone(), ev.agg_trade()?)
+        }
+        "trade" => {
+            let ev: TradeEvent<'_> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+            (ev.s.clone(), ev.trade()?)
+        }
+        other => return Ok(Message::Other { event: other.to_string() }),
+    };
+    let symbol = need(symbol, "s")?.into_owned();
+    Ok(Message::Trade { symbol, trade })
+}
+
+/// Parses a REST `/api/v3/aggTrades` (or futures `/fapi/v1/aggTrades`) response body.
+/// A bad element is reported with its index.
+pub fn parse_rest_agg_trades(body: &[u8]) -> Result<Vec<Trade>, String> {
+    let items: Vec<Event<'_>> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, ev)| ev.agg_trade().map_err(|e| format!("aggTrade #{i}: {e}")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGG: &str = r#"{"stream":"ethusdt@aggTrade","data":{"e":"aggTrade","E":1675759520848,"s":"ETHUSDT","a":226532,"p":"1632.46000000","q":"0.34305000","f":228423,"l":228423,"T":1675759520847,"m":false,"M":true,"st":1}}"#;
+    const RAW: &str = r#"{"e":"trade","E":1639351062244,"s":"ETHUSDT","t":705291099,"p":"4149.74000000","q":"0.43870000","b":7038593583,"a":7038593613,"T":1639351062243,"m":true,"M":true}"#;
+
+    #[test]
+    fn combined_agg_trade() {
+        let Message::Trade { symbol, trade } = parse_ws_message(AGG.as_bytes()).unwrap() else {
+            panic!("not a trade")
+        };
+        assert_eq!(symbol, "ETHUSDT");
+        assert_eq!(trade.id, 226_532);
+        assert_eq!(trade.price, 163_246_000_000);
+        assert_eq!(
+            (trade.first_id, trade.last_id, trade.time),
+            (228_423, 228_423, 1_675_759_520_847)
+        );
+        assert!(!trade.buyer_is_maker);
+    }
+
+    #[test]
+    fn raw_trade_uses_t_not_the_order_id_a() {
+        let Message::Trade { trade, .. } = parse_ws_message(RAW.as_bytes()).unwrap() else {
+            panic!("not a trade")
+        };
+        assert_eq!(
+            (trade.id, trade.first_id, trade.last_id),
+            (705_291_099, 705_291_099, 705_291_099)
+        );
+    }
+
+    #[test]
+    fn other_events_and_errors() {
+        let depth = br#"{"stream":"x@depth","data":{"e":"depthUpdate","b":[]}}"#;
+        assert_eq!(parse_ws_message(depth), Ok(Message::Other { event: "depthUpdate".into() }));
+        assert_eq!(
+            parse_ws_message(br#"{"result":null,"id":1}"#),
+            Ok(Message::Other { event: String::new() })
+        );
+        let cases: [(&[u8], &str); 6] = [
+            (b"{not json", "invalid JSON"),
+            (
+                br#"{"e":"aggTrade","s":"X","a":1,"p":"1","q":"1","f":1,"l":1,"m":true}"#,
+                "missing field \"T\"",
+            ),
+            (
+                br#"{"e":"aggTrade","s":"X","a":"1","p":"1","q":"1","f":1,"l":1,"T":1,"m":true}"#,
+                "invalid JSON",
+            ),
+            (
+                br#"{"e":"aggTrade","s":"X","a":1,"p":"1e3","q":"1","f":1,"l":1,"T":1,"m":true}"#,
+                "field \"p\": malformed",
+            ),
+            (
+                br#"{"e":"aggTrade","a":1,"p":"1","q":"1","f":1,"l":1,"T":1,"m":true}"#,
+                "missing field \"s\"",
+            ),
+            (br#"{"stream":"x"}"#, "without \"data\""),
+        ];
+        for (frame, want) in cases {
+            let err = parse_ws_message(frame).unwrap_err();
+            assert!(err.contains(want), "{err} lacks {want}");
+        }
+    }
+
+    #[test]
+    fn rest_array() {
+        let body = br#"[{"M":true,"T":1577977823305,"a":202790190,"f":222825297,"l":222825297,"m":false,"p":"7139.89000000","q":"0.06702300"}]"#;
+        let trades = parse_rest_agg_trades(body).unwrap();
+        assert_eq!(trades[0].id, 202_790_190);
+        let err = parse_rest_agg_trades(br#"[{"a":1}]"#).unwrap_err();
+        assert!(err.starts_with("aggTrade #0: missing field"), "{err}");
+    }
+}

@@ -1,0 +1,41 @@
+//! Binance kline rows (CSV lines of the public-data zips, REST arrays) → [`Kline`].
+//!
+//! Used to check results against Binance and to roll official 1m files up.
+
+use super::parse_int;
+use crate::decimal::{parse_fixed8, SCALE};
+use crate::kline::Kline;
+
+/// Parses the 12 (or 11) fields of a Binance kline in their order. Quote volumes come back
+/// at 1e-16 (their 8 printed decimals scaled up); trade ids are not in this format (-1).
+pub fn parse_kline_fields(f: &[&str]) -> Result<Kline, String> {
+    if f.len() < 11 {
+        return Err(format!("{} fields, a kline has 12", f.len()));
+    }
+    let int = |i: usize| {
+        parse_int(f[i].as_bytes()).ok_or_else(|| format!("field {i} is not an integer: {:?}", f[i]))
+    };
+    let dec = |i: usize| parse_fixed8(f[i].as_bytes()).map_err(|e| format!("field {i}: {e}"));
+    let trades = int(8)?;
+    Ok(Kline {
+        open_time: int(0)?,
+        open: dec(1)?,
+        high: dec(2)?,
+        low: dec(3)?,
+        close: dec(4)?,
+        volume: i128::from(dec(5)?),
+        close_time: int(6)?,
+        quote_volume: i128::from(dec(7)?) * i128::from(SCALE),
+        trades: u64::try_from(trades).map_err(|_| format!("negative trade count {trades}"))?,
+        taker_buy_volume: i128::from(dec(9)?),
+        taker_buy_quote_volume: i128::from(dec(10)?) * i128::from(SCALE),
+        first_trade_id: -1,
+        last_trade_id: -1,
+    })
+}
+
+/// Parses one CSV line of an official kline file.
+pub fn parse_kline_csv(line: &str) -> Result<Kline, String> {
+    let fields: Vec<&str> = line.trim_end().split(',').collect();
+    parse_kline_fields(&fields)
+}

@@ -1,0 +1,69 @@
+//! Input files: plain CSV or CSV inside Binance's `.zip`, and the symbol in their names.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+/// The symbol in a Binance public-data file name: `BTCUSDT-aggTrades-2020-01-02.csv` → `BTCUSDT`.
+pub fn symbol_from_file_name(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let (sym, rest) = name.split_once('-')?;
+    let ok = !sym.is_empty()
+        && sym.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+        && rest.starts_with("aggTrades");
+    ok.then(|| sym.to_string())
+}
+
+/// Whether the path names a zip archive.
+pub fn is_zip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+}
+
+/// Uncompressed bytes a file will yield (for progress).
+pub fn content_len(path: &Path) -> io::Result<u64> {
+    if !is_zip(path) {
+        return Ok(std::fs::metadata(path)?.len());
+    }
+    let mut archive = zip::ZipArchive::new(File::open(path)?).map_err(io::Error::other)?;
+    let mut total = 0;
+    for i in 0..archive.len() {
+        total += archive.by_index(i).map_err(io::Error::other)?.size();
+    }
+    Ok(total)
+}
+
+/// Calls `f(entry_name, reader)` for the CSV content of `path`: the file itself, or each
+/// `.csv` entry of a zip in archive order.
+pub fn for_each_csv(
+    path: &Path,
+    mut f: impl FnMut(&str, &mut dyn Read) -> io::Result<()>,
+) -> io::Result<()> {
+    let display = path.display().to_string();
+    if !is_zip(path) {
+        return f(&display, &mut File::open(path)?);
+    }
+    let mut archive = zip::ZipArchive::new(File::open(path)?).map_err(io::Error::other)?;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(io::Error::other)?;
+        if entry.is_dir() || !entry.name().to_ascii_lowercase().ends_with(".csv") {
+            continue;
+        }
+        let name = format!("{display}:{}", entry.name());
+        f(&name, &mut entry)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_from_binance_names() {
+        let s = |p: &str| symbol_from_file_name(Path::new(p));
+        assert_eq!(s("/d/BTCUSDT-aggTrades-2020-01-02.csv").as_deref(), Some("BTCUSDT"));
+        assert_eq!(s("ETHUSD_PERP-aggTrades-2021-07-22.zip").as_deref(), Some("ETHUSD_PERP"));
+        assert_eq!(s("BTCUSDT-1m-2020-01-02.csv"), None);
+        assert_eq!(s("trades.csv"), None);
+    }
+}

@@ -1,0 +1,456 @@
+//! Binance public-data aggTrades dumps → Binance kline CSV files.
+//!
+//! A pipeline in bounded memory: one reader cuts the input into blocks of whole lines, parser
+//! threads turn blocks into trades, and the calling thread puts blocks back in order and
+//! aggregates them, one symbol at a time, writing klines as they close.
+
+use crate::aggregate::{Aggregator, Counts};
+use crate::interval::{Grid, Interval, TimeUnit};
+use crate::output::CsvSink;
+use crate::parse::csv::{is_header, parse_block};
+use crate::parse::source::{content_len, for_each_csv, symbol_from_file_name};
+use crate::parse::BadRow;
+use crate::trade::Trade;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use thiserror::Error;
+
+/// Bytes per block handed to a parser: big enough to amortise, small enough to bound memory.
+const BLOCK: usize = 1 << 20;
+/// A line longer than this is refused instead of growing the buffer without end.
+const MAX_LINE: usize = 64 << 20;
+/// Bad rows kept verbatim in the summary (all are counted).
+const BAD_EXAMPLES: usize = 20;
+
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub intervals: Vec<Interval>,
+    pub out_dir: PathBuf,
+    /// Overrides the symbol taken from each file name (all inputs are then one symbol).
+    pub symbol: Option<String>,
+    pub tz_offset_ms: i64,
+    /// Open time (UTC ms) of a 3d kline of the symbol, usually its listing day; `None`: epoch.
+    pub anchor_3d_ms: Option<i64>,
+    /// Count and report bad rows instead of stopping at the first.
+    pub skip_bad: bool,
+    /// Parser threads; 0 = one per usable core.
+    pub threads: usize,
+    pub progress: bool,
+}
+
+impl ReplayOptions {
+    pub fn new(intervals: Vec<Interval>, out_dir: impl Into<PathBuf>) -> Self {
+        ReplayOptions {
+            intervals,
+            out_dir: out_dir.into(),
+            symbol: None,
+            tz_offset_ms: 0,
+            anchor_3d_ms: None,
+            skip_bad: false,
+            threads: 0,
+            progress: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReplaySummary {
+    pub files: u64,
+    pub bytes: u64,
+    /// Data rows read (good and bad).
+    pub rows: u64,
+    pub counts: Counts,
+    pub bad_rows: u64,
+    pub bad_examples: Vec<BadRow>,
+    pub klines_written: u64,
+    pub seconds: f64,
+    pub outputs: Vec<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum ReplayError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("{0} (pass skip_bad / --skip-bad to count bad rows and go on)")]
+    BadRow(BadRow),
+    #[error("cannot tell the symbol of {0}: name it like BTCUSDT-aggTrades-2020-01-02.csv or give the symbol")]
+    NoSymbol(String),
+    #[error("{symbol}: {file} has {found} timestamps but earlier input has {expected}; replay them separately")]
+    MixedUnits { symbol: String, file: String, found: &'static str, expected: &'static str },
+    #[error("no input files")]
+    NoInput,
+    #[error("no intervals given")]
+    NoIntervals,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReplayError + '_ {
+    move |source| ReplayError::Io { path: path.display().to_string(), source }
+}
+
+/// Input files in replay order: grouped by symbol, then by name (Binance names sort by date).
+fn plan(inputs: &[PathBuf], symbol: Option<&str>) -> Result<Vec<(String, PathBuf)>, ReplayError> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let entries = std::fs::read_dir(input).map_err(io_err(input))?;
+            for entry in entries {
+                let p = entry.map_err(io_err(input))?.path();
+                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+                if p.is_file()
+                    && (ext.eq_ignore_ascii_case("csv") || ext.eq_ignore_ascii_case("zip"))
+                {
+                    files.push(p);
+                }
+            }
+        } else {
+            files.push(input.clone());
+        }
+    }
+    let mut planned = files
+        .into_iter()
+        .map(|p| {
+            let sym = match symbol {
+                Some(s) => s.to_ascii_uppercase(),
+                None => symbol_from_file_name(&p)
+                    .ok_or_else(|| ReplayError::NoSymbol(p.display().to_string()))?,
+            };
+            Ok((sym, p))
+        })
+        .collect::<Result<Vec<_>, ReplayError>>()?;
+    planned.sort_by(|a, b| (&a.0, a.1.file_name()).cmp(&(&b.0, b.1.file_name())));
+    planned.dedup();
+    if planned.is_empty() {
+        return Err(ReplayError::NoInput);
+    }
+    Ok(planned)
+}
+
+/// Whole lines of one source, in order; `seq` orders blocks across all sources.
+struct Block {
+    seq: u64,
+    file: usize,
+    source: Arc<str>,
+    /// First block of its source: line numbering restarts.
+    first: bool,
+    /// Lines skipped at the start (a header).
+    skipped: u64,
+    data: Vec<u8>,
+    skip_bytes: usize,
+}
+
+struct Parsed {
+    seq: u64,
+    file: usize,
+    source: Arc<str>,
+    first: bool,
+    skipped: u64,
+    lines: u64,
+    bytes: u64,
+    trades: Vec<Trade>,
+    bad: Vec<(u64, String)>,
+}
+
+/// Fills `buf` up to `want` bytes; returns true at end of input.
+fn fill(r: &mut dyn Read, buf: &mut Vec<u8>, want: usize) -> io::Result<bool> {
+    let start = buf.len();
+    let got = r.take((want.saturating_sub(start)) as u64).read_to_end(buf)?;
+    Ok(buf.len() < want || (got == 0 && start < want))
+}
+
+fn read_source(
+    name: &str,
+    r: &mut dyn Read,
+    file: usize,
+    seq: &mut u64,
+    tx: &Sender<Block>,
+) -> io::Result<()> {
+    let source: Arc<str> = name.into();
+    let mut carry = Vec::new();
+    let mut first = true;
+    loop {
+        let mut buf = Vec::with_capacity(BLOCK + carry.len());
+        buf.append(&mut carry);
+        let mut want = BLOCK.max(buf.len() + 1);
+        let mut eof = fill(r, &mut buf, want)?;
+        // Extend until the block holds at least one whole line.
+        while !eof && memchr::memchr(b'\n', &buf).is_none() {
+            if buf.len() >= MAX_LINE {
+                return Err(io::Error::other(format!(
+                    "{name}: a line is longer than {MAX_LINE} bytes"
+                )));
+            }
+            want = buf.len() * 2;
+            eof = fill(r, &mut buf, want)?;
+        }
+        if !eof {
+            if let Some(cut) = memchr::memrchr(b'\n', &buf) {
+                carry.extend_from_slice(&buf[cut + 1..]);
+                buf.truncate(cut + 1);
+            }
+        }
+        if buf.is_empty() && eof {
+            return Ok(());
+        }
+        let mut skip_bytes = 0;
+        let mut skipped = 0;
+        if first && is_header(&buf) {
+            skip_bytes = memchr::memchr(b'\n', &buf).map_or(buf.len(), |i| i + 1);
+            skipped = 1;
+        }
+        let block = Block {
+            seq: *seq,
+            file,
+            source: source.clone(),
+            first,
+            skipped,
+            data: buf,
+            skip_bytes,
+        };
+        *seq += 1;
+        first = false;
+        if tx.send(block).is_err() {
+            return Ok(()); // the consumer stopped (an error it reports)
+        }
+        if eof {
+            return Ok(());
+        }
+    }
+}
+
+fn parse_worker(rx: Receiver<Block>, tx: Sender<Parsed>) {
+    for b in rx {
+        let mut trades = Vec::with_capacity(b.data.len() / 56);
+        let mut bad = Vec::new();
+        let lines = parse_block(&b.data[b.skip_bytes..], &mut trades, &mut bad);
+        let parsed = Parsed {
+            seq: b.seq,
+            file: b.file,
+            source: b.source,
+            first: b.first,
+            skipped: b.skipped,
+            lines,
+            bytes: b.data.len() as u64,
+            trades,
+            bad,
+        };
+        if tx.send(parsed).is_err() {
+            return;
+        }
+    }
+}
+
+/// One symbol being written.
+struct Current {
+    symbol: String,
+    unit: Option<TimeUnit>,
+    agg: Option<Aggregator>,
+    sink: Option<CsvSink<BufWriter<File>>>,
+}
+
+struct Consumer<'a> {
+    opts: &'a ReplayOptions,
+    files: &'a [(String, PathBuf)],
+    summary: ReplaySummary,
+    current: Option<Current>,
+    line_base: u64,
+    bar: indicatif::ProgressBar,
+}
+
+impl Consumer<'_> {
+    fn grids(&self, unit: TimeUnit) -> Vec<Grid> {
+        let anchor = self.opts.anchor_3d_ms.unwrap_or(0);
+        self.opts
+            .intervals
+            .iter()
+            .map(|&iv| Grid::new(iv, unit, self.opts.tz_offset_ms, anchor))
+            .collect()
+    }
+
+    fn finish_symbol(&mut self) -> Result<(), ReplayError> {
+        let Some(mut cur) = self.current.take() else { return Ok(()) };
+        if let (Some(agg), Some(mut sink)) = (cur.agg.as_mut(), cur.sink.take()) {
+            agg.finish(&mut sink);
+            self.summary.counts.add(&agg.counts);
+            self.summary.klines_written += sink.written;
+            sink.finish().map_err(io_err(&self.opts.out_dir))?;
+        }
+        Ok(())
+    }
+
+    fn open_symbol(
+        &mut self,
+        symbol: &str,
+        unit: TimeUnit,
+    ) -> Result<(Aggregator, CsvSink<BufWriter<File>>), ReplayError> {
+        let grids = self.grids(unit);
+        let mut writers = Vec::with_capacity(grids.len());
+        for iv in &self.opts.intervals {
+            let path = self.opts.out_dir.join(format!("{symbol}-{iv}.csv"));
+            let f = File::create(&path).map_err(io_err(&path))?;
+            writers.push(BufWriter::with_capacity(1 << 16, f));
+            self.summary.outputs.push(path);
+        }
+        Ok((Aggregator::new(grids.clone()), CsvSink::new(&grids, writers)))
+    }
+
+    fn handle(&mut self, p: Parsed) -> Result<(), ReplayError> {
+        let (symbol, path) = &self.files[p.file];
+        if self.current.as_ref().is_none_or(|c| &c.symbol != symbol) {
+            self.finish_symbol()?;
+            self.current =
+                Some(Current { symbol: symbol.clone(), unit: None, agg: None, sink: None });
+        }
+        if p.first {
+            self.line_base = 0;
+            self.summary.files += u64::from(p.first);
+        }
+        let base = self.line_base + p.skipped;
+        for (idx, reason) in p.bad.iter() {
+            let bad =
+                BadRow { file: p.source.to_string(), line: base + idx + 1, reason: reason.clone() };
+            if !self.opts.skip_bad {
+                return Err(ReplayError::BadRow(bad));
+            }
+            self.summary.bad_rows += 1;
+            if self.summary.bad_examples.len() < BAD_EXAMPLES {
+                self.summary.bad_examples.push(bad);
+            }
+        }
+        self.line_base = base + p.lines;
+        self.summary.rows += p.trades.len() as u64 + p.bad.len() as u64;
+        self.summary.bytes += p.bytes;
+        self.bar.inc(p.bytes);
+        let Some(first) = p.trades.first() else { return Ok(()) };
+        let found = TimeUnit::detect(first.time);
+        let cur = self.current.as_mut().expect("set above");
+        match cur.unit {
+            None => cur.unit = Some(found),
+            Some(expected) if expected != found => {
+                return Err(ReplayError::MixedUnits {
+                    symbol: symbol.clone(),
+                    file: path.display().to_string(),
+                    found: found.name(),
+                    expected: expected.name(),
+                })
+            }
+            Some(_) => {}
+        }
+        if cur.agg.is_none() {
+            let sym = cur.symbol.clone();
+            let (agg, sink) = self.open_symbol(&sym, found)?;
+            let cur = self.current.as_mut().expect("set above");
+            cur.agg = Some(agg);
+            cur.sink = Some(sink);
+        }
+        let cur = self.current.as_mut().expect("set above");
+        let (agg, sink) = (cur.agg.as_mut().expect("opened"), cur.sink.as_mut().expect("opened"));
+        for t in &p.trades {
+            let _ = agg.push(t, sink);
+        }
+        if let Some(e) = sink.error.take() {
+            return Err(ReplayError::Io {
+                path: format!("{}/{}-*.csv", self.opts.out_dir.display(), cur.symbol),
+                source: e,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn progress_bar(total: u64, show: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !show || !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    );
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Replays aggTrades dumps (files or directories of `.csv` / `.zip`) into
+/// `out_dir/<SYMBOL>-<interval>.csv`, one line per period from the first trade's to the last's.
+pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
+    let started = Instant::now();
+    if opts.intervals.is_empty() {
+        return Err(ReplayError::NoIntervals);
+    }
+    let files = plan(inputs, opts.symbol.as_deref())?;
+    std::fs::create_dir_all(&opts.out_dir).map_err(io_err(&opts.out_dir))?;
+    let total = if opts.progress {
+        files.iter().map(|(_, p)| content_len(p).unwrap_or(0)).sum()
+    } else {
+        0
+    };
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let reader_error: Mutex<Option<ReplayError>> = Mutex::new(None);
+    let mut consumer = Consumer {
+        opts,
+        files: &files,
+        summary: ReplaySummary::default(),
+        current: None,
+        line_base: 0,
+        bar: progress_bar(total, opts.progress),
+    };
+    if opts.intervals.contains(&Interval::ThreeDay) && opts.anchor_3d_ms.is_none() {
+        consumer.summary.warnings.push(
+            "3d klines are stepped from the Unix epoch; Binance steps each symbol's 3d grid from its \
+             listing day: give the anchor (--anchor-3d YYYY-MM-DD) to match Binance"
+                .into(),
+        );
+    }
+    let result = std::thread::scope(|s| {
+        let (block_tx, block_rx) = bounded::<Block>(2 * threads);
+        let (parsed_tx, parsed_rx) = bounded::<Parsed>(2 * threads);
+        let files = &files;
+        let reader_error = &reader_error;
+        s.spawn(move || {
+            let mut seq = 0;
+            for (i, (_, path)) in files.iter().enumerate() {
+                let res =
+                    for_each_csv(path, |name, r| read_source(name, r, i, &mut seq, &block_tx));
+                if let Err(e) = res {
+                    *reader_error.lock().expect("not poisoned") = Some(io_err(path)(e));
+                    return;
+                }
+            }
+        });
+        for _ in 0..threads {
+            let (rx, tx) = (block_rx.clone(), parsed_tx.clone());
+            s.spawn(move || parse_worker(rx, tx));
+        }
+        drop((block_rx, parsed_tx));
+        let mut pending = BTreeMap::new();
+        let mut next = 0u64;
+        for parsed in parsed_rx {
+            pending.insert(parsed.seq, parsed);
+            while let Some(p) = pending.remove(&next) {
+                consumer.handle(p)?;
+                next += 1;
+            }
+        }
+        Ok(())
+    });
+    result?;
+    if let Some(e) = reader_error.into_inner().expect("not poisoned") {
+        return Err(e);
+    }
+    consumer.finish_symbol()?;
+    consumer.bar.finish_and_clear();
+    let mut summary = consumer.summary;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}

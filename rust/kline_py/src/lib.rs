@@ -1,0 +1,238 @@
+//! `kline_rs._core`: conversions and errors only; the logic lives in `kline_core`.
+
+use kline_core::decimal::{format_fixed8, parse_decimal};
+use kline_core::interval::{parse_tz_offset, Grid, Interval, TimeUnit};
+use kline_core::replay::{replay as core_replay, ReplayError, ReplayOptions};
+use kline_core::rollup::rollup as core_rollup;
+use kline_core::{Aggregator, Kline, Trade};
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use std::path::PathBuf;
+
+create_exception!(_core, KlineError, PyException, "Base class of every kline_rs error.");
+create_exception!(
+    _core,
+    DecimalError,
+    KlineError,
+    "A number that is not an exact 8-decimal value."
+);
+create_exception!(_core, IntervalError, KlineError, "An unknown interval or time-zone offset.");
+create_exception!(_core, ParseError, KlineError, "A malformed input row or message.");
+create_exception!(_core, ReplayFailed, KlineError, "A replay that could not finish.");
+create_exception!(_core, RollupError, KlineError, "Klines that cannot be rolled up as asked.");
+
+fn interval(name: &str) -> PyResult<Interval> {
+    name.parse()
+        .map_err(|e: kline_core::interval::IntervalError| IntervalError::new_err(e.to_string()))
+}
+
+fn tz(offset: Option<&str>) -> PyResult<i64> {
+    offset.map_or(Ok(0), |s| parse_tz_offset(s).map_err(|e| IntervalError::new_err(e.to_string())))
+}
+
+/// Text → mantissa at 1e-8.
+#[pyfunction]
+fn parse_fixed8(text: &str) -> PyResult<i64> {
+    parse_decimal(text).map_err(|e| DecimalError::new_err(e.to_string()))
+}
+
+/// Mantissa at 1e-8 → Binance's 8-decimal text.
+#[pyfunction]
+#[pyo3(name = "format_fixed8")]
+fn format_fixed8_py(value: i128) -> String {
+    format_fixed8(value)
+}
+
+/// Canonical name of an interval (`"60m"` → `"1h"`), or IntervalError.
+#[pyfunction]
+fn interval_name(name: &str) -> PyResult<String> {
+    Ok(interval(name)?.to_string())
+}
+
+#[pyfunction]
+#[pyo3(signature = (inputs, out_dir, intervals, *, symbol=None, tz_offset=None, anchor_3d_ms=None, skip_bad=false, threads=0, progress=false))]
+#[allow(clippy::too_many_arguments)]
+fn replay<'py>(
+    py: Python<'py>,
+    inputs: Vec<PathBuf>,
+    out_dir: PathBuf,
+    intervals: Vec<String>,
+    symbol: Option<String>,
+    tz_offset: Option<&str>,
+    anchor_3d_ms: Option<i64>,
+    skip_bad: bool,
+    threads: usize,
+    progress: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut opts = ReplayOptions::new(
+        intervals.iter().map(|s| interval(s)).collect::<PyResult<_>>()?,
+        out_dir,
+    );
+    opts.symbol = symbol;
+    opts.tz_offset_ms = tz(tz_offset)?;
+    opts.anchor_3d_ms = anchor_3d_ms;
+    opts.skip_bad = skip_bad;
+    opts.threads = threads;
+    opts.progress = progress;
+    let summary = py.detach(|| core_replay(&inputs, &opts)).map_err(|e| match e {
+        ReplayError::BadRow(_) => ParseError::new_err(e.to_string()),
+        _ => ReplayFailed::new_err(e.to_string()),
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("files", summary.files)?;
+    d.set_item("bytes", summary.bytes)?;
+    d.set_item("rows", summary.rows)?;
+    d.set_item("trades", summary.counts.applied)?;
+    d.set_item("duplicates", summary.counts.duplicates)?;
+    d.set_item("placeholders", summary.counts.placeholders)?;
+    d.set_item("invalid", summary.counts.invalid)?;
+    d.set_item("late", summary.counts.late)?;
+    d.set_item("bad_rows", summary.bad_rows)?;
+    let bad: Vec<String> = summary.bad_examples.iter().map(ToString::to_string).collect();
+    d.set_item("bad_examples", bad)?;
+    d.set_item("klines_written", summary.klines_written)?;
+    d.set_item("seconds", summary.seconds)?;
+    d.set_item("outputs", summary.outputs)?;
+    d.set_item("warnings", summary.warnings)?;
+    Ok(d)
+}
+
+/// Columns of klines: int64 arrays, plus Python ints for the 128-bit sums.
+fn kline_columns<'py>(py: Python<'py>, klines: &[Kline]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let col = |f: fn(&Kline) -> i64| PyArray1::from_vec(py, klines.iter().map(f).collect());
+    d.set_item("open_time", col(|k| k.open_time))?;
+    d.set_item("close_time", col(|k| k.close_time))?;
+    d.set_item("open", col(|k| k.open))?;
+    d.set_item("high", col(|k| k.high))?;
+    d.set_item("low", col(|k| k.low))?;
+    d.set_item("close", col(|k| k.close))?;
+    d.set_item("trades", col(|k| k.trades as i64))?;
+    d.set_item("first_trade_id", col(|k| k.first_trade_id))?;
+    d.set_item("last_trade_id", col(|k| k.last_trade_id))?;
+    let wide = |f: fn(&Kline) -> i128| PyList::new(py, klines.iter().map(f));
+    d.set_item("volume", wide(|k| k.volume)?)?;
+    d.set_item("quote_volume", wide(|k| k.quote_volume)?)?;
+    d.set_item("taker_buy_volume", wide(|k| k.taker_buy_volume)?)?;
+    d.set_item("taker_buy_quote_volume", wide(|k| k.taker_buy_quote_volume)?)?;
+    Ok(d)
+}
+
+/// Trades (parallel int64/bool arrays, prices and quantities at 1e-8) → klines per interval.
+#[pyfunction]
+#[pyo3(signature = (agg_id, price, qty, first_id, last_id, time, buyer_is_maker, intervals, *, tz_offset=None, anchor_3d_ms=None, time_unit=None))]
+#[allow(clippy::too_many_arguments)]
+fn aggregate<'py>(
+    py: Python<'py>,
+    agg_id: PyReadonlyArray1<'py, i64>,
+    price: PyReadonlyArray1<'py, i64>,
+    qty: PyReadonlyArray1<'py, i64>,
+    first_id: PyReadonlyArray1<'py, i64>,
+    last_id: PyReadonlyArray1<'py, i64>,
+    time: PyReadonlyArray1<'py, i64>,
+    buyer_is_maker: PyReadonlyArray1<'py, bool>,
+    intervals: Vec<String>,
+    tz_offset: Option<&str>,
+    anchor_3d_ms: Option<i64>,
+    time_unit: Option<&str>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cols = [&agg_id, &price, &qty, &first_id, &last_id, &time];
+    let slices = cols.iter().map(|c| c.as_slice()).collect::<Result<Vec<_>, _>>()?;
+    let m = buyer_is_maker.as_slice()?;
+    let n = slices[0].len();
+    if slices.iter().any(|s| s.len() != n) || m.len() != n {
+        return Err(pyo3::exceptions::PyValueError::new_err("trade arrays differ in length"));
+    }
+    let unit = match time_unit {
+        None => slices[5].first().map_or(TimeUnit::Millis, |&t| TimeUnit::detect(t)),
+        Some("ms") => TimeUnit::Millis,
+        Some("us") => TimeUnit::Micros,
+        Some(other) => {
+            return Err(IntervalError::new_err(format!(
+                "time_unit {other:?} is not \"ms\" or \"us\""
+            )))
+        }
+    };
+    let offset = tz(tz_offset)?;
+    let grids = intervals
+        .iter()
+        .map(|s| Ok(Grid::new(interval(s)?, unit, offset, anchor_3d_ms.unwrap_or(0))))
+        .collect::<PyResult<Vec<_>>>()?;
+    let (klines, counts) = py.detach(|| {
+        let mut agg = Aggregator::new(grids.clone());
+        let mut out = kline_core::aggregate::Collect::new(&grids);
+        for i in 0..n {
+            let t = Trade {
+                id: slices[0][i],
+                price: slices[1][i],
+                qty: slices[2][i],
+                first_id: slices[3][i],
+                last_id: slices[4][i],
+                time: slices[5][i],
+                buyer_is_maker: m[i],
+            };
+            let _ = agg.push(&t, &mut out);
+        }
+        agg.finish(&mut out);
+        (out.klines, agg.counts)
+    });
+    let result = PyDict::new(py);
+    for (name, ks) in intervals.iter().zip(&klines) {
+        result.set_item(name, kline_columns(py, ks)?)?;
+    }
+    let c = PyDict::new(py);
+    c.set_item("trades", counts.applied)?;
+    c.set_item("duplicates", counts.duplicates)?;
+    c.set_item("placeholders", counts.placeholders)?;
+    c.set_item("invalid", counts.invalid)?;
+    c.set_item("late", counts.late)?;
+    let out = PyDict::new(py);
+    out.set_item("klines", result)?;
+    out.set_item("counts", c)?;
+    Ok(out)
+}
+
+/// Official kline CSV lines (one interval) → lines of a coarser interval, exactly.
+#[pyfunction]
+#[pyo3(signature = (lines, to_interval, *, tz_offset=None, anchor_3d_ms=None))]
+fn rollup_csv(
+    lines: Vec<String>,
+    to_interval: &str,
+    tz_offset: Option<&str>,
+    anchor_3d_ms: Option<i64>,
+) -> PyResult<Vec<String>> {
+    let klines = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            kline_core::parse::kline_row::parse_kline_csv(l)
+                .map_err(|e| ParseError::new_err(format!("line {}: {e}", i + 1)))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let unit = klines.first().map_or(TimeUnit::Millis, |k| TimeUnit::detect(k.open_time));
+    let grid = Grid::new(interval(to_interval)?, unit, tz(tz_offset)?, anchor_3d_ms.unwrap_or(0));
+    let rolled = core_rollup(&klines, &grid).map_err(|e| RollupError::new_err(e.to_string()))?;
+    Ok(rolled.iter().map(kline_core::output::kline_csv_line).collect())
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("KlineError", py.get_type::<KlineError>())?;
+    m.add("DecimalError", py.get_type::<DecimalError>())?;
+    m.add("IntervalError", py.get_type::<IntervalError>())?;
+    m.add("ParseError", py.get_type::<ParseError>())?;
+    m.add("ReplayFailed", py.get_type::<ReplayFailed>())?;
+    m.add("RollupError", py.get_type::<RollupError>())?;
+    m.add_function(wrap_pyfunction!(parse_fixed8, m)?)?;
+    m.add_function(wrap_pyfunction!(format_fixed8_py, m)?)?;
+    m.add_function(wrap_pyfunction!(interval_name, m)?)?;
+    m.add_function(wrap_pyfunction!(replay, m)?)?;
+    m.add_function(wrap_pyfunction!(aggregate, m)?)?;
+    m.add_function(wrap_pyfunction!(rollup_csv, m)?)?;
+    Ok(())
+}
