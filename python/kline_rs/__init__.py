@@ -1,4 +1,10 @@
-"""Exact Binance klines (candlesticks) from trades, with a Rust core."""
+"""Exact Binance klines (candlesticks) from trades, with a Rust core.
+
+numpy is imported only when an array API is first used, so ``kline-rs replay`` does not pay
+for it (its BLAS threads would compete with the replay threads for the cores).
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from kline_rs._core import (
     DecimalError,
@@ -12,17 +18,40 @@ from kline_rs._core import (
     interval_name,
     parse_fixed8,
 )
-from kline_rs.klines import (
-    INTERVALS,
-    KLINE_DTYPE,
-    PRICE_SCALE,
-    QUOTE_SCALE,
-    VOLUME_SCALE,
-    Aggregation,
-    aggregate,
-    as_float,
-    rollup_csv,
-)
+
+if TYPE_CHECKING:
+    from kline_rs.klines import (
+        INTERVALS,
+        KLINE_DTYPE,
+        PRICE_SCALE,
+        QUOTE_SCALE,
+        VOLUME_SCALE,
+        Aggregation,
+        aggregate,
+        as_float,
+        rollup_csv,
+    )
+
+_LAZY = {
+    "INTERVALS",
+    "KLINE_DTYPE",
+    "PRICE_SCALE",
+    "QUOTE_SCALE",
+    "VOLUME_SCALE",
+    "Aggregation",
+    "aggregate",
+    "as_float",
+    "rollup_csv",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from kline_rs import klines
+
+        return getattr(klines, name)
+    raise AttributeError(f"module 'kline_rs' has no attribute {name!r}")
+
 from kline_rs.replay import ReplaySummary, replay
 
 __all__ = [

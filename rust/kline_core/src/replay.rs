@@ -163,18 +163,43 @@ fn fill(r: &mut dyn Read, buf: &mut Vec<u8>, want: usize) -> io::Result<bool> {
     Ok(buf.len() < want || (got == 0 && start < want))
 }
 
+/// Buffers handed back by their last user, so steady state allocates (and page-faults) nothing.
+struct Pools {
+    bytes: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+    trades: (Sender<Vec<Trade>>, Receiver<Vec<Trade>>),
+}
+
+impl Pools {
+    fn new() -> Self {
+        Pools { bytes: crossbeam_channel::unbounded(), trades: crossbeam_channel::unbounded() }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut b = self.bytes.1.try_recv().unwrap_or_else(|_| Vec::with_capacity(BLOCK + 4096));
+        b.clear();
+        b
+    }
+
+    fn trades(&self) -> Vec<Trade> {
+        let mut t = self.trades.1.try_recv().unwrap_or_else(|_| Vec::with_capacity(BLOCK / 48));
+        t.clear();
+        t
+    }
+}
+
 fn read_source(
     name: &str,
     r: &mut dyn Read,
     file: usize,
     seq: &mut u64,
     tx: &Sender<Block>,
+    pools: &Pools,
 ) -> io::Result<()> {
     let source: Arc<str> = name.into();
     let mut carry = Vec::new();
     let mut first = true;
     loop {
-        let mut buf = Vec::with_capacity(BLOCK + carry.len());
+        let mut buf = pools.bytes();
         buf.append(&mut carry);
         let mut want = BLOCK.max(buf.len() + 1);
         let mut eof = fill(r, &mut buf, want)?;
@@ -223,11 +248,13 @@ fn read_source(
     }
 }
 
-fn parse_worker(rx: Receiver<Block>, tx: Sender<Parsed>) {
+fn parse_worker(rx: Receiver<Block>, tx: Sender<Parsed>, pools: &Pools) {
     for b in rx {
-        let mut trades = Vec::with_capacity(b.data.len() / 56);
+        let mut trades = pools.trades();
         let mut bad = Vec::new();
         let lines = parse_block(&b.data[b.skip_bytes..], &mut trades, &mut bad);
+        let bytes = b.data.len() as u64;
+        let _ = pools.bytes.0.send(b.data);
         let parsed = Parsed {
             seq: b.seq,
             file: b.file,
@@ -235,7 +262,7 @@ fn parse_worker(rx: Receiver<Block>, tx: Sender<Parsed>) {
             first: b.first,
             skipped: b.skipped,
             lines,
-            bytes: b.data.len() as u64,
+            bytes,
             trades,
             bad,
         };
@@ -299,7 +326,14 @@ impl Consumer<'_> {
         Ok((Aggregator::new(grids.clone()), CsvSink::new(&grids, writers)))
     }
 
-    fn handle(&mut self, p: Parsed) -> Result<(), ReplayError> {
+    fn handle(&mut self, mut p: Parsed, pools: &Pools) -> Result<(), ReplayError> {
+        let result = self.apply(&p);
+        p.trades.clear();
+        let _ = pools.trades.0.send(std::mem::take(&mut p.trades));
+        result
+    }
+
+    fn apply(&mut self, p: &Parsed) -> Result<(), ReplayError> {
         let (symbol, path) = &self.files[p.file];
         if self.current.as_ref().is_none_or(|c| &c.symbol != symbol) {
             self.finish_symbol()?;
@@ -397,6 +431,7 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
         n => n,
     };
     let reader_error: Mutex<Option<ReplayError>> = Mutex::new(None);
+    let pools = Pools::new();
     let mut consumer = Consumer {
         opts,
         files: &files,
@@ -417,11 +452,13 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
         let (parsed_tx, parsed_rx) = bounded::<Parsed>(2 * threads);
         let files = &files;
         let reader_error = &reader_error;
+        let pools = &pools;
         s.spawn(move || {
             let mut seq = 0;
             for (i, (_, path)) in files.iter().enumerate() {
-                let res =
-                    for_each_csv(path, |name, r| read_source(name, r, i, &mut seq, &block_tx));
+                let res = for_each_csv(path, |name, r| {
+                    read_source(name, r, i, &mut seq, &block_tx, pools)
+                });
                 if let Err(e) = res {
                     *reader_error.lock().expect("not poisoned") = Some(io_err(path)(e));
                     return;
@@ -430,7 +467,7 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
         });
         for _ in 0..threads {
             let (rx, tx) = (block_rx.clone(), parsed_tx.clone());
-            s.spawn(move || parse_worker(rx, tx));
+            s.spawn(move || parse_worker(rx, tx, pools));
         }
         drop((block_rx, parsed_tx));
         let mut pending = BTreeMap::new();
@@ -438,7 +475,7 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
         for parsed in parsed_rx {
             pending.insert(parsed.seq, parsed);
             while let Some(p) = pending.remove(&next) {
-                consumer.handle(p)?;
+                consumer.handle(p, pools)?;
                 next += 1;
             }
         }

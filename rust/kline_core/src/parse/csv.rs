@@ -86,17 +86,172 @@ pub fn parse_row(line: &[u8]) -> Result<Trade, String> {
     })
 }
 
+/// Eight ASCII digits (little-endian load) → their value, or `None` if any is not a digit.
+#[inline]
+fn eight_digits(chunk: [u8; 8]) -> Option<u64> {
+    let v = u64::from_le_bytes(chunk);
+    let all_digits = (v & 0xF0F0_F0F0_F0F0_F0F0)
+        | ((v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4)
+        == 0x3333_3333_3333_3333;
+    if !all_digits {
+        return None;
+    }
+    let v = v - 0x3030_3030_3030_3030;
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let mask = 0x0000_00FF_0000_00FF;
+    let v = ((v & mask).wrapping_mul(100 + (1_000_000 << 32)))
+        .wrapping_add(((v >> 16) & mask).wrapping_mul(1 + (10_000 << 32)))
+        >> 32;
+    Some(v)
+}
+
+/// Single-pass reader of the common row shape. Anything unusual returns `None` and the row is
+/// re-read by [`parse_row`], which explains what is wrong.
+struct Fast<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Fast<'_> {
+    #[inline]
+    fn sep(&mut self) -> Option<()> {
+        (*self.s.get(self.i)? == b',').then(|| self.i += 1)
+    }
+
+    #[inline]
+    fn uint(&mut self) -> Option<i64> {
+        let start = self.i;
+        let mut v: i64 = 0;
+        if let Some(chunk) = self.s.get(self.i..self.i + 8) {
+            if let Some(eight) = eight_digits(chunk.try_into().ok()?) {
+                v = eight as i64;
+                self.i += 8;
+            }
+        }
+        while let Some(&c) = self.s.get(self.i) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            v = v * 10 + i64::from(d);
+            self.i += 1;
+        }
+        // 18 digits cannot overflow i64.
+        let n = self.i - start;
+        (n > 0 && n <= 18).then_some(v)
+    }
+
+    #[inline]
+    fn int(&mut self) -> Option<i64> {
+        if self.s.get(self.i) == Some(&b'-') {
+            self.i += 1;
+            return self.uint().map(|v| -v);
+        }
+        self.uint()
+    }
+
+    /// `\d{1,11}(\.\d{1,8})?` at 1e-8.
+    #[inline]
+    fn decimal(&mut self) -> Option<i64> {
+        let int = self.uint()?;
+        if int >= 92_233_720_368 {
+            return None;
+        }
+        let int = int * SCALE_I64;
+        if self.s.get(self.i) != Some(&b'.') {
+            return Some(int);
+        }
+        self.i += 1;
+        if let Some(chunk) = self.s.get(self.i..self.i + 8) {
+            let chunk: [u8; 8] = chunk.try_into().ok()?;
+            if let Some(frac) = eight_digits(chunk) {
+                self.i += 8;
+                return Some(int + frac as i64);
+            }
+        }
+        let start = self.i;
+        let mut frac: i64 = 0;
+        while let Some(&c) = self.s.get(self.i) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            frac = frac * 10 + i64::from(d);
+            self.i += 1;
+        }
+        let n = self.i - start;
+        if n == 0 || n > 8 {
+            return None;
+        }
+        Some(int + frac * 10_i64.pow(8 - n as u32))
+    }
+
+    #[inline]
+    fn boolean(&mut self) -> Option<bool> {
+        let rest = &self.s[self.i.min(self.s.len())..];
+        let (v, n) = match rest.first()? {
+            b'T' if rest.starts_with(b"True") => (true, 4),
+            b't' if rest.starts_with(b"true") => (true, 4),
+            b'F' if rest.starts_with(b"False") => (false, 5),
+            b'f' if rest.starts_with(b"false") => (false, 5),
+            _ => return None,
+        };
+        self.i += n;
+        Some(v)
+    }
+
+    /// One row up to and including its `\n` (or the end of the block).
+    #[inline]
+    fn row(&mut self) -> Option<Trade> {
+        let id = self.int()?;
+        self.sep()?;
+        let price = self.decimal()?;
+        self.sep()?;
+        let qty = self.decimal()?;
+        self.sep()?;
+        let first_id = self.int()?;
+        self.sep()?;
+        let last_id = self.int()?;
+        self.sep()?;
+        let time = self.int()?;
+        self.sep()?;
+        let buyer_is_maker = self.boolean()?;
+        if self.s.get(self.i) == Some(&b',') {
+            self.i += 1;
+            self.boolean()?;
+        }
+        if self.s.get(self.i) == Some(&b'\r') {
+            self.i += 1;
+        }
+        match self.s.get(self.i) {
+            Some(b'\n') => self.i += 1,
+            None => {}
+            Some(_) => return None,
+        }
+        Some(Trade { id, price, qty, first_id, last_id, time, buyer_is_maker })
+    }
+}
+
+const SCALE_I64: i64 = crate::decimal::SCALE;
+
 /// Parses a block of whole lines. Good rows go to `trades`; bad rows to `bad` as
 /// (0-based line index in the block, reason). Empty lines are skipped. Returns the line count.
 pub fn parse_block(block: &[u8], trades: &mut Vec<Trade>, bad: &mut Vec<(u64, String)>) -> u64 {
     let mut idx = 0u64;
-    let mut rest = block;
-    while !rest.is_empty() {
-        let (line, tail) = match memchr(b'\n', rest) {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
+    let mut fast = Fast { s: block, i: 0 };
+    while fast.i < block.len() {
+        let start = fast.i;
+        if let Some(t) = fast.row() {
+            trades.push(t);
+            idx += 1;
+            continue;
+        }
+        let rest = &block[start..];
+        let (line, len) = match memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], i + 1),
+            None => (rest, rest.len()),
         };
-        rest = tail;
+        fast.i = start + len;
         if !(line.is_empty() || line == b"\r") {
             match parse_row(line) {
                 Ok(t) => trades.push(t),
@@ -154,6 +309,45 @@ mod tests {
         for (row, want) in cases {
             let err = parse_row(row).unwrap_err();
             assert!(err.contains(want), "{err} lacks {want}");
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_careful_one() {
+        let rows: [&[u8]; 8] = [
+            b"1,7139.89000000,0.06702300,2,3,1577977823305,False,True",
+            b"1,7139.89,0.5,2,3,1577977823305,true",
+            b"-1,0,0,-1,-1,1,False,True",
+            b"1,92233720367.99999999,1,2,3,4,true",
+            b"1,92233720368.54775807,1,2,3,4,true",
+            b"1,1.000000000,1,2,3,4,true",
+            b"1,1.00000001,1,2,3,1735689600000000,false\r",
+            b"1,12345678.1234567x,1,2,3,4,true",
+        ];
+        for row in rows {
+            let mut fast = Fast { s: row, i: 0 };
+            let careful = parse_row(row).ok();
+            match fast.row() {
+                Some(t) => assert_eq!(Some(t), careful, "{}", String::from_utf8_lossy(row)),
+                None => {} // falls back to parse_row
+            }
+            let (mut trades, mut bad) = (Vec::new(), Vec::new());
+            parse_block(row, &mut trades, &mut bad);
+            assert_eq!(trades.first().copied(), careful);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_and_careful_parsers_agree_on_any_bytes(row in proptest::collection::vec(
+            proptest::sample::select(b"0123456789.,-TrueFalsf\r".to_vec()), 0..80)) {
+            let (mut trades, mut bad) = (Vec::new(), Vec::new());
+            parse_block(&row, &mut trades, &mut bad);
+            let careful = parse_row(&row);
+            if !row.is_empty() && !row.contains(&b'\n') && row != b"\r" {
+                proptest::prop_assert_eq!(trades.first().copied(), careful.clone().ok());
+                proptest::prop_assert_eq!(bad.first().map(|b| b.1.clone()), careful.err());
+            }
         }
     }
 
