@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import pytest
-
 import kline_rs
+import pytest
 from kline_rs.simulate import generate_day
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,7 +104,7 @@ EXPECTED_1M = [
     flat(DAY0 + 4 * MINUTE, "102.00000000"),
     flat(DAY0 + 5 * MINUTE, "102.00000000"),
     flat(DAY0 + 6 * MINUTE, "102.00000000"),
-    # p·q = 98.12345678 × 0.00000001 = 0.0000009812345678 → printed truncated to 8 decimals.
+    # p·q = 98.12345678 * 0.00000001 = 0.0000009812345678 → printed truncated to 8 decimals.
     f"{DAY0 + 7 * MINUTE},98.12345678,98.12345678,98.12345678,98.12345678,0.00000001,"
     f"{DAY0 + 8 * MINUTE - 1},0.00000098,2,0.00000001,0.00000098,0",
 ]
@@ -365,7 +364,10 @@ def test_time_zone_offset_moves_days_but_not_hours(tmp_path: Path) -> None:
     local_days = read_lines(tmp_path / "cst" / "BTCUSDT-1d.csv")
     # 2024-03-04 00:00 +08:00 is 2024-03-03 16:00 UTC.
     assert open_times(local_days) == [DAY0 - 8 * HOUR, DAY0 + 16 * HOUR]
-    assert [int(d.split(",")[6]) for d in local_days] == [DAY0 + 16 * HOUR - 1, DAY0 + 40 * HOUR - 1]
+    assert [int(d.split(",")[6]) for d in local_days] == [
+        DAY0 + 16 * HOUR - 1,
+        DAY0 + 40 * HOUR - 1,
+    ]
     assert [d.split(",")[1] for d in local_days] == ["1.00000000", "3.00000000"]
     assert [d.split(",")[4] for d in local_days] == ["2.00000000", "3.00000000"]
     assert open_times(read_lines(tmp_path / "utc" / "BTCUSDT-1d.csv")) == [DAY0]
@@ -427,7 +429,14 @@ def test_replay_equals_the_plain_python_reference(
     summary = kline_rs.replay(src, tmp_path / "ours", intervals)
     assert summary.trades == 20_000 and summary.files == len(paths) == 5
     subprocess.run(
-        [sys.executable, str(PYTHON_LOOP), str(src), str(tmp_path / "ref"), "--intervals", "1m,5m,1h,1d"],
+        [
+            sys.executable,
+            str(PYTHON_LOOP),
+            str(src),
+            str(tmp_path / "ref"),
+            "--intervals",
+            "1m,5m,1h,1d",
+        ],
         check=True,
         timeout=120,
     )
@@ -444,9 +453,9 @@ def test_replay_equals_the_plain_python_reference(
 
 
 def fixture_symbols() -> dict[str, dict[str, Any]]:
-    data: dict[str, dict[str, Any]] = json.loads(
-        (FIXTURES / "klines_3d_anchor.json").read_text()
-    )["symbols"]
+    data: dict[str, dict[str, Any]] = json.loads((FIXTURES / "klines_3d_anchor.json").read_text())[
+        "symbols"
+    ]
     return data
 
 
