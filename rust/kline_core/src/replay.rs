@@ -491,3 +491,52 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kline_core-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn opts(out: &Path) -> ReplayOptions {
+        ReplayOptions::new(vec!["1m".parse().unwrap()], out)
+    }
+
+    #[test]
+    fn a_corrupt_zip_is_an_error_naming_the_file() {
+        let dir = scratch("zip");
+        let zip = dir.join("BTCUSDT-aggTrades-2020-01-02.zip");
+        std::fs::write(&zip, b"PK\x03\x04 this is not a zip").unwrap();
+        let err = replay(&[zip], &opts(&dir.join("out"))).unwrap_err();
+        assert!(matches!(err, ReplayError::Io { ref path, .. } if path.ends_with(".zip")), "{err}");
+    }
+
+    #[test]
+    fn lines_split_across_blocks_are_read_whole() {
+        let dir = scratch("blocks");
+        let path = dir.join("ETHUSDT-aggTrades-2020-01-02.csv");
+        let mut f = File::create(&path).unwrap();
+        let n: i64 = 40_000; // ≈ 3 MB: several 1 MiB blocks
+        for i in 0..n {
+            let t = 1_577_923_200_000 + i * 2_000;
+            writeln!(f, "{i},{}.12345678,0.00100000,{i},{i},{t},False,True", 100 + i % 7).unwrap();
+        }
+        drop(f);
+        let out = dir.join("out");
+        let summary = replay(&[path], &ReplayOptions { threads: 3, ..opts(&out) }).unwrap();
+        assert_eq!(
+            (summary.rows, summary.counts.applied, summary.bad_rows),
+            (n as u64, n as u64, 0)
+        );
+        let text = std::fs::read_to_string(out.join("ETHUSDT-1m.csv")).unwrap();
+        let trades: u64 =
+            text.lines().map(|l| l.split(',').nth(8).unwrap().parse::<u64>().unwrap()).sum();
+        assert_eq!(trades, n as u64);
+    }
+}

@@ -220,3 +220,30 @@ mod tests {
         assert!(err.starts_with("aggTrade #0: missing field"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod no_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_give_a_result_not_a_panic(frame in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_ws_message(&frame);
+            let _ = parse_rest_agg_trades(&frame);
+        }
+
+        #[test]
+        fn mangled_real_messages_give_a_result_not_a_panic(
+            cut in 0usize..220, byte in any::<u8>(), at in 0usize..220,
+        ) {
+            let base = br#"{"stream":"ethusdt@aggTrade","data":{"e":"aggTrade","E":1675759520848,"s":"ETHUSDT","a":226532,"p":"1632.46000000","q":"0.34305000","f":228423,"l":228423,"T":1675759520847,"m":false,"M":true}}"#;
+            let mut frame = base[..cut.min(base.len())].to_vec();
+            if !frame.is_empty() {
+                let i = at % frame.len();
+                frame[i] = byte;
+            }
+            let _ = parse_ws_message(&frame);
+        }
+    }
+}
