@@ -278,6 +278,51 @@ def test_bad_row_line_number_counts_the_futures_header(tmp_path: Path) -> None:
         kline_rs.replay(src, tmp_path / "out", ["1m"])
 
 
+def test_bad_row_line_numbers_hold_across_blocks_files_and_zip_members(tmp_path: Path) -> None:
+    # 40 000 rows (~2.5 MB) span several of the reader's 1 MiB blocks.
+    many = [Row(i, "1.00000000", "1.00000000", i, i, DAY0 + i, True) for i in range(1, 40_001)]
+    lines = spot(many).splitlines(keepends=True)
+    lines[39_995] = "bad\n"
+    big = write(tmp_path / "big" / "BTCUSDT-aggTrades-2024-03-04.csv", "".join(lines))
+    with pytest.raises(kline_rs.ParseError, match=r"\.csv:39996: 1 columns"):
+        kline_rs.replay(big, tmp_path / "out", ["1m"], threads=3)
+    summary = kline_rs.replay(big, tmp_path / "out", ["1m"], skip_bad=True, threads=3)
+    assert (summary.rows, summary.trades, summary.bad_rows) == (40_000, 39_999, 1)
+
+    # Numbering restarts in each file; CRLF endings and blank lines still count as lines.
+    two = tmp_path / "two"
+    write(two / "BTCUSDT-aggTrades-2024-03-04.csv", spot(TRADES[:3]))
+    second = spot(TRADES[3:]).replace("\n", "\r\n") + "\r\nx\r\n"
+    write(two / "BTCUSDT-aggTrades-2024-03-05.csv", second)
+    with pytest.raises(kline_rs.ParseError, match=r"2024-03-05\.csv:4: 1 columns"):
+        kline_rs.replay(two, tmp_path / "out2", ["1m"])
+
+    name = "BTCUSDT-aggTrades-2024-03-04"
+    bad_zip = write_zip(tmp_path / "z" / f"{name}.zip", f"{name}.csv", futures(TRADES) + "y\n")
+    with pytest.raises(kline_rs.ParseError, match=rf"{name}\.zip:{name}\.csv:7: 1 columns"):
+        kline_rs.replay(bad_zip, tmp_path / "out3", ["1m"])
+
+
+def test_late_trades_and_repeats_across_days_are_counted(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    day1 = [
+        Row(1, "1.00000000", "1.00000000", 1, 1, DAY0, True),
+        Row(2, "2.00000000", "1.00000000", 2, 2, DAY0 + MINUTE, True),
+        Row(3, "3.00000000", "1.00000000", 3, 3, DAY0 + 5, True),  # minute 0 has closed
+    ]
+    day2 = [day1[1], Row(4, "4.00000000", "1.00000000", 4, 4, DAY0 + MINUTE + 1, True)]
+    write(src / "BTCUSDT-aggTrades-2024-03-04.csv", spot(day1))
+    write(src / "BTCUSDT-aggTrades-2024-03-05.csv", spot(day2))
+    summary = kline_rs.replay(src, tmp_path / "out", ["1m"])
+    assert (summary.trades, summary.late, summary.duplicates) == (3, 1, 1)
+    assert read_lines(tmp_path / "out" / "BTCUSDT-1m.csv") == [
+        f"{DAY0},1.00000000,1.00000000,1.00000000,1.00000000,1.00000000,{DAY0 + MINUTE - 1},"
+        "1.00000000,1,0.00000000,0.00000000,0",
+        f"{DAY0 + MINUTE},2.00000000,4.00000000,2.00000000,4.00000000,2.00000000,"
+        f"{DAY0 + 2 * MINUTE - 1},6.00000000,2,0.00000000,0.00000000,0",
+    ]
+
+
 def test_skip_bad_counts_and_lists_bad_rows_and_aggregates_the_rest(tmp_path: Path) -> None:
     good = spot(TRADES).splitlines(keepends=True)
     text = "".join(

@@ -18,6 +18,7 @@ from kline_rs._core import (
     interval_name,
     parse_fixed8,
 )
+from kline_rs.replay import ReplaySummary, replay
 
 if TYPE_CHECKING:
     from kline_rs.klines import (
@@ -52,7 +53,6 @@ def __getattr__(name: str) -> Any:
         return getattr(klines, name)
     raise AttributeError(f"module 'kline_rs' has no attribute {name!r}")
 
-from kline_rs.replay import ReplaySummary, replay
 
 __all__ = [
     "INTERVALS",

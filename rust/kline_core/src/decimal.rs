@@ -36,6 +36,12 @@ const POW10: [u64; 9] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_0
 /// Trailing zeros past the 8th decimal are accepted (the value is exact); any other 9th
 /// decimal is [`DecimalError::TooPrecise`]. Exponents, `+`, spaces and empty parts are refused.
 pub fn parse_fixed8(s: &[u8]) -> Result<i64, DecimalError> {
+    let wide = parse_fixed8_wide(s)?;
+    i64::try_from(wide).map_err(|_| DecimalError::Overflow(text(s)))
+}
+
+/// [`parse_fixed8`] for sums (volumes), which may pass `i64` at 1e-8: `i128` mantissa.
+pub fn parse_fixed8_wide(s: &[u8]) -> Result<i128, DecimalError> {
     if s.is_empty() {
         return Err(DecimalError::Empty);
     }
@@ -43,7 +49,8 @@ pub fn parse_fixed8(s: &[u8]) -> Result<i64, DecimalError> {
         b'-' => (true, &s[1..]),
         _ => (false, s),
     };
-    let mut int_part: u64 = 0;
+    let overflow = || DecimalError::Overflow(text(s));
+    let mut int_part: i128 = 0;
     let mut i = 0;
     while i < digits.len() {
         let d = digits[i].wrapping_sub(b'0');
@@ -52,14 +59,14 @@ pub fn parse_fixed8(s: &[u8]) -> Result<i64, DecimalError> {
         }
         int_part = int_part
             .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(d)))
-            .ok_or_else(|| DecimalError::Overflow(text(s)))?;
+            .and_then(|v| v.checked_add(i128::from(d)))
+            .ok_or_else(overflow)?;
         i += 1;
     }
     if i == 0 {
         return Err(DecimalError::Malformed(text(s)));
     }
-    let mut frac: u64 = 0;
+    let mut frac: i128 = 0;
     let mut frac_digits = 0usize;
     if i < digits.len() {
         if digits[i] != b'.' || i + 1 == digits.len() {
@@ -71,7 +78,7 @@ pub fn parse_fixed8(s: &[u8]) -> Result<i64, DecimalError> {
                 return Err(DecimalError::Malformed(text(s)));
             }
             if frac_digits < DECIMALS {
-                frac = frac * 10 + u64::from(d);
+                frac = frac * 10 + i128::from(d);
                 frac_digits += 1;
             } else if d != 0 {
                 return Err(DecimalError::TooPrecise(text(s)));
@@ -79,17 +86,10 @@ pub fn parse_fixed8(s: &[u8]) -> Result<i64, DecimalError> {
         }
     }
     let mantissa = int_part
-        .checked_mul(SCALE as u64)
-        .and_then(|v| v.checked_add(frac * POW10[DECIMALS - frac_digits]))
-        .ok_or_else(|| DecimalError::Overflow(text(s)))?;
-    if neg {
-        if mantissa > i64::MAX as u64 + 1 {
-            return Err(DecimalError::Overflow(text(s)));
-        }
-        Ok((mantissa as i64).wrapping_neg())
-    } else {
-        i64::try_from(mantissa).map_err(|_| DecimalError::Overflow(text(s)))
-    }
+        .checked_mul(i128::from(SCALE))
+        .and_then(|v| v.checked_add(frac * i128::from(POW10[DECIMALS - frac_digits])))
+        .ok_or_else(overflow)?;
+    Ok(if neg { -mantissa } else { mantissa })
 }
 
 /// Parses a decimal `str`; see [`parse_fixed8`].
@@ -175,6 +175,8 @@ mod tests {
             Err(DecimalError::Overflow("92233720368.54775808".into()))
         );
         assert!(matches!(parse_decimal("99999999999999999999999"), Err(DecimalError::Overflow(_))));
+        assert_eq!(parse_fixed8_wide(b"180000000000.00000001"), Ok(18_000_000_000_000_000_001));
+        assert!(matches!(parse_fixed8_wide(&[b'9'; 40]), Err(DecimalError::Overflow(_))));
         let msg = parse_decimal("1.123456789").unwrap_err().to_string();
         assert!(msg.contains("1.123456789") && msg.contains("8 decimals"), "{msg}");
     }

@@ -327,9 +327,9 @@ mod tests {
         for row in rows {
             let mut fast = Fast { s: row, i: 0 };
             let careful = parse_row(row).ok();
-            match fast.row() {
-                Some(t) => assert_eq!(Some(t), careful, "{}", String::from_utf8_lossy(row)),
-                None => {} // falls back to parse_row
+            // `None` falls back to parse_row.
+            if let Some(t) = fast.row() {
+                assert_eq!(Some(t), careful, "{}", String::from_utf8_lossy(row));
             }
             let (mut trades, mut bad) = (Vec::new(), Vec::new());
             parse_block(row, &mut trades, &mut bad);

@@ -3,7 +3,7 @@
 //! Used to check results against Binance and to roll official 1m files up.
 
 use super::parse_int;
-use crate::decimal::{parse_fixed8, SCALE};
+use crate::decimal::{parse_fixed8, parse_fixed8_wide, SCALE};
 use crate::kline::Kline;
 
 /// Parses the 12 (or 11) fields of a Binance kline in their order. Quote volumes come back
@@ -16,6 +16,10 @@ pub fn parse_kline_fields(f: &[&str]) -> Result<Kline, String> {
         parse_int(f[i].as_bytes()).ok_or_else(|| format!("field {i} is not an integer: {:?}", f[i]))
     };
     let dec = |i: usize| parse_fixed8(f[i].as_bytes()).map_err(|e| format!("field {i}: {e}"));
+    let sum = |i: usize| parse_fixed8_wide(f[i].as_bytes()).map_err(|e| format!("field {i}: {e}"));
+    let quote = |i: usize| {
+        sum(i)?.checked_mul(i128::from(SCALE)).ok_or_else(|| format!("field {i}: out of range"))
+    };
     let trades = int(8)?;
     Ok(Kline {
         open_time: int(0)?,
@@ -23,12 +27,12 @@ pub fn parse_kline_fields(f: &[&str]) -> Result<Kline, String> {
         high: dec(2)?,
         low: dec(3)?,
         close: dec(4)?,
-        volume: i128::from(dec(5)?),
+        volume: sum(5)?,
         close_time: int(6)?,
-        quote_volume: i128::from(dec(7)?) * i128::from(SCALE),
+        quote_volume: quote(7)?,
         trades: u64::try_from(trades).map_err(|_| format!("negative trade count {trades}"))?,
-        taker_buy_volume: i128::from(dec(9)?),
-        taker_buy_quote_volume: i128::from(dec(10)?) * i128::from(SCALE),
+        taker_buy_volume: sum(9)?,
+        taker_buy_quote_volume: quote(10)?,
         first_trade_id: -1,
         last_trade_id: -1,
     })
