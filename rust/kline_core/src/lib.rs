@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod decimal;
+pub mod engine;
 pub mod interval;
 pub mod kline;
 pub mod output;

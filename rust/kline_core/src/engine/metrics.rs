@@ -1,0 +1,78 @@
+//! Counters per reason, cheap enough to leave on: relaxed atomics on their own cache lines.
+
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// Written by one partition worker.
+#[derive(Debug, Default)]
+pub struct PartitionCounters {
+    pub trades: CachePadded<AtomicU64>,
+    pub duplicates: CachePadded<AtomicU64>,
+    pub placeholders: CachePadded<AtomicU64>,
+    pub invalid: CachePadded<AtomicU64>,
+    pub late: CachePadded<AtomicU64>,
+    pub late_amended: CachePadded<AtomicU64>,
+    /// Late trades that did not fit the side output (still counted in `late`).
+    pub late_overflow: CachePadded<AtomicU64>,
+    pub stale_symbol: CachePadded<AtomicU64>,
+    pub closed: CachePadded<AtomicU64>,
+    pub flat_runs: CachePadded<AtomicU64>,
+    /// Latest trade time applied (event-time watermark).
+    pub watermark: CachePadded<AtomicI64>,
+    pub panics: CachePadded<AtomicU64>,
+}
+
+/// Written by producers.
+#[derive(Debug, Default)]
+pub struct ProducerCounters {
+    pub messages: CachePadded<AtomicU64>,
+    pub unknown_symbol: CachePadded<AtomicU64>,
+    pub malformed: CachePadded<AtomicU64>,
+    pub other_events: CachePadded<AtomicU64>,
+    pub backpressure: CachePadded<AtomicU64>,
+}
+
+#[inline]
+pub fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
+/// A point-in-time copy of one partition's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionMetrics {
+    pub trades: u64,
+    pub duplicates: u64,
+    pub placeholders: u64,
+    pub invalid: u64,
+    pub late: u64,
+    pub late_amended: u64,
+    pub late_overflow: u64,
+    pub stale_symbol: u64,
+    pub closed: u64,
+    pub flat_runs: u64,
+    pub watermark: i64,
+    pub panics: u64,
+    pub ring_depth: usize,
+    pub symbols: usize,
+}
+
+impl PartitionCounters {
+    pub fn read(&self) -> PartitionMetrics {
+        PartitionMetrics {
+            trades: self.trades.load(Relaxed),
+            duplicates: self.duplicates.load(Relaxed),
+            placeholders: self.placeholders.load(Relaxed),
+            invalid: self.invalid.load(Relaxed),
+            late: self.late.load(Relaxed),
+            late_amended: self.late_amended.load(Relaxed),
+            late_overflow: self.late_overflow.load(Relaxed),
+            stale_symbol: self.stale_symbol.load(Relaxed),
+            closed: self.closed.load(Relaxed),
+            flat_runs: self.flat_runs.load(Relaxed),
+            watermark: self.watermark.load(Relaxed),
+            panics: self.panics.load(Relaxed),
+            ring_depth: 0,
+            symbols: 0,
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! The streaming engine: partitioned workers turning live trades into klines.
+//!
+//! Producers (any thread) route each trade by symbol through the RCU [`registry`] to the
+//! bounded ring of the partition that owns the symbol; that partition's worker thread owns
+//! the symbol's kline slots and emits closed klines into its outbox, which consumers drain
+//! with [`Engine::poll`] and acknowledge with [`Engine::ack`].
+
+pub mod clock;
+pub mod delivery;
+pub mod metrics;
+pub mod output;
+pub mod partition;
+pub mod registry;
+pub mod table;
+pub mod wake;
+pub mod worker;
+
+use crate::interval::{Grid, Interval, TimeUnit, DAY_MS};
+use crate::parse::json::{parse_ws_message, Message};
+use crate::trade::Trade;
+use clock::{Clock, SystemClock};
+use crossbeam_channel::bounded;
+use crossbeam_utils::Backoff;
+use delivery::Delivery;
+use metrics::{bump, PartitionMetrics, ProducerCounters};
+use output::{LateTrade, Record};
+use partition::{Book, BookConfig, Item, Shared};
+use registry::{Registry, SymbolRef};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use wake::Notifier;
+
+#[derive(Clone)]
+pub struct EngineConfig {
+    pub intervals: Vec<Interval>,
+    /// Partition workers; 0 = one per usable CPU.
+    pub partitions: usize,
+    pub ring_capacity: usize,
+    pub outbox_capacity: usize,
+    /// How long past `close_time` the clock waits for stragglers before closing, in clock units.
+    pub grace: i64,
+    pub time_unit: TimeUnit,
+    pub tz_offset_ms: i64,
+    /// Pin workers to CPUs from `sched_getaffinity` (best effort).
+    pub pin_threads: bool,
+    /// Add a symbol on its first trade instead of counting it as unknown.
+    pub auto_add: bool,
+    /// How long a producer waits for room in a full ring before reporting backpressure.
+    pub push_wait: Duration,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl EngineConfig {
+    pub fn new(intervals: Vec<Interval>) -> Self {
+        EngineConfig {
+            intervals,
+            partitions: 0,
+            ring_capacity: 1 << 16,
+            outbox_capacity: 1 << 16,
+            grace: 250,
+            time_unit: TimeUnit::Millis,
+            tz_offset_ms: 0,
+            pin_threads: true,
+            auto_add: false,
+            push_wait: Duration::from_millis(100),
+            clock: Arc::new(SystemClock::default()),
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("no intervals configured")]
+    NoIntervals,
+    #[error("unknown symbol {0:?}")]
+    UnknownSymbol(String),
+    #[error("symbol {0:?} is already added")]
+    AlreadyAdded(String),
+    #[error("partition {0} is full: backpressure (retry, or consume klines faster)")]
+    Backpressure(usize),
+    #[error("partition {0} did not answer in time")]
+    Timeout(usize),
+    #[error("the engine is shut down")]
+    ShutDown,
+    #[error("cannot start worker threads: {0}")]
+    Spawn(String),
+}
+
+/// What one `push_raw` call did with its frames.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawReport {
+    /// Frames consumed from the front of the input (all of them unless backpressure stopped
+    /// the call): the caller retries from here.
+    pub consumed: usize,
+    pub trades: usize,
+    pub unknown_symbol: usize,
+    pub malformed: usize,
+    pub other_events: usize,
+    pub backpressure: bool,
+    /// The first few malformed frames' reasons.
+    pub errors: Vec<String>,
+}
+
+/// Engine-wide metrics: producers' counters and each partition's.
+#[derive(Debug, Clone, Default)]
+pub struct EngineMetrics {
+    pub messages: u64,
+    pub unknown_symbol: u64,
+    pub malformed: u64,
+    pub other_events: u64,
+    pub backpressure: u64,
+    pub unacked: usize,
+    pub partitions: Vec<PartitionMetrics>,
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    grids: Vec<Grid>,
+    registry: Registry,
+    shared: Vec<Arc<Shared>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    shutdown: Arc<AtomicBool>,
+    notifier: Arc<Notifier>,
+    errors: Arc<Mutex<Vec<String>>>,
+    producer: ProducerCounters,
+    delivery: Mutex<Delivery>,
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a.abs()
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The period that every interval's boundaries fall on (in ms).
+fn sweep_period_ms(intervals: &[Interval], tz_offset_ms: i64) -> i64 {
+    let mut g = 0;
+    for iv in intervals {
+        g = gcd(g, if let Interval::Fixed { ms } = iv { *ms } else { DAY_MS });
+        if iv.follows_time_zone() && tz_offset_ms != 0 {
+            g = gcd(g, tz_offset_ms);
+        }
+    }
+    g.max(1)
+}
+
+const MAX_ERRORS_PER_REPORT: usize = 8;
+
+impl Engine {
+    pub fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
+        if cfg.intervals.is_empty() {
+            return Err(EngineError::NoIntervals);
+        }
+        let cpus = worker::usable_cpus();
+        let n = match cfg.partitions {
+            0 => cpus.len().max(1),
+            n => n,
+        };
+        let grids: Vec<Grid> = cfg
+            .intervals
+            .iter()
+            .map(|&iv| Grid::new(iv, cfg.time_unit, cfg.tz_offset_ms, 0))
+            .collect();
+        let notifier = Arc::new(Notifier::new().map_err(|e| EngineError::Spawn(e.to_string()))?);
+        let engine = Engine {
+            grids: grids.clone(),
+            registry: Registry::default(),
+            shared: (0..n)
+                .map(|_| Arc::new(Shared::new(cfg.ring_capacity, cfg.outbox_capacity)))
+                .collect(),
+            workers: Mutex::new(Vec::new()),
+            shutdown: Arc::new(AtomicBool::new(false)),
+            notifier,
+            errors: Arc::new(Mutex::new(Vec::new())),
+            producer: ProducerCounters::default(),
+            delivery: Mutex::new(Delivery::default()),
+            cfg,
+        };
+        let ticks_per_ms = engine.cfg.time_unit.per_ms();
+        let sweep_every =
+            sweep_period_ms(&engine.cfg.intervals, engine.cfg.tz_offset_ms) * ticks_per_ms;
+        let mut handles = Vec::with_capacity(n);
+        for (index, shared) in engine.shared.iter().enumerate() {
+            let book = Book::new(BookConfig {
+                grids: grids.clone(),
+                grace: engine.cfg.grace,
+                tz_offset_ms: engine.cfg.tz_offset_ms,
+            });
+            let cx = worker::WorkerContext {
+                index,
+                shared: shared.clone(),
+                clock: engine.cfg.clock.clone(),
+                notifier: engine.notifier.clone(),
+                shutdown: engine.shutdown.clone(),
+                errors: engine.errors.clone(),
+                sweep_every,
+                grace: engine.cfg.grace,
+                ticks_per_ms,
+                cpu: (engine.cfg.pin_threads && !cpus.is_empty()).then(|| cpus[index % cpus.len()]),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("kline-worker-{index}"))
+                .spawn(move || worker::run(book, cx))
+                .map_err(|e| EngineError::Spawn(e.to_string()))?;
+            let _ = shared.thread.set(handle.thread().clone());
+            handles.push(handle);
+        }
+        *engine.workers.lock().expect("fresh mutex") = handles;
+        Ok(engine)
+    }
+
+    pub fn intervals(&self) -> &[Interval] {
+        &self.cfg.intervals
+    }
+
+    pub fn grids(&self) -> &[Grid] {
+        &self.grids
+    }
+
+    pub fn partitions(&self) -> usize {
+        self.shared.len()
+    }
+
+    /// The file descriptor that turns readable when closed records wait (see [`Engine::arm`]).
+    pub fn wake_fd(&self) -> i32 {
+        self.notifier.fd()
+    }
+
+    /// Call before waiting on [`Engine::wake_fd`]: the next closed record makes it readable.
+    /// Then poll once more (a record may have arrived before arming).
+    pub fn arm(&self) {
+        self.notifier.drain();
+        self.notifier.arm();
+    }
+
+    /// Pushes an item, waiting up to `push_wait` for room.
+    fn enqueue(&self, partition: usize, item: Item) -> Result<(), Item> {
+        let shared = &self.shared[partition];
+        let mut item = match shared.ring.push(item) {
+            Ok(()) => {
+                shared.wake();
+                return Ok(());
+            }
+            Err(item) => item,
+        };
+        shared.wake();
+        let deadline = Instant::now() + self.cfg.push_wait;
+        let backoff = Backoff::new();
+        loop {
+            if self.shutdown.load(Relaxed) {
+                return Err(item);
+            }
+            if backoff.is_completed() {
+                std::thread::sleep(Duration::from_micros(50));
+            } else {
+                backoff.snooze();
+            }
+            item = match shared.ring.push(item) {
+                Ok(()) => {
+                    shared.wake();
+                    return Ok(());
+                }
+                Err(item) => item,
+            };
+            shared.wake();
+            if Instant::now() >= deadline {
+                bump(&self.producer.backpressure);
+                return Err(item);
+            }
+        }
+    }
+
+    fn enqueue_or_fail(&self, partition: usize, item: Item) -> Result<(), EngineError> {
+        if self.shutdown.load(Relaxed) {
+            return Err(EngineError::ShutDown);
+        }
+        self.enqueue(partition, item).map_err(|_| EngineError::Backpressure(partition))
+    }
+
+    /// Adds symbols (idempotent for ones already there); the least loaded partition takes each.
+    pub fn add_symbols(&self, symbols: &[(&str, Option<i64>)]) -> Result<(), EngineError> {
+        let _guard = self.registry.lock();
+        let current = self.registry.snapshot();
+        let mut load: Vec<usize> = vec![0; self.shared.len()];
+        for r in current.values() {
+            load[r.partition as usize] += 1;
+        }
+        let mut added = Vec::new();
+        for &(name, anchor_3d) in symbols {
+            if current.contains_key(name)
+                || added.iter().any(|(n, _): &(Arc<str>, SymbolRef)| &**n == name)
+            {
+                continue;
+            }
+            let partition = (0..load.len()).min_by_key(|&p| load[p]).unwrap_or(0);
+            load[partition] += 1;
+            let (tx, rx) = bounded(1);
+            let name: Arc<str> = name.into();
+            self.enqueue_or_fail(
+                partition,
+                Item::Add { name: name.clone(), anchor_3d, reply: tx },
+            )?;
+            let (slot, generation) = rx
+                .recv_timeout(Duration::from_secs(10))
+                .map_err(|_| EngineError::Timeout(partition))?;
+            added.push((name, SymbolRef { partition: partition as u32, slot, generation }));
+        }
+        self.registry.publish(|map| map.extend(added));
+        Ok(())
+    }
+
+    pub fn add_symbol(&self, symbol: &str, anchor_3d: Option<i64>) -> Result<(), EngineError> {
+        self.add_symbols(&[(symbol, anchor_3d)])
+    }
+
+    /// Unmaps the symbol, then has its worker emit its open klines as final and free its slots.
+    pub fn remove_symbol(&self, symbol: &str) -> Result<(), EngineError> {
+        let _guard = self.registry.lock();
+        let r =
+            self.registry.get(symbol).ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
+        self.registry.publish(|map| {
+            map.remove(symbol);
+        });
+        let (tx, rx) = bounded(1);
+        let partition = r.partition as usize;
+        self.enqueue_or_fail(
+            partition,
+            Item::Remove { slot: r.slot, generation: r.generation, reply: tx },
+        )?;
+        rx.recv_timeout(Duration::from_secs(10)).map_err(|_| EngineError::Timeout(partition))
+    }
+
+    pub fn symbols(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.registry.snapshot().keys().map(|k| k.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    fn route(&self, symbol: &str) -> Option<SymbolRef> {
+        if let Some(r) = self.registry.get(symbol) {
+            return Some(r);
+        }
+        if self.cfg.auto_add && self.add_symbol(symbol, None).is_ok() {
+            return self.registry.get(symbol);
+        }
+        bump(&self.producer.unknown_symbol);
+        None
+    }
+
+    /// Pushes one trade of `symbol`.
+    pub fn push_trade(&self, symbol: &str, trade: Trade) -> Result<(), EngineError> {
+        let r = self.route(symbol).ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
+        let item = Item::Trade { slot: r.slot, generation: r.generation, trade };
+        self.enqueue_or_fail(r.partition as usize, item)
+    }
+
+    /// Pushes a batch of one symbol's trades (in id order) as one ring item.
+    pub fn push_trades(&self, symbol: &str, trades: Vec<Trade>) -> Result<(), EngineError> {
+        let r = self.route(symbol).ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
+        let item = Item::Batch { slot: r.slot, generation: r.generation, trades };
+        self.enqueue_or_fail(r.partition as usize, item)
+    }
+
+    /// Parses Binance websocket frames (aggTrade / trade, plain or combined-stream) and routes
+    /// their trades. Bad frames are counted with their reason; unknown symbols are counted.
+    pub fn push_raw<'a>(&self, frames: impl IntoIterator<Item = &'a [u8]>) -> RawReport {
+        let mut report = RawReport::default();
+        for frame in frames {
+            bump(&self.producer.messages);
+            match parse_ws_message(frame) {
+                Ok(Message::Trade { symbol, trade }) => match self.route(&symbol) {
+                    Some(r) => {
+                        let item = Item::Trade { slot: r.slot, generation: r.generation, trade };
+                        if self.shutdown.load(Relaxed)
+                            || self.enqueue(r.partition as usize, item).is_err()
+                        {
+                            report.backpressure = true;
+                            return report;
+                        }
+                        report.trades += 1;
+                    }
+                    None => report.unknown_symbol += 1,
+                },
+                Ok(Message::Other { .. }) => {
+                    bump(&self.producer.other_events);
+                    report.other_events += 1;
+                }
+                Err(reason) => {
+                    bump(&self.producer.malformed);
+                    report.malformed += 1;
+                    if report.errors.len() < MAX_ERRORS_PER_REPORT {
+                        report.errors.push(reason);
+                    }
+                }
+            }
+            report.consumed += 1;
+        }
+        report
+    }
+
+    /// Returns once every item pushed before this call has been applied by its worker.
+    pub fn sync(&self) -> Result<(), EngineError> {
+        let mut waits = Vec::new();
+        for p in 0..self.shared.len() {
+            let (tx, rx) = bounded(1);
+            self.enqueue_or_fail(p, Item::Tick)?;
+            self.enqueue_or_fail(p, Item::Barrier(tx))?;
+            waits.push((p, rx));
+        }
+        for (p, rx) in waits {
+            rx.recv_timeout(Duration::from_secs(30)).map_err(|_| EngineError::Timeout(p))?;
+        }
+        Ok(())
+    }
+
+    /// Up to `max` closed records (redelivered ones first) and the token that acknowledges them.
+    pub fn poll(&self, max: usize) -> (u64, Vec<Record>) {
+        let mut delivery = self.delivery.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        delivery.take_redelivery(max, &mut out);
+        'outer: loop {
+            let before = out.len();
+            for shared in &self.shared {
+                if out.len() >= max {
+                    break 'outer;
+                }
+                if let Some(r) = shared.outbox.pop() {
+                    out.push(r);
+                }
+            }
+            if out.len() == before {
+                break;
+            }
+        }
+        let token = delivery.register(&out);
+        (token, out)
+    }
+
+    /// The consumer has durably handled a polled batch: it will not come again.
+    pub fn ack(&self, token: u64) -> bool {
+        self.delivery.lock().unwrap_or_else(|e| e.into_inner()).ack(token)
+    }
+
+    /// The consumer could not handle a polled batch: it comes again on the next poll.
+    pub fn nack(&self, token: u64) -> bool {
+        self.delivery.lock().unwrap_or_else(|e| e.into_inner()).nack(token)
+    }
+
+    /// Late trades (bucket already closed), up to `max`.
+    pub fn poll_late(&self, max: usize) -> Vec<LateTrade> {
+        let mut out = Vec::new();
+        for shared in &self.shared {
+            while out.len() < max {
+                match shared.late.pop() {
+                    Some(t) => out.push(t),
+                    None => break,
+                }
+            }
+        }
+        out
+    }
+
+    /// Errors reported by workers (caught panics), oldest first; taking them clears them.
+    pub fn take_errors(&self) -> Vec<String> {
+        std::mem::take(&mut *self.errors.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn metrics(&self) -> EngineMetrics {
+        let p = &self.producer;
+        EngineMetrics {
+            messages: p.messages.load(Relaxed),
+            unknown_symbol: p.unknown_symbol.load(Relaxed),
+            malformed: p.malformed.load(Relaxed),
+            other_events: p.other_events.load(Relaxed),
+            backpressure: p.backpressure.load(Relaxed),
+            unacked: self.delivery.lock().unwrap_or_else(|e| e.into_inner()).unacked(),
+            partitions: self
+                .shared
+                .iter()
+                .map(|s| PartitionMetrics {
+                    ring_depth: s.ring.len(),
+                    symbols: s.symbols.load(Relaxed),
+                    ..s.counters.read()
+                })
+                .collect(),
+        }
+    }
+
+    /// Stops the workers after they apply what is already on their rings, and joins them.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+        for s in &self.shared {
+            if let Some(t) = s.thread.get() {
+                t.unpark();
+            }
+        }
+        let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in handles {
+            let _ = h.join();
+        }
+        self.notifier.signal();
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Relaxed)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

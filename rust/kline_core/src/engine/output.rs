@@ -1,0 +1,35 @@
+//! What leaves a partition: closed klines and flat runs, and late trades on the side.
+
+use crate::kline::{FlatRun, Kline};
+use crate::trade::Trade;
+use std::sync::Arc;
+
+/// A final record for one symbol and interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A closed kline. `revision` > 0 re-emits an amended kline (late policy `Amend`).
+    Kline { symbol: Arc<str>, interval: u16, kline: Kline, revision: u32, gap: bool },
+    /// Empty periods `[run.start, run.end)` at `run.price`, expanded by readers.
+    FlatRun { symbol: Arc<str>, interval: u16, run: FlatRun, gap: bool },
+}
+
+impl Record {
+    pub fn symbol(&self) -> &Arc<str> {
+        match self {
+            Record::Kline { symbol, .. } | Record::FlatRun { symbol, .. } => symbol,
+        }
+    }
+
+    pub fn interval(&self) -> u16 {
+        match self {
+            Record::Kline { interval, .. } | Record::FlatRun { interval, .. } => *interval,
+        }
+    }
+}
+
+/// A trade whose bucket had already closed (late policy `Drop`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateTrade {
+    pub symbol: Arc<str>,
+    pub trade: Trade,
+}

@@ -1,0 +1,367 @@
+//! One partition: the ring into its worker, and the worker's book of symbols and klines.
+
+use super::metrics::{bump, PartitionCounters};
+use super::output::{LateTrade, Record};
+use super::table::{SlotState, Table};
+use crate::interval::{Grid, Interval};
+use crate::kline::{FlatRun, Kline};
+use crate::trade::{Skip, Trade};
+use crossbeam_channel::Sender;
+use crossbeam_queue::ArrayQueue;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+
+/// What producers put on a partition's ring. Control items travel on the same ring, so they
+/// are ordered with the trades around them.
+#[derive(Debug)]
+pub enum Item {
+    Trade {
+        slot: u32,
+        generation: u32,
+        trade: Trade,
+    },
+    Batch {
+        slot: u32,
+        generation: u32,
+        trades: Vec<Trade>,
+    },
+    Add {
+        name: Arc<str>,
+        anchor_3d: Option<i64>,
+        reply: Sender<(u32, u32)>,
+    },
+    Remove {
+        slot: u32,
+        generation: u32,
+        reply: Sender<()>,
+    },
+    /// Replied to once everything before it on this ring has been applied.
+    Barrier(Sender<()>),
+    /// Look at the clock now (tests with a manual clock).
+    Tick,
+}
+
+/// The part of a partition that producers, consumers and its worker share.
+pub struct Shared {
+    pub ring: ArrayQueue<Item>,
+    pub outbox: ArrayQueue<Record>,
+    pub late: ArrayQueue<LateTrade>,
+    pub counters: PartitionCounters,
+    pub symbols: AtomicUsize,
+    /// The worker is parked (or about to): producers unpark it.
+    pub sleeping: AtomicBool,
+    pub thread: OnceLock<Thread>,
+}
+
+impl Shared {
+    pub fn new(ring: usize, outbox: usize) -> Self {
+        Shared {
+            ring: ArrayQueue::new(ring),
+            outbox: ArrayQueue::new(outbox),
+            late: ArrayQueue::new(outbox),
+            counters: PartitionCounters::default(),
+            symbols: AtomicUsize::new(0),
+            sleeping: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        }
+    }
+
+    /// Wakes the worker if it sleeps. Call after pushing.
+    #[inline]
+    pub fn wake(&self) {
+        if self.sleeping.load(Ordering::SeqCst) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SymbolState {
+    name: Arc<str>,
+    generation: u32,
+    live: bool,
+    last_id: i64,
+    /// Open time of the latest open or flat period of any interval: earlier trades are late.
+    late_before: i64,
+    anchor_3d: i64,
+}
+
+/// Settings a book needs from the engine.
+#[derive(Debug, Clone)]
+pub struct BookConfig {
+    pub grids: Vec<Grid>,
+    pub grace: i64,
+    pub tz_offset_ms: i64,
+}
+
+/// A worker's state: symbols, their slots and the records not yet in the outbox.
+pub struct Book {
+    cfg: BookConfig,
+    n: usize,
+    symbols: Vec<SymbolState>,
+    free: Vec<u32>,
+    table: Table,
+    /// Records that did not fit the outbox: kept, never dropped, sent first next time.
+    spill: VecDeque<Record>,
+    pub emitted: bool,
+}
+
+impl Book {
+    pub fn new(cfg: BookConfig) -> Self {
+        let n = cfg.grids.len();
+        Book {
+            cfg,
+            n,
+            symbols: Vec::new(),
+            free: Vec::new(),
+            table: Table::default(),
+            spill: VecDeque::new(),
+            emitted: false,
+        }
+    }
+
+    fn grid(&self, sym: usize, i: usize) -> Grid {
+        let g = self.cfg.grids[i];
+        if g.interval == Interval::ThreeDay {
+            Grid::new(g.interval, g.unit, self.cfg.tz_offset_ms, self.symbols[sym].anchor_3d)
+        } else {
+            g
+        }
+    }
+
+    fn emit(&mut self, shared: &Shared, r: Record) {
+        match &r {
+            Record::Kline { .. } => bump(&shared.counters.closed),
+            Record::FlatRun { .. } => bump(&shared.counters.flat_runs),
+        }
+        self.emitted = true;
+        if self.spill.is_empty() {
+            if let Err(r) = shared.outbox.push(r) {
+                self.spill.push_back(r);
+            }
+        } else {
+            self.spill.push_back(r);
+        }
+    }
+
+    /// Moves spilled records into the outbox as room appears; true when none are left.
+    pub fn flush_spill(&mut self, shared: &Shared) -> bool {
+        while let Some(r) = self.spill.pop_front() {
+            if let Err(r) = shared.outbox.push(r) {
+                self.spill.push_front(r);
+                return false;
+            }
+            self.emitted = true;
+        }
+        true
+    }
+
+    pub fn spilled(&self) -> usize {
+        self.spill.len()
+    }
+
+    pub fn add(&mut self, name: Arc<str>, anchor_3d: Option<i64>) -> (u32, u32) {
+        let anchor_3d = anchor_3d.unwrap_or(0);
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.symbols.push(SymbolState {
+                    name: name.clone(),
+                    generation: 0,
+                    live: false,
+                    last_id: i64::MIN,
+                    late_before: i64::MIN,
+                    anchor_3d,
+                });
+                self.table.grow(self.n);
+                (self.symbols.len() - 1) as u32
+            }
+        };
+        let s = &mut self.symbols[slot as usize];
+        s.name = name;
+        s.generation = s.generation.wrapping_add(1);
+        s.live = true;
+        s.last_id = i64::MIN;
+        s.late_before = i64::MIN;
+        s.anchor_3d = anchor_3d;
+        (slot, s.generation)
+    }
+
+    /// Emits the symbol's open klines as final and frees its slots for reuse.
+    pub fn remove(&mut self, shared: &Shared, slot: u32, generation: u32) {
+        let sym = slot as usize;
+        if self.symbols.get(sym).is_none_or(|s| !s.live || s.generation != generation) {
+            return;
+        }
+        for i in 0..self.n {
+            let idx = sym * self.n + i;
+            if self.table.state[idx] == SlotState::Open {
+                let kline = self.table.kline(idx);
+                let symbol = self.symbols[sym].name.clone();
+                self.emit(
+                    shared,
+                    Record::Kline { symbol, interval: i as u16, kline, revision: 0, gap: false },
+                );
+            }
+            self.table.clear(idx);
+        }
+        let s = &mut self.symbols[sym];
+        s.live = false;
+        s.generation = s.generation.wrapping_add(1);
+        self.free.push(slot);
+    }
+
+    pub fn live_symbols(&self) -> usize {
+        self.symbols.iter().filter(|s| s.live).count()
+    }
+
+    /// Applies one trade of the symbol in `slot`.
+    #[inline]
+    pub fn trade(&mut self, shared: &Shared, slot: u32, generation: u32, t: &Trade) {
+        let sym = slot as usize;
+        let c = &shared.counters;
+        let Some(s) = self.symbols.get_mut(sym).filter(|s| s.live && s.generation == generation)
+        else {
+            bump(&c.stale_symbol);
+            return;
+        };
+        if t.id <= s.last_id {
+            bump(&c.duplicates);
+            return;
+        }
+        match t.defect() {
+            Some(Skip::Placeholder) => return bump(&c.placeholders),
+            Some(_) => return bump(&c.invalid),
+            None => {}
+        }
+        s.last_id = t.id;
+        if t.time < s.late_before {
+            bump(&c.late);
+            if shared.late.push(LateTrade { symbol: s.name.clone(), trade: *t }).is_err() {
+                bump(&c.late_overflow);
+            }
+            return;
+        }
+        bump(&c.trades);
+        c.watermark.fetch_max(t.time, Ordering::Relaxed);
+        let base = sym * self.n;
+        for i in 0..self.n {
+            let idx = base + i;
+            if self.table.state[idx] == SlotState::Open && t.time < self.table.next[idx] {
+                self.table.apply(idx, t);
+            } else {
+                self.roll(shared, sym, i, t);
+            }
+        }
+    }
+
+    /// The trade belongs to a later bucket than the slot's: close what is there, open anew.
+    #[cold]
+    fn roll(&mut self, shared: &Shared, sym: usize, i: usize, t: &Trade) {
+        let idx = sym * self.n + i;
+        let grid = self.grid(sym, i);
+        let start = grid.bucket_start(t.time);
+        let next = grid.next_start(start);
+        let symbol = self.symbols[sym].name.clone();
+        let interval = i as u16;
+        match self.table.state[idx] {
+            SlotState::Open => {
+                let kline = self.table.kline(idx);
+                self.emit(
+                    shared,
+                    Record::Kline {
+                        symbol: symbol.clone(),
+                        interval,
+                        kline,
+                        revision: 0,
+                        gap: false,
+                    },
+                );
+                if kline.close_time + 1 < start {
+                    let run =
+                        FlatRun { start: kline.close_time + 1, end: start, price: kline.close };
+                    self.emit(shared, Record::FlatRun { symbol, interval, run, gap: false });
+                }
+            }
+            SlotState::Flat => {
+                let since = self.table.open_time[idx];
+                if since < start {
+                    let run = FlatRun { start: since, end: start, price: self.table.close[idx] };
+                    self.emit(shared, Record::FlatRun { symbol, interval, run, gap: false });
+                }
+            }
+            SlotState::Empty => {}
+        }
+        self.table.open_with(idx, t, start, next);
+        let s = &mut self.symbols[sym];
+        s.late_before = s.late_before.max(start);
+    }
+
+    /// Closes what the clock has passed: open klines whose `close_time + grace` is behind
+    /// `now`, and complete quiet periods (one flat run per slot, whatever their number).
+    pub fn sweep(&mut self, shared: &Shared, now: i64) {
+        let horizon = now - self.cfg.grace;
+        for sym in 0..self.symbols.len() {
+            if !self.symbols[sym].live {
+                continue;
+            }
+            for i in 0..self.n {
+                let idx = sym * self.n + i;
+                match self.table.state[idx] {
+                    SlotState::Open if self.table.next[idx] <= horizon => {
+                        let kline = self.table.kline(idx);
+                        let symbol = self.symbols[sym].name.clone();
+                        self.emit(
+                            shared,
+                            Record::Kline {
+                                symbol,
+                                interval: i as u16,
+                                kline,
+                                revision: 0,
+                                gap: false,
+                            },
+                        );
+                        self.table.go_flat(idx, kline.close_time + 1);
+                        let s = &mut self.symbols[sym];
+                        s.late_before = s.late_before.max(kline.close_time + 1);
+                        self.flat_until(shared, sym, i, horizon);
+                    }
+                    SlotState::Flat => self.flat_until(shared, sym, i, horizon),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn flat_until(&mut self, shared: &Shared, sym: usize, i: usize, horizon: i64) {
+        let idx = sym * self.n + i;
+        let since = self.table.open_time[idx];
+        let end = self.grid(sym, i).bucket_start(horizon);
+        if end > since {
+            let run = FlatRun { start: since, end, price: self.table.close[idx] };
+            let symbol = self.symbols[sym].name.clone();
+            self.emit(shared, Record::FlatRun { symbol, interval: i as u16, run, gap: false });
+            self.table.open_time[idx] = end;
+            let s = &mut self.symbols[sym];
+            s.late_before = s.late_before.max(end);
+        }
+    }
+
+    /// The open klines of every live symbol (for inspection and tests).
+    pub fn open_klines(&self) -> Vec<(Arc<str>, u16, Kline)> {
+        let mut out = Vec::new();
+        for (sym, s) in self.symbols.iter().enumerate().filter(|(_, s)| s.live) {
+            for i in 0..self.n {
+                let idx = sym * self.n + i;
+                if self.table.state[idx] == SlotState::Open {
+                    out.push((s.name.clone(), i as u16, self.table.kline(idx)));
+                }
+            }
+        }
+        out
+    }
+}

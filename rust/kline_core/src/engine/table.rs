@@ -1,0 +1,165 @@
+//! One partition's kline state: struct of arrays, one slot per symbol × interval.
+//!
+//! Slot `s * intervals + i` holds symbol `s`'s interval `i`. Dirty slots (changed since the
+//! last acknowledged snapshot) carry an O(1) flag and sit once in the dirty list.
+
+use crate::decimal::product;
+use crate::kline::Kline;
+use crate::trade::Trade;
+
+/// What a slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SlotState {
+    /// No trade yet.
+    Empty,
+    /// A kline is open: `open_time .. next`.
+    Open,
+    /// Quiet since `open_time` at price `close`: complete empty periods not yet emitted.
+    Flat,
+}
+
+#[derive(Debug, Default)]
+pub struct Table {
+    pub state: Vec<SlotState>,
+    pub open_time: Vec<i64>,
+    pub next: Vec<i64>,
+    pub open: Vec<i64>,
+    pub high: Vec<i64>,
+    pub low: Vec<i64>,
+    pub close: Vec<i64>,
+    pub volume: Vec<i128>,
+    pub quote: Vec<i128>,
+    pub taker_volume: Vec<i128>,
+    pub taker_quote: Vec<i128>,
+    pub trades: Vec<u64>,
+    pub first_id: Vec<i64>,
+    pub last_id: Vec<i64>,
+    pub dirty: Vec<bool>,
+    pub dirty_list: Vec<u32>,
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+
+    /// Adds `n` empty slots.
+    pub fn grow(&mut self, n: usize) {
+        let len = self.len() + n;
+        self.state.resize(len, SlotState::Empty);
+        for v in [
+            &mut self.open_time,
+            &mut self.next,
+            &mut self.open,
+            &mut self.high,
+            &mut self.low,
+            &mut self.close,
+            &mut self.first_id,
+            &mut self.last_id,
+        ] {
+            v.resize(len, 0);
+        }
+        for v in [&mut self.volume, &mut self.quote, &mut self.taker_volume, &mut self.taker_quote]
+        {
+            v.resize(len, 0);
+        }
+        self.trades.resize(len, 0);
+        self.dirty.resize(len, false);
+    }
+
+    /// Bytes of state per slot (both the table and a snapshot copy of it).
+    pub const fn bytes_per_slot() -> usize {
+        std::mem::size_of::<SlotState>()
+            + 10 * std::mem::size_of::<i64>()
+            + 4 * std::mem::size_of::<i128>()
+            + std::mem::size_of::<bool>()
+            + std::mem::size_of::<u32>()
+    }
+
+    #[inline]
+    pub fn mark_dirty(&mut self, idx: usize) {
+        if !self.dirty[idx] {
+            self.dirty[idx] = true;
+            self.dirty_list.push(idx as u32);
+        }
+    }
+
+    /// The kline in slot `idx` (open or flat), with its close time from `next`.
+    pub fn kline(&self, idx: usize) -> Kline {
+        Kline {
+            open_time: self.open_time[idx],
+            close_time: self.next[idx] - 1,
+            open: self.open[idx],
+            high: self.high[idx],
+            low: self.low[idx],
+            close: self.close[idx],
+            volume: self.volume[idx],
+            quote_volume: self.quote[idx],
+            trades: self.trades[idx],
+            taker_buy_volume: self.taker_volume[idx],
+            taker_buy_quote_volume: self.taker_quote[idx],
+            first_trade_id: self.first_id[idx],
+            last_trade_id: self.last_id[idx],
+        }
+    }
+
+    /// Opens a kline at `start .. next` with its first trade.
+    #[inline]
+    pub fn open_with(&mut self, idx: usize, t: &Trade, start: i64, next: i64) {
+        self.state[idx] = SlotState::Open;
+        self.open_time[idx] = start;
+        self.next[idx] = next;
+        self.open[idx] = t.price;
+        self.high[idx] = t.price;
+        self.low[idx] = t.price;
+        self.close[idx] = t.price;
+        let q = i128::from(t.qty);
+        let pq = product(t.price, t.qty);
+        let taker = !t.buyer_is_maker;
+        self.volume[idx] = q;
+        self.quote[idx] = pq;
+        self.taker_volume[idx] = if taker { q } else { 0 };
+        self.taker_quote[idx] = if taker { pq } else { 0 };
+        self.trades[idx] = t.raw_trades();
+        self.first_id[idx] = t.first_id;
+        self.last_id[idx] = t.last_id;
+        self.mark_dirty(idx);
+    }
+
+    /// Adds a trade to the open kline in `idx` (same bucket).
+    #[inline]
+    pub fn apply(&mut self, idx: usize, t: &Trade) {
+        self.high[idx] = self.high[idx].max(t.price);
+        self.low[idx] = self.low[idx].min(t.price);
+        self.close[idx] = t.price;
+        let q = i128::from(t.qty);
+        let pq = product(t.price, t.qty);
+        self.volume[idx] += q;
+        self.quote[idx] += pq;
+        if !t.buyer_is_maker {
+            self.taker_volume[idx] += q;
+            self.taker_quote[idx] += pq;
+        }
+        self.trades[idx] += t.raw_trades();
+        self.last_id[idx] = t.last_id;
+        self.mark_dirty(idx);
+    }
+
+    /// Turns an open kline into the quiet state after it: flat from `next` at its close.
+    #[inline]
+    pub fn go_flat(&mut self, idx: usize, since: i64) {
+        self.state[idx] = SlotState::Flat;
+        self.open_time[idx] = since;
+        self.mark_dirty(idx);
+    }
+
+    pub fn clear(&mut self, idx: usize) {
+        self.state[idx] = SlotState::Empty;
+        self.mark_dirty(idx);
+    }
+}

@@ -1,0 +1,158 @@
+//! The partition worker thread: drain the ring, apply, close on time, spin → back off → park.
+
+use super::clock::Clock;
+use super::metrics::bump;
+use super::partition::{Book, Item, Shared};
+use super::wake::Notifier;
+use crossbeam_utils::Backoff;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Items applied before the worker looks at the clock and the outbox again.
+const BATCH: usize = 4096;
+/// Longest park: the worker re-checks the clock and shutdown at least this often.
+const MAX_PARK: Duration = Duration::from_millis(50);
+
+pub struct WorkerContext {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Arc<Notifier>,
+    pub shutdown: Arc<AtomicBool>,
+    pub errors: Arc<Mutex<Vec<String>>>,
+    /// Period of the sweep that closes quiet buckets (gcd of the interval grid), in clock units.
+    pub sweep_every: i64,
+    pub grace: i64,
+    pub ticks_per_ms: i64,
+    pub cpu: Option<usize>,
+}
+
+/// First sweep time strictly after `now`: the next grid boundary plus grace.
+fn next_sweep(now: i64, every: i64, grace: i64) -> i64 {
+    (now - grace).div_euclid(every) * every + every + grace
+}
+
+/// Applies one item; true for a `Tick` (look at the clock before the next item).
+fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
+    let shared = &cx.shared;
+    match item {
+        Item::Trade { slot, generation, trade } => book.trade(shared, slot, generation, &trade),
+        Item::Batch { slot, generation, trades } => {
+            for t in &trades {
+                book.trade(shared, slot, generation, t);
+            }
+        }
+        Item::Add { name, anchor_3d, reply } => {
+            let r = book.add(name, anchor_3d);
+            shared.symbols.store(book.live_symbols(), Ordering::Relaxed);
+            let _ = reply.send(r);
+        }
+        Item::Remove { slot, generation, reply } => {
+            book.remove(shared, slot, generation);
+            shared.symbols.store(book.live_symbols(), Ordering::Relaxed);
+            let _ = reply.send(());
+        }
+        Item::Barrier(reply) => {
+            let _ = reply.send(());
+        }
+        Item::Tick => return true,
+    }
+    false
+}
+
+/// Runs until shutdown. A panic while applying an item is caught, counted and reported; the
+/// worker goes on with the next item.
+pub fn run(mut book: Book, cx: WorkerContext) {
+    if let Some(cpu) = cx.cpu {
+        pin_to(cpu);
+    }
+    let shared = cx.shared.clone();
+    let mut next_sweep_at = next_sweep(cx.clock.now(), cx.sweep_every, cx.grace);
+    loop {
+        let mut worked = false;
+        for _ in 0..BATCH {
+            let Some(item) = shared.ring.pop() else { break };
+            worked = true;
+            let res = catch_unwind(AssertUnwindSafe(|| handle(&mut book, &cx, item)));
+            if let Ok(true) = res {
+                let now = cx.clock.now();
+                if now >= next_sweep_at {
+                    book.sweep(&shared, now);
+                    next_sweep_at = next_sweep(now, cx.sweep_every, cx.grace);
+                }
+            }
+            if let Err(panic) = res {
+                bump(&shared.counters.panics);
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                let mut errors = cx.errors.lock().unwrap_or_else(|e| e.into_inner());
+                errors.push(format!("partition {}: worker panicked: {what}", cx.index));
+            }
+        }
+        let now = cx.clock.now();
+        if now >= next_sweep_at {
+            book.sweep(&shared, now);
+            next_sweep_at = next_sweep(now, cx.sweep_every, cx.grace);
+        }
+        let drained = book.flush_spill(&shared);
+        if book.emitted {
+            book.emitted = false;
+            cx.notifier.notify();
+        }
+        if worked {
+            continue;
+        }
+        if cx.shutdown.load(Ordering::SeqCst) && shared.ring.is_empty() {
+            return;
+        }
+        idle(&shared, &cx, drained, next_sweep_at - now);
+    }
+}
+
+/// Spin briefly, then yield, then park until woken, the next sweep, or `MAX_PARK`.
+fn idle(shared: &Shared, cx: &WorkerContext, drained: bool, until_sweep: i64) {
+    let backoff = Backoff::new();
+    while !backoff.is_completed() {
+        if !shared.ring.is_empty() {
+            return;
+        }
+        backoff.snooze();
+    }
+    shared.sleeping.store(true, Ordering::SeqCst);
+    if shared.ring.is_empty() && !cx.shutdown.load(Ordering::SeqCst) {
+        let ms = (until_sweep.max(1) / cx.ticks_per_ms.max(1)).max(1) as u64;
+        let mut wait = Duration::from_millis(ms).min(MAX_PARK);
+        if !drained {
+            wait = wait.min(Duration::from_millis(1)); // the outbox is full: retry soon
+        }
+        std::thread::park_timeout(wait);
+    }
+    shared.sleeping.store(false, Ordering::SeqCst);
+}
+
+/// CPUs this process may run on (`sched_getaffinity`).
+pub fn usable_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+    }
+}
+
+/// Pins the calling thread to `cpu`; best effort, failure is ignored.
+fn pin_to(cpu: usize) {
+    // SAFETY: as above; sched_setaffinity reads the set we built.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let _ = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}

@@ -1,0 +1,253 @@
+//! The streaming engine against the batch aggregator, and its lifecycle rules.
+
+use kline_core::aggregate::{aggregate, expand_flat_run};
+use kline_core::engine::clock::ManualClock;
+use kline_core::engine::output::Record;
+use kline_core::engine::{Engine, EngineConfig, EngineError};
+use kline_core::interval::{Grid, Interval, MINUTE_MS};
+use kline_core::{Kline, Trade};
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const T0: i64 = 1_577_836_800_000;
+
+fn intervals(names: &[&str]) -> Vec<Interval> {
+    names.iter().map(|n| n.parse().unwrap()).collect()
+}
+
+fn engine(names: &[&str], partitions: usize, clock: Arc<ManualClock>) -> Engine {
+    let mut cfg = EngineConfig::new(intervals(names));
+    cfg.partitions = partitions;
+    cfg.clock = clock;
+    cfg.pin_threads = false;
+    cfg.ring_capacity = 1024;
+    Engine::start(cfg).unwrap()
+}
+
+/// Everything the engine has closed, per (symbol, interval), flat runs expanded.
+fn drain(e: &Engine) -> HashMap<(String, u16), Vec<Kline>> {
+    let mut out: HashMap<(String, u16), Vec<Kline>> = HashMap::new();
+    loop {
+        let (token, batch) = e.poll(1000);
+        if batch.is_empty() {
+            return out;
+        }
+        for r in batch {
+            match r {
+                Record::Kline { symbol, interval, kline, .. } => {
+                    out.entry((symbol.to_string(), interval)).or_default().push(kline)
+                }
+                Record::FlatRun { symbol, interval, run, .. } => {
+                    let grid = e.grids()[interval as usize];
+                    let v = out.entry((symbol.to_string(), interval)).or_default();
+                    expand_flat_run(&grid, &run, |k| v.push(k));
+                }
+            }
+        }
+        assert!(e.ack(token));
+    }
+}
+
+fn trade(id: i64, time: i64, price: i64) -> Trade {
+    Trade {
+        id,
+        price,
+        qty: 1000 + id,
+        first_id: id,
+        last_id: id,
+        time,
+        buyer_is_maker: id % 2 == 0,
+    }
+}
+
+fn arb_symbol_trades() -> impl Strategy<Value = Vec<Trade>> {
+    prop::collection::vec((0i64..90_000, 1i64..1_000_000, 1i64..5_000_000, any::<bool>()), 1..200)
+        .prop_map(|rows| {
+            let mut time = T0;
+            rows.into_iter()
+                .enumerate()
+                .map(|(i, (dt, price, qty, m))| {
+                    time += dt * (dt % 5);
+                    let id = i as i64 + 1;
+                    Trade {
+                        id,
+                        price,
+                        qty,
+                        first_id: id * 3,
+                        last_id: id * 3 + (dt % 3),
+                        time,
+                        buyer_is_maker: m,
+                    }
+                })
+                .collect()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn streaming_equals_batch_for_any_partitions_and_batches(
+        symbols in prop::collection::vec(arb_symbol_trades(), 1..6),
+        partitions in 1usize..=4,
+        batch in 1usize..50,
+    ) {
+        let names = ["1m", "5m", "1h", "1d"];
+        let clock = Arc::new(ManualClock::new(0));
+        let e = engine(&names, partitions, clock);
+        let syms: Vec<String> = (0..symbols.len()).map(|i| format!("SYM{i}USDT")).collect();
+        for s in &syms {
+            e.add_symbol(s, None).unwrap();
+        }
+        // Interleave symbols, each in random-sized batches, some as single trades.
+        let mut cursors = vec![0usize; symbols.len()];
+        while cursors.iter().zip(&symbols).any(|(c, t)| *c < t.len()) {
+            for (k, trades) in symbols.iter().enumerate() {
+                let from = cursors[k];
+                let to = (from + batch).min(trades.len());
+                if from == to { continue; }
+                if (to - from) % 2 == 0 {
+                    e.push_trades(&syms[k], trades[from..to].to_vec()).unwrap();
+                } else {
+                    for t in &trades[from..to] { e.push_trade(&syms[k], *t).unwrap(); }
+                }
+                cursors[k] = to;
+            }
+        }
+        for s in &syms {
+            e.remove_symbol(s).unwrap();
+        }
+        let got = drain(&e);
+        let grids: Vec<Grid> = e.grids().to_vec();
+        for (k, trades) in symbols.iter().enumerate() {
+            let (want, _) = aggregate(&grids, trades);
+            for (i, want) in want.iter().enumerate() {
+                let got = got.get(&(syms[k].clone(), i as u16)).cloned().unwrap_or_default();
+                prop_assert_eq!(&got, want, "{} {}", syms[k], names[i]);
+            }
+        }
+        let m = e.metrics();
+        prop_assert_eq!(m.unacked, 0);
+        let applied: u64 = m.partitions.iter().map(|p| p.trades).sum();
+        prop_assert_eq!(applied as usize, symbols.iter().map(Vec::len).sum::<usize>());
+    }
+}
+
+#[test]
+fn the_clock_closes_quiet_buckets_and_a_long_silence_is_one_flat_run() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m", "1h"], 2, clock.clone());
+    e.add_symbol("BTCUSDT", None).unwrap();
+    e.push_trade("BTCUSDT", trade(1, T0 + 10, 100)).unwrap();
+    e.sync().unwrap();
+    assert!(e.poll(10).1.is_empty(), "nothing closes before close_time + grace");
+    clock.set(T0 + MINUTE_MS + 250);
+    e.sync().unwrap();
+    let (_, recs) = e.poll(10);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert!(
+        matches!(&recs[0], Record::Kline { interval: 0, kline, .. } if kline.open_time == T0 && kline.close == 100)
+    );
+    // Two days of silence: one flat-run record per interval, not one per period.
+    clock.set(T0 + 2 * 24 * 60 * MINUTE_MS + 300);
+    e.sync().unwrap();
+    let (_, recs) = e.poll(100);
+    let runs: Vec<_> = recs.iter().filter(|r| matches!(r, Record::FlatRun { .. })).collect();
+    assert_eq!(recs.len(), 3, "1h kline + one flat run per interval: {recs:?}");
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        let Record::FlatRun { interval, run, .. } = r else { unreachable!() };
+        let per = if *interval == 0 { MINUTE_MS } else { 60 * MINUTE_MS };
+        assert_eq!(run.price, 100);
+        assert_eq!(run.end, T0 + 2 * 24 * 60 * MINUTE_MS, "{run:?}");
+        assert_eq!(run.start, T0 + per);
+    }
+    // A trade for a period the clock already closed is late: counted and on the side output.
+    e.push_trade("BTCUSDT", trade(2, T0 + 30 * MINUTE_MS, 99)).unwrap();
+    e.sync().unwrap();
+    let late = e.poll_late(10);
+    assert_eq!(late.len(), 1);
+    assert_eq!(&*late[0].symbol, "BTCUSDT");
+    assert_eq!(e.metrics().partitions.iter().map(|p| p.late).sum::<u64>(), 1);
+}
+
+#[test]
+fn remove_flushes_open_klines_and_frees_the_slot_for_reuse() {
+    let clock = Arc::new(ManualClock::new(0));
+    let e = engine(&["1m"], 1, clock);
+    e.add_symbol("AAA", None).unwrap();
+    e.push_trade("AAA", trade(1, T0, 5)).unwrap();
+    e.remove_symbol("AAA").unwrap();
+    let (_, recs) = e.poll(10);
+    assert!(matches!(&recs[..], [Record::Kline { kline, .. }] if kline.close == 5));
+    assert_eq!(
+        e.push_trade("AAA", trade(2, T0 + 1, 6)),
+        Err(EngineError::UnknownSymbol("AAA".into()))
+    );
+    e.add_symbol("BBB", None).unwrap();
+    e.push_trade("BBB", trade(1, T0, 7)).unwrap();
+    e.sync().unwrap();
+    let m = e.metrics();
+    assert_eq!(m.unknown_symbol, 1);
+    assert_eq!(m.partitions[0].symbols, 1);
+    assert_eq!(e.symbols(), vec!["BBB".to_string()]);
+}
+
+#[test]
+fn unacknowledged_batches_come_again() {
+    let clock = Arc::new(ManualClock::new(0));
+    let e = engine(&["1m"], 1, clock);
+    e.add_symbol("AAA", None).unwrap();
+    e.push_trade("AAA", trade(1, T0, 5)).unwrap();
+    e.push_trade("AAA", trade(2, T0 + MINUTE_MS, 6)).unwrap();
+    e.sync().unwrap();
+    let (token, first) = e.poll(10);
+    assert_eq!(first.len(), 1);
+    assert!(e.nack(token));
+    let (token2, again) = e.poll(10);
+    assert_eq!(again, first);
+    assert_eq!(e.metrics().unacked, 1);
+    assert!(e.ack(token2));
+    assert!(!e.ack(token2));
+    assert_eq!(e.metrics().unacked, 0);
+}
+
+#[test]
+fn raw_websocket_frames_are_parsed_routed_and_bad_ones_counted() {
+    let clock = Arc::new(ManualClock::new(0));
+    let e = engine(&["1m"], 2, clock);
+    e.add_symbol("ETHUSDT", None).unwrap();
+    let good = br#"{"stream":"ethusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"ETHUSDT","a":7,"p":"1632.46000000","q":"0.34305000","f":9,"l":9,"T":1675759520847,"m":false,"M":true}}"#;
+    let unknown = br#"{"e":"aggTrade","E":1,"s":"XRPUSDT","a":7,"p":"1","q":"1","f":9,"l":9,"T":1,"m":false}"#;
+    let frames: Vec<&[u8]> = vec![
+        good,
+        b"{broken",
+        unknown,
+        br#"{"e":"kline","k":{}}"#,
+        br#"{"e":"aggTrade","s":"ETHUSDT"}"#,
+    ];
+    let report = e.push_raw(frames);
+    assert_eq!(
+        (
+            report.consumed,
+            report.trades,
+            report.malformed,
+            report.unknown_symbol,
+            report.other_events
+        ),
+        (5, 1, 2, 1, 1)
+    );
+    assert!(report.errors[0].contains("invalid JSON"), "{:?}", report.errors);
+    assert!(report.errors[1].contains("missing field"), "{:?}", report.errors);
+    e.sync().unwrap();
+    assert_eq!(e.metrics().partitions.iter().map(|p| p.trades).sum::<u64>(), 1);
+}
+
+#[test]
+fn shutdown_joins_and_later_pushes_fail() {
+    let e = engine(&["1m"], 2, Arc::new(ManualClock::new(0)));
+    e.add_symbol("AAA", None).unwrap();
+    e.shutdown();
+    assert_eq!(e.push_trade("AAA", trade(1, T0, 1)), Err(EngineError::ShutDown));
+}
