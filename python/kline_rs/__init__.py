@@ -7,12 +7,16 @@ for it (its BLAS threads would compete with the replay threads for the cores).
 from typing import TYPE_CHECKING, Any
 
 from kline_rs._core import (
+    BackpressureError,
     DecimalError,
+    EngineError,
     IntervalError,
     KlineError,
+    ManualClock,
     ParseError,
     ReplayFailed,
     RollupError,
+    UnknownSymbolError,
     __version__,
     format_fixed8,
     interval_name,
@@ -21,6 +25,7 @@ from kline_rs._core import (
 from kline_rs.replay import ReplaySummary, replay
 
 if TYPE_CHECKING:
+    from kline_rs.engine import CLOSED_DTYPE, Batch, ClosedKline, Engine
     from kline_rs.klines import (
         INTERVALS,
         KLINE_DTYPE,
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
         rollup_csv,
     )
 
+_ENGINE = {"CLOSED_DTYPE", "Batch", "ClosedKline", "Engine"}
 _LAZY = {
     "INTERVALS",
     "KLINE_DTYPE",
@@ -51,23 +57,35 @@ def __getattr__(name: str) -> Any:
         from kline_rs import klines
 
         return getattr(klines, name)
+    if name in _ENGINE:
+        from kline_rs import engine
+
+        return getattr(engine, name)
     raise AttributeError(f"module 'kline_rs' has no attribute {name!r}")
 
 
 __all__ = [
+    "CLOSED_DTYPE",
     "INTERVALS",
     "KLINE_DTYPE",
     "PRICE_SCALE",
     "QUOTE_SCALE",
     "VOLUME_SCALE",
     "Aggregation",
+    "BackpressureError",
+    "Batch",
+    "ClosedKline",
     "DecimalError",
+    "Engine",
+    "EngineError",
     "IntervalError",
     "KlineError",
+    "ManualClock",
     "ParseError",
     "ReplayFailed",
     "ReplaySummary",
     "RollupError",
+    "UnknownSymbolError",
     "__version__",
     "aggregate",
     "as_float",

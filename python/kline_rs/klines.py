@@ -57,10 +57,13 @@ class Aggregation:
     late: int
 
 
-def _structured(columns: dict[str, object]) -> npt.NDArray[np.void]:
+def structured(
+    columns: dict[str, object], dtype: np.dtype[np.void] = KLINE_DTYPE
+) -> npt.NDArray[np.void]:
+    """Columns from the Rust core → a structured array of ``dtype``."""
     n = len(columns["open_time"])  # type: ignore[arg-type]
-    out = np.empty(n, dtype=KLINE_DTYPE)
-    for name in KLINE_DTYPE.names or ():
+    out = np.empty(n, dtype=dtype)
+    for name in dtype.names or ():
         out[name] = columns[name]
     return out
 
@@ -103,7 +106,7 @@ def aggregate(
         time_unit=time_unit,
     )
     counts = result["counts"]
-    klines = {name: _structured(cols) for name, cols in result["klines"].items()}
+    klines = {name: structured(cols) for name, cols in result["klines"].items()}
     return Aggregation(klines=klines, **counts)
 
 

@@ -1,5 +1,7 @@
 //! `kline_rs._core`: conversions and errors only; the logic lives in `kline_core`.
 
+mod engine;
+
 use kline_core::decimal::{format_fixed8, parse_decimal};
 use kline_core::interval::{parse_tz_offset, Grid, Interval, TimeUnit};
 use kline_core::replay::{replay as core_replay, ReplayError, ReplayOptions};
@@ -24,12 +26,12 @@ create_exception!(_core, ParseError, KlineError, "A malformed input row or messa
 create_exception!(_core, ReplayFailed, KlineError, "A replay that could not finish.");
 create_exception!(_core, RollupError, KlineError, "Klines that cannot be rolled up as asked.");
 
-fn interval(name: &str) -> PyResult<Interval> {
+pub(crate) fn interval(name: &str) -> PyResult<Interval> {
     name.parse()
         .map_err(|e: kline_core::interval::IntervalError| IntervalError::new_err(e.to_string()))
 }
 
-fn tz(offset: Option<&str>) -> PyResult<i64> {
+pub(crate) fn tz(offset: Option<&str>) -> PyResult<i64> {
     offset.map_or(Ok(0), |s| parse_tz_offset(s).map_err(|e| IntervalError::new_err(e.to_string())))
 }
 
@@ -101,7 +103,10 @@ fn replay<'py>(
 }
 
 /// Columns of klines: int64 arrays, plus Python ints for the 128-bit sums.
-fn kline_columns<'py>(py: Python<'py>, klines: &[Kline]) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn kline_columns<'py>(
+    py: Python<'py>,
+    klines: &[Kline],
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let col = |f: fn(&Kline) -> i64| PyArray1::from_vec(py, klines.iter().map(f).collect());
     d.set_item("open_time", col(|k| k.open_time))?;
@@ -234,5 +239,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(replay, m)?)?;
     m.add_function(wrap_pyfunction!(aggregate, m)?)?;
     m.add_function(wrap_pyfunction!(rollup_csv, m)?)?;
+    engine::register(m)?;
     Ok(())
 }

@@ -448,7 +448,11 @@ impl Engine {
 
     /// The consumer could not handle a polled batch: it comes again on the next poll.
     pub fn nack(&self, token: u64) -> bool {
-        self.delivery.lock().unwrap_or_else(|e| e.into_inner()).nack(token)
+        let put_back = self.delivery.lock().unwrap_or_else(|e| e.into_inner()).nack(token);
+        if put_back {
+            self.notifier.signal(); // a waiting consumer should take them again
+        }
+        put_back
     }
 
     /// Late trades (bucket already closed), up to `max`.

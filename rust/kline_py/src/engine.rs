@@ -1,0 +1,353 @@
+//! `kline_rs._core.Engine`: the streaming engine, with the GIL released on every heavy call.
+
+use crate::{interval, kline_columns, tz, IntervalError, KlineError};
+use kline_core::aggregate::expand_flat_run;
+use kline_core::engine::clock::ManualClock as CoreManualClock;
+use kline_core::engine::output::Record;
+use kline_core::engine::{Engine as CoreEngine, EngineConfig, EngineError as CoreError};
+use kline_core::interval::TimeUnit;
+use kline_core::{Kline, Trade};
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use std::sync::Arc;
+use std::time::Duration;
+
+create_exception!(_core, EngineError, KlineError, "The streaming engine refused a call.");
+create_exception!(_core, BackpressureError, EngineError, "A partition's ring stayed full.");
+create_exception!(_core, UnknownSymbolError, EngineError, "A symbol the engine does not follow.");
+
+fn engine_err(e: CoreError) -> PyErr {
+    match e {
+        CoreError::Backpressure(_) => BackpressureError::new_err(e.to_string()),
+        CoreError::UnknownSymbol(_) => UnknownSymbolError::new_err(e.to_string()),
+        _ => EngineError::new_err(e.to_string()),
+    }
+}
+
+/// A clock that moves only when set: deterministic tests of time-based closing.
+#[pyclass(module = "kline_rs._core", frozen)]
+pub struct ManualClock {
+    inner: Arc<CoreManualClock>,
+}
+
+#[pymethods]
+impl ManualClock {
+    #[new]
+    fn new(start: i64) -> Self {
+        ManualClock { inner: Arc::new(CoreManualClock::new(start)) }
+    }
+
+    fn set(&self, now: i64) {
+        self.inner.set(now);
+    }
+
+    fn now(&self) -> i64 {
+        use kline_core::engine::clock::Clock;
+        self.inner.now()
+    }
+}
+
+#[pyclass(module = "kline_rs._core", subclass, frozen)]
+pub struct Engine {
+    inner: Arc<CoreEngine>,
+    interval_names: Vec<String>,
+}
+
+/// Closed records → columns; flat runs are expanded into their flat klines.
+fn closed_columns<'py>(
+    py: Python<'py>,
+    e: &CoreEngine,
+    names: &[String],
+    recs: &[Record],
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut klines: Vec<Kline> = Vec::with_capacity(recs.len());
+    let mut symbols: Vec<&str> = Vec::with_capacity(recs.len());
+    let mut intervals: Vec<&str> = Vec::with_capacity(recs.len());
+    let mut revision: Vec<i64> = Vec::with_capacity(recs.len());
+    let mut gap: Vec<bool> = Vec::with_capacity(recs.len());
+    for r in recs {
+        let before = klines.len();
+        let (sym, iv, rev, g) = match r {
+            Record::Kline { symbol, interval, kline, revision, gap } => {
+                klines.push(*kline);
+                (symbol, *interval, *revision, *gap)
+            }
+            Record::FlatRun { symbol, interval, run, gap } => {
+                expand_flat_run(&e.grids()[*interval as usize], run, |k| klines.push(k));
+                (symbol, *interval, 0, *gap)
+            }
+        };
+        for _ in before..klines.len() {
+            symbols.push(sym);
+            intervals.push(&names[iv as usize]);
+            revision.push(i64::from(rev));
+            gap.push(g);
+        }
+    }
+    let d = kline_columns(py, &klines)?;
+    d.set_item("symbol", PyList::new(py, symbols)?)?;
+    d.set_item("interval", PyList::new(py, intervals)?)?;
+    d.set_item("revision", PyArray1::from_vec(py, revision))?;
+    d.set_item("gap", PyArray1::from_vec(py, gap))?;
+    Ok(d)
+}
+
+#[pymethods]
+impl Engine {
+    #[new]
+    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        intervals: Vec<String>,
+        partitions: usize,
+        grace: i64,
+        ring_capacity: usize,
+        outbox_capacity: usize,
+        tz_offset: Option<&str>,
+        time_unit: &str,
+        pin_threads: bool,
+        auto_add: bool,
+        push_wait_ms: u64,
+        clock: Option<&ManualClock>,
+    ) -> PyResult<Self> {
+        let mut cfg =
+            EngineConfig::new(intervals.iter().map(|s| interval(s)).collect::<PyResult<_>>()?);
+        cfg.partitions = partitions;
+        cfg.grace = grace;
+        if ring_capacity == 0 || outbox_capacity == 0 {
+            return Err(PyValueError::new_err(
+                "ring_capacity and outbox_capacity must be positive",
+            ));
+        }
+        cfg.ring_capacity = ring_capacity;
+        cfg.outbox_capacity = outbox_capacity;
+        cfg.tz_offset_ms = tz(tz_offset)?;
+        cfg.time_unit = match time_unit {
+            "ms" => TimeUnit::Millis,
+            "us" => TimeUnit::Micros,
+            other => {
+                return Err(IntervalError::new_err(format!(
+                    "time_unit {other:?} is not \"ms\" or \"us\""
+                )))
+            }
+        };
+        if time_unit == "us" && clock.is_none() {
+            cfg.clock = Arc::new(kline_core::engine::clock::SystemClock { micros: true });
+        }
+        cfg.pin_threads = pin_threads;
+        cfg.auto_add = auto_add;
+        cfg.push_wait = Duration::from_millis(push_wait_ms);
+        if let Some(c) = clock {
+            cfg.clock = c.inner.clone();
+        }
+        let names = cfg.intervals.iter().map(ToString::to_string).collect();
+        let inner = py.detach(|| CoreEngine::start(cfg)).map_err(engine_err)?;
+        Ok(Engine { inner: Arc::new(inner), interval_names: names })
+    }
+
+    #[getter]
+    fn intervals(&self) -> Vec<String> {
+        self.interval_names.clone()
+    }
+
+    #[getter]
+    fn partitions(&self) -> usize {
+        self.inner.partitions()
+    }
+
+    #[pyo3(signature = (symbol, *, anchor_3d_ms=None))]
+    fn add_symbol(&self, py: Python<'_>, symbol: &str, anchor_3d_ms: Option<i64>) -> PyResult<()> {
+        py.detach(|| self.inner.add_symbol(symbol, anchor_3d_ms)).map_err(engine_err)
+    }
+
+    fn add_symbols(&self, py: Python<'_>, symbols: Vec<String>) -> PyResult<()> {
+        let list: Vec<(&str, Option<i64>)> = symbols.iter().map(|s| (s.as_str(), None)).collect();
+        py.detach(|| self.inner.add_symbols(&list)).map_err(engine_err)
+    }
+
+    fn remove_symbol(&self, py: Python<'_>, symbol: &str) -> PyResult<()> {
+        py.detach(|| self.inner.remove_symbol(symbol)).map_err(engine_err)
+    }
+
+    fn symbols(&self) -> Vec<String> {
+        self.inner.symbols()
+    }
+
+    /// Binance websocket text frames (bytes, or a list of them), parsed in Rust.
+    fn push_raw<'py>(
+        &self,
+        py: Python<'py>,
+        frames: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let owned: Vec<Bound<'py, PyBytes>> = if let Ok(b) = frames.cast::<PyBytes>() {
+            vec![b.clone()]
+        } else {
+            frames.try_iter()?.map(|f| Ok(f?.cast_into::<PyBytes>()?)).collect::<PyResult<_>>()?
+        };
+        let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_bytes()).collect();
+        let report = py.detach(|| self.inner.push_raw(slices.iter().copied()));
+        let d = PyDict::new(py);
+        d.set_item("consumed", report.consumed)?;
+        d.set_item("trades", report.trades)?;
+        d.set_item("unknown_symbol", report.unknown_symbol)?;
+        d.set_item("malformed", report.malformed)?;
+        d.set_item("other_events", report.other_events)?;
+        d.set_item("backpressure", report.backpressure)?;
+        d.set_item("errors", report.errors)?;
+        Ok(d)
+    }
+
+    /// One symbol's trades as parallel arrays (prices and quantities int64 at 1e-8).
+    #[allow(clippy::too_many_arguments)]
+    fn push_trades(
+        &self,
+        py: Python<'_>,
+        symbol: &str,
+        agg_id: PyReadonlyArray1<'_, i64>,
+        price: PyReadonlyArray1<'_, i64>,
+        qty: PyReadonlyArray1<'_, i64>,
+        first_id: PyReadonlyArray1<'_, i64>,
+        last_id: PyReadonlyArray1<'_, i64>,
+        time: PyReadonlyArray1<'_, i64>,
+        buyer_is_maker: PyReadonlyArray1<'_, bool>,
+    ) -> PyResult<usize> {
+        let cols = [&agg_id, &price, &qty, &first_id, &last_id, &time];
+        let s = cols.iter().map(|c| c.as_slice()).collect::<Result<Vec<_>, _>>()?;
+        let m = buyer_is_maker.as_slice()?;
+        let n = s[0].len();
+        if s.iter().any(|c| c.len() != n) || m.len() != n {
+            return Err(PyValueError::new_err("trade arrays differ in length"));
+        }
+        py.detach(|| {
+            let trades: Vec<Trade> = (0..n)
+                .map(|i| Trade {
+                    id: s[0][i],
+                    price: s[1][i],
+                    qty: s[2][i],
+                    first_id: s[3][i],
+                    last_id: s[4][i],
+                    time: s[5][i],
+                    buyer_is_maker: m[i],
+                })
+                .collect();
+            self.inner.push_trades(symbol, trades)
+        })
+        .map_err(engine_err)?;
+        Ok(n)
+    }
+
+    /// Returns once everything pushed before has been applied (and the clock looked at).
+    fn sync(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.sync()).map_err(engine_err)
+    }
+
+    /// `(token, columns)` of up to `max_records` closed records, flat runs expanded.
+    #[pyo3(signature = (max_records=65536))]
+    fn poll<'py>(
+        &self,
+        py: Python<'py>,
+        max_records: usize,
+    ) -> PyResult<(u64, Bound<'py, PyDict>)> {
+        let (token, recs) = py.detach(|| self.inner.poll(max_records));
+        Ok((token, closed_columns(py, &self.inner, &self.interval_names, &recs)?))
+    }
+
+    fn ack(&self, token: u64) -> bool {
+        self.inner.ack(token)
+    }
+
+    fn nack(&self, token: u64) -> bool {
+        self.inner.nack(token)
+    }
+
+    /// Late trades: `[(symbol, agg_id, price, qty, first_id, last_id, time, buyer_is_maker)]`.
+    #[pyo3(signature = (max_trades=65536))]
+    #[allow(clippy::type_complexity)]
+    fn poll_late(&self, max_trades: usize) -> Vec<(String, i64, i64, i64, i64, i64, i64, bool)> {
+        self.inner
+            .poll_late(max_trades)
+            .into_iter()
+            .map(|l| {
+                let t = l.trade;
+                (
+                    l.symbol.to_string(),
+                    t.id,
+                    t.price,
+                    t.qty,
+                    t.first_id,
+                    t.last_id,
+                    t.time,
+                    t.buyer_is_maker,
+                )
+            })
+            .collect()
+    }
+
+    fn take_errors(&self) -> Vec<String> {
+        self.inner.take_errors()
+    }
+
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let m = self.inner.metrics();
+        let d = PyDict::new(py);
+        d.set_item("messages", m.messages)?;
+        d.set_item("unknown_symbol", m.unknown_symbol)?;
+        d.set_item("malformed", m.malformed)?;
+        d.set_item("other_events", m.other_events)?;
+        d.set_item("backpressure", m.backpressure)?;
+        d.set_item("unacked", m.unacked)?;
+        let parts = PyList::empty(py);
+        for p in &m.partitions {
+            let pd = PyDict::new(py);
+            pd.set_item("trades", p.trades)?;
+            pd.set_item("duplicates", p.duplicates)?;
+            pd.set_item("placeholders", p.placeholders)?;
+            pd.set_item("invalid", p.invalid)?;
+            pd.set_item("late", p.late)?;
+            pd.set_item("late_overflow", p.late_overflow)?;
+            pd.set_item("stale_symbol", p.stale_symbol)?;
+            pd.set_item("closed", p.closed)?;
+            pd.set_item("flat_runs", p.flat_runs)?;
+            pd.set_item("watermark", p.watermark)?;
+            pd.set_item("panics", p.panics)?;
+            pd.set_item("ring_depth", p.ring_depth)?;
+            pd.set_item("symbols", p.symbols)?;
+            parts.append(pd)?;
+        }
+        d.set_item("partitions", parts)?;
+        Ok(d)
+    }
+
+    /// The fd that turns readable when closed records wait; call `arm()` before waiting.
+    fn wake_fd(&self) -> i32 {
+        self.inner.wake_fd()
+    }
+
+    fn arm(&self) {
+        self.inner.arm();
+    }
+
+    /// Stops and joins the workers (what is on their rings is applied first).
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.inner.shutdown());
+    }
+
+    #[getter]
+    fn closed_engine(&self) -> bool {
+        self.inner.is_shut_down()
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("EngineError", py.get_type::<EngineError>())?;
+    m.add("BackpressureError", py.get_type::<BackpressureError>())?;
+    m.add("UnknownSymbolError", py.get_type::<UnknownSymbolError>())?;
+    m.add_class::<Engine>()?;
+    m.add_class::<ManualClock>()?;
+    Ok(())
+}

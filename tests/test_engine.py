@@ -1,0 +1,243 @@
+"""The streaming engine from Python: equivalence with replay, lifecycle, bad input, asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from pathlib import Path
+
+import kline_rs
+import numpy as np
+import pytest
+from kline_rs.simulate import generate_day
+
+E8 = 10**8
+
+
+def csv_line(row: np.void) -> str:
+    """A closed kline row in Binance's kline CSV form (quote volumes truncated to 8 dp)."""
+    f = kline_rs.format_fixed8
+    return ",".join(
+        [
+            str(row["open_time"]),
+            f(int(row["open"])),
+            f(int(row["high"])),
+            f(int(row["low"])),
+            f(int(row["close"])),
+            f(row["volume"]),
+            str(row["close_time"]),
+            f(row["quote_volume"] // E8),
+            str(row["trades"]),
+            f(row["taker_buy_volume"]),
+            f(row["taker_buy_quote_volume"] // E8),
+            "0",
+        ]
+    )
+
+
+def drain(engine: kline_rs.Engine) -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = {}
+    while True:
+        batch = engine.poll_klines(10_000)
+        if len(batch.klines) == 0:
+            return out
+        for row in batch.klines:
+            out.setdefault((row["symbol"], row["interval"]), []).append(csv_line(row))
+        assert engine.ack(batch.token)
+
+
+def ws_frame(symbol: str, row: list[str]) -> bytes:
+    a, p, q, f, last, t, m = row[:7]
+    data = {
+        "e": "aggTrade",
+        "E": int(t),
+        "s": symbol,
+        "a": int(a),
+        "p": p,
+        "q": q,
+        "f": int(f),
+        "l": int(last),
+        "T": int(t),
+        "m": m == "True",
+        "M": True,
+    }
+    return json.dumps({"stream": f"{symbol.lower()}@aggTrade", "data": data}).encode()
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 3, 4])
+def test_streaming_equals_replay_on_a_generated_day(tmp_path: Path, partitions: int) -> None:
+    rng = random.Random(partitions)
+    dumps = generate_day(tmp_path / "in", symbols=6, trades=30_000, seed=partitions)
+    intervals = ["1m", "5m", "1h"]
+    kline_rs.replay(dumps, tmp_path / "out", intervals)
+    frames: dict[str, list[bytes]] = {}
+    for path in dumps:
+        symbol = path.name.split("-")[0]
+        rows = [line.split(",") for line in path.read_text().splitlines()]
+        frames[symbol] = [ws_frame(symbol, r) for r in rows]
+    engine = kline_rs.Engine(intervals, partitions=partitions, clock=kline_rs.ManualClock(0))
+    with engine:
+        # Symbols join at random moments; each one's frames go in random-sized batches.
+        pending = {s: 0 for s in frames}
+        added: set[str] = set()
+        while pending:
+            symbol = rng.choice(sorted(pending))
+            if symbol not in added:
+                engine.add_symbol(symbol)
+                added.add(symbol)
+            start = pending[symbol]
+            stop = min(len(frames[symbol]), start + rng.randint(1, 3000))
+            assert engine.push_many(frames[symbol][start:stop]) == stop - start
+            if stop == len(frames[symbol]):
+                del pending[symbol]
+            else:
+                pending[symbol] = stop
+        for symbol in frames:
+            engine.remove_symbol(symbol)
+        got = drain(engine)
+    for symbol in frames:
+        for interval in intervals:
+            want = (tmp_path / "out" / f"{symbol}-{interval}.csv").read_text().splitlines()
+            assert got[(symbol, interval)] == want, (symbol, interval)
+
+
+def test_real_websocket_captures_give_the_klines_of_replay(
+    binance_data: Path, tmp_path: Path
+) -> None:
+    """Every aggTrade frame of the four captures through push_raw, against replay of the same."""
+    captures = ["BINANCE.ws.1.0", "BINANCE_US.ws.1.0", "BINANCE_FUTURES.ws.1.0"]
+    captures.append("BINANCE_DELIVERY.ws.1.0")
+    frames: list[bytes] = []
+    rows: dict[str, list[str]] = {}
+    for name in captures:
+        for line in (binance_data / "cryptofeed" / name).read_text().splitlines()[1:]:
+            if not line:
+                continue
+            frame = line.split(": ", 1)[1]
+            frames.append(frame.encode())
+            data = json.loads(frame)["data"]
+            if data.get("e") == "aggTrade":
+                d = data
+                row = f"{d['a']},{d['p']},{d['q']},{d['f']},{d['l']},{d['T']},{d['m']}"
+                rows.setdefault(d["s"], []).append(row)
+    (tmp_path / "in").mkdir()
+    for symbol, lines in rows.items():
+        (tmp_path / "in" / f"{symbol}-aggTrades-2021-07-22.csv").write_text("\n".join(lines))
+    kline_rs.replay(tmp_path / "in", tmp_path / "out", ["1m", "5m"])
+    with kline_rs.Engine(["1m", "5m"], partitions=2, clock=kline_rs.ManualClock(0)) as engine:
+        engine.add_symbols(sorted(rows))
+        report = engine.push_raw(frames)
+        assert report["consumed"] == len(frames)
+        assert report["trades"] == sum(len(v) for v in rows.values())
+        assert report["malformed"] == 0
+        assert report["other_events"] == len(frames) - report["trades"]
+        for symbol in rows:
+            engine.remove_symbol(symbol)
+        got = drain(engine)
+    for symbol in rows:
+        for interval in ["1m", "5m"]:
+            want = (tmp_path / "out" / f"{symbol}-{interval}.csv").read_text().splitlines()
+            assert got[(symbol, interval)] == want
+
+
+def test_bad_input_is_counted_with_its_reason() -> None:
+    good = {"e": "aggTrade", "s": "BTCUSDT", "a": 1, "p": "1.0", "q": "2.0", "f": 1, "l": 1}
+    good |= {"T": 1_600_000_000_000, "m": False}
+    bad = [
+        b"",
+        b"not json",
+        b"[1,2,3]",
+        json.dumps({**good, "a": "1"}).encode(),
+        json.dumps({**good, "p": "-"}).encode(),
+        json.dumps({**good, "q": "1e5"}).encode(),
+        json.dumps({k: v for k, v in good.items() if k != "T"}).encode(),
+        json.dumps({**good, "p": "1.123456789"}).encode(),
+        b'{"e":"aggTrade","p":"' + b"9" * 100_000 + b'"}',
+    ]
+    with kline_rs.Engine(["1m"], partitions=1, clock=kline_rs.ManualClock(0)) as engine:
+        engine.add_symbol("BTCUSDT")
+        report = engine.push_raw(bad)
+        assert report["malformed"] == len(bad)
+        assert report["consumed"] == len(bad)
+        assert any("more than 8 decimals" in e for e in report["errors"])
+        absurd = [
+            json.dumps({**good, "a": 2, "p": "0", "q": "0", "f": -1, "l": -1}).encode(),
+            json.dumps({**good, "a": 3, "p": "-5"}).encode(),
+            json.dumps({**good, "a": 4, "l": 0}).encode(),
+            json.dumps(good).encode(),
+            json.dumps(good).encode(),
+            json.dumps({**good, "s": "NOPE"}).encode(),
+        ]
+        report = engine.push_raw(absurd)
+        assert report["unknown_symbol"] == 1
+        engine.sync()
+        (part,) = engine.metrics()["partitions"]
+        assert (part["placeholders"], part["invalid"], part["trades"]) == (1, 2, 1)
+        assert part["duplicates"] == 1
+        assert engine.metrics()["malformed"] == len(bad)
+
+
+def test_numpy_batches_and_the_async_closed_stream() -> None:
+    clock = kline_rs.ManualClock(1_600_000_000_000)
+    t0 = 1_600_000_000_000 - 1_600_000_000_000 % 60_000
+    n = 1000
+    times = t0 + np.arange(n, dtype=np.int64) * 50  # 50 s of trades
+    ids = np.arange(1, n + 1, dtype=np.int64)
+
+    async def main() -> list[kline_rs.ClosedKline]:
+        with kline_rs.Engine(["1m"], partitions=2, clock=clock, grace=100) as engine:
+            engine.add_symbol("SOLUSDT")
+            price = np.full(n, 30 * E8, dtype=np.int64)
+            qty = np.full(n, E8, dtype=np.int64)
+            maker = ids % 2 == 0
+            engine.push_trades("SOLUSDT", ids, price, qty, ids, ids, times, maker)
+            seen: list[kline_rs.ClosedKline] = []
+
+            async def consume() -> None:
+                async with contextlib.aclosing(engine.closed()) as stream:
+                    async for k in stream:
+                        seen.append(k)
+                        if len(seen) == 2:
+                            return
+
+            task = asyncio.create_task(consume())
+            await asyncio.sleep(0.05)
+            assert not seen  # nothing closed yet: the consumer waits on the fd
+            clock.set(t0 + 120_000 + 100)
+            engine.sync()
+            await asyncio.wait_for(task, 5)
+            # The consumer stopped before asking for more: the batch is not acknowledged,
+            # so a new consumer gets the same klines again (at least once).
+            assert engine.metrics()["unacked"] == 2
+            again: list[kline_rs.ClosedKline] = []
+            async with contextlib.aclosing(engine.closed()) as stream:
+                async for k in stream:
+                    again.append(k)
+                    if len(again) == 2:
+                        break
+            assert again == seen
+            return seen
+
+    seen = asyncio.run(main())
+    assert [k.open_time for k in seen] == [t0, t0 + 60_000]
+    assert sum(k.trades for k in seen) == 1000
+    assert seen[0].close == 30 * E8 and seen[0].symbol == "SOLUSDT"
+
+
+def test_unknown_symbols_and_removal() -> None:
+    with kline_rs.Engine(["1m"], partitions=2, clock=kline_rs.ManualClock(0)) as engine:
+        engine.add_symbols(["AAA", "BBB"])
+        assert engine.symbols() == ["AAA", "BBB"]
+        engine.remove_symbol("AAA")
+        with pytest.raises(kline_rs.UnknownSymbolError):
+            engine.remove_symbol("AAA")
+        one = np.ones(1, dtype=np.int64)
+        with pytest.raises(kline_rs.UnknownSymbolError):
+            engine.push_trades("AAA", one, one, one, one, one, one, np.zeros(1, dtype=bool))
+        with pytest.raises(ValueError, match="differ in length"):
+            engine.push_trades("BBB", one, one, one, one, one, one, np.zeros(2, dtype=bool))
+    assert engine.closed_engine
+    with pytest.raises(kline_rs.EngineError):
+        engine.add_symbol("CCC")
