@@ -251,3 +251,106 @@ fn shutdown_joins_and_later_pushes_fail() {
     e.shutdown();
     assert_eq!(e.push_trade("AAA", trade(1, T0, 1)), Err(EngineError::ShutDown));
 }
+
+fn open_slots(
+    snap: &kline_core::engine::Snapshot,
+) -> Vec<(String, u16, kline_core::engine::table::SlotValue)> {
+    let mut v: Vec<_> = snap
+        .parts
+        .iter()
+        .flat_map(|p| p.slots.iter().map(|s| (s.symbol.to_string(), s.interval, s.value)))
+        .collect();
+    v.sort_by_key(|(s, i, _)| (s.clone(), *i));
+    v
+}
+
+#[test]
+fn snapshots_come_again_until_acknowledged() {
+    let e = engine(&["1m", "1h"], 2, Arc::new(ManualClock::new(0)));
+    e.add_symbols(&[("AAA", None), ("BBB", None)]).unwrap();
+    e.push_trade("AAA", trade(1, T0, 5)).unwrap();
+    e.push_trade("BBB", trade(1, T0, 6)).unwrap();
+    let first = e.snapshot().unwrap();
+    assert_eq!(open_slots(&first).len(), 4);
+    let ck: Vec<i64> =
+        first.parts.iter().flat_map(|p| p.checkpoints.iter().map(|c| c.last_id)).collect();
+    assert_eq!(ck, vec![1, 1]);
+    // Not acknowledged (the sink failed): the next snapshot carries the same entries again.
+    let second = e.snapshot().unwrap();
+    assert_eq!(open_slots(&second), open_slots(&first));
+    assert!(!e.ack_snapshot(first.token).unwrap(), "superseded");
+    assert!(e.ack_snapshot(second.token).unwrap());
+    assert!(open_slots(&e.snapshot().unwrap()).is_empty(), "acknowledged: nothing owed");
+    e.push_trade("AAA", trade(2, T0 + 5, 7)).unwrap();
+    let third = e.snapshot().unwrap();
+    assert_eq!(
+        open_slots(&third).iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        vec!["AAA", "AAA"]
+    );
+}
+
+#[test]
+fn restore_from_a_snapshot_then_continue_equals_one_uninterrupted_run() {
+    let grids_names = ["1m", "5m", "1h"];
+    let trades: Vec<Trade> =
+        (1..=600).map(|i| trade(i, T0 + i * 7_000, 100 + (i * 37) % 50)).collect();
+    let half1 = &trades[..250];
+    let first = engine(&grids_names, 2, Arc::new(ManualClock::new(0)));
+    first.add_symbol("XRPUSDT", None).unwrap();
+    first.push_trades("XRPUSDT", half1.to_vec()).unwrap();
+    let snap = first.snapshot().unwrap();
+    assert!(first.ack_snapshot(snap.token).unwrap());
+    let mut got = drain(&first);
+    drop(first); // "crash": the open klines live on only in the snapshot
+
+    let second = engine(&grids_names, 3, Arc::new(ManualClock::new(0)));
+    second.add_symbol("XRPUSDT", None).unwrap();
+    let slots = open_slots(&snap);
+    let slot_refs: Vec<(&str, u16, _)> =
+        slots.iter().map(|(s, i, v)| (s.as_str(), *i, *v)).collect();
+    let cks: Vec<(&str, i64)> = vec![("XRPUSDT", 250)];
+    assert_eq!(second.restore(&slot_refs, &cks).unwrap(), 4);
+    // The feed replays from an earlier point: ids up to the checkpoint are duplicates.
+    second.push_trades("XRPUSDT", trades[200..].to_vec()).unwrap();
+    second.remove_symbol("XRPUSDT").unwrap();
+    for (k, v) in drain(&second) {
+        got.entry(k).or_default().extend(v);
+    }
+    let (want, _) = aggregate(second.grids(), &trades);
+    for (i, want) in want.iter().enumerate() {
+        assert_eq!(&got[&("XRPUSDT".to_string(), i as u16)], want, "{}", grids_names[i]);
+    }
+    let dups: u64 = second.metrics().partitions.iter().map(|p| p.duplicates).sum();
+    assert_eq!(dups, 50);
+}
+
+#[test]
+fn a_panicking_worker_is_reported_and_its_symbol_restored_from_the_acknowledged_snapshot() {
+    let e = engine(&["1m"], 1, Arc::new(ManualClock::new(0)));
+    e.add_symbols(&[("AAA", None), ("BBB", None)]).unwrap();
+    e.push_trade("AAA", trade(1, T0, 5)).unwrap();
+    e.push_trade("BBB", trade(1, T0, 6)).unwrap();
+    let snap = e.snapshot().unwrap();
+    assert!(e.ack_snapshot(snap.token).unwrap());
+    e.push_trade("AAA", trade(2, T0 + 1, 50)).unwrap();
+    e.inject_panic("AAA").unwrap();
+    e.push_trade("BBB", trade(2, T0 + 1, 60)).unwrap();
+    e.sync().unwrap();
+    let errors = e.take_errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("panicked")
+            && errors[0].contains("AAA restored")
+            && errors[0].contains("checkpoint 1"),
+        "{errors:?}"
+    );
+    assert_eq!(e.metrics().partitions[0].panics, 1);
+    // The worker goes on: AAA is back at its snapshot (trade 2 must be replayed), BBB untouched.
+    e.push_trade("AAA", trade(2, T0 + 1, 50)).unwrap();
+    e.remove_symbol("AAA").unwrap();
+    e.remove_symbol("BBB").unwrap();
+    let got = drain(&e);
+    assert_eq!(got[&("AAA".to_string(), 0)][0].high, 50);
+    assert_eq!(got[&("AAA".to_string(), 0)][0].trades, 2);
+    assert_eq!(got[&("BBB".to_string(), 0)][0].close, 60);
+}

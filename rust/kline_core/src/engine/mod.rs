@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod delivery;
+pub mod dirty;
 pub mod metrics;
 pub mod output;
 pub mod partition;
@@ -23,13 +24,14 @@ use crossbeam_channel::bounded;
 use crossbeam_utils::Backoff;
 use delivery::Delivery;
 use metrics::{bump, PartitionMetrics, ProducerCounters};
-use output::{LateTrade, Record};
+use output::{LateTrade, PartitionSnapshot, Record};
 use partition::{Book, BookConfig, Item, Shared};
 use registry::{Registry, SymbolRef};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use table::SlotValue;
 use thiserror::Error;
 use wake::Notifier;
 
@@ -127,6 +129,17 @@ pub struct Engine {
     errors: Arc<Mutex<Vec<String>>>,
     producer: ProducerCounters,
     delivery: Mutex<Delivery>,
+    /// Snapshots handed out and not yet acknowledged, by token.
+    snapshots: Mutex<std::collections::HashMap<u64, Vec<PartitionSnapshot>>>,
+    snapshot_seq: std::sync::atomic::AtomicU64,
+}
+
+/// What changed since the last acknowledged snapshot, across partitions; `ack_snapshot(token)`
+/// makes it durable, otherwise it is carried again by the next snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub token: u64,
+    pub parts: Vec<PartitionSnapshot>,
 }
 
 fn gcd(a: i64, b: i64) -> i64 {
@@ -179,6 +192,8 @@ impl Engine {
             errors: Arc::new(Mutex::new(Vec::new())),
             producer: ProducerCounters::default(),
             delivery: Mutex::new(Delivery::default()),
+            snapshots: Mutex::new(std::collections::HashMap::new()),
+            snapshot_seq: std::sync::atomic::AtomicU64::new(0),
             cfg,
         };
         let ticks_per_ms = engine.cfg.time_unit.per_ms();
@@ -453,6 +468,100 @@ impl Engine {
             self.notifier.signal(); // a waiting consumer should take them again
         }
         put_back
+    }
+
+    /// Copies out the open slots and checkpoints that changed since the last acknowledged
+    /// snapshot (an unacknowledged snapshot's entries come again). Ordered with pushes: it
+    /// reflects every trade pushed before the call.
+    pub fn snapshot(&self) -> Result<Snapshot, EngineError> {
+        let seq = self.snapshot_seq.fetch_add(1, Relaxed) + 1;
+        let mut waits = Vec::new();
+        for p in 0..self.shared.len() {
+            let (tx, rx) = bounded(1);
+            self.enqueue_or_fail(p, Item::Snapshot { seq, reply: tx })?;
+            waits.push((p, rx));
+        }
+        let mut parts = Vec::with_capacity(waits.len());
+        for (p, rx) in waits {
+            parts.push(
+                rx.recv_timeout(Duration::from_secs(30)).map_err(|_| EngineError::Timeout(p))?,
+            );
+        }
+        let mut pending = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+        pending.retain(|&t, _| t > seq.saturating_sub(16)); // superseded ones can no longer be acked
+        pending.insert(seq, parts.clone());
+        Ok(Snapshot { token: seq, parts })
+    }
+
+    /// The snapshot is durably stored: its dirty marks are cleared. False if it was superseded
+    /// by a newer snapshot (whose entries include it) or is unknown.
+    pub fn ack_snapshot(&self, token: u64) -> Result<bool, EngineError> {
+        let Some(parts) = self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).remove(&token)
+        else {
+            return Ok(false);
+        };
+        let mut all = true;
+        for part in &parts {
+            let (tx, rx) = bounded(1);
+            self.enqueue_or_fail(part.partition, Item::AckSnapshot { seq: part.seq, reply: tx })?;
+            let ok = rx
+                .recv_timeout(Duration::from_secs(30))
+                .map_err(|_| EngineError::Timeout(part.partition))?;
+            if ok {
+                self.shared[part.partition]
+                    .durable
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .absorb(part);
+            }
+            all &= ok;
+        }
+        Ok(all)
+    }
+
+    /// Puts stored state back (after a restart): open or flat slots by (symbol, interval
+    /// index) and checkpoints by symbol. Symbols must have been added. Returns entries applied.
+    pub fn restore(
+        &self,
+        slots: &[(&str, u16, SlotValue)],
+        checkpoints: &[(&str, i64)],
+    ) -> Result<usize, EngineError> {
+        let n = self.shared.len();
+        let mut per_slots: Vec<Vec<(u32, u32, u16, SlotValue)>> = vec![Vec::new(); n];
+        let mut per_ck: Vec<Vec<(u32, u32, i64)>> = vec![Vec::new(); n];
+        for &(symbol, interval, value) in slots {
+            let r = self
+                .registry
+                .get(symbol)
+                .ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
+            per_slots[r.partition as usize].push((r.slot, r.generation, interval, value));
+        }
+        for &(symbol, last_id) in checkpoints {
+            let r = self
+                .registry
+                .get(symbol)
+                .ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
+            per_ck[r.partition as usize].push((r.slot, r.generation, last_id));
+        }
+        let mut applied = 0;
+        for (p, (slots, checkpoints)) in per_slots.into_iter().zip(per_ck).enumerate() {
+            if slots.is_empty() && checkpoints.is_empty() {
+                continue;
+            }
+            let (tx, rx) = bounded(1);
+            self.enqueue_or_fail(p, Item::Restore { slots, checkpoints, reply: tx })?;
+            applied +=
+                rx.recv_timeout(Duration::from_secs(30)).map_err(|_| EngineError::Timeout(p))?;
+        }
+        Ok(applied)
+    }
+
+    /// Makes the symbol's worker panic as if applying one of its trades (supervision tests).
+    #[doc(hidden)]
+    pub fn inject_panic(&self, symbol: &str) -> Result<(), EngineError> {
+        let r =
+            self.registry.get(symbol).ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
+        self.enqueue_or_fail(r.partition as usize, Item::Panic { slot: r.slot })
     }
 
     /// Late trades (bucket already closed), up to `max`.

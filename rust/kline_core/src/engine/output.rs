@@ -1,5 +1,6 @@
 //! What leaves a partition: closed klines and flat runs, and late trades on the side.
 
+use super::table::SlotValue;
 use crate::kline::{FlatRun, Kline};
 use crate::trade::Trade;
 use std::sync::Arc;
@@ -32,4 +33,29 @@ impl Record {
 pub struct LateTrade {
     pub symbol: Arc<str>,
     pub trade: Trade,
+}
+
+/// One slot in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotSnapshot {
+    pub symbol: Arc<str>,
+    pub interval: u16,
+    pub value: SlotValue,
+}
+
+/// A symbol's last applied aggTrade id: replay resumes after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub symbol: Arc<str>,
+    pub last_id: i64,
+}
+
+/// The slots and checkpoints of one partition that changed since its last acknowledged
+/// snapshot (or that an unacknowledged one carried).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionSnapshot {
+    pub partition: usize,
+    pub seq: u64,
+    pub slots: Vec<SlotSnapshot>,
+    pub checkpoints: Vec<Checkpoint>,
 }

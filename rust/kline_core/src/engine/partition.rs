@@ -1,16 +1,18 @@
 //! One partition: the ring into its worker, and the worker's book of symbols and klines.
 
+use super::dirty::DirtySet;
 use super::metrics::{bump, PartitionCounters};
-use super::output::{LateTrade, Record};
-use super::table::{SlotState, Table};
+use super::output::{Checkpoint, LateTrade, PartitionSnapshot, Record, SlotSnapshot};
+use super::table::{SlotState, SlotValue, Table};
 use crate::interval::{Grid, Interval};
 use crate::kline::{FlatRun, Kline};
 use crate::trade::{Skip, Trade};
 use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
 /// What producers put on a partition's ring. Control items travel on the same ring, so they
@@ -39,8 +41,27 @@ pub enum Item {
     },
     /// Replied to once everything before it on this ring has been applied.
     Barrier(Sender<()>),
+    /// Copy out what changed since the last acknowledged snapshot (see `DirtySet`).
+    Snapshot {
+        seq: u64,
+        reply: Sender<PartitionSnapshot>,
+    },
+    AckSnapshot {
+        seq: u64,
+        reply: Sender<bool>,
+    },
+    /// Put slots and checkpoints back (restart from stored state).
+    Restore {
+        slots: Vec<(u32, u32, u16, SlotValue)>,
+        checkpoints: Vec<(u32, u32, i64)>,
+        reply: Sender<usize>,
+    },
     /// Look at the clock now (tests with a manual clock).
     Tick,
+    /// Panics while "applying a trade" of the symbol: tests of supervision.
+    Panic {
+        slot: u32,
+    },
 }
 
 /// The part of a partition that producers, consumers and its worker share.
@@ -53,6 +74,26 @@ pub struct Shared {
     /// The worker is parked (or about to): producers unpark it.
     pub sleeping: AtomicBool,
     pub thread: OnceLock<Thread>,
+    /// The state of the last acknowledged snapshots: what a panicked symbol is restored to.
+    pub durable: Mutex<Durable>,
+}
+
+/// Acknowledged state by symbol: slot values per interval and the checkpoint.
+#[derive(Debug, Default)]
+pub struct Durable {
+    pub slots: HashMap<(Arc<str>, u16), SlotValue>,
+    pub checkpoints: HashMap<Arc<str>, i64>,
+}
+
+impl Durable {
+    pub fn absorb(&mut self, snap: &PartitionSnapshot) {
+        for s in &snap.slots {
+            self.slots.insert((s.symbol.clone(), s.interval), s.value);
+        }
+        for c in &snap.checkpoints {
+            self.checkpoints.insert(c.symbol.clone(), c.last_id);
+        }
+    }
 }
 
 impl Shared {
@@ -65,6 +106,7 @@ impl Shared {
             symbols: AtomicUsize::new(0),
             sleeping: AtomicBool::new(false),
             thread: OnceLock::new(),
+            durable: Mutex::new(Durable::default()),
         }
     }
 
@@ -105,6 +147,8 @@ pub struct Book {
     symbols: Vec<SymbolState>,
     free: Vec<u32>,
     table: Table,
+    /// Symbols whose checkpoint (last applied id) changed since the last acknowledged snapshot.
+    checkpoints: DirtySet,
     /// Records that did not fit the outbox: kept, never dropped, sent first next time.
     spill: VecDeque<Record>,
     pub emitted: bool,
@@ -119,6 +163,7 @@ impl Book {
             symbols: Vec::new(),
             free: Vec::new(),
             table: Table::default(),
+            checkpoints: DirtySet::default(),
             spill: VecDeque::new(),
             emitted: false,
         }
@@ -178,6 +223,7 @@ impl Book {
                     anchor_3d,
                 });
                 self.table.grow(self.n);
+                self.checkpoints.grow(self.symbols.len());
                 (self.symbols.len() - 1) as u32
             }
         };
@@ -239,6 +285,7 @@ impl Book {
             None => {}
         }
         s.last_id = t.id;
+        self.checkpoints.mark(sym);
         if t.time < s.late_before {
             bump(&c.late);
             if shared.late.push(LateTrade { symbol: s.name.clone(), trade: *t }).is_err() {
@@ -349,6 +396,101 @@ impl Book {
             let s = &mut self.symbols[sym];
             s.late_before = s.late_before.max(end);
         }
+    }
+
+    /// Copies out the slots and checkpoints changed since the last acknowledged snapshot.
+    pub fn snapshot(&mut self, partition: usize, seq: u64) -> PartitionSnapshot {
+        let taken = self.table.dirty.take(seq).to_vec();
+        let slots = taken
+            .iter()
+            .map(|&idx| {
+                let idx = idx as usize;
+                let (sym, i) = (idx / self.n, idx % self.n);
+                SlotSnapshot {
+                    symbol: self.symbols[sym].name.clone(),
+                    interval: i as u16,
+                    value: self.table.value(idx),
+                }
+            })
+            .collect();
+        let taken = self.checkpoints.take(seq).to_vec();
+        let checkpoints = taken
+            .iter()
+            .map(|&sym| {
+                let s = &self.symbols[sym as usize];
+                Checkpoint { symbol: s.name.clone(), last_id: s.last_id }
+            })
+            .collect();
+        PartitionSnapshot { partition, seq, slots, checkpoints }
+    }
+
+    pub fn ack_snapshot(&mut self, seq: u64) -> bool {
+        let a = self.table.dirty.ack(seq);
+        let b = self.checkpoints.ack(seq);
+        a || b
+    }
+
+    /// Puts slots and checkpoints of live symbols back; returns how many were applied.
+    pub fn restore(
+        &mut self,
+        slots: &[(u32, u32, u16, SlotValue)],
+        checkpoints: &[(u32, u32, i64)],
+    ) -> usize {
+        let mut applied = 0;
+        for &(slot, generation, interval, value) in slots {
+            let sym = slot as usize;
+            if self.is_live(sym, generation) && (interval as usize) < self.n {
+                self.table.restore(sym * self.n + interval as usize, &value);
+                let start = match value {
+                    SlotValue::Open { kline, .. } => kline.open_time,
+                    SlotValue::Flat { since, .. } => since,
+                    SlotValue::Empty => i64::MIN,
+                };
+                let s = &mut self.symbols[sym];
+                s.late_before = s.late_before.max(start);
+                applied += 1;
+            }
+        }
+        for &(slot, generation, last_id) in checkpoints {
+            let sym = slot as usize;
+            if self.is_live(sym, generation) {
+                self.symbols[sym].last_id = last_id;
+                self.checkpoints.mark(sym);
+                applied += 1;
+            }
+        }
+        applied
+    }
+
+    fn is_live(&self, sym: usize, generation: u32) -> bool {
+        self.symbols.get(sym).is_some_and(|s| s.live && s.generation == generation)
+    }
+
+    /// After a panic while applying a trade of `slot`: its state may be half-updated, so it
+    /// goes back to the last acknowledged snapshot. Returns the checkpoint it resumes from.
+    pub fn recover_symbol(&mut self, durable: &Durable, slot: u32) -> Option<(Arc<str>, i64)> {
+        let sym = slot as usize;
+        let s = self.symbols.get(sym).filter(|s| s.live)?;
+        let name = s.name.clone();
+        for i in 0..self.n {
+            let value =
+                durable.slots.get(&(name.clone(), i as u16)).copied().unwrap_or(SlotValue::Empty);
+            self.table.restore(sym * self.n + i, &value);
+        }
+        let last_id = durable.checkpoints.get(&name).copied().unwrap_or(i64::MIN);
+        let late_before = (0..self.n)
+            .map(|i| match self.table.value(sym * self.n + i) {
+                SlotValue::Open { kline, .. } => kline.open_time,
+                SlotValue::Flat { since, .. } => since,
+                SlotValue::Empty => i64::MIN,
+            })
+            .max()
+            .unwrap_or(i64::MIN);
+        let s = &mut self.symbols[sym];
+        s.last_id = last_id;
+        s.late_before = late_before;
+        self.checkpoints.mark(sym);
+        Some((name, last_id))
     }
 
     /// The open klines of every live symbol (for inspection and tests).

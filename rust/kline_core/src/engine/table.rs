@@ -3,6 +3,7 @@
 //! Slot `s * intervals + i` holds symbol `s`'s interval `i`. Dirty slots (changed since the
 //! last acknowledged snapshot) carry an O(1) flag and sit once in the dirty list.
 
+use super::dirty::DirtySet;
 use crate::decimal::product;
 use crate::kline::Kline;
 use crate::trade::Trade;
@@ -17,6 +18,21 @@ pub enum SlotState {
     Open,
     /// Quiet since `open_time` at price `close`: complete empty periods not yet emitted.
     Flat,
+}
+
+/// A slot's state by value: what snapshots carry and restores put back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotValue {
+    Empty,
+    Open {
+        kline: Kline,
+        next: i64,
+    },
+    /// Quiet since `since` (complete periods before it were emitted) at `price`.
+    Flat {
+        since: i64,
+        price: i64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -35,8 +51,7 @@ pub struct Table {
     pub trades: Vec<u64>,
     pub first_id: Vec<i64>,
     pub last_id: Vec<i64>,
-    pub dirty: Vec<bool>,
-    pub dirty_list: Vec<u32>,
+    pub dirty: DirtySet,
 }
 
 impl Table {
@@ -69,7 +84,7 @@ impl Table {
             v.resize(len, 0);
         }
         self.trades.resize(len, 0);
-        self.dirty.resize(len, false);
+        self.dirty.grow(len);
     }
 
     /// Bytes of state per slot (both the table and a snapshot copy of it).
@@ -77,16 +92,13 @@ impl Table {
         std::mem::size_of::<SlotState>()
             + 10 * std::mem::size_of::<i64>()
             + 4 * std::mem::size_of::<i128>()
-            + std::mem::size_of::<bool>()
+            + std::mem::size_of::<u8>()
             + std::mem::size_of::<u32>()
     }
 
     #[inline]
     pub fn mark_dirty(&mut self, idx: usize) {
-        if !self.dirty[idx] {
-            self.dirty[idx] = true;
-            self.dirty_list.push(idx as u32);
-        }
+        self.dirty.mark(idx);
     }
 
     /// The kline in slot `idx` (open or flat), with its close time from `next`.
@@ -156,6 +168,46 @@ impl Table {
         self.state[idx] = SlotState::Flat;
         self.open_time[idx] = since;
         self.mark_dirty(idx);
+    }
+
+    /// Puts a slot back to a state taken from a snapshot.
+    pub fn restore(&mut self, idx: usize, state: &SlotValue) {
+        match *state {
+            SlotValue::Empty => self.state[idx] = SlotState::Empty,
+            SlotValue::Open { kline, next } => {
+                self.state[idx] = SlotState::Open;
+                self.open_time[idx] = kline.open_time;
+                self.next[idx] = next;
+                self.open[idx] = kline.open;
+                self.high[idx] = kline.high;
+                self.low[idx] = kline.low;
+                self.close[idx] = kline.close;
+                self.volume[idx] = kline.volume;
+                self.quote[idx] = kline.quote_volume;
+                self.taker_volume[idx] = kline.taker_buy_volume;
+                self.taker_quote[idx] = kline.taker_buy_quote_volume;
+                self.trades[idx] = kline.trades;
+                self.first_id[idx] = kline.first_trade_id;
+                self.last_id[idx] = kline.last_trade_id;
+            }
+            SlotValue::Flat { since, price } => {
+                self.state[idx] = SlotState::Flat;
+                self.open_time[idx] = since;
+                self.close[idx] = price;
+            }
+        }
+        self.mark_dirty(idx);
+    }
+
+    /// The slot's state as a value (for snapshots).
+    pub fn value(&self, idx: usize) -> SlotValue {
+        match self.state[idx] {
+            SlotState::Empty => SlotValue::Empty,
+            SlotState::Open => SlotValue::Open { kline: self.kline(idx), next: self.next[idx] },
+            SlotState::Flat => {
+                SlotValue::Flat { since: self.open_time[idx], price: self.close[idx] }
+            }
+        }
     }
 
     pub fn clear(&mut self, idx: usize) {

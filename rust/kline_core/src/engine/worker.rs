@@ -57,9 +57,27 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
         Item::Barrier(reply) => {
             let _ = reply.send(());
         }
+        Item::Snapshot { seq, reply } => {
+            let _ = reply.send(book.snapshot(cx.index, seq));
+        }
+        Item::AckSnapshot { seq, reply } => {
+            let _ = reply.send(book.ack_snapshot(seq));
+        }
+        Item::Restore { slots, checkpoints, reply } => {
+            let _ = reply.send(book.restore(&slots, &checkpoints));
+        }
         Item::Tick => return true,
+        Item::Panic { slot } => panic!("injected fault while applying a trade of slot {slot}"),
     }
     false
+}
+
+/// The symbol an item is about, if it is a trade: what a panic while applying it taints.
+fn item_symbol(item: &Item) -> Option<u32> {
+    match item {
+        Item::Trade { slot, .. } | Item::Batch { slot, .. } | Item::Panic { slot } => Some(*slot),
+        _ => None,
+    }
 }
 
 /// Runs until shutdown. A panic while applying an item is caught, counted and reported; the
@@ -75,6 +93,7 @@ pub fn run(mut book: Book, cx: WorkerContext) {
         for _ in 0..BATCH {
             let Some(item) = shared.ring.pop() else { break };
             worked = true;
+            let tainted = item_symbol(&item);
             let res = catch_unwind(AssertUnwindSafe(|| handle(&mut book, &cx, item)));
             if let Ok(true) = res {
                 let now = cx.clock.now();
@@ -90,8 +109,17 @@ pub fn run(mut book: Book, cx: WorkerContext) {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                let mut errors = cx.errors.lock().unwrap_or_else(|e| e.into_inner());
-                errors.push(format!("partition {}: worker panicked: {what}", cx.index));
+                let mut msg = format!("partition {}: worker panicked: {what}", cx.index);
+                if let Some(slot) = tainted {
+                    let durable = shared.durable.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some((symbol, last_id)) = book.recover_symbol(&durable, slot) {
+                        msg += &format!(
+                            "; {symbol} restored to its last acknowledged snapshot (checkpoint {last_id}): \
+                             trades after it must be replayed"
+                        );
+                    }
+                }
+                cx.errors.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
             }
         }
         let now = cx.clock.now();
