@@ -25,7 +25,7 @@ from kline_rs._core import (
 from kline_rs.replay import ReplaySummary, replay
 
 if TYPE_CHECKING:
-    from kline_rs.engine import CLOSED_DTYPE, Batch, ClosedKline, Engine
+    from kline_rs.engine import CLOSED_DTYPE, SNAPSHOT_DTYPE, Batch, ClosedKline, Engine, Snapshot
     from kline_rs.klines import (
         INTERVALS,
         KLINE_DTYPE,
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         rollup_csv,
     )
 
-_ENGINE = {"CLOSED_DTYPE", "Batch", "ClosedKline", "Engine"}
+_ENGINE = {"CLOSED_DTYPE", "SNAPSHOT_DTYPE", "Batch", "ClosedKline", "Engine", "Snapshot"}
 _LAZY = {
     "INTERVALS",
     "KLINE_DTYPE",
@@ -70,6 +70,7 @@ __all__ = [
     "KLINE_DTYPE",
     "PRICE_SCALE",
     "QUOTE_SCALE",
+    "SNAPSHOT_DTYPE",
     "VOLUME_SCALE",
     "Aggregation",
     "BackpressureError",
@@ -85,6 +86,7 @@ __all__ = [
     "ReplayFailed",
     "ReplaySummary",
     "RollupError",
+    "Snapshot",
     "UnknownSymbolError",
     "__version__",
     "aggregate",

@@ -20,6 +20,20 @@ CLOSED_DTYPE = np.dtype(
 )
 
 
+#: A slot of a snapshot: state "open" (a kline), "flat" (quiet since ``open_time`` at
+#: ``close``) or "empty", for (symbol, interval).
+SNAPSHOT_DTYPE = np.dtype([*KLINE_DTYPE.descr, ("symbol", "O"), ("interval", "O"), ("state", "O")])
+
+
+class Snapshot(NamedTuple):
+    """What changed since the last acknowledged snapshot; ``ack_snapshot(token)`` when stored."""
+
+    token: int
+    slots: npt.NDArray[np.void]
+    #: Last applied aggTrade id per symbol: replay resumes after it.
+    checkpoints: dict[str, int]
+
+
 class ClosedKline(NamedTuple):
     """One closed kline; prices at 1e-8, volumes at 1e-8, quote volumes at 1e-16."""
 
@@ -67,6 +81,20 @@ class Engine(_core.Engine):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def snapshot(self) -> Snapshot:
+        """Open slots and checkpoints changed since the last acknowledged snapshot.
+
+        Until :meth:`ack_snapshot` is called with its token, every later snapshot carries
+        these entries again (a failed store loses nothing).
+        """
+        token, columns, checkpoints = self.snapshot_columns()
+        return Snapshot(token, structured(columns, SNAPSHOT_DTYPE), checkpoints)
+
+    def restore(self, slots: npt.NDArray[np.void], checkpoints: dict[str, int]) -> int:
+        """Puts stored slots (as :meth:`snapshot` gave them) and checkpoints back."""
+        columns = {name: slots[name].tolist() for name in SNAPSHOT_DTYPE.names or ()}
+        return self.restore_columns(columns, checkpoints)
 
     def poll_klines(self, max_records: int = 65536) -> Batch:
         """Closed klines (flat runs expanded) as a structured array, pending until acked."""

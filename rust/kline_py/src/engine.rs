@@ -4,14 +4,17 @@ use crate::{interval, kline_columns, tz, IntervalError, KlineError};
 use kline_core::aggregate::expand_flat_run;
 use kline_core::engine::clock::ManualClock as CoreManualClock;
 use kline_core::engine::output::Record;
+use kline_core::engine::table::SlotValue;
 use kline_core::engine::{Engine as CoreEngine, EngineConfig, EngineError as CoreError};
 use kline_core::interval::TimeUnit;
 use kline_core::{Kline, Trade};
 use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::conversion::FromPyObjectOwned;
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -262,6 +265,131 @@ impl Engine {
 
     fn nack(&self, token: u64) -> bool {
         self.inner.nack(token)
+    }
+
+    /// `(token, slot columns, checkpoints)`: what changed since the last acknowledged snapshot.
+    /// `state` is "open", "flat" (quiet since `open_time` at `close`) or "empty".
+    #[pyo3(name = "snapshot_columns")]
+    fn snapshot<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(u64, Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+        let snap = py.detach(|| self.inner.snapshot()).map_err(engine_err)?;
+        let mut klines = Vec::new();
+        let (mut symbols, mut intervals, mut states) = (Vec::new(), Vec::new(), Vec::new());
+        let checkpoints = PyDict::new(py);
+        for part in &snap.parts {
+            for s in &part.slots {
+                let (state, kline) = match s.value {
+                    SlotValue::Open { kline, .. } => ("open", kline),
+                    SlotValue::Flat { since, price } => {
+                        ("flat", Kline::flat(since, since - 1, price))
+                    }
+                    SlotValue::Empty => ("empty", Kline::flat(0, -1, 0)),
+                };
+                klines.push(kline);
+                symbols.push(s.symbol.to_string());
+                intervals.push(self.interval_names[s.interval as usize].clone());
+                states.push(state);
+            }
+            for c in &part.checkpoints {
+                checkpoints.set_item(&*c.symbol, c.last_id)?;
+            }
+        }
+        let d = kline_columns(py, &klines)?;
+        d.set_item("symbol", symbols)?;
+        d.set_item("interval", intervals)?;
+        d.set_item("state", states)?;
+        Ok((snap.token, d, checkpoints))
+    }
+
+    /// The snapshot is durably stored; False if superseded by a newer one or unknown.
+    fn ack_snapshot(&self, py: Python<'_>, token: u64) -> PyResult<bool> {
+        py.detach(|| self.inner.ack_snapshot(token)).map_err(engine_err)
+    }
+
+    /// Puts stored slots (columns as `snapshot` returns them) and checkpoints back.
+    #[pyo3(name = "restore_columns")]
+    fn restore(
+        &self,
+        py: Python<'_>,
+        columns: &Bound<'_, PyDict>,
+        checkpoints: HashMap<String, i64>,
+    ) -> PyResult<usize> {
+        fn col<'py, T: FromPyObjectOwned<'py>>(
+            d: &Bound<'py, PyDict>,
+            name: &str,
+        ) -> PyResult<Vec<T>> {
+            d.get_item(name)?
+                .ok_or_else(|| PyValueError::new_err(format!("restore: column {name:?} missing")))?
+                .try_iter()?
+                .map(|v| v?.extract::<T>().map_err(Into::into))
+                .collect()
+        }
+        let symbols: Vec<String> = col(columns, "symbol")?;
+        let intervals: Vec<String> = col(columns, "interval")?;
+        let states: Vec<String> = col(columns, "state")?;
+        let ints = |name: &str| col::<i64>(columns, name);
+        let wide = |name: &str| col::<i128>(columns, name);
+        let (open_time, close_time) = (ints("open_time")?, ints("close_time")?);
+        let (open, high, low, close) = (ints("open")?, ints("high")?, ints("low")?, ints("close")?);
+        let (volume, quote, tvol, tquote) = (
+            wide("volume")?,
+            wide("quote_volume")?,
+            wide("taker_buy_volume")?,
+            wide("taker_buy_quote_volume")?,
+        );
+        let (trades, first, last) =
+            (ints("trades")?, ints("first_trade_id")?, ints("last_trade_id")?);
+        let n = symbols.len();
+        let lens =
+            [intervals.len(), states.len(), open_time.len(), close.len(), volume.len(), last.len()];
+        if lens.iter().any(|&l| l != n) {
+            return Err(PyValueError::new_err("restore: columns differ in length"));
+        }
+        let mut slots = Vec::with_capacity(n);
+        for i in 0..n {
+            let iv =
+                self.interval_names.iter().position(|x| *x == intervals[i]).ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "restore: interval {:?} is not one of this engine's",
+                        intervals[i]
+                    ))
+                })?;
+            let value = match states[i].as_str() {
+                "open" => SlotValue::Open {
+                    kline: Kline {
+                        open_time: open_time[i],
+                        close_time: close_time[i],
+                        open: open[i],
+                        high: high[i],
+                        low: low[i],
+                        close: close[i],
+                        volume: volume[i],
+                        quote_volume: quote[i],
+                        trades: trades[i] as u64,
+                        taker_buy_volume: tvol[i],
+                        taker_buy_quote_volume: tquote[i],
+                        first_trade_id: first[i],
+                        last_trade_id: last[i],
+                    },
+                    next: close_time[i] + 1,
+                },
+                "flat" => SlotValue::Flat { since: open_time[i], price: close[i] },
+                "empty" => SlotValue::Empty,
+                other => {
+                    return Err(PyValueError::new_err(format!("restore: unknown state {other:?}")))
+                }
+            };
+            slots.push((symbols[i].as_str(), iv as u16, value));
+        }
+        let cks: Vec<(&str, i64)> = checkpoints.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        py.detach(|| self.inner.restore(&slots, &cks)).map_err(engine_err)
+    }
+
+    /// Makes the symbol's worker panic while "applying a trade" (supervision tests).
+    fn inject_panic(&self, symbol: &str) -> PyResult<()> {
+        self.inner.inject_panic(symbol).map_err(engine_err)
     }
 
     /// Late trades: `[(symbol, agg_id, price, qty, first_id, last_id, time, buyer_is_maker)]`.

@@ -529,12 +529,15 @@ impl Engine {
         let n = self.shared.len();
         let mut per_slots: Vec<Vec<(u32, u32, u16, SlotValue)>> = vec![Vec::new(); n];
         let mut per_ck: Vec<Vec<(u32, u32, i64)>> = vec![Vec::new(); n];
+        let mut durable: Vec<PartitionSnapshot> = vec![PartitionSnapshot::default(); n];
         for &(symbol, interval, value) in slots {
             let r = self
                 .registry
                 .get(symbol)
                 .ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
             per_slots[r.partition as usize].push((r.slot, r.generation, interval, value));
+            let slot = output::SlotSnapshot { symbol: symbol.into(), interval, value };
+            durable[r.partition as usize].slots.push(slot);
         }
         for &(symbol, last_id) in checkpoints {
             let r = self
@@ -542,6 +545,12 @@ impl Engine {
                 .get(symbol)
                 .ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
             per_ck[r.partition as usize].push((r.slot, r.generation, last_id));
+            let ck = output::Checkpoint { symbol: symbol.into(), last_id };
+            durable[r.partition as usize].checkpoints.push(ck);
+        }
+        // Restored state came from the store: it is durable (what a panic falls back to).
+        for (p, d) in durable.iter().enumerate() {
+            self.shared[p].durable.lock().unwrap_or_else(|e| e.into_inner()).absorb(d);
         }
         let mut applied = 0;
         for (p, (slots, checkpoints)) in per_slots.into_iter().zip(per_ck).enumerate() {
