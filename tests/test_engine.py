@@ -285,3 +285,41 @@ def test_snapshot_restore_and_supervision_from_python(tmp_path: Path) -> None:
             # Closed klines may come twice (idempotent upsert by open time): keep the last.
             by_open = {line.split(",")[0]: line for line in got[(symbol, interval)]}
             assert list(by_open.values()) == want
+
+
+def test_feed_down_marks_gap_and_backfill_replaces_it_exactly(tmp_path: Path) -> None:
+    (dump,) = generate_day(tmp_path / "in", symbols=1, trades=3_000, seed=5)
+    kline_rs.replay(dump, tmp_path / "out", ["1m"])
+    want = (tmp_path / "out" / f"{dump.name.split('-')[0]}-1m.csv").read_text().splitlines()
+    symbol = dump.name.split("-")[0]
+    cols = np.loadtxt(dump, delimiter=",", usecols=(0, 3, 4, 5), dtype=np.int64)
+    text = [line.split(",") for line in dump.read_text().splitlines()]
+    price = np.array([kline_rs.parse_fixed8(r[1]) for r in text], dtype=np.int64)
+    qty = np.array([kline_rs.parse_fixed8(r[2]) for r in text], dtype=np.int64)
+    maker = np.array([r[6] == "True" for r in text])
+    ids, first, last, times = cols.T.copy()
+
+    def part(sl: slice) -> tuple[np.ndarray, ...]:  # type: ignore[type-arg]
+        return (ids[sl], price[sl], qty[sl], first[sl], last[sl], times[sl], maker[sl])
+
+    clock = kline_rs.ManualClock(int(times[0]))
+    table: dict[str, tuple[int, str, bool]] = {}
+    with kline_rs.Engine(["1m"], partitions=1, clock=clock) as engine:
+        engine.add_symbol(symbol)
+        engine.push_trades(symbol, *part(slice(0, 1000)))
+        engine.feed_down(symbol, int(times[999]))
+        engine.push_trades(symbol, *part(slice(2000, 3000)))  # live again, ids jumped
+        clock.set(int(times[1999]))
+        engine.sync()
+        assert engine.backfill(symbol, *part(slice(900, 2100)))  # overlaps both sides
+        engine.feed_up(symbol)
+        engine.remove_symbol(symbol)
+        while len((batch := engine.poll_klines()).klines):
+            for row in batch.klines:
+                key = str(row["open_time"])
+                if key not in table or row["revision"] >= table[key][0]:
+                    table[key] = (int(row["revision"]), csv_line(row), bool(row["gap"]))
+            engine.ack(batch.token)
+    assert any(rev == 1 for rev, _, _ in table.values())
+    assert not any(gap for _, _, gap in table.values())
+    assert [table[k][1] for k in sorted(table, key=int)] == want

@@ -354,3 +354,104 @@ fn a_panicking_worker_is_reported_and_its_symbol_restored_from_the_acknowledged_
     assert_eq!(got[&("AAA".to_string(), 0)][0].trades, 2);
     assert_eq!(got[&("BBB".to_string(), 0)][0].close, 60);
 }
+
+/// What an idempotent upsert sink ends with: per (symbol, interval, open time) the highest
+/// revision, with its gap flag.
+fn drain_upsert(
+    e: &Engine,
+    table: &mut std::collections::BTreeMap<(String, u16, i64), (u32, Kline, bool)>,
+) -> usize {
+    let mut gaps = 0;
+    loop {
+        let (token, batch) = e.poll(1000);
+        if batch.is_empty() {
+            return gaps;
+        }
+        for r in batch {
+            let mut put = |symbol: &str, interval: u16, k: Kline, revision: u32, gap: bool| {
+                gaps += usize::from(gap);
+                let key = (symbol.to_string(), interval, k.open_time);
+                if table.get(&key).is_none_or(|(rev, _, _)| revision >= *rev) {
+                    table.insert(key, (revision, k, gap));
+                }
+            };
+            match r {
+                Record::Kline { symbol, interval, kline, revision, gap } => {
+                    put(&symbol, interval, kline, revision, gap)
+                }
+                Record::FlatRun { symbol, interval, run, revision, gap } => {
+                    expand_flat_run(&e.grids()[interval as usize], &run, |k| {
+                        put(&symbol, interval, k, revision, gap)
+                    })
+                }
+            }
+        }
+        assert!(e.ack(token));
+    }
+}
+
+#[test]
+fn a_declared_gap_is_marked_then_replaced_exactly_by_the_backfill() {
+    let names = ["1m", "5m"];
+    let trades: Vec<Trade> =
+        (1..=400).map(|i| trade(i, T0 + i * 2_500 - (i % 3) * 700, 100 + (i * 13) % 40)).collect();
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&names, 2, clock.clone());
+    e.add_symbol("BTCUSDT", None).unwrap();
+    let mut table = std::collections::BTreeMap::new();
+    e.push_trades("BTCUSDT", trades[..100].to_vec()).unwrap();
+    let down_at = trades[99].time;
+    clock.set(down_at);
+    e.sync().unwrap();
+    e.feed_down(Some("BTCUSDT"), down_at).unwrap();
+    // The outage: the clock keeps closing buckets (marked gap); live trades resume at id 300.
+    for t in &trades[299..350] {
+        clock.set(t.time);
+        e.push_trade("BTCUSDT", *t).unwrap();
+        e.sync().unwrap();
+    }
+    let gaps_seen = drain_upsert(&e, &mut table);
+    assert!(gaps_seen > 0, "klines closed during the outage are marked gap");
+    // Backfill from REST: out of order, with duplicates of what was applied and of itself.
+    let mut fill: Vec<Trade> = trades[90..310].to_vec();
+    fill.reverse();
+    fill.extend_from_slice(&trades[150..160]);
+    assert!(e.backfill("BTCUSDT", fill).unwrap());
+    e.feed_up(Some("BTCUSDT")).unwrap();
+    assert!(!e.backfill("BTCUSDT", vec![trades[0]]).unwrap(), "no gap any more");
+    for t in &trades[350..] {
+        e.push_trade("BTCUSDT", *t).unwrap();
+    }
+    clock.set(trades[399].time);
+    e.remove_symbol("BTCUSDT").unwrap();
+    drain_upsert(&e, &mut table);
+    let (want, _) = aggregate(e.grids(), &trades);
+    for (i, want) in want.iter().enumerate() {
+        let got: Vec<(Kline, bool)> =
+            table.iter().filter(|(k, _)| k.1 == i as u16).map(|(_, (_, k, g))| (*k, *g)).collect();
+        assert!(got.iter().all(|(_, g)| !g), "{}: a gap flag survived the backfill", names[i]);
+        let got: Vec<Kline> = got.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(&got, want, "{}", names[i]);
+    }
+}
+
+#[test]
+fn ids_the_backfill_does_not_supply_keep_their_klines_marked_gap() {
+    let trades: Vec<Trade> = (1..=40).map(|i| trade(i, T0 + i * 20_000, 100 + i)).collect();
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m"], 1, clock.clone());
+    e.add_symbol("ETHUSDT", None).unwrap();
+    e.push_trades("ETHUSDT", trades[..10].to_vec()).unwrap();
+    e.feed_down(None, trades[9].time).unwrap();
+    e.push_trades("ETHUSDT", trades[30..].to_vec()).unwrap();
+    e.backfill("ETHUSDT", trades[10..20].to_vec()).unwrap(); // ids 21..30 never come
+    e.feed_up(None).unwrap();
+    e.remove_symbol("ETHUSDT").unwrap();
+    let mut table = std::collections::BTreeMap::new();
+    drain_upsert(&e, &mut table);
+    let gap_minutes: Vec<i64> =
+        table.iter().filter(|(_, v)| v.2).map(|(k, _)| (k.2 - T0) / MINUTE_MS).collect();
+    // Trade 20 is at minute 6 (T0 + 400 s), trade 31 at minute 10: minutes 6..=10 are suspect.
+    assert_eq!(gap_minutes, vec![6, 7, 8, 9, 10]);
+    assert_eq!(e.metrics().partitions[0].id_gaps, 1);
+}

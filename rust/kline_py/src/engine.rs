@@ -59,6 +59,30 @@ pub struct Engine {
     interval_names: Vec<String>,
 }
 
+/// Parallel trade arrays → trades (copied, so workers never touch Python memory).
+fn trades_from(
+    cols: &[&PyReadonlyArray1<'_, i64>; 6],
+    maker: &PyReadonlyArray1<'_, bool>,
+) -> PyResult<Vec<Trade>> {
+    let s = cols.iter().map(|c| c.as_slice()).collect::<Result<Vec<_>, _>>()?;
+    let m = maker.as_slice()?;
+    let n = s[0].len();
+    if s.iter().any(|c| c.len() != n) || m.len() != n {
+        return Err(PyValueError::new_err("trade arrays differ in length"));
+    }
+    Ok((0..n)
+        .map(|i| Trade {
+            id: s[0][i],
+            price: s[1][i],
+            qty: s[2][i],
+            first_id: s[3][i],
+            last_id: s[4][i],
+            time: s[5][i],
+            buyer_is_maker: m[i],
+        })
+        .collect())
+}
+
 /// Closed records → columns; flat runs are expanded into their flat klines.
 fn closed_columns<'py>(
     py: Python<'py>,
@@ -78,9 +102,9 @@ fn closed_columns<'py>(
                 klines.push(*kline);
                 (symbol, *interval, *revision, *gap)
             }
-            Record::FlatRun { symbol, interval, run, gap } => {
+            Record::FlatRun { symbol, interval, run, revision, gap } => {
                 expand_flat_run(&e.grids()[*interval as usize], run, |k| klines.push(k));
-                (symbol, *interval, 0, *gap)
+                (symbol, *interval, *revision, *gap)
             }
         };
         for _ in before..klines.len() {
@@ -218,28 +242,10 @@ impl Engine {
         time: PyReadonlyArray1<'_, i64>,
         buyer_is_maker: PyReadonlyArray1<'_, bool>,
     ) -> PyResult<usize> {
-        let cols = [&agg_id, &price, &qty, &first_id, &last_id, &time];
-        let s = cols.iter().map(|c| c.as_slice()).collect::<Result<Vec<_>, _>>()?;
-        let m = buyer_is_maker.as_slice()?;
-        let n = s[0].len();
-        if s.iter().any(|c| c.len() != n) || m.len() != n {
-            return Err(PyValueError::new_err("trade arrays differ in length"));
-        }
-        py.detach(|| {
-            let trades: Vec<Trade> = (0..n)
-                .map(|i| Trade {
-                    id: s[0][i],
-                    price: s[1][i],
-                    qty: s[2][i],
-                    first_id: s[3][i],
-                    last_id: s[4][i],
-                    time: s[5][i],
-                    buyer_is_maker: m[i],
-                })
-                .collect();
-            self.inner.push_trades(symbol, trades)
-        })
-        .map_err(engine_err)?;
+        let trades =
+            trades_from(&[&agg_id, &price, &qty, &first_id, &last_id, &time], &buyer_is_maker)?;
+        let n = trades.len();
+        py.detach(|| self.inner.push_trades(symbol, trades)).map_err(engine_err)?;
         Ok(n)
     }
 
@@ -387,6 +393,39 @@ impl Engine {
         py.detach(|| self.inner.restore(&slots, &cks)).map_err(engine_err)
     }
 
+    /// The feed of `symbol` (None: all) is down since `since`: closing klines are marked gap
+    /// and live trades wait for `backfill` + `feed_up`.
+    #[pyo3(signature = (symbol, since))]
+    fn feed_down(&self, py: Python<'_>, symbol: Option<&str>, since: i64) -> PyResult<()> {
+        py.detach(|| self.inner.feed_down(symbol, since)).map_err(engine_err)
+    }
+
+    /// Older trades (same arrays as `push_trades`) for a symbol whose feed is down; False if
+    /// it is not in a declared gap.
+    #[allow(clippy::too_many_arguments)]
+    fn backfill(
+        &self,
+        py: Python<'_>,
+        symbol: &str,
+        agg_id: PyReadonlyArray1<'_, i64>,
+        price: PyReadonlyArray1<'_, i64>,
+        qty: PyReadonlyArray1<'_, i64>,
+        first_id: PyReadonlyArray1<'_, i64>,
+        last_id: PyReadonlyArray1<'_, i64>,
+        time: PyReadonlyArray1<'_, i64>,
+        buyer_is_maker: PyReadonlyArray1<'_, bool>,
+    ) -> PyResult<bool> {
+        let trades =
+            trades_from(&[&agg_id, &price, &qty, &first_id, &last_id, &time], &buyer_is_maker)?;
+        py.detach(|| self.inner.backfill(symbol, trades)).map_err(engine_err)
+    }
+
+    /// The feed of `symbol` (None: all) is back: replay the backfill and held trades.
+    #[pyo3(signature = (symbol=None))]
+    fn feed_up(&self, py: Python<'_>, symbol: Option<&str>) -> PyResult<()> {
+        py.detach(|| self.inner.feed_up(symbol)).map_err(engine_err)
+    }
+
     /// Makes the symbol's worker panic while "applying a trade" (supervision tests).
     fn inject_panic(&self, symbol: &str) -> PyResult<()> {
         self.inner.inject_panic(symbol).map_err(engine_err)
@@ -442,6 +481,8 @@ impl Engine {
             pd.set_item("flat_runs", p.flat_runs)?;
             pd.set_item("watermark", p.watermark)?;
             pd.set_item("panics", p.panics)?;
+            pd.set_item("gap_overflow", p.gap_overflow)?;
+            pd.set_item("id_gaps", p.id_gaps)?;
             pd.set_item("ring_depth", p.ring_depth)?;
             pd.set_item("symbols", p.symbols)?;
             parts.append(pd)?;

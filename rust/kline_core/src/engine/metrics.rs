@@ -20,6 +20,10 @@ pub struct PartitionCounters {
     /// Latest trade time applied (event-time watermark).
     pub watermark: CachePadded<AtomicI64>,
     pub panics: CachePadded<AtomicU64>,
+    /// Trades over the bound a symbol in a gap may hold (they must come from backfill).
+    pub gap_overflow: CachePadded<AtomicU64>,
+    /// Missing aggTrade id ranges found when a gap was replayed.
+    pub id_gaps: CachePadded<AtomicU64>,
 }
 
 /// Written by producers.
@@ -52,6 +56,8 @@ pub struct PartitionMetrics {
     pub flat_runs: u64,
     pub watermark: i64,
     pub panics: u64,
+    pub gap_overflow: u64,
+    pub id_gaps: u64,
     pub ring_depth: usize,
     pub symbols: usize,
 }
@@ -71,6 +77,8 @@ impl PartitionCounters {
             flat_runs: self.flat_runs.load(Relaxed),
             watermark: self.watermark.load(Relaxed),
             panics: self.panics.load(Relaxed),
+            gap_overflow: self.gap_overflow.load(Relaxed),
+            id_gaps: self.id_gaps.load(Relaxed),
             ring_depth: 0,
             symbols: 0,
         }

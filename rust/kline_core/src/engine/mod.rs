@@ -565,6 +565,59 @@ impl Engine {
         Ok(applied)
     }
 
+    fn target(
+        &self,
+        symbol: Option<&str>,
+    ) -> Result<Vec<(usize, partition::Target)>, EngineError> {
+        Ok(match symbol {
+            Some(sym) => {
+                let r =
+                    self.registry.get(sym).ok_or_else(|| EngineError::UnknownSymbol(sym.into()))?;
+                vec![(r.partition as usize, Some((r.slot, r.generation)))]
+            }
+            None => (0..self.shared.len()).map(|p| (p, None)).collect(),
+        })
+    }
+
+    /// Declares the feed of `symbol` (or of all symbols) down since `since`: klines that close
+    /// meanwhile are marked gap and live trades wait for [`Engine::backfill`] and
+    /// [`Engine::feed_up`], which re-emit the affected klines exactly (revision 1).
+    pub fn feed_down(&self, symbol: Option<&str>, since: i64) -> Result<(), EngineError> {
+        for (p, target) in self.target(symbol)? {
+            self.enqueue_or_fail(p, Item::FeedDown { target, since })?;
+        }
+        Ok(())
+    }
+
+    /// Older trades of a symbol whose feed is down (e.g. REST aggTrades `fromId`), any order,
+    /// duplicates allowed. False if the symbol is not in a declared gap.
+    pub fn backfill(&self, symbol: &str, trades: Vec<Trade>) -> Result<bool, EngineError> {
+        let r =
+            self.registry.get(symbol).ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
+        let (tx, rx) = bounded(1);
+        let p = r.partition as usize;
+        self.enqueue_or_fail(
+            p,
+            Item::Backfill { slot: r.slot, generation: r.generation, trades, reply: tx },
+        )?;
+        rx.recv_timeout(Duration::from_secs(30)).map_err(|_| EngineError::Timeout(p))
+    }
+
+    /// The feed of `symbol` (or all) is back and the backfill is in: replay and re-emit.
+    pub fn feed_up(&self, symbol: Option<&str>) -> Result<(), EngineError> {
+        let now = self.cfg.clock.now();
+        let mut waits = Vec::new();
+        for (p, target) in self.target(symbol)? {
+            let (tx, rx) = bounded(1);
+            self.enqueue_or_fail(p, Item::FeedUp { target, now, reply: tx })?;
+            waits.push((p, rx));
+        }
+        for (p, rx) in waits {
+            rx.recv_timeout(Duration::from_secs(60)).map_err(|_| EngineError::Timeout(p))?;
+        }
+        Ok(())
+    }
+
     /// Makes the symbol's worker panic as if applying one of its trades (supervision tests).
     #[doc(hidden)]
     pub fn inject_panic(&self, symbol: &str) -> Result<(), EngineError> {

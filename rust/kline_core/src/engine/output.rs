@@ -11,7 +11,7 @@ pub enum Record {
     /// A closed kline. `revision` > 0 re-emits an amended kline (late policy `Amend`).
     Kline { symbol: Arc<str>, interval: u16, kline: Kline, revision: u32, gap: bool },
     /// Empty periods `[run.start, run.end)` at `run.price`, expanded by readers.
-    FlatRun { symbol: Arc<str>, interval: u16, run: FlatRun, gap: bool },
+    FlatRun { symbol: Arc<str>, interval: u16, run: FlatRun, revision: u32, gap: bool },
 }
 
 impl Record {

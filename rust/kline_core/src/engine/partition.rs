@@ -15,6 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
+/// One symbol of a partition as (slot, generation), or `None` for all of them.
+pub type Target = Option<(u32, u32)>;
+
 /// What producers put on a partition's ring. Control items travel on the same ring, so they
 /// are ordered with the trades around them.
 #[derive(Debug)]
@@ -37,6 +40,22 @@ pub enum Item {
     Remove {
         slot: u32,
         generation: u32,
+        reply: Sender<()>,
+    },
+    /// Declare the feed down for one symbol (slot, generation) or all of the partition's.
+    FeedDown {
+        target: Option<(u32, u32)>,
+        since: i64,
+    },
+    Backfill {
+        slot: u32,
+        generation: u32,
+        trades: Vec<Trade>,
+        reply: Sender<bool>,
+    },
+    FeedUp {
+        target: Option<(u32, u32)>,
+        now: i64,
         reply: Sender<()>,
     },
     /// Replied to once everything before it on this ring has been applied.
@@ -130,7 +149,33 @@ struct SymbolState {
     /// Open time of the latest open or flat period of any interval: earlier trades are late.
     late_before: i64,
     anchor_3d: i64,
+    /// Set while the feed is declared down (see [`Gap`]).
+    gap: Option<Box<Gap>>,
+    /// While a gap is being replayed: per interval, records opening before this were emitted
+    /// as gap before and now come again as revision 1.
+    revise_before: Option<Vec<i64>>,
+    /// Spans `[from, to]` (trade times) around aggTrade ids nobody supplied: records that
+    /// overlap them stay marked gap.
+    holes: Vec<(i64, i64)>,
 }
+
+/// A declared feed-down period of one symbol. Klines keep closing on the clock (marked gap);
+/// live trades wait here with the backfill until `feed_up` rewinds the symbol to `saved` and
+/// applies them all in id order, re-emitting the affected klines exactly.
+#[derive(Debug)]
+struct Gap {
+    since: i64,
+    saved: Vec<SlotValue>,
+    saved_last_id: i64,
+    saved_late_before: i64,
+    pending: Vec<Trade>,
+    /// Per interval: the end of the last period emitted as gap.
+    emitted_until: Vec<i64>,
+}
+
+/// Live and backfill trades a symbol may hold while its feed is down; more are counted
+/// (`gap_overflow`) and must come from the backfill.
+const MAX_GAP_PENDING: usize = 1 << 22;
 
 /// Settings a book needs from the engine.
 #[derive(Debug, Clone)]
@@ -193,6 +238,30 @@ impl Book {
         }
     }
 
+    /// Gap flag and revision of a record for `[start, end)` of the symbol's interval `i`.
+    fn marks(&mut self, sym: usize, i: usize, start: i64, end: i64) -> (bool, u32) {
+        let s = &mut self.symbols[sym];
+        let mut gap = s.holes.iter().any(|&(a, b)| start <= b && end > a);
+        if let Some(g) = s.gap.as_mut().filter(|g| end > g.since) {
+            gap = true;
+            g.emitted_until[i] = g.emitted_until[i].max(end);
+        }
+        let revision = s.revise_before.as_ref().is_some_and(|r| start < r[i]).into();
+        (gap, revision)
+    }
+
+    fn emit_kline(&mut self, shared: &Shared, sym: usize, i: usize, kline: Kline) {
+        let (gap, revision) = self.marks(sym, i, kline.open_time, kline.close_time + 1);
+        let symbol = self.symbols[sym].name.clone();
+        self.emit(shared, Record::Kline { symbol, interval: i as u16, kline, revision, gap });
+    }
+
+    fn emit_flat(&mut self, shared: &Shared, sym: usize, i: usize, run: FlatRun) {
+        let (gap, revision) = self.marks(sym, i, run.start, run.end);
+        let symbol = self.symbols[sym].name.clone();
+        self.emit(shared, Record::FlatRun { symbol, interval: i as u16, run, revision, gap });
+    }
+
     /// Moves spilled records into the outbox as room appears; true when none are left.
     pub fn flush_spill(&mut self, shared: &Shared) -> bool {
         while let Some(r) = self.spill.pop_front() {
@@ -221,6 +290,9 @@ impl Book {
                     last_id: i64::MIN,
                     late_before: i64::MIN,
                     anchor_3d,
+                    gap: None,
+                    revise_before: None,
+                    holes: Vec::new(),
                 });
                 self.table.grow(self.n);
                 self.checkpoints.grow(self.symbols.len());
@@ -234,6 +306,9 @@ impl Book {
         s.last_id = i64::MIN;
         s.late_before = i64::MIN;
         s.anchor_3d = anchor_3d;
+        s.gap = None;
+        s.revise_before = None;
+        s.holes.clear();
         (slot, s.generation)
     }
 
@@ -247,11 +322,7 @@ impl Book {
             let idx = sym * self.n + i;
             if self.table.state[idx] == SlotState::Open {
                 let kline = self.table.kline(idx);
-                let symbol = self.symbols[sym].name.clone();
-                self.emit(
-                    shared,
-                    Record::Kline { symbol, interval: i as u16, kline, revision: 0, gap: false },
-                );
+                self.emit_kline(shared, sym, i, kline);
             }
             self.table.clear(idx);
         }
@@ -275,6 +346,10 @@ impl Book {
             bump(&c.stale_symbol);
             return;
         };
+        if s.gap.is_some() {
+            self.hold(shared, sym, t);
+            return;
+        }
         if t.id <= s.last_id {
             bump(&c.duplicates);
             return;
@@ -313,32 +388,21 @@ impl Book {
         let grid = self.grid(sym, i);
         let start = grid.bucket_start(t.time);
         let next = grid.next_start(start);
-        let symbol = self.symbols[sym].name.clone();
-        let interval = i as u16;
         match self.table.state[idx] {
             SlotState::Open => {
                 let kline = self.table.kline(idx);
-                self.emit(
-                    shared,
-                    Record::Kline {
-                        symbol: symbol.clone(),
-                        interval,
-                        kline,
-                        revision: 0,
-                        gap: false,
-                    },
-                );
+                self.emit_kline(shared, sym, i, kline);
                 if kline.close_time + 1 < start {
                     let run =
                         FlatRun { start: kline.close_time + 1, end: start, price: kline.close };
-                    self.emit(shared, Record::FlatRun { symbol, interval, run, gap: false });
+                    self.emit_flat(shared, sym, i, run);
                 }
             }
             SlotState::Flat => {
                 let since = self.table.open_time[idx];
                 if since < start {
                     let run = FlatRun { start: since, end: start, price: self.table.close[idx] };
-                    self.emit(shared, Record::FlatRun { symbol, interval, run, gap: false });
+                    self.emit_flat(shared, sym, i, run);
                 }
             }
             SlotState::Empty => {}
@@ -353,33 +417,26 @@ impl Book {
     pub fn sweep(&mut self, shared: &Shared, now: i64) {
         let horizon = now - self.cfg.grace;
         for sym in 0..self.symbols.len() {
-            if !self.symbols[sym].live {
-                continue;
+            if self.symbols[sym].live {
+                self.sweep_symbol(shared, sym, horizon);
             }
-            for i in 0..self.n {
-                let idx = sym * self.n + i;
-                match self.table.state[idx] {
-                    SlotState::Open if self.table.next[idx] <= horizon => {
-                        let kline = self.table.kline(idx);
-                        let symbol = self.symbols[sym].name.clone();
-                        self.emit(
-                            shared,
-                            Record::Kline {
-                                symbol,
-                                interval: i as u16,
-                                kline,
-                                revision: 0,
-                                gap: false,
-                            },
-                        );
-                        self.table.go_flat(idx, kline.close_time + 1);
-                        let s = &mut self.symbols[sym];
-                        s.late_before = s.late_before.max(kline.close_time + 1);
-                        self.flat_until(shared, sym, i, horizon);
-                    }
-                    SlotState::Flat => self.flat_until(shared, sym, i, horizon),
-                    _ => {}
+        }
+    }
+
+    fn sweep_symbol(&mut self, shared: &Shared, sym: usize, horizon: i64) {
+        for i in 0..self.n {
+            let idx = sym * self.n + i;
+            match self.table.state[idx] {
+                SlotState::Open if self.table.next[idx] <= horizon => {
+                    let kline = self.table.kline(idx);
+                    self.emit_kline(shared, sym, i, kline);
+                    self.table.go_flat(idx, kline.close_time + 1);
+                    let s = &mut self.symbols[sym];
+                    s.late_before = s.late_before.max(kline.close_time + 1);
+                    self.flat_until(shared, sym, i, horizon);
                 }
+                SlotState::Flat => self.flat_until(shared, sym, i, horizon),
+                _ => {}
             }
         }
     }
@@ -390,12 +447,93 @@ impl Book {
         let end = self.grid(sym, i).bucket_start(horizon);
         if end > since {
             let run = FlatRun { start: since, end, price: self.table.close[idx] };
-            let symbol = self.symbols[sym].name.clone();
-            self.emit(shared, Record::FlatRun { symbol, interval: i as u16, run, gap: false });
+            self.emit_flat(shared, sym, i, run);
             self.table.open_time[idx] = end;
             let s = &mut self.symbols[sym];
             s.late_before = s.late_before.max(end);
         }
+    }
+
+    /// The feed of the symbol is down since `since`: what closes from now on is marked gap,
+    /// and live trades wait for the backfill (see [`Gap`]).
+    pub fn feed_down(&mut self, sym: usize, since: i64) {
+        let n = self.n;
+        let saved: Vec<SlotValue> = (0..n).map(|i| self.table.value(sym * n + i)).collect();
+        let s = &mut self.symbols[sym];
+        if !s.live {
+            return;
+        }
+        match s.gap.as_mut() {
+            Some(g) => g.since = g.since.min(since),
+            None => {
+                s.gap = Some(Box::new(Gap {
+                    since,
+                    saved,
+                    saved_last_id: s.last_id,
+                    saved_late_before: s.late_before,
+                    pending: Vec::new(),
+                    emitted_until: vec![i64::MIN; n],
+                }))
+            }
+        }
+    }
+
+    /// Holds trades of a symbol whose feed is down; false (counted) when over the bound.
+    fn hold(&mut self, shared: &Shared, sym: usize, t: &Trade) -> bool {
+        let Some(g) = self.symbols[sym].gap.as_mut() else { return false };
+        if g.pending.len() >= MAX_GAP_PENDING {
+            bump(&shared.counters.gap_overflow);
+        } else {
+            g.pending.push(*t);
+        }
+        true
+    }
+
+    /// Backfill trades (any order, duplicates allowed) for a symbol whose feed is down.
+    /// Returns false if the symbol is not in a gap (nothing to fill).
+    pub fn backfill(&mut self, shared: &Shared, sym: usize, trades: &[Trade]) -> bool {
+        if self.symbols[sym].gap.is_none() {
+            return false;
+        }
+        for t in trades {
+            self.hold(shared, sym, t);
+        }
+        true
+    }
+
+    /// The feed is back: rewind the symbol to where it was when the feed went down, apply the
+    /// backfill and the held live trades in id order, and close what the clock has passed.
+    /// Klines emitted as gap meanwhile come again as revision 1, exact unless ids are missing.
+    pub fn feed_up(&mut self, shared: &Shared, sym: usize, now: i64) {
+        let Some(gap) = self.symbols[sym].gap.take() else { return };
+        let Gap { since, saved, saved_last_id, saved_late_before, mut pending, emitted_until } =
+            *gap;
+        for (i, value) in saved.iter().enumerate() {
+            self.table.restore(sym * self.n + i, value);
+        }
+        let s = &mut self.symbols[sym];
+        s.last_id = saved_last_id;
+        s.late_before = saved_late_before;
+        s.revise_before = Some(emitted_until);
+        s.holes.clear();
+        pending.sort_by_key(|t| t.id);
+        pending.dedup_by_key(|t| t.id);
+        let (slot, generation) = (sym as u32, s.generation);
+        let mut prev: Option<Trade> = None;
+        for t in &pending {
+            let last = self.symbols[sym].last_id;
+            if t.id > last.saturating_add(1) && last != i64::MIN {
+                let from = prev.map_or(since, |p| p.time);
+                self.symbols[sym].holes.push((from, t.time));
+                bump(&shared.counters.id_gaps);
+            }
+            self.trade(shared, slot, generation, t);
+            if self.symbols[sym].last_id == t.id {
+                prev = Some(*t);
+            }
+        }
+        self.sweep_symbol(shared, sym, now - self.cfg.grace);
+        self.symbols[sym].revise_before = None;
     }
 
     /// Copies out the slots and checkpoints changed since the last acknowledged snapshot.
@@ -462,7 +600,21 @@ impl Book {
         applied
     }
 
-    fn is_live(&self, sym: usize, generation: u32) -> bool {
+    /// The symbols an item targets: one (if still the same) or all live ones.
+    pub fn targets(&self, target: Option<(u32, u32)>) -> Vec<usize> {
+        match target {
+            Some((slot, generation)) => {
+                if self.is_live(slot as usize, generation) {
+                    vec![slot as usize]
+                } else {
+                    vec![]
+                }
+            }
+            None => (0..self.symbols.len()).filter(|&s| self.symbols[s].live).collect(),
+        }
+    }
+
+    pub fn is_live(&self, sym: usize, generation: u32) -> bool {
         self.symbols.get(sym).is_some_and(|s| s.live && s.generation == generation)
     }
 

@@ -66,6 +66,22 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
         Item::Restore { slots, checkpoints, reply } => {
             let _ = reply.send(book.restore(&slots, &checkpoints));
         }
+        Item::FeedDown { target, since } => {
+            for sym in book.targets(target) {
+                book.feed_down(sym, since);
+            }
+        }
+        Item::Backfill { slot, generation, trades, reply } => {
+            let ok = book.is_live(slot as usize, generation)
+                && book.backfill(shared, slot as usize, &trades);
+            let _ = reply.send(ok);
+        }
+        Item::FeedUp { target, now, reply } => {
+            for sym in book.targets(target) {
+                book.feed_up(shared, sym, now);
+            }
+            let _ = reply.send(());
+        }
         Item::Tick => return true,
         Item::Panic { slot } => panic!("injected fault while applying a trade of slot {slot}"),
     }
