@@ -323,3 +323,31 @@ def test_feed_down_marks_gap_and_backfill_replaces_it_exactly(tmp_path: Path) ->
     assert any(rev == 1 for rev, _, _ in table.values())
     assert not any(gap for _, _, gap in table.values())
     assert [table[k][1] for k in sorted(table, key=int)] == want
+
+
+def test_late_policies_from_python() -> None:
+    t0 = 1_600_000_020_000 - 1_600_000_020_000 % 60_000
+    one = np.ones(1, dtype=np.int64)
+
+    def push(engine: kline_rs.Engine, i: int, t: int, price: int) -> None:
+        a = one * i
+        engine.push_trades("X", a, one * price, one, a, a, one * t, np.zeros(1, dtype=bool))
+
+    for policy, amended in (("drop", 0), ("amend", 1)):
+        engine = kline_rs.Engine(
+            ["1m"], partitions=1, clock=kline_rs.ManualClock(0), late_policy=policy,
+            allowed_lateness=10_000,
+        )  # fmt: skip
+        with engine:
+            engine.add_symbol("X")
+            push(engine, 1, t0 + 5_000, 10)
+            push(engine, 2, t0 + 61_000, 11)
+            push(engine, 3, t0 + 59_000, 7)  # late by 2 s
+            engine.sync()
+            part = engine.metrics()["partitions"][0]
+            assert (part["late"], part["late_amended"]) == (1, amended)
+            assert len(engine.poll_late()) == 1 - amended
+            revisions = engine.poll_klines().klines["revision"].tolist()
+            assert revisions == [0, 1][: 1 + amended]
+    with pytest.raises(ValueError, match="late_policy"):
+        kline_rs.Engine(["1m"], late_policy="keep")

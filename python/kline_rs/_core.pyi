@@ -63,6 +63,8 @@ class Engine:
         auto_add: bool = False,
         push_wait_ms: int = 100,
         clock: ManualClock | None = None,
+        late_policy: str = "drop",
+        allowed_lateness: int = 0,
     ) -> Self: ...
     @property
     def intervals(self) -> list[str]: ...

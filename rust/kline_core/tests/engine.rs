@@ -455,3 +455,36 @@ fn ids_the_backfill_does_not_supply_keep_their_klines_marked_gap() {
     assert_eq!(gap_minutes, vec![6, 7, 8, 9, 10]);
     assert_eq!(e.metrics().partitions[0].id_gaps, 1);
 }
+
+#[test]
+fn late_trades_amend_the_latest_closed_kline_within_the_allowed_lateness() {
+    let mut cfg = EngineConfig::new(intervals(&["1m", "5m"]));
+    cfg.partitions = 1;
+    cfg.pin_threads = false;
+    cfg.clock = Arc::new(ManualClock::new(0));
+    cfg.late_policy = kline_core::engine::LatePolicy::Amend { allowed_lateness: 5_000 };
+    let e = Engine::start(cfg).unwrap();
+    e.add_symbol("BTCUSDT", None).unwrap();
+    e.push_trade("BTCUSDT", trade(1, T0 + 10_000, 100)).unwrap();
+    e.push_trade("BTCUSDT", trade(2, T0 + 61_000, 110)).unwrap(); // closes minute 0
+    e.push_trade("BTCUSDT", trade(3, T0 + 30_000, 90)).unwrap(); // late, 1 s after the close
+    e.sync().unwrap();
+    let (_, recs) = e.poll(10);
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    let Record::Kline { kline: first, revision: 0, .. } = &recs[0] else { panic!("{recs:?}") };
+    let Record::Kline { kline: amended, revision: 1, .. } = &recs[1] else { panic!("{recs:?}") };
+    assert_eq!((first.trades, first.low), (1, 100));
+    assert_eq!((amended.open_time, amended.trades, amended.low, amended.close), (T0, 2, 90, 90));
+    // Too late: the symbol's time has moved 6 s past minute 1's close.
+    e.push_trade("BTCUSDT", trade(4, T0 + 126_000, 120)).unwrap(); // closes minute 1
+    e.push_trade("BTCUSDT", trade(5, T0 + 70_000, 1)).unwrap();
+    e.sync().unwrap();
+    assert_eq!(e.poll_late(10).len(), 1);
+    let m = &e.metrics().partitions[0];
+    assert_eq!((m.late, m.late_amended), (2, 1));
+    e.remove_symbol("BTCUSDT").unwrap();
+    let mut table = std::collections::BTreeMap::new();
+    drain_upsert(&e, &mut table);
+    let five = &table[&("BTCUSDT".to_string(), 1, T0)].1;
+    assert_eq!((five.trades, five.low, five.close), (4, 90, 120), "the 5m kline took trade 3");
+}

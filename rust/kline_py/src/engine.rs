@@ -5,7 +5,9 @@ use kline_core::aggregate::expand_flat_run;
 use kline_core::engine::clock::ManualClock as CoreManualClock;
 use kline_core::engine::output::Record;
 use kline_core::engine::table::SlotValue;
-use kline_core::engine::{Engine as CoreEngine, EngineConfig, EngineError as CoreError};
+use kline_core::engine::{
+    Engine as CoreEngine, EngineConfig, EngineError as CoreError, LatePolicy,
+};
 use kline_core::interval::TimeUnit;
 use kline_core::{Kline, Trade};
 use numpy::{PyArray1, PyReadonlyArray1};
@@ -125,7 +127,7 @@ fn closed_columns<'py>(
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None))]
+    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None, late_policy="drop", allowed_lateness=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -140,6 +142,8 @@ impl Engine {
         auto_add: bool,
         push_wait_ms: u64,
         clock: Option<&ManualClock>,
+        late_policy: &str,
+        allowed_lateness: i64,
     ) -> PyResult<Self> {
         let mut cfg =
             EngineConfig::new(intervals.iter().map(|s| interval(s)).collect::<PyResult<_>>()?);
@@ -165,6 +169,15 @@ impl Engine {
         if time_unit == "us" && clock.is_none() {
             cfg.clock = Arc::new(kline_core::engine::clock::SystemClock { micros: true });
         }
+        cfg.late_policy = match late_policy {
+            "drop" => LatePolicy::Drop,
+            "amend" => LatePolicy::Amend { allowed_lateness },
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "late_policy {other:?} is not \"drop\" or \"amend\""
+                )))
+            }
+        };
         cfg.pin_threads = pin_threads;
         cfg.auto_add = auto_add;
         cfg.push_wait = Duration::from_millis(push_wait_ms);
@@ -475,6 +488,7 @@ impl Engine {
             pd.set_item("placeholders", p.placeholders)?;
             pd.set_item("invalid", p.invalid)?;
             pd.set_item("late", p.late)?;
+            pd.set_item("late_amended", p.late_amended)?;
             pd.set_item("late_overflow", p.late_overflow)?;
             pd.set_item("stale_symbol", p.stale_symbol)?;
             pd.set_item("closed", p.closed)?;

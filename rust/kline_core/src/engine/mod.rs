@@ -25,6 +25,7 @@ use crossbeam_utils::Backoff;
 use delivery::Delivery;
 use metrics::{bump, PartitionMetrics, ProducerCounters};
 use output::{LateTrade, PartitionSnapshot, Record};
+pub use partition::LatePolicy;
 use partition::{Book, BookConfig, Item, Shared};
 use registry::{Registry, SymbolRef};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -50,6 +51,7 @@ pub struct EngineConfig {
     pub pin_threads: bool,
     /// Add a symbol on its first trade instead of counting it as unknown.
     pub auto_add: bool,
+    pub late_policy: LatePolicy,
     /// How long a producer waits for room in a full ring before reporting backpressure.
     pub push_wait: Duration,
     pub clock: Arc<dyn Clock>,
@@ -67,6 +69,7 @@ impl EngineConfig {
             tz_offset_ms: 0,
             pin_threads: true,
             auto_add: false,
+            late_policy: LatePolicy::Drop,
             push_wait: Duration::from_millis(100),
             clock: Arc::new(SystemClock::default()),
         }
@@ -205,6 +208,7 @@ impl Engine {
                 grids: grids.clone(),
                 grace: engine.cfg.grace,
                 tz_offset_ms: engine.cfg.tz_offset_ms,
+                late: engine.cfg.late_policy,
             });
             let cx = worker::WorkerContext {
                 index,
@@ -565,10 +569,7 @@ impl Engine {
         Ok(applied)
     }
 
-    fn target(
-        &self,
-        symbol: Option<&str>,
-    ) -> Result<Vec<(usize, partition::Target)>, EngineError> {
+    fn target(&self, symbol: Option<&str>) -> Result<Vec<(usize, partition::Target)>, EngineError> {
         Ok(match symbol {
             Some(sym) => {
                 let r =

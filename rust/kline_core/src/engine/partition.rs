@@ -148,6 +148,8 @@ struct SymbolState {
     last_id: i64,
     /// Open time of the latest open or flat period of any interval: earlier trades are late.
     late_before: i64,
+    /// Latest trade time applied (event time): the reference for allowed lateness.
+    max_time: i64,
     anchor_3d: i64,
     /// Set while the feed is declared down (see [`Gap`]).
     gap: Option<Box<Gap>>,
@@ -183,6 +185,18 @@ pub struct BookConfig {
     pub grids: Vec<Grid>,
     pub grace: i64,
     pub tz_offset_ms: i64,
+    pub late: LatePolicy,
+}
+
+/// What happens to a trade whose bucket has already closed. Never a silent drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatePolicy {
+    /// Counted and handed to the late side output.
+    Drop,
+    /// While the closed kline is the latest of its interval and closed no more than
+    /// `allowed_lateness` (event time) before the symbol's latest trade, it is re-emitted
+    /// with `revision + 1`; otherwise as `Drop`. Costs one kline of memory per slot.
+    Amend { allowed_lateness: i64 },
 }
 
 /// A worker's state: symbols, their slots and the records not yet in the outbox.
@@ -194,6 +208,8 @@ pub struct Book {
     table: Table,
     /// Symbols whose checkpoint (last applied id) changed since the last acknowledged snapshot.
     checkpoints: DirtySet,
+    /// `LatePolicy::Amend` only: per slot, the latest closed kline and its revision.
+    last_closed: Vec<Option<(Kline, u32)>>,
     /// Records that did not fit the outbox: kept, never dropped, sent first next time.
     spill: VecDeque<Record>,
     pub emitted: bool,
@@ -209,6 +225,7 @@ impl Book {
             free: Vec::new(),
             table: Table::default(),
             checkpoints: DirtySet::default(),
+            last_closed: Vec::new(),
             spill: VecDeque::new(),
             emitted: false,
         }
@@ -252,12 +269,18 @@ impl Book {
 
     fn emit_kline(&mut self, shared: &Shared, sym: usize, i: usize, kline: Kline) {
         let (gap, revision) = self.marks(sym, i, kline.open_time, kline.close_time + 1);
+        if !self.last_closed.is_empty() {
+            self.last_closed[sym * self.n + i] = Some((kline, revision));
+        }
         let symbol = self.symbols[sym].name.clone();
         self.emit(shared, Record::Kline { symbol, interval: i as u16, kline, revision, gap });
     }
 
     fn emit_flat(&mut self, shared: &Shared, sym: usize, i: usize, run: FlatRun) {
         let (gap, revision) = self.marks(sym, i, run.start, run.end);
+        if !self.last_closed.is_empty() {
+            self.last_closed[sym * self.n + i] = None; // flat periods follow: not amendable
+        }
         let symbol = self.symbols[sym].name.clone();
         self.emit(shared, Record::FlatRun { symbol, interval: i as u16, run, revision, gap });
     }
@@ -289,6 +312,7 @@ impl Book {
                     live: false,
                     last_id: i64::MIN,
                     late_before: i64::MIN,
+                    max_time: i64::MIN,
                     anchor_3d,
                     gap: None,
                     revise_before: None,
@@ -296,6 +320,9 @@ impl Book {
                 });
                 self.table.grow(self.n);
                 self.checkpoints.grow(self.symbols.len());
+                if matches!(self.cfg.late, LatePolicy::Amend { .. }) {
+                    self.last_closed.resize(self.table.len(), None);
+                }
                 (self.symbols.len() - 1) as u32
             }
         };
@@ -305,6 +332,7 @@ impl Book {
         s.live = true;
         s.last_id = i64::MIN;
         s.late_before = i64::MIN;
+        s.max_time = i64::MIN;
         s.anchor_3d = anchor_3d;
         s.gap = None;
         s.revise_before = None;
@@ -363,12 +391,19 @@ impl Book {
         self.checkpoints.mark(sym);
         if t.time < s.late_before {
             bump(&c.late);
-            if shared.late.push(LateTrade { symbol: s.name.clone(), trade: *t }).is_err() {
+            if self.amend(shared, sym, t) {
+                bump(&c.late_amended);
+            } else if shared
+                .late
+                .push(LateTrade { symbol: self.symbols[sym].name.clone(), trade: *t })
+                .is_err()
+            {
                 bump(&c.late_overflow);
             }
             return;
         }
         bump(&c.trades);
+        s.max_time = s.max_time.max(t.time);
         c.watermark.fetch_max(t.time, Ordering::Relaxed);
         let base = sym * self.n;
         for i in 0..self.n {
@@ -379,6 +414,50 @@ impl Book {
                 self.roll(shared, sym, i, t);
             }
         }
+    }
+
+    /// `LatePolicy::Amend`: adds a late trade to the open bucket or to the latest closed kline
+    /// of every interval and re-emits those with `revision + 1`; false (nothing changed) if
+    /// any interval cannot take it, so intervals never disagree.
+    fn amend(&mut self, shared: &Shared, sym: usize, t: &Trade) -> bool {
+        let LatePolicy::Amend { allowed_lateness } = self.cfg.late else { return false };
+        let horizon = self.symbols[sym].max_time - allowed_lateness;
+        let base = sym * self.n;
+        let fits = (0..self.n).all(|i| {
+            let idx = base + i;
+            let open =
+                self.table.state[idx] == SlotState::Open && t.time >= self.table.open_time[idx];
+            let closed = self.last_closed[idx].is_some_and(|(k, _)| {
+                k.open_time <= t.time
+                    && t.time <= k.close_time
+                    && k.close_time >= horizon
+                    && !k.is_flat()
+            });
+            (open && t.time < self.table.next[idx]) || (!open && closed)
+        });
+        if !fits {
+            return false;
+        }
+        for i in 0..self.n {
+            let idx = base + i;
+            if self.table.state[idx] == SlotState::Open && t.time >= self.table.open_time[idx] {
+                self.table.apply(idx, t);
+                continue;
+            }
+            let Some((mut k, revision)) = self.last_closed[idx] else { continue };
+            k.apply(t);
+            if self.table.state[idx] == SlotState::Flat {
+                self.table.close[idx] = k.close; // quiet periods after it carry its close
+            }
+            let (gap, _) = self.marks(sym, i, k.open_time, k.close_time + 1);
+            self.last_closed[idx] = Some((k, revision + 1));
+            let symbol = self.symbols[sym].name.clone();
+            self.emit(
+                shared,
+                Record::Kline { symbol, interval: i as u16, kline: k, revision: revision + 1, gap },
+            );
+        }
+        true
     }
 
     /// The trade belongs to a later bucket than the slot's: close what is there, open anew.
