@@ -488,3 +488,76 @@ fn late_trades_amend_the_latest_closed_kline_within_the_allowed_lateness() {
     let five = &table[&("BTCUSDT".to_string(), 1, T0)].1;
     assert_eq!((five.trades, five.low, five.close), (4, 90, 120), "the 5m kline took trade 3");
 }
+
+/// Symbols come and go for `KLINE_SOAK_SECS` (default 3) while trades of live ones flow from
+/// another thread: slots are reused (allocation stays flat) and no trade of a live symbol is lost.
+#[test]
+fn adding_and_removing_symbols_under_load_loses_nothing_and_stays_flat() {
+    let secs: u64 = std::env::var("KLINE_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let e = Arc::new(engine(&["1m", "5m"], 2, Arc::new(ManualClock::new(0))));
+    let steady: Vec<String> = (0..8).map(|i| format!("LIVE{i}")).collect();
+    for s in &steady {
+        e.add_symbol(s, None).unwrap();
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let (e, stop, steady) = (e.clone(), stop.clone(), steady.clone());
+        std::thread::spawn(move || {
+            let mut sent = vec![Vec::new(); steady.len()];
+            let mut id = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                id += 1;
+                for (k, s) in steady.iter().enumerate() {
+                    let t = trade(id, T0 + id * 97, 100 + (id * (k as i64 + 3)) % 77);
+                    loop {
+                        match e.push_trade(s, t) {
+                            Ok(()) => break,
+                            Err(EngineError::Backpressure(_)) => continue,
+                            Err(other) => panic!("{other}"),
+                        }
+                    }
+                    sent[k].push(t);
+                }
+            }
+            sent
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut rounds = 0u64;
+    let mut peak_allocated = 0;
+    let mut churned: HashMap<(String, u16), Vec<Kline>> = HashMap::new();
+    while started.elapsed().as_secs() < secs {
+        let names: Vec<String> = (0..50).map(|i| format!("TMP{}_{i}", rounds % 7)).collect();
+        let refs: Vec<(&str, Option<i64>)> = names.iter().map(|n| (n.as_str(), None)).collect();
+        e.add_symbols(&refs).unwrap();
+        for (i, n) in names.iter().enumerate() {
+            e.push_trade(n, trade(1, T0 + i as i64, 5)).unwrap();
+        }
+        for n in &names {
+            e.remove_symbol(n).unwrap();
+        }
+        // Drain as we go so the outbox never fills; keep only what the steady symbols made.
+        for (k, v) in drain(&e) {
+            churned.entry(k).or_default().extend(v);
+        }
+        let allocated: usize = e.metrics().partitions.iter().map(|p| p.allocated).sum();
+        peak_allocated = peak_allocated.max(allocated);
+        rounds += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = producer.join().unwrap();
+    for s in &steady {
+        e.remove_symbol(s).unwrap();
+    }
+    for (k, v) in drain(&e) {
+        churned.entry(k).or_default().extend(v);
+    }
+    assert!(rounds > 5, "only {rounds} rounds");
+    assert!(peak_allocated <= steady.len() + 50 + 2, "slots grew to {peak_allocated}");
+    for (k, s) in steady.iter().enumerate() {
+        let (want, _) = aggregate(e.grids(), &sent[k]);
+        for (i, want) in want.iter().enumerate() {
+            assert_eq!(&churned[&(s.clone(), i as u16)], want, "{s} interval {i}");
+        }
+    }
+}

@@ -60,6 +60,7 @@ pub struct PartitionMetrics {
     pub id_gaps: u64,
     pub ring_depth: usize,
     pub symbols: usize,
+    pub allocated: usize,
 }
 
 impl PartitionCounters {
@@ -81,6 +82,7 @@ impl PartitionCounters {
             id_gaps: self.id_gaps.load(Relaxed),
             ring_depth: 0,
             symbols: 0,
+            allocated: 0,
         }
     }
 }

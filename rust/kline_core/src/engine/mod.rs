@@ -661,6 +661,7 @@ impl Engine {
                 .map(|s| PartitionMetrics {
                     ring_depth: s.ring.len(),
                     symbols: s.symbols.load(Relaxed),
+                    allocated: s.allocated.load(Relaxed),
                     ..s.counters.read()
                 })
                 .collect(),

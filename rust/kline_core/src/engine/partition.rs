@@ -90,6 +90,8 @@ pub struct Shared {
     pub late: ArrayQueue<LateTrade>,
     pub counters: PartitionCounters,
     pub symbols: AtomicUsize,
+    /// Symbol slots allocated (live and free): flat while symbols come and go.
+    pub allocated: AtomicUsize,
     /// The worker is parked (or about to): producers unpark it.
     pub sleeping: AtomicBool,
     pub thread: OnceLock<Thread>,
@@ -123,6 +125,7 @@ impl Shared {
             late: ArrayQueue::new(outbox),
             counters: PartitionCounters::default(),
             symbols: AtomicUsize::new(0),
+            allocated: AtomicUsize::new(0),
             sleeping: AtomicBool::new(false),
             thread: OnceLock::new(),
             durable: Mutex::new(Durable::default()),
@@ -358,6 +361,10 @@ impl Book {
         s.live = false;
         s.generation = s.generation.wrapping_add(1);
         self.free.push(slot);
+    }
+
+    pub fn allocated_symbols(&self) -> usize {
+        self.symbols.len()
     }
 
     pub fn live_symbols(&self) -> usize {

@@ -47,6 +47,7 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
         Item::Add { name, anchor_3d, reply } => {
             let r = book.add(name, anchor_3d);
             shared.symbols.store(book.live_symbols(), Ordering::Relaxed);
+            shared.allocated.store(book.allocated_symbols(), Ordering::Relaxed);
             let _ = reply.send(r);
         }
         Item::Remove { slot, generation, reply } => {
