@@ -6,10 +6,9 @@ import json
 import resource
 import time
 
+import kline_rs
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import kline_rs
 
 GOOD = {
     "stream": "btcusdt@aggTrade",
