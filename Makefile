@@ -42,8 +42,10 @@ run: develop-release
 	$(PY) examples/replay_generated_day.py
 
 bench: develop-release
-	$(PY) -m pip install -q "polars>=1.0"
+	$(PY) -m pip install -q "polars>=1.0" "orjson>=3"
 	$(PY) benchmarks/bench_replay.py
+	$(PY) benchmarks/bench_engine.py
+	cargo bench -p kline_core --bench latency
 
 lint: $(DEPS)
 	cargo fmt --all --check

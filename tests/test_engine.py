@@ -227,13 +227,19 @@ def test_numpy_batches_and_the_async_closed_stream() -> None:
 
 
 def test_unknown_symbols_and_removal() -> None:
-    with kline_rs.Engine(["1m"], partitions=2, clock=kline_rs.ManualClock(0)) as engine:
+    with kline_rs.Engine(["1m", "1h"], partitions=2, clock=kline_rs.ManualClock(0)) as engine:
         engine.add_symbols(["AAA", "BBB"])
         assert engine.symbols() == ["AAA", "BBB"]
+        assert engine.read("BBB")["state"].tolist() == ["empty", "empty"]
+        one = np.ones(1, dtype=np.int64)
+        engine.push_trades("BBB", one, one * 5, one, one, one, one * 60_000, one == 0)
+        seen = engine.read("BBB")
+        assert seen["state"].tolist() == ["open", "open"]
+        assert seen["open_time"].tolist() == [60_000, 0]
+        assert seen["close"].tolist() == [5, 5]
         engine.remove_symbol("AAA")
         with pytest.raises(kline_rs.UnknownSymbolError):
             engine.remove_symbol("AAA")
-        one = np.ones(1, dtype=np.int64)
         with pytest.raises(kline_rs.UnknownSymbolError):
             engine.push_trades("AAA", one, one, one, one, one, one, np.zeros(1, dtype=bool))
         with pytest.raises(ValueError, match="differ in length"):

@@ -91,6 +91,10 @@ class Engine(_core.Engine):
         token, columns, checkpoints = self.snapshot_columns()
         return Snapshot(token, structured(columns, SNAPSHOT_DTYPE), checkpoints)
 
+    def read(self, symbol: str) -> npt.NDArray[np.void]:
+        """The symbol's current state per interval (open klines), after all earlier pushes."""
+        return structured(self.read_columns(symbol), SNAPSHOT_DTYPE)
+
     def restore(self, slots: npt.NDArray[np.void], checkpoints: dict[str, int]) -> int:
         """Puts stored slots (as :meth:`snapshot` gave them) and checkpoints back."""
         columns = {name: slots[name].tolist() for name in SNAPSHOT_DTYPE.names or ()}

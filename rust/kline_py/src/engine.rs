@@ -294,32 +294,25 @@ impl Engine {
         py: Python<'py>,
     ) -> PyResult<(u64, Bound<'py, PyDict>, Bound<'py, PyDict>)> {
         let snap = py.detach(|| self.inner.snapshot()).map_err(engine_err)?;
-        let mut klines = Vec::new();
-        let (mut symbols, mut intervals, mut states) = (Vec::new(), Vec::new(), Vec::new());
         let checkpoints = PyDict::new(py);
+        let mut slots = Vec::new();
         for part in &snap.parts {
-            for s in &part.slots {
-                let (state, kline) = match s.value {
-                    SlotValue::Open { kline, .. } => ("open", kline),
-                    SlotValue::Flat { since, price } => {
-                        ("flat", Kline::flat(since, since - 1, price))
-                    }
-                    SlotValue::Empty => ("empty", Kline::flat(0, -1, 0)),
-                };
-                klines.push(kline);
-                symbols.push(s.symbol.to_string());
-                intervals.push(self.interval_names[s.interval as usize].clone());
-                states.push(state);
-            }
+            slots.extend(part.slots.iter().map(|s| (s.symbol.clone(), s.interval, s.value)));
             for c in &part.checkpoints {
                 checkpoints.set_item(&*c.symbol, c.last_id)?;
             }
         }
-        let d = kline_columns(py, &klines)?;
-        d.set_item("symbol", symbols)?;
-        d.set_item("interval", intervals)?;
-        d.set_item("state", states)?;
+        let d = self.slot_columns(py, &slots)?;
         Ok((snap.token, d, checkpoints))
+    }
+
+    /// The symbol's current slots as columns (like a snapshot's), one row per interval.
+    fn read_columns<'py>(&self, py: Python<'py>, symbol: &str) -> PyResult<Bound<'py, PyDict>> {
+        let values = py.detach(|| self.inner.read(symbol)).map_err(engine_err)?;
+        let name: Arc<str> = symbol.into();
+        let slots: Vec<_> =
+            values.into_iter().enumerate().map(|(i, v)| (name.clone(), i as u16, v)).collect();
+        self.slot_columns(py, &slots)
     }
 
     /// The snapshot is durably stored; False if superseded by a newer one or unknown.
@@ -522,6 +515,35 @@ impl Engine {
     #[getter]
     fn closed_engine(&self) -> bool {
         self.inner.is_shut_down()
+    }
+}
+
+impl Engine {
+    /// Slot values → columns with `state` "open", "flat" (quiet since `open_time` at `close`)
+    /// or "empty".
+    fn slot_columns<'py>(
+        &self,
+        py: Python<'py>,
+        slots: &[(Arc<str>, u16, SlotValue)],
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut klines = Vec::with_capacity(slots.len());
+        let (mut symbols, mut intervals, mut states) = (Vec::new(), Vec::new(), Vec::new());
+        for (symbol, interval, value) in slots {
+            let (state, kline) = match *value {
+                SlotValue::Open { kline, .. } => ("open", kline),
+                SlotValue::Flat { since, price } => ("flat", Kline::flat(since, since - 1, price)),
+                SlotValue::Empty => ("empty", Kline::flat(0, -1, 0)),
+            };
+            klines.push(kline);
+            symbols.push(symbol.to_string());
+            intervals.push(self.interval_names[*interval as usize].clone());
+            states.push(state);
+        }
+        let d = kline_columns(py, &klines)?;
+        d.set_item("symbol", symbols)?;
+        d.set_item("interval", intervals)?;
+        d.set_item("state", states)?;
+        Ok(d)
     }
 }
 

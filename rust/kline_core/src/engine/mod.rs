@@ -619,6 +619,17 @@ impl Engine {
         Ok(())
     }
 
+    /// The symbol's current state per interval (ordered after every push made before the
+    /// call): what a reader sees of the open klines.
+    pub fn read(&self, symbol: &str) -> Result<Vec<SlotValue>, EngineError> {
+        let r =
+            self.registry.get(symbol).ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
+        let (tx, rx) = bounded(1);
+        let p = r.partition as usize;
+        self.enqueue_or_fail(p, Item::Read { slot: r.slot, generation: r.generation, reply: tx })?;
+        rx.recv_timeout(Duration::from_secs(30)).map_err(|_| EngineError::Timeout(p))
+    }
+
     /// Makes the symbol's worker panic as if applying one of its trades (supervision tests).
     #[doc(hidden)]
     pub fn inject_panic(&self, symbol: &str) -> Result<(), EngineError> {

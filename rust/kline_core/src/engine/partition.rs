@@ -58,6 +58,12 @@ pub enum Item {
         now: i64,
         reply: Sender<()>,
     },
+    /// The symbol's current slots (open klines as a reader sees them).
+    Read {
+        slot: u32,
+        generation: u32,
+        reply: Sender<Vec<SlotValue>>,
+    },
     /// Replied to once everything before it on this ring has been applied.
     Barrier(Sender<()>),
     /// Copy out what changed since the last acknowledged snapshot (see `DirtySet`).
@@ -729,6 +735,14 @@ impl Book {
         s.late_before = late_before;
         self.checkpoints.mark(sym);
         Some((name, last_id))
+    }
+
+    /// The symbol's slot values, one per interval; empty if the symbol is gone.
+    pub fn read(&self, sym: usize, generation: u32) -> Vec<SlotValue> {
+        if !self.is_live(sym, generation) {
+            return Vec::new();
+        }
+        (0..self.n).map(|i| self.table.value(sym * self.n + i)).collect()
     }
 
     /// The open klines of every live symbol (for inspection and tests).

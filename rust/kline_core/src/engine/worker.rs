@@ -55,6 +55,9 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
             shared.symbols.store(book.live_symbols(), Ordering::Relaxed);
             let _ = reply.send(());
         }
+        Item::Read { slot, generation, reply } => {
+            let _ = reply.send(book.read(slot as usize, generation));
+        }
         Item::Barrier(reply) => {
             let _ = reply.send(());
         }
