@@ -8,10 +8,12 @@
 pub mod clock;
 pub mod delivery;
 pub mod dirty;
+pub mod doorbell;
 pub mod metrics;
 pub mod output;
 pub mod partition;
 pub mod registry;
+pub mod sync;
 pub mod table;
 pub mod wake;
 pub mod worker;
@@ -226,7 +228,8 @@ impl Engine {
                 .name(format!("kline-worker-{index}"))
                 .spawn(move || worker::run(book, cx))
                 .map_err(|e| EngineError::Spawn(e.to_string()))?;
-            let _ = shared.thread.set(handle.thread().clone());
+            let thread = handle.thread().clone();
+            shared.bell.attach(move || thread.unpark());
             handles.push(handle);
         }
         *engine.workers.lock().expect("fresh mutex") = handles;
@@ -683,9 +686,7 @@ impl Engine {
     pub fn shutdown(&self) {
         self.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
         for s in &self.shared {
-            if let Some(t) = s.thread.get() {
-                t.unpark();
-            }
+            s.bell.force();
         }
         let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
         for h in handles {

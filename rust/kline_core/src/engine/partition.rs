@@ -1,6 +1,7 @@
 //! One partition: the ring into its worker, and the worker's book of symbols and klines.
 
 use super::dirty::DirtySet;
+use super::doorbell::Doorbell;
 use super::metrics::{bump, PartitionCounters};
 use super::output::{Checkpoint, LateTrade, PartitionSnapshot, Record, SlotSnapshot};
 use super::table::{SlotState, SlotValue, Table};
@@ -11,9 +12,8 @@ use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
 use std::collections::HashMap;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::Thread;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// One symbol of a partition as (slot, generation), or `None` for all of them.
 pub type Target = Option<(u32, u32)>;
@@ -98,9 +98,8 @@ pub struct Shared {
     pub symbols: AtomicUsize,
     /// Symbol slots allocated (live and free): flat while symbols come and go.
     pub allocated: AtomicUsize,
-    /// The worker is parked (or about to): producers unpark it.
-    pub sleeping: AtomicBool,
-    pub thread: OnceLock<Thread>,
+    /// How producers wake the worker when it parks.
+    pub bell: Doorbell,
     /// The state of the last acknowledged snapshots: what a panicked symbol is restored to.
     pub durable: Mutex<Durable>,
 }
@@ -132,8 +131,7 @@ impl Shared {
             counters: PartitionCounters::default(),
             symbols: AtomicUsize::new(0),
             allocated: AtomicUsize::new(0),
-            sleeping: AtomicBool::new(false),
-            thread: OnceLock::new(),
+            bell: Doorbell::new(),
             durable: Mutex::new(Durable::default()),
         }
     }
@@ -141,11 +139,7 @@ impl Shared {
     /// Wakes the worker if it sleeps. Call after pushing.
     #[inline]
     pub fn wake(&self) {
-        if self.sleeping.load(Ordering::SeqCst) {
-            if let Some(t) = self.thread.get() {
-                t.unpark();
-            }
-        }
+        self.bell.ring();
     }
 }
 

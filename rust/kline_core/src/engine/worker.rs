@@ -171,16 +171,13 @@ fn idle(shared: &Shared, cx: &WorkerContext, drained: bool, until_sweep: i64) {
         }
         backoff.snooze();
     }
-    shared.sleeping.store(true, Ordering::SeqCst);
-    if shared.ring.is_empty() && !cx.shutdown.load(Ordering::SeqCst) {
-        let ms = (until_sweep.max(1) / cx.ticks_per_ms.max(1)).max(1) as u64;
-        let mut wait = Duration::from_millis(ms).min(MAX_PARK);
-        if !drained {
-            wait = wait.min(Duration::from_millis(1)); // the outbox is full: retry soon
-        }
-        std::thread::park_timeout(wait);
+    let ms = (until_sweep.max(1) / cx.ticks_per_ms.max(1)).max(1) as u64;
+    let mut wait = Duration::from_millis(ms).min(MAX_PARK);
+    if !drained {
+        wait = wait.min(Duration::from_millis(1)); // the outbox is full: retry soon
     }
-    shared.sleeping.store(false, Ordering::SeqCst);
+    let has_work = || !shared.ring.is_empty() || cx.shutdown.load(Ordering::SeqCst);
+    shared.bell.sleep(has_work, wait);
 }
 
 /// CPUs this process may run on (`sched_getaffinity`).
