@@ -78,3 +78,19 @@ def test_an_idle_engine_uses_almost_no_cpu() -> None:
         after = resource.getrusage(resource.RUSAGE_SELF)
     used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert used < 0.05, f"idle engine used {used * 100:.1f} % of a core"
+
+
+def test_interpreter_exit_with_a_live_engine_does_not_hang() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import kline_rs, numpy as np\n"
+        "e = kline_rs.Engine(['1s', '1m'], partitions=2)\n"
+        "e.add_symbols(['A', 'B'])\n"
+        "one = np.ones(1000, dtype=np.int64)\n"
+        "e.push_trades('A', np.arange(1, 1001), one, one, one, one, one, one == 0)\n"
+        "GLOBAL = e  # never closed\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], timeout=30, capture_output=True)
+    assert done.returncode == 0, done.stderr
