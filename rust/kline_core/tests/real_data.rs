@@ -126,7 +126,7 @@ fn websocket_kline_updates_move_by_the_aggregate_of_the_trades_between_them() {
         for line in text.lines().skip(1).filter(|l| !l.is_empty()) {
             let frame = line.split_once(": ").unwrap().1;
             if let Message::Trade { symbol, trade } = parse_ws_message(frame.as_bytes()).unwrap() {
-                trades.entry(symbol).or_default().push(trade);
+                trades.entry(symbol.into_owned()).or_default().push(trade);
                 continue;
             }
             let v: serde_json::Value = serde_json::from_str(frame).unwrap();

@@ -36,6 +36,44 @@ pub struct ProducerCounters {
     pub backpressure: CachePadded<AtomicU64>,
 }
 
+/// A worker's own tally, published to its [`PartitionCounters`] once per batch of items:
+/// the hot path pays a plain increment, not an atomic one.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub trades: u64,
+    pub duplicates: u64,
+    pub placeholders: u64,
+    pub invalid: u64,
+    pub late: u64,
+    pub late_amended: u64,
+    pub late_overflow: u64,
+    pub stale_symbol: u64,
+    pub closed: u64,
+    pub flat_runs: u64,
+    pub gap_overflow: u64,
+    pub id_gaps: u64,
+    pub watermark: i64,
+}
+
+impl Tally {
+    /// Makes the tally visible to readers (the worker is the only writer).
+    pub fn publish(&self, c: &PartitionCounters) {
+        c.trades.store(self.trades, Relaxed);
+        c.duplicates.store(self.duplicates, Relaxed);
+        c.placeholders.store(self.placeholders, Relaxed);
+        c.invalid.store(self.invalid, Relaxed);
+        c.late.store(self.late, Relaxed);
+        c.late_amended.store(self.late_amended, Relaxed);
+        c.late_overflow.store(self.late_overflow, Relaxed);
+        c.stale_symbol.store(self.stale_symbol, Relaxed);
+        c.closed.store(self.closed, Relaxed);
+        c.flat_runs.store(self.flat_runs, Relaxed);
+        c.gap_overflow.store(self.gap_overflow, Relaxed);
+        c.id_gaps.store(self.id_gaps, Relaxed);
+        c.watermark.store(self.watermark, Relaxed);
+    }
+}
+
 #[inline]
 pub fn bump(c: &AtomicU64) {
     c.fetch_add(1, Relaxed);

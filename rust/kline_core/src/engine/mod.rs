@@ -82,6 +82,8 @@ impl EngineConfig {
 pub enum EngineError {
     #[error("no intervals configured")]
     NoIntervals,
+    #[error("{0} intervals configured; at most 64")]
+    TooManyIntervals(usize),
     #[error("unknown symbol {0:?}")]
     UnknownSymbol(String),
     #[error("symbol {0:?} is already added")]
@@ -168,11 +170,16 @@ fn sweep_period_ms(intervals: &[Interval], tz_offset_ms: i64) -> i64 {
 }
 
 const MAX_ERRORS_PER_REPORT: usize = 8;
+/// Frames parsed before their trades are enqueued (one ring item per symbol per chunk).
+const RAW_CHUNK: usize = 1024;
 
 impl Engine {
     pub fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
         if cfg.intervals.is_empty() {
             return Err(EngineError::NoIntervals);
+        }
+        if cfg.intervals.len() > 64 {
+            return Err(EngineError::TooManyIntervals(cfg.intervals.len()));
         }
         let cpus = worker::usable_cpus();
         let n = match cfg.partitions {
@@ -389,40 +396,78 @@ impl Engine {
     }
 
     /// Parses Binance websocket frames (aggTrade / trade, plain or combined-stream) and routes
-    /// their trades. Bad frames are counted with their reason; unknown symbols are counted.
+    /// their trades, one ring item per symbol per chunk of frames. Bad frames are counted with
+    /// their reason; unknown symbols are counted. On backpressure the report's `consumed` is
+    /// where the caller resumes: trades of that chunk already enqueued come again and are
+    /// skipped as duplicates by id.
     pub fn push_raw<'a>(&self, frames: impl IntoIterator<Item = &'a [u8]>) -> RawReport {
-        let mut report = RawReport::default();
+        let mut done = RawReport::default();
+        let mut chunk = RawReport::default();
+        let mut batches: Vec<(SymbolRef, Vec<Trade>)> = Vec::new();
+        let mut slots: rustc_hash::FxHashMap<(u32, u32), usize> = Default::default();
         for frame in frames {
-            bump(&self.producer.messages);
             match parse_ws_message(frame) {
                 Ok(Message::Trade { symbol, trade }) => match self.route(&symbol) {
                     Some(r) => {
-                        let item = Item::Trade { slot: r.slot, generation: r.generation, trade };
-                        if self.shutdown.load(Relaxed)
-                            || self.enqueue(r.partition as usize, item).is_err()
-                        {
-                            report.backpressure = true;
-                            return report;
-                        }
-                        report.trades += 1;
+                        let k = *slots.entry((r.partition, r.slot)).or_insert_with(|| {
+                            batches.push((r, Vec::new()));
+                            batches.len() - 1
+                        });
+                        batches[k].1.push(trade);
+                        chunk.trades += 1;
                     }
-                    None => report.unknown_symbol += 1,
+                    None => chunk.unknown_symbol += 1,
                 },
-                Ok(Message::Other { .. }) => {
-                    bump(&self.producer.other_events);
-                    report.other_events += 1;
-                }
+                Ok(Message::Other { .. }) => chunk.other_events += 1,
                 Err(reason) => {
-                    bump(&self.producer.malformed);
-                    report.malformed += 1;
-                    if report.errors.len() < MAX_ERRORS_PER_REPORT {
-                        report.errors.push(reason);
+                    chunk.malformed += 1;
+                    if done.errors.len() + chunk.errors.len() < MAX_ERRORS_PER_REPORT {
+                        chunk.errors.push(reason);
                     }
                 }
             }
-            report.consumed += 1;
+            chunk.consumed += 1;
+            if chunk.consumed == RAW_CHUNK && !self.flush_chunk(&mut batches, &mut slots, &mut chunk, &mut done) {
+                return done;
+            }
         }
-        report
+        self.flush_chunk(&mut batches, &mut slots, &mut chunk, &mut done);
+        done
+    }
+
+    /// Enqueues a chunk's batches and folds its counts into `done`; false on backpressure.
+    fn flush_chunk(
+        &self,
+        batches: &mut Vec<(SymbolRef, Vec<Trade>)>,
+        slots: &mut rustc_hash::FxHashMap<(u32, u32), usize>,
+        chunk: &mut RawReport,
+        done: &mut RawReport,
+    ) -> bool {
+        slots.clear();
+        for (r, mut trades) in batches.drain(..) {
+            let item = if trades.len() == 1 {
+                Item::Trade { slot: r.slot, generation: r.generation, trade: trades.pop().expect("one") }
+            } else {
+                Item::Batch { slot: r.slot, generation: r.generation, trades }
+            };
+            if self.shutdown.load(Relaxed) || self.enqueue(r.partition as usize, item).is_err() {
+                done.backpressure = true;
+                *chunk = RawReport::default();
+                return false;
+            }
+        }
+        let p = &self.producer;
+        p.messages.fetch_add(chunk.consumed as u64, Relaxed);
+        p.malformed.fetch_add(chunk.malformed as u64, Relaxed);
+        p.other_events.fetch_add(chunk.other_events as u64, Relaxed);
+        done.consumed += chunk.consumed;
+        done.trades += chunk.trades;
+        done.unknown_symbol += chunk.unknown_symbol;
+        done.malformed += chunk.malformed;
+        done.other_events += chunk.other_events;
+        done.errors.append(&mut chunk.errors);
+        *chunk = RawReport::default();
+        true
     }
 
     /// Returns once every item pushed before this call has been applied by its worker.

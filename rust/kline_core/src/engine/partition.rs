@@ -2,7 +2,7 @@
 
 use super::dirty::DirtySet;
 use super::doorbell::Doorbell;
-use super::metrics::{bump, PartitionCounters};
+use super::metrics::{PartitionCounters, Tally};
 use super::output::{Checkpoint, LateTrade, PartitionSnapshot, Record, SlotSnapshot};
 use super::table::{SlotState, SlotValue, Table};
 use crate::interval::{Grid, Interval};
@@ -12,7 +12,7 @@ use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
 use std::collections::HashMap;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 /// One symbol of a partition as (slot, generation), or `None` for all of them.
@@ -216,6 +216,7 @@ pub struct Book {
     /// Records that did not fit the outbox: kept, never dropped, sent first next time.
     spill: VecDeque<Record>,
     pub emitted: bool,
+    pub tally: Tally,
 }
 
 impl Book {
@@ -231,6 +232,7 @@ impl Book {
             last_closed: Vec::new(),
             spill: VecDeque::new(),
             emitted: false,
+            tally: Tally::default(),
         }
     }
 
@@ -245,8 +247,8 @@ impl Book {
 
     fn emit(&mut self, shared: &Shared, r: Record) {
         match &r {
-            Record::Kline { .. } => bump(&shared.counters.closed),
-            Record::FlatRun { .. } => bump(&shared.counters.flat_runs),
+            Record::Kline { .. } => self.tally.closed += 1,
+            Record::FlatRun { .. } => self.tally.flat_runs += 1,
         }
         self.emitted = true;
         if self.spill.is_empty() {
@@ -375,51 +377,48 @@ impl Book {
     #[inline]
     pub fn trade(&mut self, shared: &Shared, slot: u32, generation: u32, t: &Trade) {
         let sym = slot as usize;
-        let c = &shared.counters;
+        let c = &mut self.tally;
         let Some(s) = self.symbols.get_mut(sym).filter(|s| s.live && s.generation == generation)
         else {
-            bump(&c.stale_symbol);
+            c.stale_symbol += 1;
             return;
         };
         if s.gap.is_some() {
-            self.hold(shared, sym, t);
+            self.hold(sym, t);
             return;
         }
         if t.id <= s.last_id {
-            bump(&c.duplicates);
+            c.duplicates += 1;
             return;
         }
         match t.defect() {
-            Some(Skip::Placeholder) => return bump(&c.placeholders),
-            Some(_) => return bump(&c.invalid),
+            Some(Skip::Placeholder) => return c.placeholders += 1,
+            Some(_) => return c.invalid += 1,
             None => {}
         }
         s.last_id = t.id;
         self.checkpoints.mark(sym);
         if t.time < s.late_before {
-            bump(&c.late);
+            c.late += 1;
             if self.amend(shared, sym, t) {
-                bump(&c.late_amended);
+                self.tally.late_amended += 1;
             } else if shared
                 .late
                 .push(LateTrade { symbol: self.symbols[sym].name.clone(), trade: *t })
                 .is_err()
             {
-                bump(&c.late_overflow);
+                self.tally.late_overflow += 1;
             }
             return;
         }
-        bump(&c.trades);
+        c.trades += 1;
         s.max_time = s.max_time.max(t.time);
-        c.watermark.fetch_max(t.time, Ordering::Relaxed);
-        let base = sym * self.n;
-        for i in 0..self.n {
-            let idx = base + i;
-            if self.table.state[idx] == SlotState::Open && t.time < self.table.next[idx] {
-                self.table.apply(idx, t);
-            } else {
-                self.roll(shared, sym, i, t);
-            }
+        c.watermark = c.watermark.max(t.time);
+        let mut roll = self.table.apply_run(sym * self.n, self.n, t);
+        while roll != 0 {
+            let i = roll.trailing_zeros() as usize;
+            roll &= roll - 1;
+            self.roll(shared, sym, i, t);
         }
     }
 
@@ -502,35 +501,44 @@ impl Book {
     /// `now`, and complete quiet periods (one flat run per slot, whatever their number).
     pub fn sweep(&mut self, shared: &Shared, now: i64) {
         let horizon = now - self.cfg.grace;
-        for sym in 0..self.symbols.len() {
-            if self.symbols[sym].live {
-                self.sweep_symbol(shared, sym, horizon);
+        // One linear scan: a slot needs work only once the clock passes its `next` boundary
+        // (open: its close; flat: the end of its first unemitted quiet period).
+        for idx in 0..self.table.len() {
+            if self.table.state[idx] != SlotState::Empty && self.table.next[idx] <= horizon {
+                self.sweep_slot(shared, idx / self.n, idx % self.n, horizon);
             }
         }
     }
 
     fn sweep_symbol(&mut self, shared: &Shared, sym: usize, horizon: i64) {
         for i in 0..self.n {
-            let idx = sym * self.n + i;
-            match self.table.state[idx] {
-                SlotState::Open if self.table.next[idx] <= horizon => {
-                    let kline = self.table.kline(idx);
-                    self.emit_kline(shared, sym, i, kline);
-                    self.table.go_flat(idx, kline.close_time + 1);
-                    let s = &mut self.symbols[sym];
-                    s.late_before = s.late_before.max(kline.close_time + 1);
-                    self.flat_until(shared, sym, i, horizon);
-                }
-                SlotState::Flat => self.flat_until(shared, sym, i, horizon),
-                _ => {}
-            }
+            self.sweep_slot(shared, sym, i, horizon);
         }
     }
 
+    fn sweep_slot(&mut self, shared: &Shared, sym: usize, i: usize, horizon: i64) {
+        let idx = sym * self.n + i;
+        match self.table.state[idx] {
+            SlotState::Open if self.table.next[idx] <= horizon => {
+                let kline = self.table.kline(idx);
+                self.emit_kline(shared, sym, i, kline);
+                self.table.go_flat(idx, kline.close_time + 1);
+                let s = &mut self.symbols[sym];
+                s.late_before = s.late_before.max(kline.close_time + 1);
+                self.flat_until(shared, sym, i, horizon);
+            }
+            SlotState::Flat => self.flat_until(shared, sym, i, horizon),
+            _ => {}
+        }
+    }
+
+    /// Emits the complete quiet periods of a flat slot up to `horizon` as one run, and moves
+    /// its `next` to the end of the first period still to come.
     fn flat_until(&mut self, shared: &Shared, sym: usize, i: usize, horizon: i64) {
         let idx = sym * self.n + i;
+        let grid = self.grid(sym, i);
         let since = self.table.open_time[idx];
-        let end = self.grid(sym, i).bucket_start(horizon);
+        let end = grid.bucket_start(horizon);
         if end > since {
             let run = FlatRun { start: since, end, price: self.table.close[idx] };
             self.emit_flat(shared, sym, i, run);
@@ -538,6 +546,7 @@ impl Book {
             let s = &mut self.symbols[sym];
             s.late_before = s.late_before.max(end);
         }
+        self.table.next[idx] = grid.next_start(self.table.open_time[idx]);
     }
 
     /// The feed of the symbol is down since `since`: what closes from now on is marked gap,
@@ -565,10 +574,10 @@ impl Book {
     }
 
     /// Holds trades of a symbol whose feed is down; false (counted) when over the bound.
-    fn hold(&mut self, shared: &Shared, sym: usize, t: &Trade) -> bool {
+    fn hold(&mut self, sym: usize, t: &Trade) -> bool {
         let Some(g) = self.symbols[sym].gap.as_mut() else { return false };
         if g.pending.len() >= MAX_GAP_PENDING {
-            bump(&shared.counters.gap_overflow);
+            self.tally.gap_overflow += 1;
         } else {
             g.pending.push(*t);
         }
@@ -577,12 +586,12 @@ impl Book {
 
     /// Backfill trades (any order, duplicates allowed) for a symbol whose feed is down.
     /// Returns false if the symbol is not in a gap (nothing to fill).
-    pub fn backfill(&mut self, shared: &Shared, sym: usize, trades: &[Trade]) -> bool {
+    pub fn backfill(&mut self, sym: usize, trades: &[Trade]) -> bool {
         if self.symbols[sym].gap.is_none() {
             return false;
         }
         for t in trades {
-            self.hold(shared, sym, t);
+            self.hold(sym, t);
         }
         true
     }
@@ -611,7 +620,7 @@ impl Book {
             if t.id > last.saturating_add(1) && last != i64::MIN {
                 let from = prev.map_or(since, |p| p.time);
                 self.symbols[sym].holes.push((from, t.time));
-                bump(&shared.counters.id_gaps);
+                self.tally.id_gaps += 1;
             }
             self.trade(shared, slot, generation, t);
             if self.symbols[sym].last_id == t.id {

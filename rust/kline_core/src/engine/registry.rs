@@ -15,7 +15,8 @@ pub struct SymbolRef {
     pub generation: u32,
 }
 
-pub type SymbolMap = HashMap<Arc<str>, SymbolRef>;
+/// Fx hashing: symbols are short, trusted strings and the lookup is on every trade.
+pub type SymbolMap = HashMap<Arc<str>, SymbolRef, rustc_hash::FxBuildHasher>;
 
 #[derive(Debug, Default)]
 pub struct Registry {

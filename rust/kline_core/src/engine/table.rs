@@ -143,6 +143,47 @@ impl Table {
         self.mark_dirty(idx);
     }
 
+    /// Adds `t` to each of the `n` slots from `base` whose open bucket holds it (the hot path:
+    /// one pass over per-symbol subslices, no bounds checks inside). Returns a bitmask of the
+    /// slots that need a roll instead (`n` ≤ 64).
+    #[inline]
+    pub fn apply_run(&mut self, base: usize, n: usize, t: &Trade) -> u64 {
+        let r = base..base + n;
+        let state = &self.state[r.clone()];
+        let next = &self.next[r.clone()];
+        let high = &mut self.high[r.clone()];
+        let low = &mut self.low[r.clone()];
+        let close = &mut self.close[r.clone()];
+        let volume = &mut self.volume[r.clone()];
+        let quote = &mut self.quote[r.clone()];
+        let taker_volume = &mut self.taker_volume[r.clone()];
+        let taker_quote = &mut self.taker_quote[r.clone()];
+        let trades = &mut self.trades[r.clone()];
+        let last_id = &mut self.last_id[r];
+        let (p, q, pq) = (t.price, i128::from(t.qty), product(t.price, t.qty));
+        let (taker, raw) = (!t.buyer_is_maker, t.raw_trades());
+        let mut roll = 0u64;
+        for i in 0..n {
+            if state[i] != SlotState::Open || t.time >= next[i] {
+                roll |= 1 << i;
+                continue;
+            }
+            high[i] = high[i].max(p);
+            low[i] = low[i].min(p);
+            close[i] = p;
+            volume[i] += q;
+            quote[i] += pq;
+            if taker {
+                taker_volume[i] += q;
+                taker_quote[i] += pq;
+            }
+            trades[i] += raw;
+            last_id[i] = t.last_id;
+            self.dirty.mark(base + i);
+        }
+        roll
+    }
+
     /// Adds a trade to the open kline in `idx` (same bucket).
     #[inline]
     pub fn apply(&mut self, idx: usize, t: &Trade) {
@@ -193,6 +234,7 @@ impl Table {
             SlotValue::Flat { since, price } => {
                 self.state[idx] = SlotState::Flat;
                 self.open_time[idx] = since;
+                self.next[idx] = i64::MIN; // the next sweep sets it from the grid
                 self.close[idx] = price;
             }
         }

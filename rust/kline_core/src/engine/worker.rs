@@ -59,6 +59,7 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
             let _ = reply.send(book.read(slot as usize, generation));
         }
         Item::Barrier(reply) => {
+            book.tally.publish(&shared.counters); // what the caller reads next is current
             let _ = reply.send(());
         }
         Item::Snapshot { seq, reply } => {
@@ -77,7 +78,7 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
         }
         Item::Backfill { slot, generation, trades, reply } => {
             let ok = book.is_live(slot as usize, generation)
-                && book.backfill(shared, slot as usize, &trades);
+                && book.backfill(slot as usize, &trades);
             let _ = reply.send(ok);
         }
         Item::FeedUp { target, now, reply } => {
@@ -148,6 +149,7 @@ pub fn run(mut book: Book, cx: WorkerContext) {
             next_sweep_at = next_sweep(now, cx.sweep_every, cx.grace);
         }
         let drained = book.flush_spill(&shared);
+        book.tally.publish(&shared.counters);
         if book.emitted {
             book.emitted = false;
             cx.notifier.notify();

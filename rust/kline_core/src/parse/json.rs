@@ -1,30 +1,16 @@
-//! Binance JSON: REST `aggTrades` arrays and websocket `aggTrade` / `trade` events, plain or
-//! wrapped in a combined stream (`{"stream":…,"data":…}`).
+//! Binance JSON: REST `aggTrades` arrays (websocket frames: see [`super::ws`]).
 
 use crate::decimal::parse_fixed8;
 use crate::trade::Trade;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-/// What every message is first read as: the event type, and the payload of a combined stream.
-/// Other fields are skipped unread, whatever their type (depth updates reuse `a`, `b` …).
-#[derive(Debug, Deserialize)]
-struct Head<'a> {
-    #[serde(borrow)]
-    stream: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
-    #[serde(borrow)]
-    e: Option<Cow<'a, str>>,
-}
+pub use super::ws::{parse_ws_message, Message};
 
 /// The fields of an aggTrade (REST element or `aggTrade` event) or of a `trade` event.
 /// Unknown fields (`st`, `nq`, order ids …) are ignored.
 #[derive(Debug, Deserialize)]
 struct Event<'a> {
-    #[serde(borrow)]
-    s: Option<Cow<'a, str>>,
     a: Option<i64>,
     #[serde(borrow)]
     p: Option<Cow<'a, str>>,
@@ -35,34 +21,6 @@ struct Event<'a> {
     #[serde(rename = "T")]
     time: Option<i64>,
     m: Option<bool>,
-}
-
-/// A `trade` event: `a` and `b` are order ids, read only to skip them.
-#[derive(Debug, Deserialize)]
-struct TradeEvent<'a> {
-    #[serde(borrow)]
-    s: Option<Cow<'a, str>>,
-    t: Option<i64>,
-    #[serde(borrow)]
-    p: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    q: Option<Cow<'a, str>>,
-    #[serde(rename = "T")]
-    time: Option<i64>,
-    m: Option<bool>,
-}
-
-/// One websocket message, understood.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    Trade {
-        symbol: String,
-        trade: Trade,
-    },
-    /// An event that carries no trade (kline, depth, bookTicker, subscription reply …).
-    Other {
-        event: String,
-    },
 }
 
 fn need<T>(v: Option<T>, field: &str) -> Result<T, String> {
@@ -88,49 +46,8 @@ impl Event<'_> {
     }
 }
 
-impl TradeEvent<'_> {
-    fn trade(&self) -> Result<Trade, String> {
-        let id = need(self.t, "t")?;
-        Ok(Trade {
-            id,
-            price: decimal(&self.p, "p")?,
-            qty: decimal(&self.q, "q")?,
-            first_id: id,
-            last_id: id,
-            time: need(self.time, "T")?,
-            buyer_is_maker: need(self.m, "m")?,
-        })
-    }
-}
-
 fn json_error(e: &serde_json::Error) -> String {
     format!("invalid JSON: {e}")
-}
-
-/// Parses one websocket text frame.
-pub fn parse_ws_message(frame: &[u8]) -> Result<Message, String> {
-    let head: Head<'_> = serde_json::from_slice(frame).map_err(|e| json_error(&e))?;
-    let (body, kind) = match (head.stream.is_some(), head.data) {
-        (true, Some(data)) => {
-            let inner: Head<'_> = serde_json::from_str(data.get()).map_err(|e| json_error(&e))?;
-            (data.get().as_bytes(), inner.e)
-        }
-        (true, None) => return Err("combined-stream message without \"data\"".into()),
-        (false, _) => (frame, head.e),
-    };
-    let (symbol, trade) = match kind.as_deref().unwrap_or("") {
-        "aggTrade" => {
-            let ev: Event<'_> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
-            (ev.s.clone(), ev.agg_trade()?)
-        }
-        "trade" => {
-            let ev: TradeEvent<'_> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
-            (ev.s.clone(), ev.trade()?)
-        }
-        other => return Ok(Message::Other { event: other.to_string() }),
-    };
-    let symbol = need(symbol, "s")?.into_owned();
-    Ok(Message::Trade { symbol, trade })
 }
 
 /// Parses a REST `/api/v3/aggTrades` (or futures `/fapi/v1/aggTrades`) response body.
@@ -183,7 +100,7 @@ mod tests {
         assert_eq!(parse_ws_message(depth), Ok(Message::Other { event: "depthUpdate".into() }));
         assert_eq!(
             parse_ws_message(br#"{"result":null,"id":1}"#),
-            Ok(Message::Other { event: String::new() })
+            Ok(Message::Other { event: "".into() })
         );
         let cases: [(&[u8], &str); 6] = [
             (b"{not json", "invalid JSON"),
@@ -193,7 +110,7 @@ mod tests {
             ),
             (
                 br#"{"e":"aggTrade","s":"X","a":"1","p":"1","q":"1","f":1,"l":1,"T":1,"m":true}"#,
-                "invalid JSON",
+                "field \"a\" has the wrong type",
             ),
             (
                 br#"{"e":"aggTrade","s":"X","a":1,"p":"1e3","q":"1","f":1,"l":1,"T":1,"m":true}"#,

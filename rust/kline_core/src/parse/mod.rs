@@ -7,6 +7,7 @@ pub mod csv;
 pub mod json;
 pub mod kline_row;
 pub mod source;
+pub mod ws;
 
 use std::fmt;
 
