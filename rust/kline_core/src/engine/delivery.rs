@@ -9,6 +9,8 @@ pub struct Delivery {
     next_token: u64,
     pending: BTreeMap<u64, Vec<Record>>,
     redeliver: VecDeque<Record>,
+    /// The rest of an outbox chunk bigger than what the last poll asked for.
+    carry: VecDeque<Record>,
 }
 
 impl Delivery {
@@ -18,6 +20,30 @@ impl Delivery {
             match self.redeliver.pop_front() {
                 Some(r) => out.push(r),
                 None => break,
+            }
+        }
+    }
+
+    /// Takes from the carried rest of a chunk, then from `next_chunk()`, up to `max` records.
+    pub fn take_new(
+        &mut self,
+        max: usize,
+        out: &mut Vec<Record>,
+        mut next_chunk: impl FnMut() -> Option<Vec<Record>>,
+    ) {
+        loop {
+            while out.len() < max {
+                match self.carry.pop_front() {
+                    Some(r) => out.push(r),
+                    None => break,
+                }
+            }
+            if out.len() >= max {
+                return;
+            }
+            match next_chunk() {
+                Some(chunk) => self.carry.extend(chunk),
+                None => return,
             }
         }
     }
@@ -52,6 +78,6 @@ impl Delivery {
 
     /// Records delivered and not yet acknowledged, plus those waiting for redelivery.
     pub fn unacked(&self) -> usize {
-        self.pending.values().map(Vec::len).sum::<usize>() + self.redeliver.len()
+        self.pending.values().map(Vec::len).sum::<usize>() + self.redeliver.len() + self.carry.len()
     }
 }

@@ -427,7 +427,9 @@ impl Engine {
                 }
             }
             chunk.consumed += 1;
-            if chunk.consumed == RAW_CHUNK && !self.flush_chunk(&mut batches, &mut slots, &mut chunk, &mut done) {
+            if chunk.consumed == RAW_CHUNK
+                && !self.flush_chunk(&mut batches, &mut slots, &mut chunk, &mut done)
+            {
                 return done;
             }
         }
@@ -446,7 +448,11 @@ impl Engine {
         slots.clear();
         for (r, mut trades) in batches.drain(..) {
             let item = if trades.len() == 1 {
-                Item::Trade { slot: r.slot, generation: r.generation, trade: trades.pop().expect("one") }
+                Item::Trade {
+                    slot: r.slot,
+                    generation: r.generation,
+                    trade: trades.pop().expect("one"),
+                }
             } else {
                 Item::Batch { slot: r.slot, generation: r.generation, trades }
             };
@@ -490,20 +496,19 @@ impl Engine {
         let mut delivery = self.delivery.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         delivery.take_redelivery(max, &mut out);
-        'outer: loop {
-            let before = out.len();
-            for shared in &self.shared {
-                if out.len() >= max {
-                    break 'outer;
-                }
-                if let Some(r) = shared.outbox.pop() {
-                    out.push(r);
+        let mut turn = 0;
+        let shared = &self.shared;
+        delivery.take_new(max, &mut out, || {
+            // Round robin over partitions so one busy partition does not starve the others.
+            for _ in 0..shared.len() {
+                let p = turn % shared.len();
+                turn += 1;
+                if let Some(chunk) = shared[p].outbox.pop() {
+                    return Some(chunk);
                 }
             }
-            if out.len() == before {
-                break;
-            }
-        }
+            None
+        });
         let token = delivery.register(&out);
         (token, out)
     }

@@ -92,7 +92,8 @@ pub enum Item {
 /// The part of a partition that producers, consumers and its worker share.
 pub struct Shared {
     pub ring: ArrayQueue<Item>,
-    pub outbox: ArrayQueue<Record>,
+    /// Closed records in chunks (one queue operation per chunk, not per record).
+    pub outbox: ArrayQueue<Vec<Record>>,
     pub late: ArrayQueue<LateTrade>,
     pub counters: PartitionCounters,
     pub symbols: AtomicUsize,
@@ -126,7 +127,7 @@ impl Shared {
     pub fn new(ring: usize, outbox: usize) -> Self {
         Shared {
             ring: ArrayQueue::new(ring),
-            outbox: ArrayQueue::new(outbox),
+            outbox: ArrayQueue::new((outbox / OUT_CHUNK).max(4)),
             late: ArrayQueue::new(outbox),
             counters: PartitionCounters::default(),
             symbols: AtomicUsize::new(0),
@@ -178,6 +179,9 @@ struct Gap {
     emitted_until: Vec<i64>,
 }
 
+/// Records per outbox chunk.
+pub const OUT_CHUNK: usize = 1024;
+
 /// Live and backfill trades a symbol may hold while its feed is down; more are counted
 /// (`gap_overflow`) and must come from the backfill.
 const MAX_GAP_PENDING: usize = 1 << 22;
@@ -213,8 +217,10 @@ pub struct Book {
     checkpoints: DirtySet,
     /// `LatePolicy::Amend` only: per slot, the latest closed kline and its revision.
     last_closed: Vec<Option<(Kline, u32)>>,
-    /// Records that did not fit the outbox: kept, never dropped, sent first next time.
-    spill: VecDeque<Record>,
+    /// The chunk being filled.
+    pending: Vec<Record>,
+    /// Chunks that did not fit the outbox: kept, never dropped, sent first next time.
+    spill: VecDeque<Vec<Record>>,
     pub emitted: bool,
     pub tally: Tally,
 }
@@ -230,6 +236,7 @@ impl Book {
             table: Table::default(),
             checkpoints: DirtySet::default(),
             last_closed: Vec::new(),
+            pending: Vec::new(),
             spill: VecDeque::new(),
             emitted: false,
             tally: Tally::default(),
@@ -250,13 +257,9 @@ impl Book {
             Record::Kline { .. } => self.tally.closed += 1,
             Record::FlatRun { .. } => self.tally.flat_runs += 1,
         }
-        self.emitted = true;
-        if self.spill.is_empty() {
-            if let Err(r) = shared.outbox.push(r) {
-                self.spill.push_back(r);
-            }
-        } else {
-            self.spill.push_back(r);
+        self.pending.push(r);
+        if self.pending.len() >= OUT_CHUNK {
+            self.flush_spill(shared);
         }
     }
 
@@ -290,11 +293,16 @@ impl Book {
         self.emit(shared, Record::FlatRun { symbol, interval: i as u16, run, revision, gap });
     }
 
-    /// Moves spilled records into the outbox as room appears; true when none are left.
+    /// Seals the chunk being filled and moves chunks into the outbox as room appears; true
+    /// when none are left waiting.
     pub fn flush_spill(&mut self, shared: &Shared) -> bool {
-        while let Some(r) = self.spill.pop_front() {
-            if let Err(r) = shared.outbox.push(r) {
-                self.spill.push_front(r);
+        if !self.pending.is_empty() {
+            let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(OUT_CHUNK));
+            self.spill.push_back(chunk);
+        }
+        while let Some(chunk) = self.spill.pop_front() {
+            if let Err(chunk) = shared.outbox.push(chunk) {
+                self.spill.push_front(chunk);
                 return false;
             }
             self.emitted = true;

@@ -53,16 +53,18 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
         Item::Remove { slot, generation, reply } => {
             book.remove(shared, slot, generation);
             shared.symbols.store(book.live_symbols(), Ordering::Relaxed);
+            settle(book, shared);
             let _ = reply.send(());
         }
         Item::Read { slot, generation, reply } => {
             let _ = reply.send(book.read(slot as usize, generation));
         }
         Item::Barrier(reply) => {
-            book.tally.publish(&shared.counters); // what the caller reads next is current
+            settle(book, shared);
             let _ = reply.send(());
         }
         Item::Snapshot { seq, reply } => {
+            settle(book, shared);
             let _ = reply.send(book.snapshot(cx.index, seq));
         }
         Item::AckSnapshot { seq, reply } => {
@@ -77,20 +79,27 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
             }
         }
         Item::Backfill { slot, generation, trades, reply } => {
-            let ok = book.is_live(slot as usize, generation)
-                && book.backfill(slot as usize, &trades);
+            let ok =
+                book.is_live(slot as usize, generation) && book.backfill(slot as usize, &trades);
             let _ = reply.send(ok);
         }
         Item::FeedUp { target, now, reply } => {
             for sym in book.targets(target) {
                 book.feed_up(shared, sym, now);
             }
+            settle(book, shared);
             let _ = reply.send(());
         }
         Item::Tick => return true,
         Item::Panic { slot } => panic!("injected fault while applying a trade of slot {slot}"),
     }
     false
+}
+
+/// Before answering a caller: what was emitted is in the outbox and the counters are current.
+fn settle(book: &mut Book, shared: &Shared) {
+    book.flush_spill(shared);
+    book.tally.publish(&shared.counters);
 }
 
 /// The symbol an item is about, if it is a trade: what a panic while applying it taints.

@@ -8,6 +8,7 @@ pub mod json;
 pub mod kline_row;
 pub mod source;
 pub mod ws;
+mod ws_fast;
 
 use std::fmt;
 

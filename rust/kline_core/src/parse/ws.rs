@@ -13,7 +13,7 @@ use std::fmt;
 
 /// A field as found: absent, of the expected kind, or something else.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-enum Field<T> {
+pub(crate) enum Field<T> {
     #[default]
     Missing,
     Ok(T),
@@ -128,28 +128,28 @@ fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Field<Cow<'de, str>>, D::Erro
 /// The fields an aggTrade or trade event may have; everything else is skipped.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     #[serde(borrow, deserialize_with = "text")]
-    e: Field<Cow<'a, str>>,
+    pub(crate) e: Field<Cow<'a, str>>,
     #[serde(borrow, deserialize_with = "text")]
-    s: Field<Cow<'a, str>>,
+    pub(crate) s: Field<Cow<'a, str>>,
     /// aggTrade id (in a `trade` event, the seller's order id: see `t`).
     #[serde(deserialize_with = "int")]
-    a: Field<i64>,
+    pub(crate) a: Field<i64>,
     #[serde(deserialize_with = "int")]
-    t: Field<i64>,
+    pub(crate) t: Field<i64>,
     #[serde(borrow, deserialize_with = "text")]
-    p: Field<Cow<'a, str>>,
+    pub(crate) p: Field<Cow<'a, str>>,
     #[serde(borrow, deserialize_with = "text")]
-    q: Field<Cow<'a, str>>,
+    pub(crate) q: Field<Cow<'a, str>>,
     #[serde(deserialize_with = "int")]
-    f: Field<i64>,
+    pub(crate) f: Field<i64>,
     #[serde(deserialize_with = "int")]
-    l: Field<i64>,
+    pub(crate) l: Field<i64>,
     #[serde(rename = "T", deserialize_with = "int")]
-    time: Field<i64>,
+    pub(crate) time: Field<i64>,
     #[serde(deserialize_with = "boolean")]
-    m: Field<bool>,
+    pub(crate) m: Field<bool>,
 }
 
 /// A frame: the event's fields at the top, or under `data` in a combined stream.
@@ -185,9 +185,14 @@ struct Frame<'a> {
 /// One websocket message, understood. The symbol borrows from the frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
-    Trade { symbol: Cow<'a, str>, trade: Trade },
+    Trade {
+        symbol: Cow<'a, str>,
+        trade: Trade,
+    },
     /// An event that carries no trade (kline, depth, bookTicker, subscription reply …).
-    Other { event: Cow<'a, str> },
+    Other {
+        event: Cow<'a, str>,
+    },
 }
 
 fn decimal(v: Field<Cow<'_, str>>, name: &str) -> Result<i64, String> {
@@ -196,7 +201,7 @@ fn decimal(v: Field<Cow<'_, str>>, name: &str) -> Result<i64, String> {
 }
 
 impl<'a> Fields<'a> {
-    fn message(self) -> Result<Message<'a>, String> {
+    pub(crate) fn message(self) -> Result<Message<'a>, String> {
         let kind = match self.e {
             Field::Ok(e) => e,
             Field::Missing => Cow::Borrowed(""),
@@ -230,15 +235,34 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Parses one websocket text frame.
+/// Parses one websocket text frame: the fast scanner for the usual shapes, serde for the rest.
 pub fn parse_ws_message(frame: &[u8]) -> Result<Message<'_>, String> {
+    match super::ws_fast::scan(frame) {
+        Some(fields) => fields.message(),
+        None => parse_ws_serde(frame),
+    }
+}
+
+/// The reference parser (serde): every frame the fast scanner declines.
+pub fn parse_ws_serde(frame: &[u8]) -> Result<Message<'_>, String> {
     let f: Frame<'_> = serde_json::from_slice(frame).map_err(|e| format!("invalid JSON: {e}"))?;
     match (f.stream, f.data) {
         (Field::Ok(_), Some(data)) => data.message(),
         (Field::Ok(_), None) => Err("combined-stream message without \"data\"".into()),
         (Field::Wrong, _) => Err("field \"stream\" has the wrong type".into()),
         (Field::Missing, _) => {
-            let top = Fields { e: f.e, s: f.s, a: f.a, t: f.t, p: f.p, q: f.q, f: f.f, l: f.l, time: f.time, m: f.m };
+            let top = Fields {
+                e: f.e,
+                s: f.s,
+                a: f.a,
+                t: f.t,
+                p: f.p,
+                q: f.q,
+                f: f.f,
+                l: f.l,
+                time: f.time,
+                m: f.m,
+            };
             top.message()
         }
     }
