@@ -47,6 +47,7 @@ bench: develop-release
 	$(PY) benchmarks/bench_replay.py
 	$(PY) benchmarks/bench_engine.py
 	cargo bench -p kline_core --bench latency
+	cargo bench -p kline_core --bench rollover
 
 lint: $(DEPS)
 	cargo fmt --all --check

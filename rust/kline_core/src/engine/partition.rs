@@ -180,7 +180,7 @@ struct Gap {
 }
 
 /// Records per outbox chunk.
-pub const OUT_CHUNK: usize = 1024;
+pub const OUT_CHUNK: usize = 256;
 
 /// Live and backfill trades a symbol may hold while its feed is down; more are counted
 /// (`gap_overflow`) and must come from the backfill.
