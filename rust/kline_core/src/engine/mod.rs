@@ -319,28 +319,37 @@ impl Engine {
         for r in current.values() {
             load[r.partition as usize] += 1;
         }
-        let mut added = Vec::new();
+        // Send every Add first, then collect the replies: one round trip, not one per symbol.
+        let mut seen = std::collections::HashSet::new();
+        let mut waiting = Vec::new();
+        let mut failed = None;
         for &(name, anchor_3d) in symbols {
-            if current.contains_key(name)
-                || added.iter().any(|(n, _): &(Arc<str>, SymbolRef)| &**n == name)
-            {
+            if current.contains_key(name) || !seen.insert(name) {
                 continue;
             }
             let partition = (0..load.len()).min_by_key(|&p| load[p]).unwrap_or(0);
             load[partition] += 1;
             let (tx, rx) = bounded(1);
             let name: Arc<str> = name.into();
-            self.enqueue_or_fail(
-                partition,
-                Item::Add { name: name.clone(), anchor_3d, reply: tx },
-            )?;
-            let (slot, generation) = rx
-                .recv_timeout(Duration::from_secs(10))
-                .map_err(|_| EngineError::Timeout(partition))?;
-            added.push((name, SymbolRef { partition: partition as u32, slot, generation }));
+            let item = Item::Add { name: name.clone(), anchor_3d, reply: tx };
+            if let Err(e) = self.enqueue_or_fail(partition, item) {
+                failed = Some(e);
+                break;
+            }
+            waiting.push((name, partition, rx));
         }
+        let mut added = Vec::with_capacity(waiting.len());
+        for (name, partition, rx) in waiting {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok((slot, generation)) => {
+                    added.push((name, SymbolRef { partition: partition as u32, slot, generation }))
+                }
+                Err(_) => failed = failed.or(Some(EngineError::Timeout(partition))),
+            }
+        }
+        // What the workers took is published even if a later one failed: no orphan slots.
         self.registry.publish(|map| map.extend(added));
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     pub fn add_symbol(&self, symbol: &str, anchor_3d: Option<i64>) -> Result<(), EngineError> {
