@@ -561,3 +561,51 @@ fn adding_and_removing_symbols_under_load_loses_nothing_and_stays_flat() {
         }
     }
 }
+
+#[test]
+fn a_full_ring_is_backpressure_reported_to_the_producer_never_a_silent_drop() {
+    let mut cfg = EngineConfig::new(intervals(&["1s", "1m", "1h"]));
+    cfg.partitions = 1;
+    cfg.pin_threads = false;
+    cfg.clock = Arc::new(ManualClock::new(0));
+    cfg.ring_capacity = 2;
+    cfg.push_wait = std::time::Duration::ZERO;
+    let e = Engine::start(cfg).unwrap();
+    e.add_symbol("BTCUSDT", None).unwrap();
+    // Keep the worker busy with one huge batch, then push single trades until the ring is full.
+    let n = 3_000_000;
+    let busy: Vec<Trade> = (1..=n).map(|i| trade(i, T0 + i * 10, 100)).collect();
+    e.push_trades("BTCUSDT", busy).unwrap();
+    let mut accepted = 0;
+    let mut refused = None;
+    for i in 1..=100 {
+        match e.push_trade("BTCUSDT", trade(n + i, T0 + (n + i) * 10, 101)) {
+            Ok(()) => accepted += 1,
+            Err(err) => {
+                refused = Some(err);
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, Some(EngineError::Backpressure(0)));
+    assert!(accepted <= 2, "{accepted}");
+    assert_eq!(e.metrics().backpressure, 1);
+    // push_raw says where to resume.
+    let late_enough = T0 + (n + 1000) * 10;
+    let frame = format!(
+        r#"{{"e":"aggTrade","s":"BTCUSDT","a":99999999,"p":"1","q":"1","f":1,"l":1,"T":{late_enough},"m":true}}"#
+    );
+    let frames: Vec<&[u8]> = vec![frame.as_bytes(); 3000];
+    let report = e.push_raw(frames.iter().copied());
+    if report.backpressure {
+        assert!(report.consumed < frames.len() && report.consumed % 1024 == 0, "{report:?}");
+    }
+    while let Err(EngineError::Backpressure(_)) = e.sync() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let m = e.metrics();
+    let applied: u64 = m.partitions.iter().map(|p| p.trades).sum();
+    let from_raw = u64::from(report.trades > 0);
+    assert_eq!(applied, n as u64 + accepted + from_raw, "everything accepted was applied");
+    assert_eq!(m.partitions[0].duplicates, report.trades.saturating_sub(1) as u64);
+}

@@ -487,6 +487,8 @@ impl Engine {
             pd.set_item("closed", p.closed)?;
             pd.set_item("flat_runs", p.flat_runs)?;
             pd.set_item("watermark", p.watermark)?;
+            pd.set_item("lag", p.lag)?;
+            pd.set_item("allocated", p.allocated)?;
             pd.set_item("panics", p.panics)?;
             pd.set_item("gap_overflow", p.gap_overflow)?;
             pd.set_item("id_gaps", p.id_gaps)?;

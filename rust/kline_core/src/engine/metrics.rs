@@ -93,6 +93,8 @@ pub struct PartitionMetrics {
     pub closed: u64,
     pub flat_runs: u64,
     pub watermark: i64,
+    /// Clock minus watermark: how far behind real time the partition's latest trade is.
+    pub lag: i64,
     pub panics: u64,
     pub gap_overflow: u64,
     pub id_gaps: u64,
@@ -115,6 +117,7 @@ impl PartitionCounters {
             closed: self.closed.load(Relaxed),
             flat_runs: self.flat_runs.load(Relaxed),
             watermark: self.watermark.load(Relaxed),
+            lag: 0,
             panics: self.panics.load(Relaxed),
             gap_overflow: self.gap_overflow.load(Relaxed),
             id_gaps: self.id_gaps.load(Relaxed),

@@ -721,6 +721,7 @@ impl Engine {
 
     pub fn metrics(&self) -> EngineMetrics {
         let p = &self.producer;
+        let now = self.cfg.clock.now();
         EngineMetrics {
             messages: p.messages.load(Relaxed),
             unknown_symbol: p.unknown_symbol.load(Relaxed),
@@ -735,6 +736,10 @@ impl Engine {
                     ring_depth: s.ring.len(),
                     symbols: s.symbols.load(Relaxed),
                     allocated: s.allocated.load(Relaxed),
+                    lag: match s.counters.watermark.load(Relaxed) {
+                        0 => 0,
+                        w => now - w,
+                    },
                     ..s.counters.read()
                 })
                 .collect(),
