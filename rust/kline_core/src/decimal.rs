@@ -36,8 +36,43 @@ const POW10: [u64; 9] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_0
 /// Trailing zeros past the 8th decimal are accepted (the value is exact); any other 9th
 /// decimal is [`DecimalError::TooPrecise`]. Exponents, `+`, spaces and empty parts are refused.
 pub fn parse_fixed8(s: &[u8]) -> Result<i64, DecimalError> {
+    if let Some(v) = parse_fixed8_short(s) {
+        return Ok(v);
+    }
     let wide = parse_fixed8_wide(s)?;
     i64::try_from(wide).map_err(|_| DecimalError::Overflow(text(s)))
+}
+
+/// The usual case in integer arithmetic: `\d{1,10}(\.\d{1,8})?`, which cannot overflow.
+/// `None` sends everything else (signs, long or odd text, errors) to the careful parser.
+#[inline]
+fn parse_fixed8_short(s: &[u8]) -> Option<i64> {
+    let dot = s.iter().position(|&c| c == b'.').unwrap_or(s.len());
+    let (int, frac) = (&s[..dot], s.get(dot + 1..).unwrap_or(&[]));
+    if int.is_empty()
+        || int.len() > 10
+        || frac.len() > DECIMALS
+        || (dot < s.len() && frac.is_empty())
+    {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in int {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + i64::from(d);
+    }
+    let mut f: i64 = 0;
+    for &c in frac {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        f = f * 10 + i64::from(d);
+    }
+    Some(v * SCALE + f * POW10[DECIMALS - frac.len()] as i64)
 }
 
 /// [`parse_fixed8`] for sums (volumes), which may pass `i64` at 1e-8: `i128` mantissa.
@@ -195,6 +230,13 @@ mod tests {
         #[test]
         fn text_round_trips(v in any::<i64>()) {
             prop_assert_eq!(parse_decimal(&format_fixed8(i128::from(v))), Ok(v));
+        }
+
+        #[test]
+        fn the_short_path_agrees_with_the_careful_one(text in "[0-9]{0,12}(\\.[0-9]{0,10})?") {
+            let careful = parse_fixed8_wide(text.as_bytes())
+                .and_then(|v| i64::try_from(v).map_err(|_| DecimalError::Overflow(text.clone())));
+            prop_assert_eq!(parse_fixed8(text.as_bytes()), careful);
         }
 
         #[test]

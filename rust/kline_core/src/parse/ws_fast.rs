@@ -4,7 +4,6 @@
 //! parser takes over, so results are the same by construction (checked by a property test).
 
 use super::ws::{Field, Fields};
-use memchr::memchr2;
 use std::borrow::Cow;
 
 struct Scanner<'a> {
@@ -36,21 +35,32 @@ impl<'a> Scanner<'a> {
         (*self.s.get(self.i)? == c).then(|| self.i += 1)
     }
 
-    /// A string without escapes or control characters.
+    /// A string without escapes or control characters. Frame strings are short: a plain
+    /// byte loop beats a SIMD search here, and ASCII needs no UTF-8 check.
     #[inline]
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
-        let rest = &self.s[self.i..];
-        let end = memchr2(b'"', b'\\', rest)?;
-        if rest[end] == b'\\' {
-            return None;
+        let start = self.i;
+        let mut ascii = true;
+        loop {
+            let c = *self.s.get(self.i)?;
+            match c {
+                b'"' => break,
+                b'\\' => return None,
+                0..=0x1f => return None,
+                0x80.. => ascii = false,
+                _ => {}
+            }
+            self.i += 1;
         }
-        let raw = &rest[..end];
-        if raw.iter().any(|&c| c < 0x20) {
-            return None;
+        let raw = &self.s[start..self.i];
+        self.i += 1;
+        if ascii {
+            // SAFETY: every byte is below 0x80, so the slice is valid UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(raw) })
+        } else {
+            std::str::from_utf8(raw).ok()
         }
-        self.i += end + 1;
-        std::str::from_utf8(raw).ok()
     }
 
     #[inline]
