@@ -29,7 +29,7 @@ fn probe(e: &Engine, id: i64, time: i64) -> Duration {
     let start = Instant::now();
     e.push_trade(HEALTHY, trade(id, time, 100 + id % 7)).unwrap();
     loop {
-        let slots = e.read(HEALTHY).unwrap();
+        let (slots, _) = e.read(HEALTHY).unwrap();
         if matches!(slots[1], SlotValue::Open { kline, .. } if kline.last_trade_id == id) {
             return start.elapsed();
         }

@@ -609,3 +609,36 @@ fn a_full_ring_is_backpressure_reported_to_the_producer_never_a_silent_drop() {
     assert_eq!(applied, n as u64 + accepted + from_raw, "everything accepted was applied");
     assert_eq!(m.partitions[0].duplicates, report.trades.saturating_sub(1) as u64);
 }
+
+#[test]
+fn a_jump_in_aggtrade_ids_opens_a_gap_by_itself_and_the_backfill_closes_it_exactly() {
+    let trades: Vec<Trade> =
+        (1..=300).map(|i| trade(i, T0 + i * 1_500, 100 + (i * 7) % 30)).collect();
+    let mut cfg = EngineConfig::new(intervals(&["1m", "5m"]));
+    cfg.partitions = 1;
+    cfg.pin_threads = false;
+    cfg.clock = Arc::new(ManualClock::new(0));
+    cfg.detect_id_gaps = true;
+    let e = Engine::start(cfg).unwrap();
+    e.add_symbol("BTCUSDT", None).unwrap();
+    e.push_trades("BTCUSDT", trades[..100].to_vec()).unwrap();
+    e.push_trades("BTCUSDT", trades[150..].to_vec()).unwrap(); // ids 101..=150 were lost
+    e.sync().unwrap();
+    let gaps = e.poll_gaps(10);
+    assert_eq!(gaps.len(), 1);
+    assert_eq!((gaps[0].from_id, gaps[0].to_id, gaps[0].since), (101, 150, trades[99].time));
+    assert_eq!(e.read("BTCUSDT").unwrap().1, Some(100), "later trades wait for the backfill");
+    assert!(e.backfill("BTCUSDT", trades[100..150].to_vec()).unwrap());
+    e.feed_up(Some("BTCUSDT")).unwrap();
+    assert_eq!(e.read("BTCUSDT").unwrap().1, Some(300));
+    e.remove_symbol("BTCUSDT").unwrap();
+    let mut table = std::collections::BTreeMap::new();
+    drain_upsert(&e, &mut table);
+    let (want, _) = aggregate(e.grids(), &trades);
+    for (i, want) in want.iter().enumerate() {
+        let got: Vec<Kline> =
+            table.iter().filter(|(k, _)| k.1 == i as u16).map(|(_, v)| v.1).collect();
+        assert_eq!(&got, want);
+    }
+    assert!(table.values().all(|v| !v.2), "no gap flag left");
+}

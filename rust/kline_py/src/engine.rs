@@ -127,7 +127,7 @@ fn closed_columns<'py>(
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None, late_policy="drop", allowed_lateness=0))]
+    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None, late_policy="drop", allowed_lateness=0, detect_id_gaps=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -144,6 +144,7 @@ impl Engine {
         clock: Option<&ManualClock>,
         late_policy: &str,
         allowed_lateness: i64,
+        detect_id_gaps: bool,
     ) -> PyResult<Self> {
         let mut cfg =
             EngineConfig::new(intervals.iter().map(|s| interval(s)).collect::<PyResult<_>>()?);
@@ -179,6 +180,7 @@ impl Engine {
             }
         };
         cfg.pin_threads = pin_threads;
+        cfg.detect_id_gaps = detect_id_gaps;
         cfg.auto_add = auto_add;
         cfg.push_wait = Duration::from_millis(push_wait_ms);
         if let Some(c) = clock {
@@ -308,11 +310,27 @@ impl Engine {
 
     /// The symbol's current slots as columns (like a snapshot's), one row per interval.
     fn read_columns<'py>(&self, py: Python<'py>, symbol: &str) -> PyResult<Bound<'py, PyDict>> {
-        let values = py.detach(|| self.inner.read(symbol)).map_err(engine_err)?;
+        let (values, _) = py.detach(|| self.inner.read(symbol)).map_err(engine_err)?;
         let name: Arc<str> = symbol.into();
         let slots: Vec<_> =
             values.into_iter().enumerate().map(|(i, v)| (name.clone(), i as u16, v)).collect();
         self.slot_columns(py, &slots)
+    }
+
+    /// The symbol's last applied aggTrade id (None before its first trade).
+    fn last_id(&self, py: Python<'_>, symbol: &str) -> PyResult<Option<i64>> {
+        Ok(py.detach(|| self.inner.read(symbol)).map_err(engine_err)?.1)
+    }
+
+    /// Holes in aggTrade ids found live (`detect_id_gaps=True`): `[(symbol, from_id, to_id,
+    /// since)]`. The symbol holds its trades until `backfill` + `feed_up`.
+    #[pyo3(signature = (max_gaps=65536))]
+    fn poll_gaps(&self, max_gaps: usize) -> Vec<(String, i64, i64, i64)> {
+        self.inner
+            .poll_gaps(max_gaps)
+            .into_iter()
+            .map(|g| (g.symbol.to_string(), g.from_id, g.to_id, g.since))
+            .collect()
     }
 
     /// The snapshot is durably stored; False if superseded by a newer one or unknown.

@@ -54,6 +54,9 @@ pub struct EngineConfig {
     /// Add a symbol on its first trade instead of counting it as unknown.
     pub auto_add: bool,
     pub late_policy: LatePolicy,
+    /// Treat a jump in a symbol's aggTrade ids as a feed gap: the symbol goes feed-down by
+    /// itself and the hole is reported on [`Engine::poll_gaps`] for a backfill.
+    pub detect_id_gaps: bool,
     /// How long a producer waits for room in a full ring before reporting backpressure.
     pub push_wait: Duration,
     pub clock: Arc<dyn Clock>,
@@ -72,6 +75,7 @@ impl EngineConfig {
             pin_threads: true,
             auto_add: false,
             late_policy: LatePolicy::Drop,
+            detect_id_gaps: false,
             push_wait: Duration::from_millis(100),
             clock: Arc::new(SystemClock::default()),
         }
@@ -218,6 +222,7 @@ impl Engine {
                 grace: engine.cfg.grace,
                 tz_offset_ms: engine.cfg.tz_offset_ms,
                 late: engine.cfg.late_policy,
+                detect_id_gaps: engine.cfg.detect_id_gaps,
             });
             let cx = worker::WorkerContext {
                 index,
@@ -683,7 +688,7 @@ impl Engine {
 
     /// The symbol's current state per interval (ordered after every push made before the
     /// call): what a reader sees of the open klines.
-    pub fn read(&self, symbol: &str) -> Result<Vec<SlotValue>, EngineError> {
+    pub fn read(&self, symbol: &str) -> Result<(Vec<SlotValue>, Option<i64>), EngineError> {
         let r =
             self.registry.get(symbol).ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
         let (tx, rx) = bounded(1);
@@ -698,6 +703,20 @@ impl Engine {
         let r =
             self.registry.get(symbol).ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
         self.enqueue_or_fail(r.partition as usize, Item::Panic { slot: r.slot })
+    }
+
+    /// Holes found in aggTrade ids (with `detect_id_gaps`), oldest first, up to `max`.
+    pub fn poll_gaps(&self, max: usize) -> Vec<output::IdGap> {
+        let mut out = Vec::new();
+        for shared in &self.shared {
+            while out.len() < max {
+                match shared.gaps.pop() {
+                    Some(g) => out.push(g),
+                    None => break,
+                }
+            }
+        }
+        out
     }
 
     /// Late trades (bucket already closed), up to `max`.

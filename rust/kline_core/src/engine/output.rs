@@ -35,6 +35,17 @@ pub struct LateTrade {
     pub trade: Trade,
 }
 
+/// aggTrade ids that never arrived: the symbol is now in a gap (feed down) until the missing
+/// ids are backfilled and `feed_up` is called. `from_id..=to_id` are missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdGap {
+    pub symbol: Arc<str>,
+    pub from_id: i64,
+    pub to_id: i64,
+    /// Time of the last trade before the hole (the gap's start).
+    pub since: i64,
+}
+
 /// One slot in a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotSnapshot {

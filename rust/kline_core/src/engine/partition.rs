@@ -3,7 +3,7 @@
 use super::dirty::DirtySet;
 use super::doorbell::Doorbell;
 use super::metrics::{PartitionCounters, Tally};
-use super::output::{Checkpoint, LateTrade, PartitionSnapshot, Record, SlotSnapshot};
+use super::output::{Checkpoint, IdGap, LateTrade, PartitionSnapshot, Record, SlotSnapshot};
 use super::table::{SlotState, SlotValue, Table};
 use crate::interval::{Grid, Interval};
 use crate::kline::{FlatRun, Kline};
@@ -62,7 +62,7 @@ pub enum Item {
     Read {
         slot: u32,
         generation: u32,
-        reply: Sender<Vec<SlotValue>>,
+        reply: Sender<(Vec<SlotValue>, Option<i64>)>,
     },
     /// Replied to once everything before it on this ring has been applied.
     Barrier(Sender<()>),
@@ -95,6 +95,8 @@ pub struct Shared {
     /// Closed records in chunks (one queue operation per chunk, not per record).
     pub outbox: ArrayQueue<Vec<Record>>,
     pub late: ArrayQueue<LateTrade>,
+    /// Holes in aggTrade ids found on the live path (when id-gap detection is on).
+    pub gaps: ArrayQueue<IdGap>,
     pub counters: PartitionCounters,
     pub symbols: AtomicUsize,
     /// Symbol slots allocated (live and free): flat while symbols come and go.
@@ -129,6 +131,7 @@ impl Shared {
             ring: ArrayQueue::new(ring),
             outbox: ArrayQueue::new((outbox / OUT_CHUNK).max(4)),
             late: ArrayQueue::new(outbox),
+            gaps: ArrayQueue::new(outbox),
             counters: PartitionCounters::default(),
             symbols: AtomicUsize::new(0),
             allocated: AtomicUsize::new(0),
@@ -193,6 +196,8 @@ pub struct BookConfig {
     pub grace: i64,
     pub tz_offset_ms: i64,
     pub late: LatePolicy,
+    /// aggTrade ids are contiguous per symbol: a jump puts the symbol in a gap by itself.
+    pub detect_id_gaps: bool,
 }
 
 /// What happens to a trade whose bucket has already closed. Never a silent drop.
@@ -223,6 +228,8 @@ pub struct Book {
     spill: VecDeque<Vec<Record>>,
     pub emitted: bool,
     pub tally: Tally,
+    /// Inside `feed_up`: holes are recorded there, not detected as new gaps.
+    replaying: bool,
 }
 
 impl Book {
@@ -240,6 +247,7 @@ impl Book {
             spill: VecDeque::new(),
             emitted: false,
             tally: Tally::default(),
+            replaying: false,
         }
     }
 
@@ -397,6 +405,25 @@ impl Book {
         }
         if t.id <= s.last_id {
             c.duplicates += 1;
+            return;
+        }
+        if self.cfg.detect_id_gaps
+            && !self.replaying
+            && s.last_id != i64::MIN
+            && t.id > s.last_id + 1
+        {
+            let gap = IdGap {
+                symbol: s.name.clone(),
+                from_id: s.last_id + 1,
+                to_id: t.id - 1,
+                since: s.max_time,
+            };
+            c.id_gaps += 1;
+            self.feed_down(sym, gap.since);
+            self.hold(sym, t);
+            if shared.gaps.push(gap).is_err() {
+                self.tally.late_overflow += 1;
+            }
             return;
         }
         match t.defect() {
@@ -623,6 +650,7 @@ impl Book {
         pending.dedup_by_key(|t| t.id);
         let (slot, generation) = (sym as u32, s.generation);
         let mut prev: Option<Trade> = None;
+        self.replaying = true;
         for t in &pending {
             let last = self.symbols[sym].last_id;
             if t.id > last.saturating_add(1) && last != i64::MIN {
@@ -635,6 +663,7 @@ impl Book {
                 prev = Some(*t);
             }
         }
+        self.replaying = false;
         self.sweep_symbol(shared, sym, now - self.cfg.grace);
         self.symbols[sym].revise_before = None;
     }
@@ -748,12 +777,15 @@ impl Book {
         Some((name, last_id))
     }
 
-    /// The symbol's slot values, one per interval; empty if the symbol is gone.
-    pub fn read(&self, sym: usize, generation: u32) -> Vec<SlotValue> {
+    /// The symbol's slot values, one per interval, and its last applied aggTrade id (`None`:
+    /// none yet); empty if the symbol is gone.
+    pub fn read(&self, sym: usize, generation: u32) -> (Vec<SlotValue>, Option<i64>) {
         if !self.is_live(sym, generation) {
-            return Vec::new();
+            return (Vec::new(), None);
         }
-        (0..self.n).map(|i| self.table.value(sym * self.n + i)).collect()
+        let s = &self.symbols[sym];
+        let last = (s.last_id != i64::MIN).then_some(s.last_id);
+        ((0..self.n).map(|i| self.table.value(sym * self.n + i)).collect(), last)
     }
 
     /// The open klines of every live symbol (for inspection and tests).
