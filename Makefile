@@ -41,7 +41,7 @@ test-python: develop
 	$(PY) -m pytest -q
 
 run: develop-release
-	$(PY) examples/replay_generated_day.py
+	$(VENV)/bin/kline-rs demo --duration 20
 
 bench: develop-release
 	$(PY) -m pip install -q "polars>=1.0" "orjson>=3"

@@ -1,10 +1,12 @@
-"""The ``kline-rs`` command."""
+"""The ``kline-rs`` command: ``replay`` dumps, ``run`` the live pipeline, ``demo`` it offline."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
+from typing import cast
 
 from kline_rs import KlineError, interval_name
 from kline_rs.replay import replay
@@ -33,29 +35,84 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--skip-bad", action="store_true", help="count and skip bad rows")
     r.add_argument("--threads", type=int, default=0, help="parser threads (0: one per core)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    live = sub.add_parser("run", help="follow Binance live; closed klines as JSON lines")
+    live.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
+    which = live.add_mutually_exclusive_group(required=True)
+    which.add_argument("--symbols", help="comma list, e.g. BTCUSDT,ETHUSDT")
+    which.add_argument("--quote", help="every TRADING symbol with this quote asset, e.g. USDT")
+    which.add_argument("--pattern", help="every TRADING symbol matching this regular expression")
+    live.add_argument("--intervals", type=_intervals, default=["1m"], help="e.g. 1m,5m,1h")
+    live.add_argument("--db", help="SQLite file (storage lands with the durability issue)")
+    live.add_argument("--ws-url", help="websocket base URL (default: the venue's)")
+    live.add_argument("--rest-url", help="REST base URL (default: the venue's)")
+    live.add_argument("--partitions", type=int, default=0, help="engine workers (0: per core)")
+    live.add_argument("--duration", type=float, help="stop after this many seconds")
+
+    demo = sub.add_parser("demo", help="the live pipeline against a local fake exchange")
+    demo.add_argument("--symbols", type=int, default=24, help="simulated symbols")
+    demo.add_argument("--speed", type=float, default=30.0, help="market seconds per second")
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds to run")
     return p
+
+
+def _replay(args: argparse.Namespace) -> int:
+    summary = replay(
+        args.inputs,
+        args.out,
+        args.intervals,
+        symbol=args.symbol,
+        tz_offset=args.tz_offset,
+        anchor_3d=args.anchor_3d,
+        skip_bad=args.skip_bad,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
+    print(summary.describe(), file=sys.stderr)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kline_rs.live.output import JsonLines
+    from kline_rs.live.pipeline import LivePipeline, PipelineConfig
+    from kline_rs.live.status import with_status_line
+    from kline_rs.live.symbols import Selection, names
+    from kline_rs.rest import VenueName
+
+    if args.db:
+        print("kline-rs: error: --db needs the storage layer (not built yet)", file=sys.stderr)
+        return 2
+    config = PipelineConfig(
+        venue=cast(VenueName, args.venue),
+        selection=Selection(symbols=names(args.symbols), quote=args.quote, pattern=args.pattern),
+        intervals=args.intervals,
+        ws_url=args.ws_url,
+        rest_url=args.rest_url,
+        partitions=args.partitions,
+    )
+    pipeline = LivePipeline(config, JsonLines(sys.stdout))
+    asyncio.run(with_status_line(pipeline, pipeline.run(args.duration)))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from kline_rs.live.demo import run_demo
+
+    asyncio.run(run_demo(symbols=args.symbols, speed=args.speed, duration=args.duration))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
+    handlers = {"replay": _replay, "run": _run, "demo": _demo}
     try:
-        summary = replay(
-            args.inputs,
-            args.out,
-            args.intervals,
-            symbol=args.symbol,
-            tz_offset=args.tz_offset,
-            anchor_3d=args.anchor_3d,
-            skip_bad=args.skip_bad,
-            threads=args.threads,
-            progress=not args.no_progress,
-        )
+        return handlers[args.command](args)
     except (KlineError, OSError, ValueError) as e:
         print(f"kline-rs: error: {e}", file=sys.stderr)
         return 1
-    print(summary.describe(), file=sys.stderr)
-    return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -84,5 +84,5 @@ class GapRepairer:
                 log.warning("%s: backfill of ids %d..%d failed (%s)", symbol, from_id, to_id, e)
                 await asyncio.sleep(self.retry_delay * 2**attempt)
         self.stats.failed += 1
-        self.engine.feed_up(symbol)  # go on live; the missing span stays marked gap
+        self.engine.feed_up(symbol, accept_holes=True)  # go on live; the span stays marked gap
         return False

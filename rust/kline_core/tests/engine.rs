@@ -417,7 +417,7 @@ fn a_declared_gap_is_marked_then_replaced_exactly_by_the_backfill() {
     fill.reverse();
     fill.extend_from_slice(&trades[150..160]);
     assert!(e.backfill("BTCUSDT", fill).unwrap());
-    e.feed_up(Some("BTCUSDT")).unwrap();
+    e.feed_up(Some("BTCUSDT"), false).unwrap();
     assert!(!e.backfill("BTCUSDT", vec![trades[0]]).unwrap(), "no gap any more");
     for t in &trades[350..] {
         e.push_trade("BTCUSDT", *t).unwrap();
@@ -445,7 +445,11 @@ fn ids_the_backfill_does_not_supply_keep_their_klines_marked_gap() {
     e.feed_down(None, trades[9].time).unwrap();
     e.push_trades("ETHUSDT", trades[30..].to_vec()).unwrap();
     e.backfill("ETHUSDT", trades[10..20].to_vec()).unwrap(); // ids 21..30 never come
-    e.feed_up(None).unwrap();
+    e.feed_up(None, false).unwrap();
+    let again = e.poll_gaps(10);
+    // Asked again, for everything up to the last trade held (later holes come along).
+    assert_eq!((again.len(), again[0].from_id, again[0].to_id), (1, 21, 39));
+    e.feed_up(None, true).unwrap(); // REST cannot supply them: give up
     e.remove_symbol("ETHUSDT").unwrap();
     let mut table = std::collections::BTreeMap::new();
     drain_upsert(&e, &mut table);
@@ -453,7 +457,7 @@ fn ids_the_backfill_does_not_supply_keep_their_klines_marked_gap() {
         table.iter().filter(|(_, v)| v.2).map(|(k, _)| (k.2 - T0) / MINUTE_MS).collect();
     // Trade 20 is at minute 6 (T0 + 400 s), trade 31 at minute 10: minutes 6..=10 are suspect.
     assert_eq!(gap_minutes, vec![6, 7, 8, 9, 10]);
-    assert_eq!(e.metrics().partitions[0].id_gaps, 1);
+    assert_eq!(e.metrics().partitions[0].id_gaps, 2, "found twice: asked again, then given up");
 }
 
 #[test]
@@ -629,7 +633,7 @@ fn a_jump_in_aggtrade_ids_opens_a_gap_by_itself_and_the_backfill_closes_it_exact
     assert_eq!((gaps[0].from_id, gaps[0].to_id, gaps[0].since), (101, 150, trades[99].time));
     assert_eq!(e.read("BTCUSDT").unwrap().1, Some(100), "later trades wait for the backfill");
     assert!(e.backfill("BTCUSDT", trades[100..150].to_vec()).unwrap());
-    e.feed_up(Some("BTCUSDT")).unwrap();
+    e.feed_up(Some("BTCUSDT"), false).unwrap();
     assert_eq!(e.read("BTCUSDT").unwrap().1, Some(300));
     e.remove_symbol("BTCUSDT").unwrap();
     let mut table = std::collections::BTreeMap::new();

@@ -445,9 +445,9 @@ impl Engine {
     }
 
     /// The feed of `symbol` (None: all) is back: replay the backfill and held trades.
-    #[pyo3(signature = (symbol=None))]
-    fn feed_up(&self, py: Python<'_>, symbol: Option<&str>) -> PyResult<()> {
-        py.detach(|| self.inner.feed_up(symbol)).map_err(engine_err)
+    #[pyo3(signature = (symbol=None, *, accept_holes=false))]
+    fn feed_up(&self, py: Python<'_>, symbol: Option<&str>, accept_holes: bool) -> PyResult<()> {
+        py.detach(|| self.inner.feed_up(symbol, accept_holes)).map_err(engine_err)
     }
 
     /// Makes the symbol's worker panic while "applying a trade" (supervision tests).

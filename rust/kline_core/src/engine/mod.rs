@@ -671,13 +671,15 @@ impl Engine {
         rx.recv_timeout(Duration::from_secs(30)).map_err(|_| EngineError::Timeout(p))
     }
 
-    /// The feed of `symbol` (or all) is back and the backfill is in: replay and re-emit.
-    pub fn feed_up(&self, symbol: Option<&str>) -> Result<(), EngineError> {
+    /// The feed of `symbol` (or all) is back and the backfill is in: replay and re-emit. If ids
+    /// are still missing, the symbol goes down again from there and the hole is reported on
+    /// [`Engine::poll_gaps`]; with `accept_holes` they are given up on (their klines stay gap).
+    pub fn feed_up(&self, symbol: Option<&str>, accept_holes: bool) -> Result<(), EngineError> {
         let now = self.cfg.clock.now();
         let mut waits = Vec::new();
         for (p, target) in self.target(symbol)? {
             let (tx, rx) = bounded(1);
-            self.enqueue_or_fail(p, Item::FeedUp { target, now, reply: tx })?;
+            self.enqueue_or_fail(p, Item::FeedUp { target, now, accept_holes, reply: tx })?;
             waits.push((p, rx));
         }
         for (p, rx) in waits {

@@ -56,6 +56,8 @@ pub enum Item {
     FeedUp {
         target: Option<(u32, u32)>,
         now: i64,
+        /// Give up on ids still missing (their klines stay marked gap) instead of asking again.
+        accept_holes: bool,
         reply: Sender<()>,
     },
     /// The symbol's current slots (open klines as a reader sees them).
@@ -222,6 +224,9 @@ pub struct Book {
     checkpoints: DirtySet,
     /// `LatePolicy::Amend` only: per slot, the latest closed kline and its revision.
     last_closed: Vec<Option<(Kline, u32)>>,
+    /// With id-gap detection: per slot, the kline the clock closed last (until a trade opens
+    /// the next one). A gap found later rewinds to it, so trades it missed are not late.
+    swept: Vec<Option<Kline>>,
     /// The chunk being filled.
     pending: Vec<Record>,
     /// Chunks that did not fit the outbox: kept, never dropped, sent first next time.
@@ -243,6 +248,7 @@ impl Book {
             table: Table::default(),
             checkpoints: DirtySet::default(),
             last_closed: Vec::new(),
+            swept: Vec::new(),
             pending: Vec::new(),
             spill: VecDeque::new(),
             emitted: false,
@@ -343,6 +349,9 @@ impl Book {
                 self.checkpoints.grow(self.symbols.len());
                 if matches!(self.cfg.late, LatePolicy::Amend { .. }) {
                     self.last_closed.resize(self.table.len(), None);
+                }
+                if self.cfg.detect_id_gaps {
+                    self.swept.resize(self.table.len(), None);
                 }
                 (self.symbols.len() - 1) as u32
             }
@@ -528,6 +537,9 @@ impl Book {
             SlotState::Empty => {}
         }
         self.table.open_with(idx, t, start, next);
+        if !self.swept.is_empty() {
+            self.swept[idx] = None;
+        }
         let s = &mut self.symbols[sym];
         s.late_before = s.late_before.max(start);
     }
@@ -558,6 +570,9 @@ impl Book {
                 let kline = self.table.kline(idx);
                 self.emit_kline(shared, sym, i, kline);
                 self.table.go_flat(idx, kline.close_time + 1);
+                if !self.swept.is_empty() {
+                    self.swept[idx] = Some(kline);
+                }
                 let s = &mut self.symbols[sym];
                 s.late_before = s.late_before.max(kline.close_time + 1);
                 self.flat_until(shared, sym, i, horizon);
@@ -588,24 +603,47 @@ impl Book {
     /// and live trades wait for the backfill (see [`Gap`]).
     pub fn feed_down(&mut self, sym: usize, since: i64) {
         let n = self.n;
-        let saved: Vec<SlotValue> = (0..n).map(|i| self.table.value(sym * n + i)).collect();
-        let s = &mut self.symbols[sym];
-        if !s.live {
+        if !self.symbols[sym].live {
             return;
         }
-        match s.gap.as_mut() {
-            Some(g) => g.since = g.since.min(since),
-            None => {
-                s.gap = Some(Box::new(Gap {
-                    since,
-                    saved,
-                    saved_last_id: s.last_id,
-                    saved_late_before: s.late_before,
-                    pending: Vec::new(),
-                    emitted_until: vec![i64::MIN; n],
-                }))
+        if let Some(g) = self.symbols[sym].gap.as_mut() {
+            g.since = g.since.min(since);
+            return;
+        }
+        // Rewind point: the state right after the last trade. A kline the clock closed since
+        // then (it may lack trades the gap hid) is reopened; what was emitted from it on is
+        // owed a revision.
+        let mut saved = Vec::with_capacity(n);
+        let mut emitted_until = vec![i64::MIN; n];
+        for (i, owed) in emitted_until.iter_mut().enumerate() {
+            let idx = sym * n + i;
+            let value = self.table.value(idx);
+            match (value, self.swept.get(idx).copied().flatten()) {
+                (SlotValue::Flat { since: quiet_from, .. }, Some(k)) if since <= k.close_time => {
+                    saved.push(SlotValue::Open { kline: k, next: k.close_time + 1 });
+                    *owed = quiet_from;
+                }
+                _ => saved.push(value),
             }
         }
+        let late_before = saved
+            .iter()
+            .map(|v| match v {
+                SlotValue::Open { kline, .. } => kline.open_time,
+                SlotValue::Flat { since, .. } => *since,
+                SlotValue::Empty => i64::MIN,
+            })
+            .max()
+            .unwrap_or(i64::MIN);
+        let s = &mut self.symbols[sym];
+        s.gap = Some(Box::new(Gap {
+            since,
+            saved,
+            saved_last_id: s.last_id,
+            saved_late_before: late_before,
+            pending: Vec::new(),
+            emitted_until,
+        }));
     }
 
     /// Holds trades of a symbol whose feed is down; false (counted) when over the bound.
@@ -634,7 +672,7 @@ impl Book {
     /// The feed is back: rewind the symbol to where it was when the feed went down, apply the
     /// backfill and the held live trades in id order, and close what the clock has passed.
     /// Klines emitted as gap meanwhile come again as revision 1, exact unless ids are missing.
-    pub fn feed_up(&mut self, shared: &Shared, sym: usize, now: i64) {
+    pub fn feed_up(&mut self, shared: &Shared, sym: usize, now: i64, accept_holes: bool) {
         let Some(gap) = self.symbols[sym].gap.take() else { return };
         let Gap { since, saved, saved_last_id, saved_late_before, mut pending, emitted_until } =
             *gap;
@@ -644,19 +682,24 @@ impl Book {
         let s = &mut self.symbols[sym];
         s.last_id = saved_last_id;
         s.late_before = saved_late_before;
-        s.revise_before = Some(emitted_until);
+        s.revise_before = Some(emitted_until.clone());
         s.holes.clear();
         pending.sort_by_key(|t| t.id);
         pending.dedup_by_key(|t| t.id);
         let (slot, generation) = (sym as u32, s.generation);
         let mut prev: Option<Trade> = None;
+        let mut regap = None;
         self.replaying = true;
-        for t in &pending {
+        for (k, t) in pending.iter().enumerate() {
             let last = self.symbols[sym].last_id;
             if t.id > last.saturating_add(1) && last != i64::MIN {
                 let from = prev.map_or(since, |p| p.time);
-                self.symbols[sym].holes.push((from, t.time));
                 self.tally.id_gaps += 1;
+                if !accept_holes {
+                    regap = Some((k, from, last));
+                    break;
+                }
+                self.symbols[sym].holes.push((from, t.time));
             }
             self.trade(shared, slot, generation, t);
             if self.symbols[sym].last_id == t.id {
@@ -664,6 +707,30 @@ impl Book {
             }
         }
         self.replaying = false;
+        if let Some((k, from, last)) = regap {
+            // Another hole further on: down again from here, with what is left, and ask for it.
+            // Periods emitted as gap before are still owed a revision.
+            self.symbols[sym].revise_before = None;
+            self.feed_down(sym, from);
+            if let Some(g) = self.symbols[sym].gap.as_mut() {
+                g.pending.extend_from_slice(&pending[k..]);
+                for (mine, old) in g.emitted_until.iter_mut().zip(&emitted_until) {
+                    *mine = (*mine).max(*old);
+                }
+            }
+            let to_id = pending.last().map_or(pending[k].id, |t| t.id) - 1;
+            // Ask for everything up to the last trade held: later holes come in the same fetch.
+            let hole = IdGap {
+                symbol: self.symbols[sym].name.clone(),
+                from_id: last + 1,
+                to_id,
+                since: from,
+            };
+            if shared.gaps.push(hole).is_err() {
+                self.tally.late_overflow += 1;
+            }
+            return;
+        }
         self.sweep_symbol(shared, sym, now - self.cfg.grace);
         self.symbols[sym].revise_before = None;
     }

@@ -83,9 +83,9 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
                 book.is_live(slot as usize, generation) && book.backfill(slot as usize, &trades);
             let _ = reply.send(ok);
         }
-        Item::FeedUp { target, now, reply } => {
+        Item::FeedUp { target, now, accept_holes, reply } => {
             for sym in book.targets(target) {
-                book.feed_up(shared, sym, now);
+                book.feed_up(shared, sym, now, accept_holes);
             }
             settle(book, shared);
             let _ = reply.send(());

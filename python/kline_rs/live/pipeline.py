@@ -1,0 +1,176 @@
+"""The whole live job: symbols from exchangeInfo, the websocket feed, gap repair, the engine,
+and closed klines handed to a consumer — one asyncio task tree, embeddable in any app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kline_rs.engine import ClosedKline, Engine
+from kline_rs.feeds.binance import VENUES, BinanceFeed
+from kline_rs.live.repair import GapRepairer
+from kline_rs.live.symbols import Selection, SymbolManager
+from kline_rs.rest import BinanceRest, VenueName
+
+log = logging.getLogger("kline_rs.live")
+
+
+@dataclass
+class PipelineConfig:
+    """What to follow and where from."""
+
+    venue: VenueName = "spot"
+    selection: Selection = field(default_factory=Selection)
+    intervals: list[str] = field(default_factory=lambda: ["1m"])
+    ws_url: str | None = None
+    rest_url: str | None = None
+    partitions: int = 0
+    grace_ms: int = 250
+    exchange_info_every: float = 60.0
+    rotate_after: float = 23.5 * 3600
+    max_streams: int = 1024
+
+
+@dataclass
+class Status:
+    """One look at the pipeline, for the status line."""
+
+    frames: int
+    frames_per_s: float
+    symbols: int
+    lag_ms: int
+    gaps: int
+    repaired: int
+    late: int
+    queue: int
+    reconnects: int
+    klines: int
+
+    def line(self) -> str:
+        return (
+            f"{self.frames_per_s:8.0f} msg/s | {self.symbols} symbols | lag {self.lag_ms} ms | "
+            f"gaps {self.gaps} (repaired {self.repaired}) | late {self.late} | "
+            f"queue {self.queue} | reconnects {self.reconnects} | klines {self.klines}"
+        )
+
+
+class LivePipeline:
+    """Binance (or the fake exchange) → engine → ``on_kline`` for every closed kline."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        on_kline: Callable[[ClosedKline], None],
+        *,
+        engine_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.on_kline = on_kline
+        self.engine_kwargs = engine_kwargs or {}
+        self.engine: Engine | None = None
+        self.feed: BinanceFeed | None = None
+        self.manager: SymbolManager | None = None
+        self.repairer: GapRepairer | None = None
+        self.klines = 0
+        self._started = asyncio.Event()
+        self._last = (time.monotonic(), 0)
+
+    async def started(self) -> None:
+        """Returns once symbols are followed and the feed is connecting."""
+        await self._started.wait()
+
+    async def run(self, duration: float | None = None) -> None:
+        """Runs until cancelled (or for ``duration`` seconds), then shuts everything down."""
+        cfg = self.config
+        venue = VENUES[cfg.venue]
+        async with BinanceRest(cfg.venue, base_url=cfg.rest_url or venue.rest_url) as rest:
+            with Engine(
+                cfg.intervals,
+                partitions=cfg.partitions,
+                grace=cfg.grace_ms,
+                detect_id_gaps=True,
+                push_wait_ms=5,
+                **self.engine_kwargs,
+            ) as engine:
+                self.engine = engine
+                feed = BinanceFeed(
+                    engine,
+                    venue=cfg.venue,
+                    ws_url=cfg.ws_url,
+                    rotate_after=cfg.rotate_after,
+                    max_streams=cfg.max_streams,
+                )
+                self.feed = feed
+                manager = SymbolManager(
+                    rest.exchange_info,
+                    cfg.selection,
+                    add=self._add,
+                    remove=self._remove,
+                    every=cfg.exchange_info_every,
+                )
+                self.manager = manager
+                self.repairer = GapRepairer(engine, rest)
+                await manager.refresh()
+                tasks = [
+                    asyncio.create_task(manager.run(), name="kline-rs symbols"),
+                    asyncio.create_task(self.repairer.run(), name="kline-rs repair"),
+                    asyncio.create_task(self._consume(engine), name="kline-rs klines"),
+                ]
+                self._started.set()
+                try:
+                    if duration is None:
+                        await asyncio.Event().wait()
+                    else:
+                        await asyncio.sleep(duration)
+                finally:
+                    await feed.stop()
+                    for t in tasks:
+                        t.cancel()
+                    for t in tasks:
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await t
+                    # What is still open stays open: a restart resumes it (storage issue).
+
+    async def _add(self, symbols: list[str]) -> None:
+        assert self.engine is not None and self.feed is not None and self.manager is not None
+        self.engine.add_symbols(symbols)
+        await self.feed.set_symbols(self.manager.following | set(symbols))
+
+    async def _remove(self, symbols: list[str]) -> None:
+        assert self.engine is not None and self.feed is not None and self.manager is not None
+        await self.feed.set_symbols(self.manager.following - set(symbols))
+        for s in symbols:
+            self.engine.remove_symbol(s)  # open klines leave as final
+
+    async def _consume(self, engine: Engine) -> None:
+        async for k in engine.closed():
+            self.klines += 1
+            self.on_kline(k)
+
+    def status(self) -> Status:
+        """Counters for the status line (call from the running loop)."""
+        assert self.engine is not None and self.feed is not None and self.repairer is not None
+        m = self.engine.metrics()
+        parts = m["partitions"]
+        now = time.monotonic()
+        then, frames_then = self._last
+        frames = self.feed.stats.frames
+        rate = (frames - frames_then) / max(now - then, 1e-6)
+        self._last = (now, frames)
+        return Status(
+            frames=frames,
+            frames_per_s=rate,
+            symbols=sum(p["symbols"] for p in parts),
+            lag_ms=max((p["lag"] for p in parts), default=0),
+            gaps=self.repairer.stats.gaps,
+            repaired=self.repairer.stats.repaired,
+            late=sum(p["late"] for p in parts),
+            queue=sum(p["ring_depth"] for p in parts),
+            reconnects=self.feed.stats.disconnects,
+            klines=self.klines,
+        )

@@ -1,0 +1,22 @@
+"""Binance REST (spot, USD-M, COIN-M): exchangeInfo, aggTrades and klines, weight-limited.
+
+``client`` is the API, ``limiter`` the per-minute weight budget, ``venues`` what Binance
+documents about each API (weights, limits, with sources), ``errors`` the exceptions.
+"""
+
+from kline_rs.rest.client import BinanceRest
+from kline_rs.rest.errors import BinanceApiError, IpBanned, RateLimited, RestError
+from kline_rs.rest.limiter import WeightLimiter
+from kline_rs.rest.venues import VENUES, Venue, VenueName
+
+__all__ = [
+    "VENUES",
+    "BinanceApiError",
+    "BinanceRest",
+    "IpBanned",
+    "RateLimited",
+    "RestError",
+    "Venue",
+    "VenueName",
+    "WeightLimiter",
+]

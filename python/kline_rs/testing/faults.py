@@ -1,0 +1,93 @@
+"""Faults the fake exchange injects, changeable while it runs (``fx.faults.drop_rate = 0.1``).
+
+Listings and delistings mid-run go through the market (``market.list_symbol`` /
+``market.delist``); closing every websocket now is ``await fx.disconnect_all()`` and the
+``serverShutdown`` event is ``await fx.server_shutdown()``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+#: Longest a partly filled reorder window is held before it goes out anyway (s).
+REORDER_HOLD_S = 0.2
+
+
+@dataclass
+class Faults:
+    """What goes wrong, and how often. Every random choice comes from ``seed``."""
+
+    seed: int = 7
+    #: Share of data frames silently not sent.
+    drop_rate: float = 0.0
+    #: Share of data frames sent twice in a row.
+    duplicate_rate: float = 0.0
+    #: Data frames are shuffled within consecutive windows of this many (0 or 1: off).
+    reorder_window: int = 0
+    #: Every frame (data and replies) leaves this many ms later than it was made.
+    delay_ms: int = 0
+    #: A connection is closed after sending this many data frames (0: never).
+    disconnect_every: int = 0
+    #: Disconnects drop the TCP connection without a close frame.
+    abrupt_disconnect: bool = False
+    #: The next N REST calls answer 429 with ``Retry-After: retry_after_s``.
+    rest_429: int = 0
+    retry_after_s: int = 1
+    #: Time between the ``serverShutdown`` event and the close.
+    shutdown_grace_ms: int = 100
+
+
+@dataclass
+class FaultCounts:
+    """What the faults did on one connection."""
+
+    dropped: int = 0
+    duplicated: int = 0
+    reordered_windows: int = 0
+
+
+class FrameFaults:
+    """Applies drop / duplicate / reorder to one connection's data frames, reproducibly."""
+
+    def __init__(self, faults: Faults, connection_number: int) -> None:
+        self.faults = faults
+        self.counts = FaultCounts()
+        self._rng = random.Random(f"{faults.seed}/{connection_number}")
+        self._held: list[str] = []
+        self._held_since = 0.0
+
+    def apply(self, frames: list[str], now: float) -> list[str]:
+        """The frames to send now, in order; some may be held back for reordering."""
+        f = self.faults
+        out: list[str] = []
+        for frame in frames:
+            if f.drop_rate and self._rng.random() < f.drop_rate:
+                self.counts.dropped += 1
+                continue
+            copies = [frame]
+            if f.duplicate_rate and self._rng.random() < f.duplicate_rate:
+                self.counts.duplicated += 1
+                copies.append(frame)
+            if f.reorder_window > 1:
+                if not self._held:
+                    self._held_since = now
+                self._held += copies
+                if len(self._held) >= f.reorder_window:
+                    out += self._release()
+            else:
+                out += self._release() + copies
+        return out + self.flush(now)
+
+    def flush(self, now: float, *, force: bool = False) -> list[str]:
+        """A held window that waited long enough (or any, with ``force``)."""
+        if self._held and (force or now - self._held_since >= REORDER_HOLD_S):
+            return self._release()
+        return []
+
+    def _release(self) -> list[str]:
+        held, self._held = self._held, []
+        if len(held) > 1:
+            self._rng.shuffle(held)
+            self.counts.reordered_windows += 1
+        return held

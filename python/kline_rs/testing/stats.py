@@ -1,0 +1,19 @@
+"""Counters of what the fake exchange did, for tests to assert on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ExchangeStats:
+    """Totals since the exchange started (live: read them at any time)."""
+
+    connections_opened: int = 0
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    frames_duplicated: int = 0
+    server_closes: int = 0
+    rest_requests: int = 0
+    rest_429: int = 0
+    rest_418: int = 0
