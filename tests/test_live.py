@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kline_rs
@@ -35,19 +36,25 @@ def upsert(table: Table, k: kline_rs.ClosedKline) -> None:
         table[key] = (k.revision, k.gap, {f: getattr(k, f) for f in FIELDS})
 
 
-async def follow(market: SimulatedMarket, faults: Faults, seconds: float) -> Table:
-    """Runs the pipeline for ``seconds`` under ``faults``, then one clean second."""
+async def follow(
+    market: SimulatedMarket,
+    faults: Faults,
+    seconds: float,
+    *,
+    during: Callable[[FakeExchange, LivePipeline], Awaitable[None]] | None = None,
+    **overrides: Any,
+) -> Table:
+    """Runs the pipeline for ``seconds`` under ``faults`` (and ``during``), then 1.5 s clean."""
     table: Table = {}
     clock = kline_rs.ManualClock(market.clock_ms())
     async with FakeExchange(market, faults=faults) as fx:
-        config = PipelineConfig(
-            selection=Selection(symbols=frozenset(SYMBOLS)),
-            intervals=["1m"],
-            ws_url=fx.ws_url,
-            rest_url=fx.rest_url,
-            partitions=2,
-            grace_ms=30_000,  # market time: 0.5 s of real time at speed 60
-        )
+        settings: dict[str, Any] = {
+            "selection": Selection(symbols=frozenset(SYMBOLS)),
+            "intervals": ["1m"],
+            "partitions": 2,
+            "grace_ms": 30_000,  # market time: 0.5 s of real time at speed 60
+        }
+        config = PipelineConfig(ws_url=fx.ws_url, rest_url=fx.rest_url, **(settings | overrides))
         pipeline = LivePipeline(config, lambda k: upsert(table, k), engine_kwargs={"clock": clock})
 
         async def drive_clock() -> None:
@@ -63,6 +70,13 @@ async def follow(market: SimulatedMarket, faults: Faults, seconds: float) -> Tab
             fx.faults.disconnect_every = 0
 
         helpers = [asyncio.create_task(drive_clock()), asyncio.create_task(heal())]
+        if during is not None:
+
+            async def act() -> None:
+                await pipeline.started()
+                await during(fx, pipeline)
+
+            helpers.append(asyncio.create_task(act()))
         try:
             await pipeline.run(seconds + 1.5)
         finally:
@@ -99,12 +113,10 @@ FAULTS = {
 }
 
 
-@pytest.mark.parametrize("name", list(FAULTS))
-def test_klines_equal_the_exchange_tape_whatever_the_fault(name: str) -> None:
-    market = SimulatedMarket(SYMBOLS, seed=11, speed=60.0, trades_per_second=60.0)
-    table = asyncio.run(follow(market, FAULTS[name], seconds=3.0))
+def check(market: SimulatedMarket, table: Table, symbols: list[str] = SYMBOLS) -> None:
+    """Every closed kline after the first of each symbol equals the tape's; none is gap."""
     compared = 0
-    for symbol in SYMBOLS:
+    for symbol in symbols:
         want = truth(market, symbol)
         got = sorted((t, v) for (s, t), v in table.items() if s == symbol)
         assert got, f"{symbol}: no kline closed"
@@ -112,4 +124,78 @@ def test_klines_equal_the_exchange_tape_whatever_the_fault(name: str) -> None:
             assert not gap, f"{symbol} {open_time}: still marked gap"
             assert fields == want[open_time], f"{symbol} {open_time}"
             compared += 1
-    assert compared >= 2 * len(SYMBOLS)
+    assert compared >= 2 * len(symbols)
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_klines_equal_the_exchange_tape_whatever_the_fault(name: str) -> None:
+    market = SimulatedMarket(SYMBOLS, seed=11, speed=60.0, trades_per_second=60.0)
+    check(market, asyncio.run(follow(market, FAULTS[name], seconds=3.0)))
+
+
+def test_rotation_before_the_24h_cut_off_loses_and_doubles_nothing() -> None:
+    """Time compressed: each connection is replaced (with overlap) every 0.7 s."""
+    market = SimulatedMarket(SYMBOLS, seed=12, speed=60.0, trades_per_second=60.0)
+    feeds: list[Any] = []
+
+    async def watch(fx: FakeExchange, pipeline: LivePipeline) -> None:
+        feeds.append(pipeline.feed)
+
+    table = asyncio.run(follow(market, Faults(), 3.0, during=watch, rotate_after=0.7))
+    assert feeds[0].stats.rotations >= 3
+    check(market, table)
+
+
+def test_server_shutdown_and_many_connections() -> None:
+    """Two streams per connection (three connections), and a serverShutdown mid-run."""
+    market = SimulatedMarket(SYMBOLS, seed=13, speed=60.0, trades_per_second=60.0)
+    seen: list[Any] = []
+
+    async def shut(fx: FakeExchange, pipeline: LivePipeline) -> None:
+        await asyncio.sleep(1.0)
+        seen.append(len(fx.connections))
+        await fx.server_shutdown()
+        seen.append(pipeline.feed)
+
+    table = asyncio.run(follow(market, Faults(), 3.0, during=shut, max_streams=2))
+    assert seen[0] == 3
+    assert seen[1].stats.server_shutdowns >= 1
+    check(market, table)
+
+
+def test_a_listing_is_followed_and_a_delisting_leaves_no_state() -> None:
+    market = SimulatedMarket(SYMBOLS, seed=14, speed=60.0, trades_per_second=60.0)
+    states: dict[str, Any] = {}
+
+    async def lifecycle(fx: FakeExchange, pipeline: LivePipeline) -> None:
+        assert pipeline.engine is not None and pipeline.feed is not None
+        market.list_symbol("NEWUSDT")
+        await _until(lambda: "NEWUSDT" in pipeline.engine.symbols())  # type: ignore[union-attr]
+        states["listed"] = "newusdt@aggTrade" in pipeline.feed.streams
+        market.delist("XRPUSDT")
+        await _until(lambda: "XRPUSDT" not in pipeline.engine.symbols())  # type: ignore[union-attr]
+        states["streams"] = set(pipeline.feed.streams)
+        states["metrics"] = pipeline.engine.metrics()
+
+    table = asyncio.run(
+        follow(
+            market,
+            Faults(),
+            3.0,
+            during=lifecycle,
+            selection=Selection(quote="USDT"),
+            exchange_info_every=0.2,
+        )
+    )
+    assert states["listed"]
+    assert "xrpusdt@aggTrade" not in states["streams"]
+    assert sum(p["symbols"] for p in states["metrics"]["partitions"]) == len(SYMBOLS)
+    assert any(s == "NEWUSDT" for s, _ in table)
+    check(market, table, [s for s in SYMBOLS if s != "XRPUSDT"] + ["NEWUSDT"])
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
