@@ -13,6 +13,7 @@ from typing import Any
 
 from kline_rs.engine import ClosedKline, Engine
 from kline_rs.feeds.binance import VENUES, BinanceFeed
+from kline_rs.live.history import load_history
 from kline_rs.live.repair import GapRepairer
 from kline_rs.live.symbols import Selection, SymbolManager
 from kline_rs.rest import BinanceRest, VenueName
@@ -34,6 +35,8 @@ class PipelineConfig:
     exchange_info_every: float = 60.0
     rotate_after: float = 23.5 * 3600
     max_streams: int = 1024
+    #: Rebuild this much history (ms, market time) from aggTrades for each new symbol.
+    lookback_ms: int = 0
 
 
 @dataclass
@@ -68,6 +71,7 @@ class LivePipeline:
         on_kline: Callable[[ClosedKline], None],
         *,
         engine_kwargs: dict[str, Any] | None = None,
+        now_ms: Callable[[], int] | None = None,
     ) -> None:
         self.config = config
         self.on_kline = on_kline
@@ -77,6 +81,9 @@ class LivePipeline:
         self.manager: SymbolManager | None = None
         self.repairer: GapRepairer | None = None
         self.klines = 0
+        self.rest: BinanceRest | None = None
+        self.now_ms: Callable[[], int] = now_ms or (lambda: int(time.time() * 1000))
+        self._history: set[asyncio.Task[int]] = set()
         self._started = asyncio.Event()
         self._last = (time.monotonic(), 0)
 
@@ -89,6 +96,7 @@ class LivePipeline:
         cfg = self.config
         venue = VENUES[cfg.venue]
         async with BinanceRest(cfg.venue, base_url=cfg.rest_url or venue.rest_url) as rest:
+            self.rest = rest
             with Engine(
                 cfg.intervals,
                 partitions=cfg.partitions,
@@ -123,6 +131,8 @@ class LivePipeline:
                 ]
                 self._started.set()
                 try:
+                    if self._history:
+                        await asyncio.gather(*self._history)  # history first, then live
                     if duration is None:
                         await asyncio.Event().wait()
                     else:
@@ -139,7 +149,18 @@ class LivePipeline:
     async def _add(self, symbols: list[str]) -> None:
         assert self.engine is not None and self.feed is not None and self.manager is not None
         self.engine.add_symbols(symbols)
+        if self.config.lookback_ms and self.rest is not None:
+            now = self.now_ms()
+            start = now - self.config.lookback_ms
+            start -= start % 60_000
+            for s in symbols:
+                self.engine.feed_down(s, start)  # live trades wait for the history
         await self.feed.set_symbols(self.manager.following | set(symbols))
+        if self.config.lookback_ms and self.rest is not None:
+            for s in symbols:
+                task = asyncio.create_task(load_history(self.engine, self.rest, s, start, now))
+                self._history.add(task)
+                task.add_done_callback(self._history.discard)
 
     async def _remove(self, symbols: list[str]) -> None:
         assert self.engine is not None and self.feed is not None and self.manager is not None
