@@ -1,0 +1,38 @@
+"""Follow real Binance symbols live and print 1m klines as they close (needs internet).
+
+    python examples/live_binance.py BTCUSDT ETHUSDT
+
+The same as ``kline-rs run --symbols BTCUSDT,ETHUSDT --intervals 1m``: symbols are checked
+against exchangeInfo, trades come from the combined aggTrade stream, holes in aggTrade ids
+are repaired over REST, and every closed kline is exact to the last decimal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import kline_rs
+from kline_rs.live.pipeline import LivePipeline, PipelineConfig
+from kline_rs.live.symbols import Selection
+
+
+def show(k: kline_rs.ClosedKline) -> None:
+    close = kline_rs.format_fixed8(k.close)
+    volume = kline_rs.format_fixed8(k.volume)
+    mark = " (gap)" if k.gap else f" (revision {k.revision})" if k.revision else ""
+    print(f"{k.symbol} {k.interval} {k.open_time} close {close} volume {volume}{mark}")
+
+
+async def main(symbols: list[str]) -> None:
+    config = PipelineConfig(
+        venue="spot",
+        selection=Selection(symbols=frozenset(symbols)),
+        intervals=["1m"],
+        lookback_ms=5 * 60_000,  # the last five minutes from REST first
+    )
+    await LivePipeline(config, show).run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main([s.upper() for s in sys.argv[1:]] or ["BTCUSDT", "ETHUSDT"]))
