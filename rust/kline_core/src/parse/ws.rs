@@ -39,11 +39,29 @@ macro_rules! wrong {
     };
 }
 
+/// The visitor methods every lenient field shares: any null, array or object (skipped
+/// whole) is of the wrong kind.
+macro_rules! any_other_kind {
+    () => {
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Field::Wrong)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Field::Wrong)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Field::Wrong)
+        }
+    };
+}
+
 impl<'de> Visitor<'de> for Lenient<i64> {
     type Value = Field<i64>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
         Ok(Field::Ok(v))
     }
@@ -51,48 +69,22 @@ impl<'de> Visitor<'de> for Lenient<i64> {
         Ok(i64::try_from(v).map_or(Field::Wrong, Field::Ok))
     }
     wrong!(visit_f64: f64, visit_bool: bool, visit_str: &str);
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Field::Wrong)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Field::Wrong)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Field::Wrong)
-    }
+    any_other_kind!();
 }
 
 impl<'de> Visitor<'de> for Lenient<bool> {
     type Value = Field<bool>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
         Ok(Field::Ok(v))
     }
     wrong!(visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Field::Wrong)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Field::Wrong)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Field::Wrong)
-    }
+    any_other_kind!();
 }
 
 struct LenientStr;
 
 impl<'de> Visitor<'de> for LenientStr {
     type Value = Field<Cow<'de, str>>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
         Ok(Field::Ok(Cow::Borrowed(v)))
     }
@@ -100,17 +92,7 @@ impl<'de> Visitor<'de> for LenientStr {
         Ok(Field::Ok(Cow::Owned(v.to_owned())))
     }
     wrong!(visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_bool: bool);
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Field::Wrong)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Field::Wrong)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Field::Wrong)
-    }
+    any_other_kind!();
 }
 
 fn int<'de, D: Deserializer<'de>>(d: D) -> Result<Field<i64>, D::Error> {
