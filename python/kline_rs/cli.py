@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 from typing import cast
@@ -105,6 +106,7 @@ def _demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="kline-rs: %(name)s: %(message)s")
     handlers = {"replay": _replay, "run": _run, "demo": _demo}
     try:
         return handlers[args.command](args)

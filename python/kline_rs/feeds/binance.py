@@ -216,7 +216,8 @@ class _Connection:
                     if await self._pump(ws):
                         return  # rotated: the successor carries the streams
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as e:
-                log.warning("websocket %s: %s", feed.ws_url, e)
+                if not feed._stopping.is_set():
+                    log.warning("websocket %s: %s; reconnecting", feed.ws_url, e)
             finally:
                 self.ws = None
             if feed._stopping.is_set():
