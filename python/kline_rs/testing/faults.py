@@ -23,6 +23,9 @@ class Faults:
     drop_rate: float = 0.0
     #: Share of data frames sent twice in a row.
     duplicate_rate: float = 0.0
+    #: Share of data frames mangled into something that is not a valid aggTrade (cut JSON,
+    #: a wrong type, a bad decimal): the client must count them and go on.
+    malformed_rate: float = 0.0
     #: Data frames are shuffled within consecutive windows of this many (0 or 1: off).
     reorder_window: int = 0
     #: Every frame (data and replies) leaves this many ms later than it was made.
@@ -43,6 +46,7 @@ class FaultCounts:
     """What the faults did on one connection."""
 
     dropped: int = 0
+    malformed: int = 0
     duplicated: int = 0
     reordered_windows: int = 0
 
@@ -65,6 +69,9 @@ class FrameFaults:
             if f.drop_rate and self._rng.random() < f.drop_rate:
                 self.counts.dropped += 1
                 continue
+            if f.malformed_rate and self._rng.random() < f.malformed_rate:
+                self.counts.malformed += 1
+                frame = self._mangle(frame)
             copies = [frame]
             if f.duplicate_rate and self._rng.random() < f.duplicate_rate:
                 self.counts.duplicated += 1
@@ -78,6 +85,14 @@ class FrameFaults:
             else:
                 out += self._release() + copies
         return out + self.flush(now)
+
+    def _mangle(self, frame: str) -> str:
+        kind = self._rng.randrange(3)
+        if kind == 0:
+            return frame[: self._rng.randrange(1, max(2, len(frame) - 1))]  # cut short
+        if kind == 1:
+            return frame.replace('"a":', '"a":"x', 1).replace(',"p"', '","p"', 1)  # a as text
+        return frame.replace('"p":"', '"p":"1e', 1)  # not a decimal
 
     def flush(self, now: float, *, force: bool = False) -> list[str]:
         """A held window that waited long enough (or any, with ``force``)."""
