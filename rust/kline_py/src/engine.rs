@@ -1,6 +1,6 @@
 //! `kline_rs._core.Engine`: the streaming engine, with the GIL released on every heavy call.
 
-use crate::{interval, kline_columns, tz, IntervalError, KlineError};
+use crate::{interval, kline_columns, time_unit_named, trades_from, tz, KlineError};
 use kline_core::aggregate::expand_flat_run;
 use kline_core::engine::clock::ManualClock as CoreManualClock;
 use kline_core::engine::output::Record;
@@ -8,8 +8,7 @@ use kline_core::engine::table::SlotValue;
 use kline_core::engine::{
     Engine as CoreEngine, EngineConfig, EngineError as CoreError, LatePolicy,
 };
-use kline_core::interval::TimeUnit;
-use kline_core::{Kline, Trade};
+use kline_core::Kline;
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::conversion::FromPyObjectOwned;
 use pyo3::create_exception;
@@ -59,30 +58,6 @@ impl ManualClock {
 pub struct Engine {
     inner: Arc<CoreEngine>,
     interval_names: Vec<String>,
-}
-
-/// Parallel trade arrays → trades (copied, so workers never touch Python memory).
-fn trades_from(
-    cols: &[&PyReadonlyArray1<'_, i64>; 6],
-    maker: &PyReadonlyArray1<'_, bool>,
-) -> PyResult<Vec<Trade>> {
-    let s = cols.iter().map(|c| c.as_slice()).collect::<Result<Vec<_>, _>>()?;
-    let m = maker.as_slice()?;
-    let n = s[0].len();
-    if s.iter().any(|c| c.len() != n) || m.len() != n {
-        return Err(PyValueError::new_err("trade arrays differ in length"));
-    }
-    Ok((0..n)
-        .map(|i| Trade {
-            id: s[0][i],
-            price: s[1][i],
-            qty: s[2][i],
-            first_id: s[3][i],
-            last_id: s[4][i],
-            time: s[5][i],
-            buyer_is_maker: m[i],
-        })
-        .collect())
 }
 
 /// Closed records → columns; flat runs are expanded into their flat klines.
@@ -158,15 +133,7 @@ impl Engine {
         cfg.ring_capacity = ring_capacity;
         cfg.outbox_capacity = outbox_capacity;
         cfg.tz_offset_ms = tz(tz_offset)?;
-        cfg.time_unit = match time_unit {
-            "ms" => TimeUnit::Millis,
-            "us" => TimeUnit::Micros,
-            other => {
-                return Err(IntervalError::new_err(format!(
-                    "time_unit {other:?} is not \"ms\" or \"us\""
-                )))
-            }
-        };
+        cfg.time_unit = time_unit_named(time_unit)?;
         if time_unit == "us" && clock.is_none() {
             cfg.clock = Arc::new(kline_core::engine::clock::SystemClock { micros: true });
         }

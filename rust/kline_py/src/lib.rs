@@ -6,7 +6,7 @@ use kline_core::decimal::{format_fixed8, parse_decimal};
 use kline_core::interval::{parse_tz_offset, Grid, Interval, TimeUnit};
 use kline_core::replay::{replay as core_replay, ReplayError, ReplayOptions};
 use kline_core::rollup::rollup as core_rollup;
-use kline_core::{Aggregator, Kline, Trade};
+use kline_core::{Kline, Trade};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -126,6 +126,41 @@ pub(crate) fn kline_columns<'py>(
     Ok(d)
 }
 
+/// `"ms"` or `"us"`.
+pub(crate) fn time_unit_named(name: &str) -> PyResult<TimeUnit> {
+    match name {
+        "ms" => Ok(TimeUnit::Millis),
+        "us" => Ok(TimeUnit::Micros),
+        other => {
+            Err(IntervalError::new_err(format!("time_unit {other:?} is not \"ms\" or \"us\"")))
+        }
+    }
+}
+
+/// Parallel trade arrays → trades (copied, so workers never touch Python memory).
+pub(crate) fn trades_from(
+    cols: &[&PyReadonlyArray1<'_, i64>; 6],
+    maker: &PyReadonlyArray1<'_, bool>,
+) -> PyResult<Vec<Trade>> {
+    let s = cols.iter().map(|c| c.as_slice()).collect::<Result<Vec<_>, _>>()?;
+    let m = maker.as_slice()?;
+    let n = s[0].len();
+    if s.iter().any(|c| c.len() != n) || m.len() != n {
+        return Err(pyo3::exceptions::PyValueError::new_err("trade arrays differ in length"));
+    }
+    Ok((0..n)
+        .map(|i| Trade {
+            id: s[0][i],
+            price: s[1][i],
+            qty: s[2][i],
+            first_id: s[3][i],
+            last_id: s[4][i],
+            time: s[5][i],
+            buyer_is_maker: m[i],
+        })
+        .collect())
+}
+
 /// Trades (parallel int64/bool arrays, prices and quantities at 1e-8) → klines per interval.
 #[pyfunction]
 #[pyo3(signature = (agg_id, price, qty, first_id, last_id, time, buyer_is_maker, intervals, *, tz_offset=None, anchor_3d_ms=None, time_unit=None))]
@@ -144,46 +179,18 @@ fn aggregate<'py>(
     anchor_3d_ms: Option<i64>,
     time_unit: Option<&str>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let cols = [&agg_id, &price, &qty, &first_id, &last_id, &time];
-    let slices = cols.iter().map(|c| c.as_slice()).collect::<Result<Vec<_>, _>>()?;
-    let m = buyer_is_maker.as_slice()?;
-    let n = slices[0].len();
-    if slices.iter().any(|s| s.len() != n) || m.len() != n {
-        return Err(pyo3::exceptions::PyValueError::new_err("trade arrays differ in length"));
-    }
+    let trades =
+        trades_from(&[&agg_id, &price, &qty, &first_id, &last_id, &time], &buyer_is_maker)?;
     let unit = match time_unit {
-        None => slices[5].first().map_or(TimeUnit::Millis, |&t| TimeUnit::detect(t)),
-        Some("ms") => TimeUnit::Millis,
-        Some("us") => TimeUnit::Micros,
-        Some(other) => {
-            return Err(IntervalError::new_err(format!(
-                "time_unit {other:?} is not \"ms\" or \"us\""
-            )))
-        }
+        None => trades.first().map_or(TimeUnit::Millis, |t| TimeUnit::detect(t.time)),
+        Some(name) => time_unit_named(name)?,
     };
     let offset = tz(tz_offset)?;
     let grids = intervals
         .iter()
         .map(|s| Ok(Grid::new(interval(s)?, unit, offset, anchor_3d_ms.unwrap_or(0))))
         .collect::<PyResult<Vec<_>>>()?;
-    let (klines, counts) = py.detach(|| {
-        let mut agg = Aggregator::new(grids.clone());
-        let mut out = kline_core::aggregate::Collect::new(&grids);
-        for i in 0..n {
-            let t = Trade {
-                id: slices[0][i],
-                price: slices[1][i],
-                qty: slices[2][i],
-                first_id: slices[3][i],
-                last_id: slices[4][i],
-                time: slices[5][i],
-                buyer_is_maker: m[i],
-            };
-            let _ = agg.push(&t, &mut out);
-        }
-        agg.finish(&mut out);
-        (out.klines, agg.counts)
-    });
+    let (klines, counts) = py.detach(|| kline_core::aggregate(&grids, &trades));
     let result = PyDict::new(py);
     for (name, ks) in intervals.iter().zip(&klines) {
         result.set_item(name, kline_columns(py, ks)?)?;

@@ -23,6 +23,7 @@ use crate::parse::json::{parse_ws_message, Message};
 use crate::trade::Trade;
 use clock::{Clock, SystemClock};
 use crossbeam_channel::bounded;
+use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::Backoff;
 use delivery::Delivery;
 use metrics::{bump, PartitionMetrics, ProducerCounters};
@@ -709,25 +710,21 @@ impl Engine {
 
     /// Holes found in aggTrade ids (with `detect_id_gaps`), oldest first, up to `max`.
     pub fn poll_gaps(&self, max: usize) -> Vec<output::IdGap> {
-        let mut out = Vec::new();
-        for shared in &self.shared {
-            while out.len() < max {
-                match shared.gaps.pop() {
-                    Some(g) => out.push(g),
-                    None => break,
-                }
-            }
-        }
-        out
+        self.drain_side(max, |s| &s.gaps)
     }
 
     /// Late trades (bucket already closed), up to `max`.
     pub fn poll_late(&self, max: usize) -> Vec<LateTrade> {
+        self.drain_side(max, |s| &s.late)
+    }
+
+    /// Up to `max` items of one side output, partition after partition.
+    fn drain_side<T>(&self, max: usize, queue: impl Fn(&Shared) -> &ArrayQueue<T>) -> Vec<T> {
         let mut out = Vec::new();
         for shared in &self.shared {
             while out.len() < max {
-                match shared.late.pop() {
-                    Some(t) => out.push(t),
+                match queue(shared).pop() {
+                    Some(item) => out.push(item),
                     None => break,
                 }
             }

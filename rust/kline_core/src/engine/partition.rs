@@ -324,10 +324,6 @@ impl Book {
         true
     }
 
-    pub fn spilled(&self) -> usize {
-        self.spill.len()
-    }
-
     pub fn add(&mut self, name: Arc<str>, anchor_3d: Option<i64>) -> (u32, u32) {
         let anchor_3d = anchor_3d.unwrap_or(0);
         let slot = match self.free.pop() {
@@ -626,15 +622,7 @@ impl Book {
                 _ => saved.push(value),
             }
         }
-        let late_before = saved
-            .iter()
-            .map(|v| match v {
-                SlotValue::Open { kline, .. } => kline.open_time,
-                SlotValue::Flat { since, .. } => *since,
-                SlotValue::Empty => i64::MIN,
-            })
-            .max()
-            .unwrap_or(i64::MIN);
+        let late_before = saved.iter().map(SlotValue::start).max().unwrap_or(i64::MIN);
         let s = &mut self.symbols[sym];
         s.gap = Some(Box::new(Gap {
             since,
@@ -778,11 +766,7 @@ impl Book {
             let sym = slot as usize;
             if self.is_live(sym, generation) && (interval as usize) < self.n {
                 self.table.restore(sym * self.n + interval as usize, &value);
-                let start = match value {
-                    SlotValue::Open { kline, .. } => kline.open_time,
-                    SlotValue::Flat { since, .. } => since,
-                    SlotValue::Empty => i64::MIN,
-                };
+                let start = value.start();
                 let s = &mut self.symbols[sym];
                 s.late_before = s.late_before.max(start);
                 applied += 1;
@@ -830,11 +814,7 @@ impl Book {
         }
         let last_id = durable.checkpoints.get(&name).copied().unwrap_or(i64::MIN);
         let late_before = (0..self.n)
-            .map(|i| match self.table.value(sym * self.n + i) {
-                SlotValue::Open { kline, .. } => kline.open_time,
-                SlotValue::Flat { since, .. } => since,
-                SlotValue::Empty => i64::MIN,
-            })
+            .map(|i| self.table.value(sym * self.n + i).start())
             .max()
             .unwrap_or(i64::MIN);
         let s = &mut self.symbols[sym];
@@ -853,19 +833,5 @@ impl Book {
         let s = &self.symbols[sym];
         let last = (s.last_id != i64::MIN).then_some(s.last_id);
         ((0..self.n).map(|i| self.table.value(sym * self.n + i)).collect(), last)
-    }
-
-    /// The open klines of every live symbol (for inspection and tests).
-    pub fn open_klines(&self) -> Vec<(Arc<str>, u16, Kline)> {
-        let mut out = Vec::new();
-        for (sym, s) in self.symbols.iter().enumerate().filter(|(_, s)| s.live) {
-            for i in 0..self.n {
-                let idx = sym * self.n + i;
-                if self.table.state[idx] == SlotState::Open {
-                    out.push((s.name.clone(), i as u16, self.table.kline(idx)));
-                }
-            }
-        }
-        out
     }
 }

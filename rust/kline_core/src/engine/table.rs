@@ -35,6 +35,17 @@ pub enum SlotValue {
     },
 }
 
+impl SlotValue {
+    /// Open time of the period the slot is at (`i64::MIN` when empty): trades before it are late.
+    pub fn start(&self) -> i64 {
+        match *self {
+            SlotValue::Open { kline, .. } => kline.open_time,
+            SlotValue::Flat { since, .. } => since,
+            SlotValue::Empty => i64::MIN,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Table {
     pub state: Vec<SlotState>,

@@ -96,6 +96,16 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
     false
 }
 
+/// Closes what the clock has passed once it reaches the next sweep time; returns the time.
+fn sweep_if_due(book: &mut Book, cx: &WorkerContext, next_sweep_at: &mut i64) -> i64 {
+    let now = cx.clock.now();
+    if now >= *next_sweep_at {
+        book.sweep(&cx.shared, now);
+        *next_sweep_at = next_sweep(now, cx.sweep_every, cx.grace);
+    }
+    now
+}
+
 /// Before answering a caller: what was emitted is in the outbox and the counters are current.
 fn settle(book: &mut Book, shared: &Shared) {
     book.flush_spill(shared);
@@ -126,11 +136,7 @@ pub fn run(mut book: Book, cx: WorkerContext) {
             let tainted = item_symbol(&item);
             let res = catch_unwind(AssertUnwindSafe(|| handle(&mut book, &cx, item)));
             if let Ok(true) = res {
-                let now = cx.clock.now();
-                if now >= next_sweep_at {
-                    book.sweep(&shared, now);
-                    next_sweep_at = next_sweep(now, cx.sweep_every, cx.grace);
-                }
+                sweep_if_due(&mut book, &cx, &mut next_sweep_at);
             }
             if let Err(panic) = res {
                 bump(&shared.counters.panics);
@@ -152,11 +158,7 @@ pub fn run(mut book: Book, cx: WorkerContext) {
                 cx.errors.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
             }
         }
-        let now = cx.clock.now();
-        if now >= next_sweep_at {
-            book.sweep(&shared, now);
-            next_sweep_at = next_sweep(now, cx.sweep_every, cx.grace);
-        }
+        let now = sweep_if_due(&mut book, &cx, &mut next_sweep_at);
         let drained = book.flush_spill(&shared);
         book.tally.publish(&shared.counters);
         if book.emitted {
