@@ -25,6 +25,11 @@ CLOSED_DTYPE = np.dtype(
 SNAPSHOT_DTYPE = np.dtype([*KLINE_DTYPE.descr, ("symbol", "O"), ("interval", "O"), ("state", "O")])
 
 
+#: A closed record as :meth:`Engine.poll_records` returns it: a kline, or with ``flat`` set one
+#: row for a whole run of quiet periods ``open_time .. close_time`` at price ``close``.
+RECORD_DTYPE = np.dtype([*CLOSED_DTYPE.descr, ("flat", "?")])
+
+
 class Snapshot(NamedTuple):
     """What changed since the last acknowledged snapshot; ``ack_snapshot(token)`` when stored."""
 
@@ -32,6 +37,9 @@ class Snapshot(NamedTuple):
     slots: npt.NDArray[np.void]
     #: Last applied aggTrade id per symbol: replay resumes after it.
     checkpoints: dict[str, int]
+    #: Closed records emitted before the snapshot that no poll can see yet (the outbox was
+    #: full). Store the snapshot with polled records only when this is 0.
+    behind: int = 0
 
 
 class ClosedKline(NamedTuple):
@@ -88,22 +96,35 @@ class Engine(_core.Engine):
         Until :meth:`ack_snapshot` is called with its token, every later snapshot carries
         these entries again (a failed store loses nothing).
         """
-        token, columns, checkpoints = self.snapshot_columns()
-        return Snapshot(token, structured(columns, SNAPSHOT_DTYPE), checkpoints)
+        token, columns, checkpoints, behind = self.snapshot_columns()
+        return Snapshot(token, structured(columns, SNAPSHOT_DTYPE), checkpoints, behind)
 
     def read(self, symbol: str) -> npt.NDArray[np.void]:
         """The symbol's current state per interval (open klines), after all earlier pushes."""
         return structured(self.read_columns(symbol), SNAPSHOT_DTYPE)
 
-    def restore(self, slots: npt.NDArray[np.void], checkpoints: dict[str, int]) -> int:
-        """Puts stored slots (as :meth:`snapshot` gave them) and checkpoints back."""
+    def restore(
+        self, slots: npt.NDArray[np.void], checkpoints: dict[str, int], *, hold: bool = False
+    ) -> int:
+        """Puts stored slots (as :meth:`snapshot` gave them) and checkpoints back.
+
+        With ``hold``, each restored symbol then waits for the trades after its checkpoint:
+        its live trades are held and nothing of it closes until :meth:`backfill` and
+        :meth:`feed_up`, so what was missed while down comes out once, exact, at revision 0.
+        """
         columns = {name: slots[name].tolist() for name in SNAPSHOT_DTYPE.names or ()}
-        return self.restore_columns(columns, checkpoints)
+        return self.restore_columns(columns, checkpoints, hold=hold)
 
     def poll_klines(self, max_records: int = 65536) -> Batch:
         """Closed klines (flat runs expanded) as a structured array, pending until acked."""
         token, columns = self.poll(max_records)
         return Batch(token, structured(columns, CLOSED_DTYPE))
+
+    def poll_records(self, max_records: int = 65536) -> Batch:
+        """Closed records with flat runs kept whole (:data:`RECORD_DTYPE`), pending until acked:
+        what a store keeps compactly."""
+        token, columns = self.poll(max_records, expand=False)
+        return Batch(token, structured(columns, RECORD_DTYPE))
 
     async def closed(self, *, batch: int = 4096) -> AsyncIterator[ClosedKline]:
         """Closed klines as they come, woken through a file descriptor (no polling loop).

@@ -309,7 +309,7 @@ fn restore_from_a_snapshot_then_continue_equals_one_uninterrupted_run() {
     let slot_refs: Vec<(&str, u16, _)> =
         slots.iter().map(|(s, i, v)| (s.as_str(), *i, *v)).collect();
     let cks: Vec<(&str, i64)> = vec![("XRPUSDT", 250)];
-    assert_eq!(second.restore(&slot_refs, &cks).unwrap(), 4);
+    assert_eq!(second.restore(&slot_refs, &cks, false).unwrap(), 4);
     // The feed replays from an earlier point: ids up to the checkpoint are duplicates.
     second.push_trades("XRPUSDT", trades[200..].to_vec()).unwrap();
     second.remove_symbol("XRPUSDT").unwrap();
@@ -322,6 +322,70 @@ fn restore_from_a_snapshot_then_continue_equals_one_uninterrupted_run() {
     }
     let dups: u64 = second.metrics().partitions.iter().map(|p| p.duplicates).sum();
     assert_eq!(dups, 50);
+}
+
+#[test]
+fn a_held_restore_closes_nothing_until_the_missed_trades_are_in_then_all_at_revision_0() {
+    let names = ["1m", "5m", "1h"];
+    let trades: Vec<Trade> =
+        (1..=600).map(|i| trade(i, T0 + i * 7_000, 100 + (i * 37) % 50)).collect();
+    let clock = Arc::new(ManualClock::new(T0 + 250 * 7_000));
+    let first = engine(&names, 1, clock.clone());
+    first.add_symbol("XRPUSDT", None).unwrap();
+    first.push_trades("XRPUSDT", trades[..250].to_vec()).unwrap();
+    let snap = first.snapshot().unwrap();
+    let mut records = Vec::new();
+    loop {
+        let (token, batch) = first.poll(1000);
+        if batch.is_empty() {
+            break;
+        }
+        records.extend(batch);
+        first.ack(token);
+    }
+    drop(first); // killed: it comes back long after, the trades it missed are on REST
+
+    clock.set(T0 + 600 * 7_000 + 3 * 3_600_000);
+    let second = engine(&names, 2, clock.clone());
+    second.add_symbol("XRPUSDT", None).unwrap();
+    let slots = open_slots(&snap);
+    let slot_refs: Vec<(&str, u16, _)> =
+        slots.iter().map(|(s, i, v)| (s.as_str(), *i, *v)).collect();
+    second.restore(&slot_refs, &[("XRPUSDT", 250)], true).unwrap();
+    second.push_trades("XRPUSDT", trades[450..].to_vec()).unwrap(); // live, after a hole
+    second.sync().unwrap();
+    assert!(second.poll(1000).1.is_empty(), "nothing closes while the symbol is held");
+    assert!(second.backfill("XRPUSDT", trades[240..460].to_vec()).unwrap());
+    second.feed_up(Some("XRPUSDT"), false).unwrap();
+    second.sync().unwrap();
+    loop {
+        let (token, batch) = second.poll(1000);
+        if batch.is_empty() {
+            break;
+        }
+        records.extend(batch);
+        second.ack(token);
+    }
+    let mut got: HashMap<u16, Vec<Kline>> = HashMap::new();
+    for r in records {
+        match r {
+            Record::Kline { interval, kline, revision, gap, .. } => {
+                assert_eq!((revision, gap), (0, false), "{kline:?}");
+                got.entry(interval).or_default().push(kline);
+            }
+            Record::FlatRun { interval, run, revision, gap, .. } => {
+                assert_eq!((revision, gap), (0, false), "{run:?}");
+                let grid = second.grids()[interval as usize];
+                expand_flat_run(&grid, &run, |k| got.entry(interval).or_default().push(k));
+            }
+        }
+    }
+    let (want, _) = aggregate(second.grids(), &trades);
+    for (i, want) in want.iter().enumerate() {
+        let g = &got[&(i as u16)];
+        assert_eq!(&g[..want.len()], &want[..], "{}", names[i]);
+        assert!(g[want.len()..].iter().all(|k| k.trades == 0), "then quiet periods only");
+    }
 }
 
 #[test]

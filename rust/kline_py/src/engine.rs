@@ -66,12 +66,14 @@ fn closed_columns<'py>(
     e: &CoreEngine,
     names: &[String],
     recs: &[Record],
+    expand: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut klines: Vec<Kline> = Vec::with_capacity(recs.len());
     let mut symbols: Vec<&str> = Vec::with_capacity(recs.len());
     let mut intervals: Vec<&str> = Vec::with_capacity(recs.len());
     let mut revision: Vec<i64> = Vec::with_capacity(recs.len());
     let mut gap: Vec<bool> = Vec::with_capacity(recs.len());
+    let mut flat: Vec<bool> = Vec::with_capacity(recs.len());
     for r in recs {
         let before = klines.len();
         let (sym, iv, rev, g) = match r {
@@ -79,12 +81,18 @@ fn closed_columns<'py>(
                 klines.push(*kline);
                 (symbol, *interval, *revision, *gap)
             }
-            Record::FlatRun { symbol, interval, run, revision, gap } => {
+            Record::FlatRun { symbol, interval, run, revision, gap } if expand => {
                 expand_flat_run(&e.grids()[*interval as usize], run, |k| klines.push(k));
                 (symbol, *interval, *revision, *gap)
             }
+            Record::FlatRun { symbol, interval, run, revision, gap } => {
+                klines.push(Kline::flat(run.start, run.end - 1, run.price));
+                (symbol, *interval, *revision, *gap)
+            }
         };
+        let is_run = !expand && matches!(r, Record::FlatRun { .. });
         for _ in before..klines.len() {
+            flat.push(is_run);
             symbols.push(sym);
             intervals.push(&names[iv as usize]);
             revision.push(i64::from(rev));
@@ -96,6 +104,7 @@ fn closed_columns<'py>(
     d.set_item("interval", PyList::new(py, intervals)?)?;
     d.set_item("revision", PyArray1::from_vec(py, revision))?;
     d.set_item("gap", PyArray1::from_vec(py, gap))?;
+    d.set_item("flat", PyArray1::from_vec(py, flat))?;
     Ok(d)
 }
 
@@ -236,15 +245,17 @@ impl Engine {
         py.detach(|| self.inner.sync()).map_err(engine_err)
     }
 
-    /// `(token, columns)` of up to `max_records` closed records, flat runs expanded.
-    #[pyo3(signature = (max_records=65536))]
+    /// `(token, columns)` of up to `max_records` closed records, flat runs expanded (or, with
+    /// `expand=False`, one row per run spanning its periods, `flat` set).
+    #[pyo3(signature = (max_records=65536, *, expand=true))]
     fn poll<'py>(
         &self,
         py: Python<'py>,
         max_records: usize,
+        expand: bool,
     ) -> PyResult<(u64, Bound<'py, PyDict>)> {
         let (token, recs) = py.detach(|| self.inner.poll(max_records));
-        Ok((token, closed_columns(py, &self.inner, &self.interval_names, &recs)?))
+        Ok((token, closed_columns(py, &self.inner, &self.interval_names, &recs, expand)?))
     }
 
     fn ack(&self, token: u64) -> bool {
@@ -255,13 +266,14 @@ impl Engine {
         self.inner.nack(token)
     }
 
-    /// `(token, slot columns, checkpoints)`: what changed since the last acknowledged snapshot.
-    /// `state` is "open", "flat" (quiet since `open_time` at `close`) or "empty".
+    /// `(token, slot columns, checkpoints, behind)`: what changed since the last acknowledged
+    /// snapshot. `state` is "open", "flat" (quiet since `open_time` at `close`) or "empty".
+    /// `behind`: closed records emitted before it that a poll cannot see yet (outbox full).
     #[pyo3(name = "snapshot_columns")]
     fn snapshot<'py>(
         &self,
         py: Python<'py>,
-    ) -> PyResult<(u64, Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+    ) -> PyResult<(u64, Bound<'py, PyDict>, Bound<'py, PyDict>, usize)> {
         let snap = py.detach(|| self.inner.snapshot()).map_err(engine_err)?;
         let checkpoints = PyDict::new(py);
         let mut slots = Vec::new();
@@ -272,7 +284,8 @@ impl Engine {
             }
         }
         let d = self.slot_columns(py, &slots)?;
-        Ok((snap.token, d, checkpoints))
+        let behind = snap.parts.iter().map(|p| p.behind).sum();
+        Ok((snap.token, d, checkpoints, behind))
     }
 
     /// The symbol's current slots as columns (like a snapshot's), one row per interval.
@@ -305,13 +318,15 @@ impl Engine {
         py.detach(|| self.inner.ack_snapshot(token)).map_err(engine_err)
     }
 
-    /// Puts stored slots (columns as `snapshot` returns them) and checkpoints back.
-    #[pyo3(name = "restore_columns")]
+    /// Puts stored slots (columns as `snapshot` returns them) and checkpoints back. With
+    /// `hold`, restored symbols wait for `backfill` + `feed_up` before anything of theirs closes.
+    #[pyo3(name = "restore_columns", signature = (columns, checkpoints, *, hold=false))]
     fn restore(
         &self,
         py: Python<'_>,
         columns: &Bound<'_, PyDict>,
         checkpoints: HashMap<String, i64>,
+        hold: bool,
     ) -> PyResult<usize> {
         fn col<'py, T: FromPyObjectOwned<'py>>(
             d: &Bound<'py, PyDict>,
@@ -381,7 +396,7 @@ impl Engine {
             slots.push((symbols[i].as_str(), iv as u16, value));
         }
         let cks: Vec<(&str, i64)> = checkpoints.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        py.detach(|| self.inner.restore(&slots, &cks)).map_err(engine_err)
+        py.detach(|| self.inner.restore(&slots, &cks, hold)).map_err(engine_err)
     }
 
     /// The feed of `symbol` (None: all) is down since `since`: closing klines are marked gap

@@ -593,10 +593,16 @@ impl Engine {
 
     /// Puts stored state back (after a restart): open or flat slots by (symbol, interval
     /// index) and checkpoints by symbol. Symbols must have been added. Returns entries applied.
+    ///
+    /// With `hold`, each restored symbol then waits for the trades after its checkpoint (e.g.
+    /// REST aggTrades `fromId`): its live trades are held and the clock closes none of its
+    /// klines until [`Engine::backfill`] and [`Engine::feed_up`], so what was missed while the
+    /// process was down comes out once, exact, as if it had never stopped.
     pub fn restore(
         &self,
         slots: &[(&str, u16, SlotValue)],
         checkpoints: &[(&str, i64)],
+        hold: bool,
     ) -> Result<usize, EngineError> {
         let n = self.shared.len();
         let mut per_slots: Vec<Vec<(u32, u32, u16, SlotValue)>> = vec![Vec::new(); n];
@@ -630,7 +636,7 @@ impl Engine {
                 continue;
             }
             let (tx, rx) = bounded(1);
-            self.enqueue_or_fail(p, Item::Restore { slots, checkpoints, reply: tx })?;
+            self.enqueue_or_fail(p, Item::Restore { slots, checkpoints, hold, reply: tx })?;
             applied +=
                 rx.recv_timeout(Duration::from_secs(30)).map_err(|_| EngineError::Timeout(p))?;
         }

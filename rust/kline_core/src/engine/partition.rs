@@ -81,6 +81,7 @@ pub enum Item {
     Restore {
         slots: Vec<(u32, u32, u16, SlotValue)>,
         checkpoints: Vec<(u32, u32, i64)>,
+        hold: bool,
         reply: Sender<usize>,
     },
     /// Look at the clock now (tests with a manual clock).
@@ -182,6 +183,9 @@ struct Gap {
     pending: Vec<Trade>,
     /// Per interval: the end of the last period emitted as gap.
     emitted_until: Vec<i64>,
+    /// Restored from a store and catching up: the clock closes nothing of the symbol until
+    /// `feed_up`, so the klines come out once, exact, at revision 0.
+    held: bool,
 }
 
 /// Records per outbox chunk.
@@ -547,10 +551,17 @@ impl Book {
         // One linear scan: a slot needs work only once the clock passes its `next` boundary
         // (open: its close; flat: the end of its first unemitted quiet period).
         for idx in 0..self.table.len() {
-            if self.table.state[idx] != SlotState::Empty && self.table.next[idx] <= horizon {
+            if self.table.state[idx] != SlotState::Empty
+                && self.table.next[idx] <= horizon
+                && !self.held(idx / self.n)
+            {
                 self.sweep_slot(shared, idx / self.n, idx % self.n, horizon);
             }
         }
+    }
+
+    fn held(&self, sym: usize) -> bool {
+        self.symbols[sym].gap.as_ref().is_some_and(|g| g.held)
     }
 
     fn sweep_symbol(&mut self, shared: &Shared, sym: usize, horizon: i64) {
@@ -631,6 +642,7 @@ impl Book {
             saved_late_before: late_before,
             pending: Vec::new(),
             emitted_until,
+            held: false,
         }));
     }
 
@@ -662,8 +674,9 @@ impl Book {
     /// Klines emitted as gap meanwhile come again as revision 1, exact unless ids are missing.
     pub fn feed_up(&mut self, shared: &Shared, sym: usize, now: i64, accept_holes: bool) {
         let Some(gap) = self.symbols[sym].gap.take() else { return };
-        let Gap { since, saved, saved_last_id, saved_late_before, mut pending, emitted_until } =
-            *gap;
+        let Gap {
+            since, saved, saved_last_id, saved_late_before, mut pending, emitted_until, ..
+        } = *gap;
         for (i, value) in saved.iter().enumerate() {
             self.table.restore(sym * self.n + i, value);
         }
@@ -746,7 +759,10 @@ impl Book {
                 Checkpoint { symbol: s.name.clone(), last_id: s.last_id }
             })
             .collect();
-        PartitionSnapshot { partition, seq, slots, checkpoints }
+        // Closed records still waiting for room in the outbox: a consumer that drains the
+        // outbox now has not seen everything these checkpoints include.
+        let behind = self.pending.len() + self.spill.iter().map(Vec::len).sum::<usize>();
+        PartitionSnapshot { partition, seq, slots, checkpoints, behind }
     }
 
     pub fn ack_snapshot(&mut self, seq: u64) -> bool {
@@ -755,11 +771,14 @@ impl Book {
         a || b
     }
 
-    /// Puts slots and checkpoints of live symbols back; returns how many were applied.
+    /// Puts slots and checkpoints of live symbols back; returns how many were applied. With
+    /// `hold`, each restored symbol waits (its trades held, its klines not closed by the
+    /// clock) for the trades after its checkpoint: `backfill`, then `feed_up`.
     pub fn restore(
         &mut self,
         slots: &[(u32, u32, u16, SlotValue)],
         checkpoints: &[(u32, u32, i64)],
+        hold: bool,
     ) -> usize {
         let mut applied = 0;
         for &(slot, generation, interval, value) in slots {
@@ -778,6 +797,19 @@ impl Book {
                 self.symbols[sym].last_id = last_id;
                 self.checkpoints.mark(sym);
                 applied += 1;
+            }
+        }
+        if hold {
+            let touched =
+                slots.iter().map(|s| (s.0, s.1)).chain(checkpoints.iter().map(|c| (c.0, c.1)));
+            for (slot, generation) in touched {
+                let sym = slot as usize;
+                if self.is_live(sym, generation) && self.symbols[sym].gap.is_none() {
+                    self.feed_down(sym, self.symbols[sym].late_before);
+                    if let Some(g) = self.symbols[sym].gap.as_mut() {
+                        g.held = true;
+                    }
+                }
             }
         }
         applied

@@ -70,8 +70,8 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
         Item::AckSnapshot { seq, reply } => {
             let _ = reply.send(book.ack_snapshot(seq));
         }
-        Item::Restore { slots, checkpoints, reply } => {
-            let _ = reply.send(book.restore(&slots, &checkpoints));
+        Item::Restore { slots, checkpoints, hold, reply } => {
+            let _ = reply.send(book.restore(&slots, &checkpoints, hold));
         }
         Item::FeedDown { target, since } => {
             for sym in book.targets(target) {
