@@ -66,6 +66,7 @@ class Engine:
         late_policy: str = "drop",
         allowed_lateness: int = 0,
         detect_id_gaps: bool = False,
+        mark_partial_start: bool = False,
     ) -> Self: ...
     @property
     def intervals(self) -> list[str]: ...

@@ -44,7 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--quote", help="every TRADING symbol with this quote asset, e.g. USDT")
     which.add_argument("--pattern", help="every TRADING symbol matching this regular expression")
     live.add_argument("--intervals", type=_intervals, default=["1m"], help="e.g. 1m,5m,1h")
-    live.add_argument("--db", help="SQLite file (storage lands with the durability issue)")
+    live.add_argument(
+        "--db", help="store klines here and resume from it: an SQLite file or postgresql:// URL"
+    )
+    live.add_argument(
+        "--lookback", type=_duration, default=0, help="history to rebuild at start, e.g. 2h"
+    )
+    live.add_argument("--flush-every", type=float, default=1.0, help="seconds between commits")
+    live.add_argument("--print", action="store_true", help="with --db, print klines as well")
     live.add_argument("--ws-url", help="websocket base URL (default: the venue's)")
     live.add_argument("--rest-url", help="REST base URL (default: the venue's)")
     live.add_argument("--partitions", type=int, default=0, help="engine workers (0: per core)")
@@ -54,7 +61,24 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--symbols", type=int, default=24, help="simulated symbols")
     demo.add_argument("--speed", type=float, default=30.0, help="market seconds per second")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds to run")
+    demo.add_argument("--db", default="demo-klines.sqlite", help="SQLite file (made afresh)")
+
+    show = sub.add_parser("show", help="stored klines of one symbol and interval")
+    show.add_argument("db", help="SQLite file or postgresql:// URL")
+    show.add_argument("symbol")
+    show.add_argument("interval")
+    show.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
+    show.add_argument("--last", type=int, default=10, help="how many of the latest")
     return p
+
+
+def _duration(text: str) -> int:
+    """``"90m"`` / ``"2h"`` / ``"1d"`` / ``"30s"`` → ms."""
+    units = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+    try:
+        return int(float(text[:-1]) * units[text[-1]])
+    except (KeyError, ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected e.g. 30s, 90m, 2h or 1d") from None
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -80,9 +104,6 @@ def _run(args: argparse.Namespace) -> int:
     from kline_rs.live.symbols import Selection, names
     from kline_rs.rest import VenueName
 
-    if args.db:
-        print("kline-rs: error: --db needs the storage layer (not built yet)", file=sys.stderr)
-        return 2
     config = PipelineConfig(
         venue=cast(VenueName, args.venue),
         selection=Selection(symbols=names(args.symbols), quote=args.quote, pattern=args.pattern),
@@ -90,8 +111,12 @@ def _run(args: argparse.Namespace) -> int:
         ws_url=args.ws_url,
         rest_url=args.rest_url,
         partitions=args.partitions,
+        db=args.db,
+        lookback_ms=args.lookback,
+        flush_every=args.flush_every,
     )
-    pipeline = LivePipeline(config, JsonLines(sys.stdout))
+    printer = JsonLines(sys.stdout) if args.print or not args.db else None
+    pipeline = LivePipeline(config, printer or (lambda k: None))
     asyncio.run(with_status_line(pipeline, pipeline.run(args.duration)))
     return 0
 
@@ -99,7 +124,16 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from kline_rs.live.demo import run_demo
 
-    asyncio.run(run_demo(symbols=args.symbols, speed=args.speed, duration=args.duration))
+    asyncio.run(
+        run_demo(symbols=args.symbols, speed=args.speed, duration=args.duration, db=args.db)
+    )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from kline_rs.live.demo import print_stored
+
+    print_stored(args.db, args.symbol, args.interval, venue=args.venue, last=args.last)
     return 0
 
 
@@ -107,10 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="kline-rs: %(name)s: %(message)s")
-    handlers = {"replay": _replay, "run": _run, "demo": _demo}
+    handlers = {"replay": _replay, "run": _run, "demo": _demo, "show": _show}
     try:
         return handlers[args.command](args)
-    except (KlineError, OSError, ValueError) as e:
+    except (KlineError, OSError, ValueError) as e:  # StorageError is a KlineError
         print(f"kline-rs: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

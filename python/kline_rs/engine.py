@@ -152,7 +152,7 @@ class Engine(_core.Engine):
             done = False
             try:
                 for row in got.klines:
-                    yield _closed(row)
+                    yield closed_kline(row)
                 done = True
             finally:
                 if done:
@@ -171,7 +171,8 @@ class Engine(_core.Engine):
         return trades
 
 
-def _closed(row: np.void) -> ClosedKline:
+def closed_kline(row: np.void) -> ClosedKline:
+    """One element of a :data:`CLOSED_DTYPE` (or :data:`RECORD_DTYPE`) array as a tuple."""
     return ClosedKline(
         symbol=row["symbol"],
         interval=row["interval"],

@@ -3,20 +3,24 @@
 A simulated market (time running ``speed`` times faster) is served on loopback with Binance's
 REST and websocket endpoints; the pipeline follows its USDT symbols, a new symbol is listed
 and one delisted during the run, and every connection is dropped once, so the id-gap repair
-shows. Klines are printed as they close.
+shows. Klines are stored in SQLite and printed as they are committed; at the end a query
+shows what the file holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from kline_rs._core import ManualClock, format_fixed8
 from kline_rs.engine import ClosedKline
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
 from kline_rs.live.symbols import Selection
+from kline_rs.storage import read_klines
 from kline_rs.testing import FakeExchange, SimulatedMarket
 
 
@@ -29,10 +33,52 @@ def _line(k: ClosedKline) -> str:
     )
 
 
+def print_stored(
+    db: str, symbol: str, interval: str, *, venue: str = "spot", last: int = 10,
+    out: TextIO = sys.stdout,
+) -> None:  # fmt: skip
+    """The latest stored klines of one symbol and interval (flat periods expanded)."""
+    rows = read_klines(db, symbol, interval, venue=venue)
+    print(f"# {symbol} {interval}: {len(rows)} klines in {db}; the latest:", file=out)
+    for r in rows[-last:]:
+        flags = (" gap" if r["gap"] else "") + (f" rev {r['revision']}" if r["revision"] else "")
+        print(
+            f"  {r['open_time']} O {format_fixed8(int(r['open']))}"
+            f" H {format_fixed8(int(r['high']))}"
+            f" L {format_fixed8(int(r['low']))} C {format_fixed8(int(r['close']))}"
+            f" V {format_fixed8(int(r['volume']))} n {r['trades']}{flags}",
+            file=out,
+        )
+
+
+def _summary(db: str, out: TextIO) -> str | None:
+    """Rows per interval (flat runs are one row), checkpoints; returns the busiest symbol."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+        print(f"# stored in {db}:", file=out)
+        q = "SELECT interval, count(*), sum(flat), sum(trades) FROM klines GROUP BY interval"
+        for interval, n, flat, trades in c.execute(q):
+            print(f"  {interval:3} {n} rows ({flat} flat runs), {trades} trades", file=out)
+        (checkpoints,) = c.execute("SELECT count(*) FROM checkpoints").fetchone()
+        print(f"  checkpoints for {checkpoints} symbols (a restart resumes there)", file=out)
+        top = c.execute(
+            "SELECT symbol FROM klines GROUP BY symbol ORDER BY sum(trades) DESC LIMIT 1"
+        ).fetchone()
+    return None if top is None else str(top[0])
+
+
 async def run_demo(
-    *, symbols: int = 24, speed: float = 30.0, duration: float = 20.0, out: TextIO = sys.stdout
+    *,
+    symbols: int = 24,
+    speed: float = 30.0,
+    duration: float = 20.0,
+    db: str | None = None,
+    out: TextIO = sys.stdout,
 ) -> LivePipeline:
-    """Runs the demo; returns the finished pipeline (its counters) for callers and tests."""
+    """Runs the demo (storing into ``db``, made afresh, if given); returns the finished
+    pipeline (its counters) for callers and tests."""
+    if db is not None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(db + suffix).unlink(missing_ok=True)
     market = SimulatedMarket(symbols, seed=7, speed=speed, trades_per_second=40.0)
     clock = ManualClock(market.clock_ms())
     async with FakeExchange(market) as fx:
@@ -43,6 +89,8 @@ async def run_demo(
             rest_url=fx.rest_url,
             exchange_info_every=1.0,
             grace_ms=int(250 * speed),
+            db=db,
+            flush_every=0.5,
         )
         pipeline = LivePipeline(
             config, lambda k: print(_line(k), file=out), engine_kwargs={"clock": clock}
@@ -84,4 +132,8 @@ async def run_demo(
             f"({repair.stats.repaired} repaired from REST, {repair.stats.trades_fetched} trades)",
             file=out,
         )
+    if db is not None:
+        top = _summary(db, out)
+        if top is not None:
+            print_stored(db, top, "1m", last=5, out=out)
     return pipeline

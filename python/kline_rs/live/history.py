@@ -57,3 +57,21 @@ async def load_history(
         engine.feed_up(symbol)  # a hole left (if any) is reported and repaired
     log.info("%s: %d aggTrades of history since %d", symbol, fetched, start)
     return fetched
+
+
+async def resume(
+    engine: _core.Engine, rest: AggTradeHistory | None, symbol: str, last_id: int | None
+) -> int:
+    """A symbol restored held from a store: the aggTrades after its checkpoint (up to the
+    present, overlapping the held live trades) are backfilled, then ``feed_up``; returns the
+    number fetched. Without a checkpoint (or REST) there is nothing to fetch."""
+    fetched = 0
+    try:
+        if last_id is not None and rest is not None:
+            async for page in rest.agg_trades_from(symbol, last_id + 1):
+                engine.backfill(symbol, *agg_trade_arrays(page))
+                fetched += len(page)
+    finally:
+        engine.feed_up(symbol)  # a hole left (if any) is reported and repaired
+    log.info("%s: resumed after aggTrade %s, %d fetched", symbol, last_id, fetched)
+    return fetched

@@ -13,10 +13,12 @@ from typing import Any
 
 from kline_rs.engine import ClosedKline, Engine
 from kline_rs.feeds.binance import VENUES, BinanceFeed
-from kline_rs.live.history import load_history
+from kline_rs.live.history import load_history, resume
+from kline_rs.live.persist import Persister
 from kline_rs.live.repair import GapRepairer
 from kline_rs.live.symbols import Selection, SymbolManager
 from kline_rs.rest import BinanceRest, VenueName
+from kline_rs.storage import Sink, StorageError, StoredState, open_sink
 
 log = logging.getLogger("kline_rs.live")
 
@@ -37,6 +39,12 @@ class PipelineConfig:
     max_streams: int = 1024
     #: Rebuild this much history (ms, market time) from aggTrades for each new symbol.
     lookback_ms: int = 0
+    #: Store closed klines here (SQLite path or ``postgresql://`` URL) and resume from it.
+    db: str | None = None
+    #: Seconds between commits at most (a commit also follows closes, batched).
+    flush_every: float = 1.0
+    #: Closed records held while the store is down before the pipeline stops with an error.
+    max_backlog: int = 2_000_000
 
 
 @dataclass
@@ -53,12 +61,15 @@ class Status:
     queue: int
     reconnects: int
     klines: int
+    #: "" without a store; else "ok" or what is wrong and how much is held.
+    store: str = ""
 
     def line(self) -> str:
+        store = f" | store {self.store}" if self.store else ""
         return (
             f"{self.frames_per_s:8.0f} msg/s | {self.symbols} symbols | lag {self.lag_ms} ms | "
             f"gaps {self.gaps} (repaired {self.repaired}) | late {self.late} | "
-            f"queue {self.queue} | reconnects {self.reconnects} | klines {self.klines}"
+            f"queue {self.queue} | reconnects {self.reconnects} | klines {self.klines}{store}"
         )
 
 
@@ -84,6 +95,8 @@ class LivePipeline:
         self.rest: BinanceRest | None = None
         self.now_ms: Callable[[], int] = now_ms or (lambda: int(time.time() * 1000))
         self._history: set[asyncio.Task[int]] = set()
+        self.persister: Persister | None = None
+        self._stored: StoredState | None = None
         self._started = asyncio.Event()
         self._last = (time.monotonic(), 0)
 
@@ -94,6 +107,18 @@ class LivePipeline:
     async def run(self, duration: float | None = None) -> None:
         """Runs until cancelled (or for ``duration`` seconds), then shuts everything down."""
         cfg = self.config
+        sink = open_sink(cfg.db, venue=cfg.venue) if cfg.db else None
+        try:
+            if sink is not None:
+                self._stored = await sink.open()
+                log.info("resuming %d symbols from %s", len(self._stored.checkpoints), cfg.db)
+            await self._run(sink, duration)
+        finally:
+            if sink is not None:
+                await sink.close()
+
+    async def _run(self, sink: Sink | None, duration: float | None) -> None:
+        cfg = self.config
         venue = VENUES[cfg.venue]
         async with BinanceRest(cfg.venue, base_url=cfg.rest_url or venue.rest_url) as rest:
             self.rest = rest
@@ -102,6 +127,7 @@ class LivePipeline:
                 partitions=cfg.partitions,
                 grace=cfg.grace_ms,
                 detect_id_gaps=True,
+                mark_partial_start=True,
                 push_wait_ms=5,
                 **self.engine_kwargs,
             ) as engine:
@@ -123,55 +149,103 @@ class LivePipeline:
                 )
                 self.manager = manager
                 self.repairer = GapRepairer(engine, rest)
+                if sink is not None:
+                    self.persister = Persister(
+                        engine,
+                        sink,
+                        every=cfg.flush_every,
+                        max_backlog=cfg.max_backlog,
+                        on_stored=self._count,
+                    )
                 await manager.refresh()
+                output = self.persister.run() if self.persister else self._consume(engine)
                 tasks = [
                     asyncio.create_task(manager.run(), name="kline-rs symbols"),
                     asyncio.create_task(self.repairer.run(), name="kline-rs repair"),
-                    asyncio.create_task(self._consume(engine), name="kline-rs klines"),
+                    asyncio.create_task(output, name="kline-rs klines"),
                 ]
                 self._started.set()
                 try:
                     if self._history:
                         await asyncio.gather(*self._history)  # history first, then live
-                    if duration is None:
-                        await asyncio.Event().wait()
-                    else:
-                        await asyncio.sleep(duration)
+                    timer = asyncio.create_task(
+                        asyncio.sleep(duration) if duration is not None else asyncio.Event().wait()
+                    )
+                    await asyncio.wait([timer, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                    timer.cancel()
+                    for t in tasks:
+                        if t.done() and t.exception() is not None:
+                            raise t.exception()  # type: ignore[misc]
                 finally:
                     await feed.stop()
                     for t in tasks:
                         t.cancel()
                     for t in tasks:
-                        with contextlib.suppress(asyncio.CancelledError):
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
                             await t
-                    # What is still open stays open: a restart resumes it (storage issue).
+                    await self._last_write()
+                    # What is still open stays open: a restart resumes it from the store.
+
+    async def _last_write(self) -> None:
+        p = self.persister
+        if p is None:
+            return
+        try:
+            stored = await p.flush()
+        except StorageError:
+            stored = False
+        if not stored:
+            lost = p.release()
+            log.error(
+                "stopping with the store down: %d closed records not written; a restart "
+                "rebuilds them from the stored checkpoints",
+                lost,
+            )
 
     async def _add(self, symbols: list[str]) -> None:
         assert self.engine is not None and self.feed is not None and self.manager is not None
         self.engine.add_symbols(symbols)
-        if self.config.lookback_ms and self.rest is not None:
+        resumed: dict[str, int | None] = {}
+        if self._stored is not None:
+            # Stored state of these symbols: restored held, then the trades after each
+            # checkpoint come from REST before anything of theirs closes.
+            part = self._stored.only(symbols)
+            self._stored = self._stored.without(symbols)
+            resumed = {str(s): None for s in part.slots["symbol"]} | dict(part.checkpoints)
+            if resumed:
+                self.engine.restore(part.slots, part.checkpoints, hold=True)
+        fresh = [s for s in symbols if s not in resumed]
+        history = bool(self.config.lookback_ms and self.rest is not None and fresh)
+        if history:
             now = self.now_ms()
             start = now - self.config.lookback_ms
             start -= start % 60_000
-            for s in symbols:
+            for s in fresh:
                 self.engine.feed_down(s, start)  # live trades wait for the history
         await self.feed.set_symbols(self.manager.following | set(symbols))
-        if self.config.lookback_ms and self.rest is not None:
-            for s in symbols:
-                task = asyncio.create_task(load_history(self.engine, self.rest, s, start, now))
-                self._history.add(task)
-                task.add_done_callback(self._history.discard)
+        jobs = [resume(self.engine, self.rest, s, last) for s, last in resumed.items()]
+        if history and self.rest is not None:
+            jobs += [load_history(self.engine, self.rest, s, start, now) for s in fresh]
+        for job in jobs:
+            task = asyncio.create_task(job)
+            self._history.add(task)
+            task.add_done_callback(self._history.discard)
 
     async def _remove(self, symbols: list[str]) -> None:
         assert self.engine is not None and self.feed is not None and self.manager is not None
         await self.feed.set_symbols(self.manager.following - set(symbols))
         for s in symbols:
             self.engine.remove_symbol(s)  # open klines leave as final
+        if self.persister is not None:
+            self.persister.forget(symbols)
 
     async def _consume(self, engine: Engine) -> None:
         async for k in engine.closed():
-            self.klines += 1
-            self.on_kline(k)
+            self._count(k)
+
+    def _count(self, k: ClosedKline) -> None:
+        self.klines += 1
+        self.on_kline(k)
 
     def status(self) -> Status:
         """Counters for the status line (call from the running loop)."""
@@ -194,4 +268,13 @@ class LivePipeline:
             queue=sum(p["ring_depth"] for p in parts),
             reconnects=self.feed.stats.disconnects,
             klines=self.klines,
+            store=self._store_status(),
         )
+
+    def _store_status(self) -> str:
+        if self.persister is None:
+            return ""
+        s = self.persister.stats
+        if not s.down_since:
+            return "ok"
+        return f"DOWN {time.monotonic() - s.down_since:.0f} s, {s.backlog} held ({s.last_error})"

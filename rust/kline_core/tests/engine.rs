@@ -389,6 +389,40 @@ fn a_held_restore_closes_nothing_until_the_missed_trades_are_in_then_all_at_revi
 }
 
 #[test]
+fn with_mark_partial_start_what_the_first_trade_opens_mid_period_is_marked_gap() {
+    let clock = Arc::new(ManualClock::new(0));
+    let mut cfg = EngineConfig::new(intervals(&["1m", "1h"]));
+    cfg.partitions = 1;
+    cfg.clock = clock.clone();
+    cfg.pin_threads = false;
+    cfg.mark_partial_start = true;
+    let e = Engine::start(cfg).unwrap();
+    e.add_symbols(&[("MID", None), ("EDGE", None)]).unwrap();
+    e.push_trades("MID", vec![trade(1, T0 + 30_000, 5), trade(2, T0 + 90_000, 6)]).unwrap();
+    e.push_trades("EDGE", vec![trade(7, T0, 5), trade(8, T0 + 90_000, 6)]).unwrap();
+    e.remove_symbol("MID").unwrap();
+    e.remove_symbol("EDGE").unwrap();
+    let mut gaps = HashMap::new();
+    loop {
+        let (token, batch) = e.poll(100);
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch {
+            if let Record::Kline { symbol, interval, kline, gap, .. } = r {
+                gaps.insert((symbol.to_string(), interval, kline.open_time), gap);
+            }
+        }
+        e.ack(token);
+    }
+    let g = |s: &str, i: u16, t: i64| gaps[&(s.to_string(), i, t)];
+    assert!(g("MID", 0, T0), "joined 30 s into the minute");
+    assert!(!g("MID", 0, T0 + MINUTE_MS), "the next minute is whole");
+    assert!(g("MID", 1, T0), "and the hour it joined in is partial");
+    assert!(!g("EDGE", 0, T0) && !g("EDGE", 1, T0), "a first trade on the boundary is whole");
+}
+
+#[test]
 fn a_panicking_worker_is_reported_and_its_symbol_restored_from_the_acknowledged_snapshot() {
     let e = engine(&["1m"], 1, Arc::new(ManualClock::new(0)));
     e.add_symbols(&[("AAA", None), ("BBB", None)]).unwrap();

@@ -58,6 +58,8 @@ pub struct EngineConfig {
     /// Treat a jump in a symbol's aggTrade ids as a feed gap: the symbol goes feed-down by
     /// itself and the hole is reported on [`Engine::poll_gaps`] for a backfill.
     pub detect_id_gaps: bool,
+    /// Mark what a symbol's first trade opens as gap: it may have begun before we joined.
+    pub mark_partial_start: bool,
     /// How long a producer waits for room in a full ring before reporting backpressure.
     pub push_wait: Duration,
     pub clock: Arc<dyn Clock>,
@@ -77,6 +79,7 @@ impl EngineConfig {
             auto_add: false,
             late_policy: LatePolicy::Drop,
             detect_id_gaps: false,
+            mark_partial_start: false,
             push_wait: Duration::from_millis(100),
             clock: Arc::new(SystemClock::default()),
         }
@@ -224,6 +227,7 @@ impl Engine {
                 tz_offset_ms: engine.cfg.tz_offset_ms,
                 late: engine.cfg.late_policy,
                 detect_id_gaps: engine.cfg.detect_id_gaps,
+                mark_partial_start: engine.cfg.mark_partial_start,
             });
             let cx = worker::WorkerContext {
                 index,

@@ -169,6 +169,12 @@ struct SymbolState {
     /// Spans `[from, to]` (trade times) around aggTrade ids nobody supplied: records that
     /// overlap them stay marked gap.
     holes: Vec<(i64, i64)>,
+    /// With `mark_partial_start`: just before the symbol's first trade. Records opening at or
+    /// before it may lack earlier trades nobody gave us, so they are marked gap.
+    partial_before: i64,
+    /// A feed-down declared before the first trade promises every trade from this time on
+    /// (history rebuilt from REST): only what opens before it can be partial.
+    complete_from: i64,
 }
 
 /// A declared feed-down period of one symbol. Klines keep closing on the clock (marked gap);
@@ -204,6 +210,9 @@ pub struct BookConfig {
     pub late: LatePolicy,
     /// aggTrade ids are contiguous per symbol: a jump puts the symbol in a gap by itself.
     pub detect_id_gaps: bool,
+    /// A symbol's first trade (no checkpoint restored) may come mid-period: what it opens is
+    /// marked gap (partial), not passed off as exact.
+    pub mark_partial_start: bool,
 }
 
 /// What happens to a trade whose bucket has already closed. Never a silent drop.
@@ -284,7 +293,8 @@ impl Book {
     /// Gap flag and revision of a record for `[start, end)` of the symbol's interval `i`.
     fn marks(&mut self, sym: usize, i: usize, start: i64, end: i64) -> (bool, u32) {
         let s = &mut self.symbols[sym];
-        let mut gap = s.holes.iter().any(|&(a, b)| start <= b && end > a);
+        let mut gap =
+            start <= s.partial_before || s.holes.iter().any(|&(a, b)| start <= b && end > a);
         if let Some(g) = s.gap.as_mut().filter(|g| end > g.since) {
             gap = true;
             g.emitted_until[i] = g.emitted_until[i].max(end);
@@ -344,6 +354,8 @@ impl Book {
                     gap: None,
                     revise_before: None,
                     holes: Vec::new(),
+                    partial_before: i64::MIN,
+                    complete_from: i64::MAX,
                 });
                 self.table.grow(self.n);
                 self.checkpoints.grow(self.symbols.len());
@@ -367,6 +379,8 @@ impl Book {
         s.gap = None;
         s.revise_before = None;
         s.holes.clear();
+        s.partial_before = i64::MIN;
+        s.complete_from = i64::MAX;
         (slot, s.generation)
     }
 
@@ -439,6 +453,9 @@ impl Book {
             Some(Skip::Placeholder) => return c.placeholders += 1,
             Some(_) => return c.invalid += 1,
             None => {}
+        }
+        if s.last_id == i64::MIN && self.cfg.mark_partial_start {
+            s.partial_before = t.time.min(s.complete_from) - 1;
         }
         s.last_id = t.id;
         self.checkpoints.mark(sym);
@@ -612,6 +629,10 @@ impl Book {
         let n = self.n;
         if !self.symbols[sym].live {
             return;
+        }
+        if self.symbols[sym].last_id == i64::MIN {
+            let s = &mut self.symbols[sym];
+            s.complete_from = s.complete_from.min(since);
         }
         if let Some(g) = self.symbols[sym].gap.as_mut() {
             g.since = g.since.min(since);

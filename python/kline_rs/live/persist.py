@@ -1,0 +1,189 @@
+"""Closed klines and snapshots from the engine into a store, acknowledged only after commit.
+
+Each write takes a snapshot first, then drains the outbox: everything that closed before the
+snapshot is in the same transaction as the snapshot's open slots and checkpoints, so a crash at
+any moment restarts from a consistent point (records closed after the snapshot are stored
+twice at worst, which placement makes harmless). While the store fails, the polled records stay
+pending in memory (never acknowledged, never dropped) and the write is retried with backoff;
+past ``max_backlog`` records the pipeline stops with :class:`BacklogFull` — the checkpoints
+already stored let a restart rebuild what was not written, exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from kline_rs.engine import RECORD_DTYPE, Batch, ClosedKline, Engine, closed_kline
+from kline_rs.storage.base import BacklogFull, Placement, Sink, StorageError
+from kline_rs.storage.read import offset_ms, periods
+
+log = logging.getLogger("kline_rs.store")
+
+#: Polls per write at most; a busier outbox is drained by the next write.
+MAX_POLLS = 64
+
+
+@dataclass
+class PersistStats:
+    writes: int = 0
+    records: int = 0
+    failures: int = 0
+    stale: int = 0
+    #: Records polled and not yet committed (held while the store is down).
+    backlog: int = 0
+    peak_backlog: int = 0
+    last_error: str = ""
+    #: time.monotonic() when the store started failing (0: healthy).
+    down_since: float = 0.0
+
+
+class Persister:
+    """Runs beside the engine: ``await persister.run()`` until cancelled, ``flush()`` at the end.
+
+    ``on_stored`` gets each stored kline (flat runs expanded) after its commit.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        sink: Sink,
+        *,
+        every: float = 1.0,
+        min_interval: float = 0.2,
+        max_backlog: int = 2_000_000,
+        on_stored: Callable[[ClosedKline], None] | None = None,
+        tz_offset: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.sink = sink
+        self.every = every
+        self.min_interval = min_interval
+        self.max_backlog = max_backlog
+        self.on_stored = on_stored
+        self.tz_offset_ms = offset_ms(tz_offset)
+        self.stats = PersistStats()
+        self._held: list[Batch] = []
+        self._forget: set[str] = set()
+        self._backoff = 0.0
+        self._last_write = 0.0
+
+    def forget(self, symbols: list[str]) -> None:
+        """Symbols no longer followed: their open slots go with the next write."""
+        self._forget.update(symbols)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        fd = self.engine.wake_fd()
+        while True:
+            woken = asyncio.Event()
+            self.engine.arm()
+            loop.add_reader(fd, woken.set)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), self.every + self._backoff)
+            finally:
+                loop.remove_reader(fd)
+            wait = self._last_write + self.min_interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # batch what closes meanwhile into one commit
+            await self.flush()
+
+    async def flush(self) -> bool:
+        """One write of everything closed so far, with a snapshot; True once committed."""
+        snap = self.engine.snapshot()
+        drained = False
+        for _ in range(MAX_POLLS):
+            batch = self.engine.poll_records()
+            if len(batch.klines) == 0:
+                drained = True
+                break
+            self._held.append(batch)
+        complete = drained and snap.behind == 0
+        records = _concat([b.klines for b in self._held])
+        forget = sorted(self._forget)
+        self._last_write = time.monotonic()
+        try:
+            done = await self.sink.write(records, snap if complete else None, forget=forget)
+        except StorageError as e:
+            self._failed(e, len(records))
+            return False
+        for b in self._held:
+            self.engine.ack(b.token)
+        self._held.clear()
+        if complete:
+            self.engine.ack_snapshot(snap.token)
+        self._forget.difference_update(forget)
+        self._recovered(done, len(records))
+        if self.on_stored is not None:
+            for k in self._klines(records):
+                self.on_stored(k)
+        return True
+
+    def release(self) -> int:
+        """Hands what is held back to the engine (shutting down with the store still down);
+        returns how many records were not stored."""
+        for b in reversed(self._held):
+            self.engine.nack(b.token)
+        lost = sum(len(b.klines) for b in self._held)
+        self._held.clear()
+        return lost
+
+    def _failed(self, e: StorageError, held: int) -> None:
+        s = self.stats
+        s.failures += 1
+        s.backlog = held
+        s.peak_backlog = max(s.peak_backlog, held)
+        if not s.down_since:
+            s.down_since = time.monotonic()
+            log.error("store failed, holding %d records and retrying: %s", held, e)
+        elif str(e) != s.last_error:
+            log.error("store still failing (%d records held): %s", held, e)
+        s.last_error = str(e)
+        self._backoff = min(max(self._backoff * 2, 0.25), 5.0)
+        if held > self.max_backlog:
+            raise BacklogFull(
+                f"store down for {time.monotonic() - s.down_since:.0f} s and {held} closed "
+                f"records waiting (bound {self.max_backlog}); stopping — the stored "
+                f"checkpoints let a restart rebuild them exactly. Last error: {e}"
+            ) from e
+
+    def _recovered(self, done: Placement, n: int) -> None:
+        s = self.stats
+        if s.down_since:
+            log.warning(
+                "store back after %.1f s: %d records committed",
+                time.monotonic() - s.down_since,
+                n,
+            )
+        s.down_since = 0.0
+        s.backlog = 0
+        s.last_error = ""
+        s.writes += 1
+        s.records += n
+        s.stale += done.stale
+        self._backoff = 0.0
+
+    def _klines(self, records: npt.NDArray[np.void]) -> list[ClosedKline]:
+        out = []
+        for r in records:
+            k = closed_kline(r)
+            if not r["flat"]:
+                out.append(k)
+                continue
+            for a, b in periods(k.interval, k.open_time, k.close_time, self.tz_offset_ms):
+                out.append(k._replace(open_time=a, close_time=b))
+        return out
+
+
+def _concat(parts: list[npt.NDArray[np.void]]) -> npt.NDArray[np.void]:
+    if not parts:
+        return np.empty(0, dtype=RECORD_DTYPE)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]

@@ -1,0 +1,325 @@
+"""What every store shares: the sink interface, exact decimal text, and the row placement rules.
+
+A store keeps one row per (venue, symbol, interval, open_time). A row is a closed kline, or
+(``flat``) a whole run of quiet periods ``open_time .. close_time`` at one price, expanded by
+readers. Placement keeps three rules whatever order records arrive in:
+
+- a record replaces what it overlaps only if its revision is not older (a revision replaces an
+  older one, never the reverse); a flat run it cuts into keeps the parts outside it;
+- adjacent flat runs with the same price, revision and gap flag are merged, so the stored rows
+  do not depend on when the engine happened to sweep;
+- everything of one write (klines, open slots, checkpoints) is one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from kline_rs._core import KlineError
+from kline_rs.engine import SNAPSHOT_DTYPE, Snapshot
+
+PRICE_DIGITS = 8
+VOLUME_DIGITS = 8
+QUOTE_DIGITS = 16
+
+
+class StorageError(KlineError):
+    """The store failed; what was being written stays pending in the engine."""
+
+
+class StoreUnavailable(StorageError):
+    """The store refused a write for now (locked, read-only, full, down); retried."""
+
+
+class BacklogFull(StorageError):
+    """The store has been down so long that the records waiting for it passed the bound."""
+
+
+def fixed_text(value: int, digits: int) -> str:
+    """An exact integer mantissa as decimal text with ``digits`` decimals (any size)."""
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(int(value)), 10**digits)
+    return f"{sign}{whole}.{frac:0{digits}d}"
+
+
+def parse_fixed_text(text: str, digits: int) -> int:
+    """The inverse of :func:`fixed_text` (exactly ``digits`` decimals expected)."""
+    whole, _, frac = text.partition(".")
+    if len(frac) != digits:
+        raise StorageError(f"stored decimal {text!r} does not have {digits} decimals")
+    negative = whole.startswith("-")
+    scale: int = 10**digits
+    value = int(whole.lstrip("-") or "0") * scale + int(frac)
+    return -value if negative else value
+
+
+@dataclass(frozen=True)
+class Row:
+    """One stored row; decimals as exact text (prices/volumes 8 decimals, quotes 16)."""
+
+    symbol: str
+    interval: str
+    open_time: int
+    close_time: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    quote_volume: str
+    trades: int
+    taker_buy_volume: str
+    taker_buy_quote_volume: str
+    first_trade_id: int
+    last_trade_id: int
+    revision: int
+    gap: bool
+    flat: bool
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.symbol, self.interval)
+
+    def continues(self, other: Row) -> bool:
+        """Both are flat runs that may merge: same price, revision and gap flag, and ``self``
+        starts where ``other`` ends."""
+        return (
+            self.flat
+            and other.flat
+            and other.close_time + 1 == self.open_time
+            and (self.close, self.revision, self.gap) == (other.close, other.revision, other.gap)
+        )
+
+
+#: Column order of the ``klines`` table after ``venue``.
+ROW_COLUMNS: tuple[str, ...] = tuple(Row.__dataclass_fields__)
+
+
+def rows_from_records(records: npt.NDArray[np.void]) -> list[Row]:
+    """Engine records (:data:`kline_rs.engine.RECORD_DTYPE`) → rows with exact text."""
+    out = []
+    for r in records:
+        out.append(
+            Row(
+                symbol=r["symbol"],
+                interval=r["interval"],
+                open_time=int(r["open_time"]),
+                close_time=int(r["close_time"]),
+                open=fixed_text(int(r["open"]), PRICE_DIGITS),
+                high=fixed_text(int(r["high"]), PRICE_DIGITS),
+                low=fixed_text(int(r["low"]), PRICE_DIGITS),
+                close=fixed_text(int(r["close"]), PRICE_DIGITS),
+                volume=fixed_text(r["volume"], VOLUME_DIGITS),
+                quote_volume=fixed_text(r["quote_volume"], QUOTE_DIGITS),
+                trades=int(r["trades"]),
+                taker_buy_volume=fixed_text(r["taker_buy_volume"], VOLUME_DIGITS),
+                taker_buy_quote_volume=fixed_text(r["taker_buy_quote_volume"], QUOTE_DIGITS),
+                first_trade_id=int(r["first_trade_id"]),
+                last_trade_id=int(r["last_trade_id"]),
+                revision=int(r["revision"]),
+                gap=bool(r["gap"]),
+                flat=bool(r["flat"]),
+            )
+        )
+    return out
+
+
+def row_from_db(values: Sequence[Any]) -> Row:
+    """A row as selected (``ROW_COLUMNS`` order) back into a :class:`Row`."""
+    v = list(values)
+    v[16], v[17] = bool(v[16]), bool(v[17])
+    return Row(*v)
+
+
+class RowTable(Protocol):
+    """The few statements placement needs, run inside the store's open transaction."""
+
+    def last(self, key: tuple[str, str]) -> Row | None:
+        """The row with the greatest open time."""
+
+    def before(self, key: tuple[str, str], t: int) -> Row | None:
+        """The row with the greatest open time < ``t``."""
+
+    def between(self, key: tuple[str, str], start: int, end: int) -> list[Row]:
+        """Rows with ``start <= open_time <= end``."""
+
+    def delete(self, row: Row) -> None: ...
+
+    def put(self, row: Row) -> None:
+        """Insert, or replace the row at the same open time."""
+
+    def flush(self) -> None:
+        """Sends puts buffered so far (before any read)."""
+
+
+@dataclass
+class Placement:
+    """Counts of one write."""
+
+    stored: int = 0
+    merged: int = 0
+    replaced: int = 0
+    stale: int = 0
+
+
+class Placer:
+    """Applies rows to a :class:`RowTable` under the placement rules, keeping the newest row
+    per (symbol, interval) in memory so the common case (a later period) is one buffered put."""
+
+    def __init__(self) -> None:
+        self._tails: dict[tuple[str, str], Row | None] = {}
+
+    def forget(self) -> None:
+        """After a rolled-back transaction the remembered tails may be wrong."""
+        self._tails.clear()
+
+    def place(self, table: RowTable, rows: Iterable[Row]) -> Placement:
+        done = Placement()
+        for row in rows:
+            key = row.key
+            if key not in self._tails:
+                table.flush()
+                self._tails[key] = table.last(key)
+            tail = self._tails[key]
+            if tail is None or row.open_time > tail.close_time:
+                if tail is not None and row.continues(tail):
+                    row = replace(tail, close_time=row.close_time)
+                    done.merged += 1
+                table.put(row)
+                self._tails[key] = row
+                done.stored += 1
+            elif self._overlap(table, row, done):
+                done.stored += 1
+        table.flush()
+        return done
+
+    def _overlap(self, table: RowTable, row: Row, done: Placement) -> bool:
+        key = row.key
+        table.flush()
+        over = table.between(key, row.open_time, row.close_time)
+        prev = table.before(key, row.open_time)
+        if prev is not None and prev.close_time >= row.open_time:
+            over.insert(0, prev)
+        if any(o.revision > row.revision for o in over):
+            done.stale += 1
+            return False
+        for o in over:
+            table.delete(o)
+            done.replaced += 1
+            if o.flat and o.open_time < row.open_time:
+                table.put(replace(o, close_time=row.open_time - 1))
+            if o.flat and o.close_time > row.close_time:
+                table.put(replace(o, open_time=row.close_time + 1))
+        table.flush()
+        if row.flat:
+            left = table.before(key, row.open_time)
+            if left is not None and row.continues(left):
+                row = replace(left, close_time=row.close_time)
+                done.merged += 1
+            right = table.between(key, row.close_time + 1, row.close_time + 1)
+            if right and right[0].continues(row):
+                table.delete(right[0])
+                row = replace(row, close_time=right[0].close_time)
+                done.merged += 1
+        table.put(row)
+        table.flush()
+        self._tails.pop(key, None)  # read again when next needed
+        return True
+
+
+@dataclass
+class StoredState:
+    """What a store gives back on start: open slots and per-symbol checkpoints."""
+
+    slots: npt.NDArray[np.void]
+    checkpoints: dict[str, int]
+
+    def only(self, symbols: Iterable[str]) -> StoredState:
+        """The part for ``symbols`` (the ones followed now)."""
+        keep = set(symbols)
+        mask = np.array([s in keep for s in self.slots["symbol"]], dtype=bool)
+        return StoredState(
+            self.slots[mask] if len(self.slots) else self.slots,
+            {s: i for s, i in self.checkpoints.items() if s in keep},
+        )
+
+    def without(self, symbols: Iterable[str]) -> StoredState:
+        """The rest (what is left to restore for symbols added later)."""
+        drop = set(symbols)
+        mask = np.array([s not in drop for s in self.slots["symbol"]], dtype=bool)
+        return StoredState(
+            self.slots[mask] if len(self.slots) else self.slots,
+            {s: i for s, i in self.checkpoints.items() if s not in drop},
+        )
+
+
+def empty_slots() -> npt.NDArray[np.void]:
+    return np.empty(0, dtype=SNAPSHOT_DTYPE)
+
+
+SLOT_COLUMNS: tuple[str, ...] = (
+    "symbol", "interval", "state", "open_time", "close_time", "open", "high", "low", "close",
+    "volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume",
+    "first_trade_id", "last_trade_id",
+)  # fmt: skip
+
+
+def slot_rows(snapshot: Snapshot) -> list[tuple[Any, ...]]:
+    """A snapshot's slots as rows (``SLOT_COLUMNS`` order), decimals as exact text."""
+    out = []
+    for s in snapshot.slots:
+        out.append(
+            (
+                s["symbol"], s["interval"], s["state"], int(s["open_time"]),
+                int(s["close_time"]), fixed_text(int(s["open"]), PRICE_DIGITS),
+                fixed_text(int(s["high"]), PRICE_DIGITS), fixed_text(int(s["low"]), PRICE_DIGITS),
+                fixed_text(int(s["close"]), PRICE_DIGITS), fixed_text(s["volume"], VOLUME_DIGITS),
+                fixed_text(s["quote_volume"], QUOTE_DIGITS), int(s["trades"]),
+                fixed_text(s["taker_buy_volume"], VOLUME_DIGITS),
+                fixed_text(s["taker_buy_quote_volume"], QUOTE_DIGITS),
+                int(s["first_trade_id"]), int(s["last_trade_id"]),
+            )
+        )  # fmt: skip
+    return out
+
+
+def slots_from_db(rows: Sequence[Sequence[Any]]) -> npt.NDArray[np.void]:
+    """Stored slot rows (``SLOT_COLUMNS`` order) → a :data:`SNAPSHOT_DTYPE` array."""
+    out = np.empty(len(rows), dtype=SNAPSHOT_DTYPE)
+    digits = {
+        "open": PRICE_DIGITS, "high": PRICE_DIGITS, "low": PRICE_DIGITS, "close": PRICE_DIGITS,
+        "volume": VOLUME_DIGITS, "quote_volume": QUOTE_DIGITS,
+        "taker_buy_volume": VOLUME_DIGITS, "taker_buy_quote_volume": QUOTE_DIGITS,
+    }  # fmt: skip
+    for i, row in enumerate(rows):
+        for name, value in zip(SLOT_COLUMNS, row, strict=True):
+            out[i][name] = parse_fixed_text(value, digits[name]) if name in digits else value
+    return out
+
+
+class Sink(Protocol):
+    """Where closed klines and snapshots go. ``write`` returns only after a durable commit;
+    the caller acknowledges the engine then, and only then."""
+
+    venue: str
+
+    async def open(self) -> StoredState:
+        """Creates what is missing and returns the stored open slots and checkpoints."""
+
+    async def write(
+        self,
+        records: npt.NDArray[np.void],
+        snapshot: Snapshot | None,
+        *,
+        forget: Sequence[str] = (),
+    ) -> Placement:
+        """Stores closed records (:data:`~kline_rs.engine.RECORD_DTYPE`) and, if given, the
+        snapshot's open slots and checkpoints, in one transaction. ``forget``: symbols no longer
+        followed, whose open slots are dropped (their checkpoints stay)."""
+
+    async def close(self) -> None: ...
