@@ -221,7 +221,7 @@ class LivePipeline:
             start = now - self.config.lookback_ms
             start -= start % 60_000
             for s in fresh:
-                self.engine.feed_down(s, start)  # live trades wait for the history
+                self.engine.feed_down(s, start, hold=True)  # live trades wait for the history
         await self.feed.set_symbols(self.manager.following | set(symbols))
         jobs = [resume(self.engine, self.rest, s, last) for s, last in resumed.items()]
         if history and self.rest is not None:

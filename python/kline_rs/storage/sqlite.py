@@ -171,11 +171,12 @@ class SqliteSink:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(f"PRAGMA synchronous={self.synchronous}")
                 db.executescript(SCHEMA)
-                with db:
-                    db.execute(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('tz_offset', ?)",
-                        (self.tz_offset or "+00:00",),
-                    )
+                # Given: it is the engine's now. Not given: keep what is stored, else UTC.
+                verb = "INSERT OR REPLACE" if self.tz_offset else "INSERT OR IGNORE"
+                db.execute(
+                    f"{verb} INTO meta (key, value) VALUES ('tz_offset', ?)",
+                    (self.tz_offset or "+00:00",),
+                )
             except sqlite3.Error as e:
                 raise StoreUnavailable(f"{self.path}: {describe(e)}") from e
             self._db = db

@@ -501,7 +501,7 @@ fn a_declared_gap_is_marked_then_replaced_exactly_by_the_backfill() {
     let down_at = trades[99].time;
     clock.set(down_at);
     e.sync().unwrap();
-    e.feed_down(Some("BTCUSDT"), down_at).unwrap();
+    e.feed_down(Some("BTCUSDT"), down_at, false).unwrap();
     // The outage: the clock keeps closing buckets (marked gap); live trades resume at id 300.
     for t in &trades[299..350] {
         clock.set(t.time);
@@ -540,7 +540,7 @@ fn ids_the_backfill_does_not_supply_keep_their_klines_marked_gap() {
     let e = engine(&["1m"], 1, clock.clone());
     e.add_symbol("ETHUSDT", None).unwrap();
     e.push_trades("ETHUSDT", trades[..10].to_vec()).unwrap();
-    e.feed_down(None, trades[9].time).unwrap();
+    e.feed_down(None, trades[9].time, false).unwrap();
     e.push_trades("ETHUSDT", trades[30..].to_vec()).unwrap();
     e.backfill("ETHUSDT", trades[10..20].to_vec()).unwrap(); // ids 21..30 never come
     e.feed_up(None, false).unwrap();

@@ -402,10 +402,17 @@ impl Engine {
     }
 
     /// The feed of `symbol` (None: all) is down since `since`: closing klines are marked gap
-    /// and live trades wait for `backfill` + `feed_up`.
-    #[pyo3(signature = (symbol, since))]
-    fn feed_down(&self, py: Python<'_>, symbol: Option<&str>, since: i64) -> PyResult<()> {
-        py.detach(|| self.inner.feed_down(symbol, since)).map_err(engine_err)
+    /// and live trades wait for `backfill` + `feed_up`. With `hold`, nothing of the symbol
+    /// closes until `feed_up` (a short catch-up: no gap records, no revisions).
+    #[pyo3(signature = (symbol, since, *, hold=false))]
+    fn feed_down(
+        &self,
+        py: Python<'_>,
+        symbol: Option<&str>,
+        since: i64,
+        hold: bool,
+    ) -> PyResult<()> {
+        py.detach(|| self.inner.feed_down(symbol, since, hold)).map_err(engine_err)
     }
 
     /// Older trades (same arrays as `push_trades`) for a symbol whose feed is down; False if

@@ -661,9 +661,17 @@ impl Engine {
     /// Declares the feed of `symbol` (or of all symbols) down since `since`: klines that close
     /// meanwhile are marked gap and live trades wait for [`Engine::backfill`] and
     /// [`Engine::feed_up`], which re-emit the affected klines exactly (revision 1).
-    pub fn feed_down(&self, symbol: Option<&str>, since: i64) -> Result<(), EngineError> {
+    ///
+    /// With `hold`, nothing of the symbol closes at all until `feed_up`: no gap records, no
+    /// revisions, for a catch-up expected to be short (history at start-up, a restart).
+    pub fn feed_down(
+        &self,
+        symbol: Option<&str>,
+        since: i64,
+        hold: bool,
+    ) -> Result<(), EngineError> {
         for (p, target) in self.target(symbol)? {
-            self.enqueue_or_fail(p, Item::FeedDown { target, since })?;
+            self.enqueue_or_fail(p, Item::FeedDown { target, since, hold })?;
         }
         Ok(())
     }

@@ -46,6 +46,7 @@ pub enum Item {
     FeedDown {
         target: Option<(u32, u32)>,
         since: i64,
+        hold: bool,
     },
     Backfill {
         slot: u32,
@@ -442,7 +443,7 @@ impl Book {
                 since: s.max_time,
             };
             c.id_gaps += 1;
-            self.feed_down(sym, gap.since);
+            self.feed_down(sym, gap.since, false);
             self.hold(sym, t);
             if shared.gaps.push(gap).is_err() {
                 self.tally.late_overflow += 1;
@@ -624,8 +625,9 @@ impl Book {
     }
 
     /// The feed of the symbol is down since `since`: what closes from now on is marked gap,
-    /// and live trades wait for the backfill (see [`Gap`]).
-    pub fn feed_down(&mut self, sym: usize, since: i64) {
+    /// and live trades wait for the backfill (see [`Gap`]). With `hold`, nothing of the symbol
+    /// closes at all until `feed_up` (a catch-up expected to be short: history, a restart).
+    pub fn feed_down(&mut self, sym: usize, since: i64, hold: bool) {
         let n = self.n;
         if !self.symbols[sym].live {
             return;
@@ -663,7 +665,7 @@ impl Book {
             saved_late_before: late_before,
             pending: Vec::new(),
             emitted_until,
-            held: false,
+            held: hold,
         }));
     }
 
@@ -696,7 +698,13 @@ impl Book {
     pub fn feed_up(&mut self, shared: &Shared, sym: usize, now: i64, accept_holes: bool) {
         let Some(gap) = self.symbols[sym].gap.take() else { return };
         let Gap {
-            since, saved, saved_last_id, saved_late_before, mut pending, emitted_until, ..
+            since,
+            saved,
+            saved_last_id,
+            saved_late_before,
+            mut pending,
+            emitted_until,
+            held,
         } = *gap;
         for (i, value) in saved.iter().enumerate() {
             self.table.restore(sym * self.n + i, value);
@@ -733,7 +741,7 @@ impl Book {
             // Another hole further on: down again from here, with what is left, and ask for it.
             // Periods emitted as gap before are still owed a revision.
             self.symbols[sym].revise_before = None;
-            self.feed_down(sym, from);
+            self.feed_down(sym, from, held);
             if let Some(g) = self.symbols[sym].gap.as_mut() {
                 g.pending.extend_from_slice(&pending[k..]);
                 for (mine, old) in g.emitted_until.iter_mut().zip(&emitted_until) {
@@ -826,10 +834,7 @@ impl Book {
             for (slot, generation) in touched {
                 let sym = slot as usize;
                 if self.is_live(sym, generation) && self.symbols[sym].gap.is_none() {
-                    self.feed_down(sym, self.symbols[sym].late_before);
-                    if let Some(g) = self.symbols[sym].gap.as_mut() {
-                        g.held = true;
-                    }
+                    self.feed_down(sym, self.symbols[sym].late_before, true);
                 }
             }
         }

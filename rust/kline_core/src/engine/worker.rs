@@ -73,9 +73,9 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
         Item::Restore { slots, checkpoints, hold, reply } => {
             let _ = reply.send(book.restore(&slots, &checkpoints, hold));
         }
-        Item::FeedDown { target, since } => {
+        Item::FeedDown { target, since, hold } => {
             for sym in book.targets(target) {
-                book.feed_down(sym, since);
+                book.feed_down(sym, since, hold);
             }
         }
         Item::Backfill { slot, generation, trades, reply } => {

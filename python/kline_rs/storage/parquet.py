@@ -1,0 +1,130 @@
+"""Stored klines out to one Parquet file, flat periods expanded, exact values as decimal128."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from kline_rs._core import interval_name
+from kline_rs.storage.base import (
+    PRICE_DIGITS,
+    QUOTE_DIGITS,
+    VOLUME_DIGITS,
+    StorageError,
+    fixed_text,
+)
+from kline_rs.storage.read import STORED_DTYPE, read_klines
+
+#: Decimal digits of each exact column (38: the most decimal128 holds; 22 integer digits left
+#: for quote volumes at 1e-16).
+PRECISION = 38
+DECIMALS = {
+    "open": PRICE_DIGITS, "high": PRICE_DIGITS, "low": PRICE_DIGITS, "close": PRICE_DIGITS,
+    "volume": VOLUME_DIGITS, "quote_volume": QUOTE_DIGITS, "taker_buy_volume": VOLUME_DIGITS,
+    "taker_buy_quote_volume": QUOTE_DIGITS,
+}  # fmt: skip
+
+
+def _is_postgres(db: str | Path) -> bool:
+    return str(db).startswith(("postgresql://", "postgres://"))
+
+
+def stored_series(db: str | Path, venue: str = "spot") -> list[tuple[str, str]]:
+    """The (symbol, interval) pairs stored for ``venue`` in an SQLite file or PostgreSQL URL."""
+    if _is_postgres(db):
+        from kline_rs.storage.postgres import fetch_series
+
+        return fetch_series(str(db), venue)
+    path = Path(db)
+    if not path.exists():
+        raise StorageError(f"{path}: no such database")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as e:
+        raise StorageError(f"{path}: {e}") from e
+    try:
+        got = con.execute(
+            "SELECT DISTINCT symbol, interval FROM klines WHERE venue = ? ORDER BY 1, 2", (venue,)
+        ).fetchall()
+    except sqlite3.Error as e:
+        raise StorageError(f"{path}: {e}") from e
+    finally:
+        con.close()
+    return [(s, i) for s, i in got]
+
+
+def _pyarrow() -> tuple[Any, Any]:
+    try:
+        import pyarrow as pa  # type: ignore[import-untyped]
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    except ImportError as e:
+        raise ImportError("Parquet export needs pyarrow: pip install 'kline_rs[parquet]'") from e
+    return pa, pq
+
+
+def _schema(pa: Any) -> Any:
+    """symbol, interval, then :data:`STORED_DTYPE`'s columns in its order."""
+    fields = [("symbol", pa.string()), ("interval", pa.string())]
+    for name in STORED_DTYPE.names or ():
+        if name.endswith("_time"):
+            kind = pa.timestamp("ms", tz="UTC")
+        elif name in DECIMALS:
+            kind = pa.decimal128(PRECISION, DECIMALS[name])
+        else:
+            kind = pa.bool_() if name == "gap" else pa.int64()
+        fields.append((name, kind))
+    return pa.schema(fields)
+
+
+def _table(pa: Any, schema: Any, symbol: str, interval: str, got: npt.NDArray[np.void]) -> Any:
+    columns: dict[str, Any] = {"symbol": [symbol] * len(got), "interval": [interval] * len(got)}
+    for name in STORED_DTYPE.names or ():
+        if name in DECIMALS:
+            # Decimal(text) is exact whatever the size (arithmetic would round at 28 digits).
+            columns[name] = [Decimal(fixed_text(int(v), DECIMALS[name])) for v in got[name]]
+        else:
+            columns[name] = got[name]
+    try:
+        return pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in schema})
+    except pa.ArrowInvalid as e:
+        raise StorageError(f"{symbol} {interval}: a value does not fit in Parquet ({e})") from e
+
+
+def export_parquet(
+    db: str | Path,
+    out_path: str | Path,
+    *,
+    venue: str = "spot",
+    symbols: Iterable[str] | None = None,
+    intervals: Iterable[str] | None = None,
+    start: int | None = None,
+    end: int | None = None,
+) -> int:
+    """Writes the stored klines of ``venue`` with ``start <= open_time < end`` (all series, or
+    those of ``symbols`` and ``intervals``) to one Parquet file; returns the rows written.
+
+    Prices and volumes are ``decimal128(38, 8)``, quote volumes ``decimal128(38, 16)``: the
+    stored values exactly. Times are UTC timestamps in ms.
+    """
+    pa, pq = _pyarrow()
+    want_symbols = None if symbols is None else set(symbols)
+    want_intervals = None if intervals is None else {interval_name(i) for i in intervals}
+    schema = _schema(pa)
+    written = 0
+    with pq.ParquetWriter(str(out_path), schema) as out:
+        for symbol, interval in stored_series(db, venue):
+            if want_symbols is not None and symbol not in want_symbols:
+                continue
+            if want_intervals is not None and interval not in want_intervals:
+                continue
+            got = read_klines(db, symbol, interval, start, end, venue=venue)
+            if len(got):
+                out.write_table(_table(pa, schema, symbol, interval, got))
+                written += len(got)
+    return written
