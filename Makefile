@@ -6,7 +6,7 @@ DEPS := $(VENV)/.deps-installed
 SRC := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock pyproject.toml
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test test-rust test-python run bench lint fmt develop develop-release clean
+.PHONY: test test-rust test-python soak run bench lint fmt develop develop-release clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -39,6 +39,10 @@ test-rust:
 
 test-python: develop
 	$(PY) -m pytest -q
+
+# The restart test with many more SIGKILLs (20 in `make test`).
+soak: develop
+	KLINE_RS_KILLS=200 $(PY) -m pytest -q tests/test_restart.py
 
 run: develop-release
 	$(VENV)/bin/kline-rs demo --duration 20

@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         "--lookback", type=_duration, default=0, help="history to rebuild at start, e.g. 2h"
     )
     live.add_argument("--flush-every", type=float, default=1.0, help="seconds between commits")
+    live.add_argument(
+        "--grace", type=int, default=250, help="ms to wait for stragglers before closing"
+    )
     live.add_argument("--print", action="store_true", help="with --db, print klines as well")
     live.add_argument("--ws-url", help="websocket base URL (default: the venue's)")
     live.add_argument("--rest-url", help="REST base URL (default: the venue's)")
@@ -114,6 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         db=args.db,
         lookback_ms=args.lookback,
         flush_every=args.flush_every,
+        grace_ms=args.grace,
     )
     printer = JsonLines(sys.stdout) if args.print or not args.db else None
     pipeline = LivePipeline(config, printer or (lambda k: None))
