@@ -72,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("interval")
     show.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
     show.add_argument("--last", type=int, default=10, help="how many of the latest")
+
+    export = sub.add_parser("export", help="stored klines to a Parquet file (exact decimals)")
+    export.add_argument("db", help="SQLite file or postgresql:// URL")
+    export.add_argument("out", help="Parquet file to write")
+    export.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
+    export.add_argument("--symbols", help="comma list (default: all stored)")
+    export.add_argument("--intervals", type=_intervals, help="e.g. 1m,1h (default: all stored)")
+    export.add_argument("--start", type=int, help="from this open time (ms)")
+    export.add_argument("--end", type=int, help="before this open time (ms)")
     return p
 
 
@@ -141,11 +150,28 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from kline_rs.live.symbols import names
+    from kline_rs.storage.parquet import export_parquet
+
+    rows = export_parquet(
+        args.db,
+        args.out,
+        venue=args.venue,
+        symbols=names(args.symbols) if args.symbols else None,
+        intervals=args.intervals,
+        start=args.start,
+        end=args.end,
+    )
+    print(f"{rows} klines written to {args.out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="kline-rs: %(name)s: %(message)s")
-    handlers = {"replay": _replay, "run": _run, "demo": _demo, "show": _show}
+    handlers = {"replay": _replay, "run": _run, "demo": _demo, "show": _show, "export": _export}
     try:
         return handlers[args.command](args)
     except (KlineError, OSError, ValueError) as e:  # StorageError is a KlineError
