@@ -186,10 +186,10 @@ def test_a_listing_is_followed_and_a_delisting_leaves_no_state() -> None:
     async def lifecycle(fx: FakeExchange, pipeline: LivePipeline) -> None:
         assert pipeline.engine is not None and pipeline.feed is not None
         market.list_symbol("NEWUSDT")
-        await _until(lambda: "NEWUSDT" in pipeline.engine.symbols())  # type: ignore[union-attr]
+        await until(lambda: "NEWUSDT" in pipeline.engine.symbols())  # type: ignore[union-attr]
         states["listed"] = "newusdt@aggTrade" in pipeline.feed.streams
         market.delist("XRPUSDT")
-        await _until(lambda: "XRPUSDT" not in pipeline.engine.symbols())  # type: ignore[union-attr]
+        await until(lambda: "XRPUSDT" not in pipeline.engine.symbols())  # type: ignore[union-attr]
         states["streams"] = set(pipeline.feed.streams)
         states["metrics"] = pipeline.engine.metrics()
 
@@ -210,7 +210,7 @@ def test_a_listing_is_followed_and_a_delisting_leaves_no_state() -> None:
     check(market, table, [s for s in SYMBOLS if s != "XRPUSDT"] + ["NEWUSDT"])
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"

@@ -18,7 +18,7 @@ from kline_rs.live.persist import Persister
 from kline_rs.live.repair import GapRepairer
 from kline_rs.live.symbols import Selection, SymbolManager
 from kline_rs.rest import BinanceRest, VenueName
-from kline_rs.storage import Sink, StorageError, StoredState, open_sink
+from kline_rs.storage import Sink, StorageError, StoredState, StoreUnavailable, open_sink
 
 log = logging.getLogger("kline_rs.live")
 
@@ -110,12 +110,29 @@ class LivePipeline:
         sink = open_sink(cfg.db, venue=cfg.venue) if cfg.db else None
         try:
             if sink is not None:
-                self._stored = await sink.open()
+                self._stored = await self._open(sink)
                 log.info("resuming %d symbols from %s", len(self._stored.checkpoints), cfg.db)
             await self._run(sink, duration)
         finally:
             if sink is not None:
                 await sink.close()
+
+    async def _open(self, sink: Sink) -> StoredState:
+        """The stored state, waiting for the store as long as it takes: nothing is followed
+        before the checkpoints are known (a fresh start would overwrite exact klines)."""
+        wait = 0.5
+        while True:
+            try:
+                return await sink.open()
+            except StoreUnavailable as e:
+                log.error(
+                    "store unavailable at start, nothing followed until it can be read "
+                    "(retrying in %.1f s): %s",
+                    wait,
+                    e,
+                )
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 10.0)
 
     async def _run(self, sink: Sink | None, duration: float | None) -> None:
         cfg = self.config

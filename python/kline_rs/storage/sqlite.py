@@ -72,7 +72,7 @@ def describe(e: sqlite3.Error) -> str:
     low = text.lower()
     if "locked" in low or "busy" in low:
         return f"database is locked by another connection ({text})"
-    if "readonly" in low or "read-only" in low:
+    if "readonly" in low or "read-only" in low or "unable to open" in low:
         return f"database is read-only ({text})"
     if "full" in low:
         return f"disk or database is full ({text})"
@@ -163,6 +163,7 @@ class SqliteSink:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
+            db = None
             try:
                 db = sqlite3.connect(
                     self.path, timeout=self.busy_timeout, isolation_level=None,
@@ -178,18 +179,36 @@ class SqliteSink:
                     (self.tz_offset or "+00:00",),
                 )
             except sqlite3.Error as e:
+                if db is not None:
+                    db.close()
                 raise StoreUnavailable(f"{self.path}: {describe(e)}") from e
             self._db = db
         return self._db
 
+    def _drop(self) -> None:
+        """After a failure: the next use connects afresh (a file that was read-only or on a
+        filesystem remounted meanwhile is opened read-write again)."""
+        self._placer.forget()
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
     def _open(self) -> StoredState:
         db = self._connect()
-        slots = db.execute(
-            f"SELECT {', '.join(SLOT_COLUMNS)} FROM open_klines WHERE venue = ?", (self.venue,)
-        ).fetchall()
-        checkpoints = dict(
-            db.execute("SELECT symbol, last_id FROM checkpoints WHERE venue = ?", (self.venue,))
-        )
+        try:
+            slots = db.execute(
+                f"SELECT {', '.join(SLOT_COLUMNS)} FROM open_klines WHERE venue = ?",
+                (self.venue,),
+            ).fetchall()
+            checkpoints = dict(
+                db.execute(
+                    "SELECT symbol, last_id FROM checkpoints WHERE venue = ?", (self.venue,)
+                )
+            )
+        except sqlite3.Error as e:
+            self._drop()
+            raise StoreUnavailable(f"{self.path}: {describe(e)}") from e
         return StoredState(slots_from_db(slots), checkpoints)
 
     def _write(
@@ -208,10 +227,10 @@ class SqliteSink:
                 self._put_snapshot(db, snapshot)
             db.execute("COMMIT")
         except sqlite3.Error as e:
-            self._placer.forget()
             if db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
+            self._drop()
             raise StoreUnavailable(f"{self.path}: {describe(e)}") from e
         return done
 
