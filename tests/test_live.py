@@ -227,3 +227,33 @@ def test_history_at_start_up_joins_the_live_stream_without_double_counting() -> 
         opens = sorted(t for s, t in table if s == symbol)
         assert opens[0] <= start - start % 60_000 + 60_000, f"{symbol}: history missing"
     check(market, table, skip_first=False)
+
+
+def test_history_from_rest_klines_joins_live_and_the_partial_seam_is_replaced() -> None:
+    """Five market minutes before the start come from REST klines (Binance's own: quote
+    volumes at 8 decimals, no trade ids); the engine's partial first kline, marked gap, is
+    replaced by the exchange's once closed (revision 1); every minute once, none gap."""
+    market = SimulatedMarket(SYMBOLS, seed=16, speed=60.0, trades_per_second=60.0)
+    market.advance(market.clock_ms() + 5 * 60_000)
+    start = market.now_ms - 5 * 60_000
+    table = asyncio.run(follow(market, Faults(), 2.0, lookback_ms=5 * 60_000, history="klines"))
+    for symbol in SYMBOLS:
+        want = truth(market, symbol)
+        got = sorted((t, v) for (s, t), v in table.items() if s == symbol)
+        opens = [t for t, _ in got]
+        assert opens[0] <= start, f"{symbol}: history missing"
+        assert opens == list(range(opens[0], opens[-1] + 1, 60_000)), f"{symbol}: not contiguous"
+        assert any(rev == 1 for _, (rev, _, _) in got), f"{symbol}: the seam was not replaced"
+        live = 0
+        for open_time, (_rev, gap, fields) in got:
+            assert not gap, f"{symbol} {open_time}: still marked gap"
+            w = want[open_time]
+            if fields["first_trade_id"] == -1 and fields["trades"] > 0:  # a REST kline
+                for name in ("quote_volume", "taker_buy_quote_volume"):
+                    assert fields[name] == w[name] // 10**8 * 10**8, f"{symbol} {open_time}"
+                same = [f for f in FIELDS if "quote" not in f and "trade_id" not in f]
+                assert {f: fields[f] for f in same} == {f: w[f] for f in same}
+            else:
+                assert fields == w, f"{symbol} {open_time}"
+                live += fields["trades"] > 0
+        assert live >= 1, f"{symbol}: no live kline"

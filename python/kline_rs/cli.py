@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument(
         "--lookback", type=_duration, default=0, help="history to rebuild at start, e.g. 2h"
     )
+    live.add_argument(
+        "--history",
+        choices=["aggtrades", "klines"],
+        default="aggtrades",
+        help="lookback from REST aggTrades (exact, rebuilt) or REST klines (Binance's own)",
+    )
     live.add_argument("--flush-every", type=float, default=1.0, help="seconds between commits")
     live.add_argument(
         "--grace", type=int, default=250, help="ms to wait for stragglers before closing"
@@ -125,6 +131,7 @@ def _run(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         db=args.db,
         lookback_ms=args.lookback,
+        history=args.history,
         flush_every=args.flush_every,
         grace_ms=args.grace,
     )

@@ -71,9 +71,14 @@ class Persister:
         self.tz_offset_ms = offset_ms(tz_offset)
         self.stats = PersistStats()
         self._held: list[Batch] = []
+        self._extra: list[npt.NDArray[np.void]] = []
         self._forget: set[str] = set()
         self._backoff = 0.0
         self._last_write = 0.0
+
+    def add(self, records: npt.NDArray[np.void]) -> None:
+        """Records from elsewhere (REST kline history) to store with the next write."""
+        self._extra.append(records)
 
     def forget(self, symbols: list[str]) -> None:
         """Symbols no longer followed: their open slots go with the next write."""
@@ -107,7 +112,7 @@ class Persister:
                 break
             self._held.append(batch)
         complete = drained and snap.behind == 0
-        records = _concat([b.klines for b in self._held])
+        records = _concat([*self._extra, *(b.klines for b in self._held)])
         forget = sorted(self._forget)
         self._last_write = time.monotonic()
         try:
@@ -118,6 +123,7 @@ class Persister:
         for b in self._held:
             self.engine.ack(b.token)
         self._held.clear()
+        self._extra.clear()
         if complete:
             self.engine.ack_snapshot(snap.token)
         self._forget.difference_update(forget)

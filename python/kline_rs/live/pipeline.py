@@ -11,9 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kline_rs.engine import ClosedKline, Engine
+import numpy as np
+import numpy.typing as npt
+
+from kline_rs.engine import ClosedKline, Engine, closed_kline
 from kline_rs.feeds.binance import VENUES, BinanceFeed
 from kline_rs.live.history import load_history, resume
+from kline_rs.live.kline_history import KlineHistory
 from kline_rs.live.persist import Persister
 from kline_rs.live.repair import GapRepairer
 from kline_rs.live.symbols import Selection, SymbolManager
@@ -37,8 +41,11 @@ class PipelineConfig:
     exchange_info_every: float = 60.0
     rotate_after: float = 23.5 * 3600
     max_streams: int = 1024
-    #: Rebuild this much history (ms, market time) from aggTrades for each new symbol.
+    #: History for each new symbol (ms, market time before it joins).
     lookback_ms: int = 0
+    #: From REST "aggtrades" (rebuilt exactly, held until done) or "klines" (Binance's own,
+    #: one request per 1000; the seam with live is replaced once closed).
+    history: str = "aggtrades"
     #: Store closed klines here (SQLite path or ``postgresql://`` URL) and resume from it.
     db: str | None = None
     #: Seconds between commits at most (a commit also follows closes, batched).
@@ -95,7 +102,9 @@ class LivePipeline:
         self.rest: BinanceRest | None = None
         self.now_ms: Callable[[], int] = now_ms or (lambda: int(time.time() * 1000))
         self._history: set[asyncio.Task[int]] = set()
+        self._seams: set[asyncio.Task[int]] = set()
         self.persister: Persister | None = None
+        self.kline_history: KlineHistory | None = None
         self._stored: StoredState | None = None
         self._started = asyncio.Event()
         self._last = (time.monotonic(), 0)
@@ -166,6 +175,10 @@ class LivePipeline:
                 )
                 self.manager = manager
                 self.repairer = GapRepairer(engine, rest)
+                if cfg.history == "klines":
+                    self.kline_history = KlineHistory(rest, cfg.intervals, self._emit)
+                elif cfg.history != "aggtrades":
+                    raise ValueError(f"history: 'aggtrades' or 'klines', not {cfg.history!r}")
                 if sink is not None:
                     self.persister = Persister(
                         engine,
@@ -233,6 +246,13 @@ class LivePipeline:
                 self.engine.restore(part.slots, part.checkpoints, hold=True)
         fresh = [s for s in symbols if s not in resumed]
         history = bool(self.config.lookback_ms and self.rest is not None and fresh)
+        from_klines = self.kline_history if history else None
+        if from_klines is not None:
+            history = False
+            start = self.now_ms() - self.config.lookback_ms
+            jobs_k = [from_klines.load(s, start, self.now_ms()) for s in fresh]
+        else:
+            jobs_k = []
         if history:
             now = self.now_ms()
             start = now - self.config.lookback_ms
@@ -240,7 +260,7 @@ class LivePipeline:
             for s in fresh:
                 self.engine.feed_down(s, start, hold=True)  # live trades wait for the history
         await self.feed.set_symbols(self.manager.following | set(symbols))
-        jobs = [resume(self.engine, self.rest, s, last) for s, last in resumed.items()]
+        jobs = [resume(self.engine, self.rest, s, last) for s, last in resumed.items()] + jobs_k
         if history and self.rest is not None:
             jobs += [load_history(self.engine, self.rest, s, start, now) for s in fresh]
         for job in jobs:
@@ -263,6 +283,19 @@ class LivePipeline:
     def _count(self, k: ClosedKline) -> None:
         self.klines += 1
         self.on_kline(k)
+        seam = self.kline_history.owed(k) if self.kline_history is not None else None
+        if seam is not None and self.kline_history is not None:
+            task = asyncio.create_task(self.kline_history.close_seam(*seam))
+            self._seams.add(task)
+            task.add_done_callback(self._seams.discard)
+
+    async def _emit(self, records: npt.NDArray[np.void]) -> None:
+        """Klines from REST history: stored with the next commit, or handed on."""
+        if self.persister is not None:
+            self.persister.add(records)
+        else:
+            for r in records:
+                self._count(closed_kline(r))
 
     def status(self) -> Status:
         """Counters for the status line (call from the running loop)."""

@@ -1,0 +1,108 @@
+"""History at start-up from REST klines: cheap (one request per 1000 klines), Binance's own.
+
+For a new symbol, every kline of the lookback that has closed comes from ``GET klines`` (all
+configured intervals) and is handed on as revision 0. The engine takes over live: the kline its
+first trade opens is partial (it joined mid-period) and comes out marked gap. When the first
+kline of an interval comes out of the engine, the periods between the last REST kline and it
+(closed at Binance by then) are fetched again and handed on as revision 1, replacing the
+partial one — every period has exactly one final kline, none counted twice.
+
+REST klines carry Binance's values: quote volumes at 8 decimals (not the exact Σ p·q kept for
+the engine's own klines) and no trade ids (-1).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from kline_rs._core import parse_fixed8
+from kline_rs.engine import RECORD_DTYPE, ClosedKline
+from kline_rs.rest.venues import interval_ms_at_least
+
+log = logging.getLogger("kline_rs.history")
+
+Emit = Callable[[npt.NDArray[np.void]], Awaitable[None]]
+
+
+class KlineRest(Protocol):
+    def klines_range(self, symbol: str, interval: str, start: int, end: int) -> Any: ...
+
+
+def records(
+    symbol: str, interval: str, rows: Sequence[Sequence[Any]], revision: int
+) -> npt.NDArray[np.void]:
+    """Binance REST kline rows → :data:`RECORD_DTYPE` records (exact decimals, ids -1)."""
+    out = np.empty(len(rows), dtype=RECORD_DTYPE)
+    scale = 10**8  # quote volumes are kept at 1e-16
+    for i, r in enumerate(rows):
+        out[i] = (
+            int(r[0]), int(r[6]), parse_fixed8(r[1]), parse_fixed8(r[2]), parse_fixed8(r[3]),
+            parse_fixed8(r[4]), parse_fixed8(r[5]), parse_fixed8(r[7]) * scale, int(r[8]),
+            parse_fixed8(r[9]), parse_fixed8(r[10]) * scale, -1, -1, symbol, interval,
+            revision, False, False,
+        )  # fmt: skip
+    return out
+
+
+def period_before(t: int, interval: str) -> int:
+    """A time at least one whole ``interval`` before ``t``: asking REST from there includes
+    the kline holding ``t`` (months count 31 days)."""
+    longest = interval_ms_at_least(interval)
+    return t - (longest // 28 * 31 if interval.endswith("M") else longest)
+
+
+class KlineHistory:
+    """Loads REST kline history for new symbols and closes the seam with the engine."""
+
+    def __init__(self, rest: KlineRest, intervals: Sequence[str], emit: Emit) -> None:
+        self.rest = rest
+        self.intervals = list(intervals)
+        self.emit = emit
+        #: (symbol, interval) → the open time from which the seam is still owed.
+        self._owed: dict[tuple[str, str], int] = {}
+        self.fetched = 0
+
+    async def load(self, symbol: str, start: int, now: int) -> int:
+        """The closed klines of ``start .. now`` for every interval; returns how many."""
+        got = 0
+        first = {i: period_before(start, i) for i in self.intervals}
+        for interval in self.intervals:
+            self._owed[(symbol, interval)] = first[interval]  # the engine may close first
+        for interval in self.intervals:
+            key = (symbol, interval)
+            async for page in self.rest.klines_range(symbol, interval, first[interval], now):
+                closed = [r for r in page if int(r[6]) < now]
+                if closed:
+                    await self.emit(records(symbol, interval, closed, 0))
+                    got += len(closed)
+                    if key in self._owed:  # else the seam was fetched already (revision 1)
+                        self._owed[key] = int(closed[-1][6]) + 1
+        self.fetched += got
+        log.info("%s: %d klines of history from REST since %d", symbol, got, start)
+        return got
+
+    def owed(self, k: ClosedKline) -> tuple[str, str, int, int] | None:
+        """For the engine's closed kline ``k``: the span (symbol, interval, from, to) still to
+        fetch if it is the first of its series after a REST history (else None)."""
+        if k.first_trade_id < 0:  # not the engine's (a REST kline, or a quiet period)
+            return None
+        after = self._owed.pop((k.symbol, k.interval), None)
+        if after is None:
+            return None
+        until = k.open_time if k.gap else k.open_time - 1
+        return None if until < after else (k.symbol, k.interval, after, until)
+
+    async def close_seam(self, symbol: str, interval: str, start: int, end: int) -> int:
+        """Fetches the seam's klines (closed at Binance by now) and hands them on as revision
+        1: they replace the engine's partial first kline."""
+        got = 0
+        async for page in self.rest.klines_range(symbol, interval, start, end):
+            await self.emit(records(symbol, interval, page, 1))
+            got += len(page)
+        log.info("%s %s: seam %d..%d closed with %d REST klines", symbol, interval, start, end, got)
+        return got
