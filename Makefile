@@ -51,6 +51,7 @@ bench: develop-release
 	$(PY) -m pip install -q "polars>=1.0" "orjson>=3"
 	$(PY) benchmarks/bench_replay.py
 	$(PY) benchmarks/bench_engine.py
+	$(PY) benchmarks/bench_storage.py
 	cargo bench -p kline_core --bench latency
 	cargo bench -p kline_core --bench rollover
 

@@ -14,8 +14,8 @@ readers. Placement keeps three rules whatever order records arrive in:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -58,8 +58,7 @@ def parse_fixed_text(text: str, digits: int) -> int:
     return -value if negative else value
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One stored row; decimals as exact text (prices/volumes 8 decimals, quotes 16)."""
 
     symbol: str
@@ -97,36 +96,27 @@ class Row:
 
 
 #: Column order of the ``klines`` table after ``venue``.
-ROW_COLUMNS: tuple[str, ...] = tuple(Row.__dataclass_fields__)
+ROW_COLUMNS: tuple[str, ...] = Row._fields
+
+#: Decimal columns and their digits.
+TEXT_DIGITS = {
+    "open": PRICE_DIGITS, "high": PRICE_DIGITS, "low": PRICE_DIGITS, "close": PRICE_DIGITS,
+    "volume": VOLUME_DIGITS, "quote_volume": QUOTE_DIGITS, "taker_buy_volume": VOLUME_DIGITS,
+    "taker_buy_quote_volume": QUOTE_DIGITS,
+}  # fmt: skip
 
 
 def rows_from_records(records: npt.NDArray[np.void]) -> list[Row]:
-    """Engine records (:data:`kline_rs.engine.RECORD_DTYPE`) → rows with exact text."""
-    out = []
-    for r in records:
-        out.append(
-            Row(
-                symbol=r["symbol"],
-                interval=r["interval"],
-                open_time=int(r["open_time"]),
-                close_time=int(r["close_time"]),
-                open=fixed_text(int(r["open"]), PRICE_DIGITS),
-                high=fixed_text(int(r["high"]), PRICE_DIGITS),
-                low=fixed_text(int(r["low"]), PRICE_DIGITS),
-                close=fixed_text(int(r["close"]), PRICE_DIGITS),
-                volume=fixed_text(r["volume"], VOLUME_DIGITS),
-                quote_volume=fixed_text(r["quote_volume"], QUOTE_DIGITS),
-                trades=int(r["trades"]),
-                taker_buy_volume=fixed_text(r["taker_buy_volume"], VOLUME_DIGITS),
-                taker_buy_quote_volume=fixed_text(r["taker_buy_quote_volume"], QUOTE_DIGITS),
-                first_trade_id=int(r["first_trade_id"]),
-                last_trade_id=int(r["last_trade_id"]),
-                revision=int(r["revision"]),
-                gap=bool(r["gap"]),
-                flat=bool(r["flat"]),
-            )
-        )
-    return out
+    """Engine records (:data:`kline_rs.engine.RECORD_DTYPE`) → rows with exact text
+    (column by column: one ``tolist`` per column, then plain Python)."""
+    columns = []
+    for name in ROW_COLUMNS:
+        values = records[name].tolist()
+        digits = TEXT_DIGITS.get(name)
+        if digits is not None:
+            values = [fixed_text(v, digits) for v in values]
+        columns.append(values)
+    return [Row._make(values) for values in zip(*columns, strict=True)]
 
 
 def row_from_db(values: Sequence[Any]) -> Row:
@@ -188,7 +178,7 @@ class Placer:
             tail = self._tails[key]
             if tail is None or row.open_time > tail.close_time:
                 if tail is not None and row.continues(tail):
-                    row = replace(tail, close_time=row.close_time)
+                    row = tail._replace(close_time=row.close_time)
                     done.merged += 1
                 table.put(row)
                 self._tails[key] = row
@@ -212,19 +202,19 @@ class Placer:
             table.delete(o)
             done.replaced += 1
             if o.flat and o.open_time < row.open_time:
-                table.put(replace(o, close_time=row.open_time - 1))
+                table.put(o._replace(close_time=row.open_time - 1))
             if o.flat and o.close_time > row.close_time:
-                table.put(replace(o, open_time=row.close_time + 1))
+                table.put(o._replace(open_time=row.close_time + 1))
         table.flush()
         if row.flat:
             left = table.before(key, row.open_time)
             if left is not None and row.continues(left):
-                row = replace(left, close_time=row.close_time)
+                row = left._replace(close_time=row.close_time)
                 done.merged += 1
             right = table.between(key, row.close_time + 1, row.close_time + 1)
             if right and right[0].continues(row):
                 table.delete(right[0])
-                row = replace(row, close_time=right[0].close_time)
+                row = row._replace(close_time=right[0].close_time)
                 done.merged += 1
         table.put(row)
         table.flush()

@@ -202,9 +202,7 @@ class SqliteSink:
                 (self.venue,),
             ).fetchall()
             checkpoints = dict(
-                db.execute(
-                    "SELECT symbol, last_id FROM checkpoints WHERE venue = ?", (self.venue,)
-                )
+                db.execute("SELECT symbol, last_id FROM checkpoints WHERE venue = ?", (self.venue,))
             )
         except sqlite3.Error as e:
             self._drop()
