@@ -17,7 +17,7 @@ pub struct DirtySet {
 
 impl DirtySet {
     pub fn grow(&mut self, len: usize) {
-        self.flags.resize(len, 0);
+        super::table::grow_to(&mut self.flags, len, 0);
     }
 
     /// O(1): flag the slot, listing it once.
@@ -25,6 +25,11 @@ impl DirtySet {
     pub fn mark(&mut self, i: usize) {
         if self.flags[i] & ACTIVE == 0 {
             self.flags[i] |= ACTIVE;
+            if self.active.len() == self.active.capacity() {
+                // A quarter more at a time: the lists stay near the slots they can hold.
+                let more = (self.active.capacity() / 4).max(64);
+                self.active.reserve_exact(more);
+            }
             self.active.push(i as u32);
         }
     }

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod delivery;
 pub mod dirty;
 pub mod doorbell;
+pub mod durable;
 pub mod metrics;
 pub mod output;
 pub mod partition;
@@ -204,7 +205,7 @@ impl Engine {
             grids: grids.clone(),
             registry: Registry::default(),
             shared: (0..n)
-                .map(|_| Arc::new(Shared::new(cfg.ring_capacity, cfg.outbox_capacity)))
+                .map(|_| Arc::new(Shared::new(cfg.ring_capacity, cfg.outbox_capacity, grids.len())))
                 .collect(),
             workers: Mutex::new(Vec::new()),
             shutdown: Arc::new(AtomicBool::new(false)),

@@ -2,15 +2,15 @@
 
 use super::dirty::DirtySet;
 use super::doorbell::Doorbell;
+use super::durable::Durable;
 use super::metrics::{PartitionCounters, Tally};
 use super::output::{Checkpoint, IdGap, LateTrade, PartitionSnapshot, Record, SlotSnapshot};
-use super::table::{SlotState, SlotValue, Table};
+use super::table::{grow_to, SlotState, SlotValue, Table};
 use crate::interval::{Grid, Interval};
 use crate::kline::{FlatRun, Kline};
 use crate::trade::{Skip, Trade};
 use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
-use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -111,26 +111,8 @@ pub struct Shared {
     pub durable: Mutex<Durable>,
 }
 
-/// Acknowledged state by symbol: slot values per interval and the checkpoint.
-#[derive(Debug, Default)]
-pub struct Durable {
-    pub slots: HashMap<(Arc<str>, u16), SlotValue>,
-    pub checkpoints: HashMap<Arc<str>, i64>,
-}
-
-impl Durable {
-    pub fn absorb(&mut self, snap: &PartitionSnapshot) {
-        for s in &snap.slots {
-            self.slots.insert((s.symbol.clone(), s.interval), s.value);
-        }
-        for c in &snap.checkpoints {
-            self.checkpoints.insert(c.symbol.clone(), c.last_id);
-        }
-    }
-}
-
 impl Shared {
-    pub fn new(ring: usize, outbox: usize) -> Self {
+    pub fn new(ring: usize, outbox: usize, intervals: usize) -> Self {
         Shared {
             ring: ArrayQueue::new(ring),
             outbox: ArrayQueue::new((outbox / OUT_CHUNK).max(4)),
@@ -140,7 +122,7 @@ impl Shared {
             symbols: AtomicUsize::new(0),
             allocated: AtomicUsize::new(0),
             bell: Doorbell::new(),
-            durable: Mutex::new(Durable::default()),
+            durable: Mutex::new(Durable::new(intervals)),
         }
     }
 
@@ -240,7 +222,7 @@ pub struct Book {
     last_closed: Vec<Option<(Kline, u32)>>,
     /// With id-gap detection: per slot, the kline the clock closed last (until a trade opens
     /// the next one). A gap found later rewinds to it, so trades it missed are not late.
-    swept: Vec<Option<Kline>>,
+    swept: Vec<Option<Box<Kline>>>,
     /// The chunk being filled.
     pending: Vec<Record>,
     /// Chunks that did not fit the outbox: kept, never dropped, sent first next time.
@@ -361,10 +343,10 @@ impl Book {
                 self.table.grow(self.n);
                 self.checkpoints.grow(self.symbols.len());
                 if matches!(self.cfg.late, LatePolicy::Amend { .. }) {
-                    self.last_closed.resize(self.table.len(), None);
+                    grow_to(&mut self.last_closed, self.table.len(), None);
                 }
                 if self.cfg.detect_id_gaps {
-                    self.swept.resize(self.table.len(), None);
+                    grow_to(&mut self.swept, self.table.len(), None);
                 }
                 (self.symbols.len() - 1) as u32
             }
@@ -595,8 +577,11 @@ impl Book {
                 let kline = self.table.kline(idx);
                 self.emit_kline(shared, sym, i, kline);
                 self.table.go_flat(idx, kline.close_time + 1);
-                if !self.swept.is_empty() {
-                    self.swept[idx] = Some(kline);
+                if let Some(swept) = self.swept.get_mut(idx) {
+                    match swept {
+                        Some(k) => **k = kline,
+                        None => *swept = Some(Box::new(kline)), // 8 bytes per slot until used
+                    }
                 }
                 let s = &mut self.symbols[sym];
                 s.late_before = s.late_before.max(kline.close_time + 1);
@@ -648,7 +633,7 @@ impl Book {
         for (i, owed) in emitted_until.iter_mut().enumerate() {
             let idx = sym * n + i;
             let value = self.table.value(idx);
-            match (value, self.swept.get(idx).copied().flatten()) {
+            match (value, self.swept.get(idx).and_then(|k| k.as_deref().copied())) {
                 (SlotValue::Flat { since: quiet_from, .. }, Some(k)) if since <= k.close_time => {
                     saved.push(SlotValue::Open { kline: k, next: k.close_time + 1 });
                     *owed = quiet_from;
@@ -865,12 +850,10 @@ impl Book {
         let sym = slot as usize;
         let s = self.symbols.get(sym).filter(|s| s.live)?;
         let name = s.name.clone();
-        for i in 0..self.n {
-            let value =
-                durable.slots.get(&(name.clone(), i as u16)).copied().unwrap_or(SlotValue::Empty);
-            self.table.restore(sym * self.n + i, &value);
+        let (values, last_id) = durable.get(&name);
+        for (i, value) in values.iter().enumerate() {
+            self.table.restore(sym * self.n + i, value);
         }
-        let last_id = durable.checkpoints.get(&name).copied().unwrap_or(i64::MIN);
         let late_before = (0..self.n)
             .map(|i| self.table.value(sym * self.n + i).start())
             .max()
