@@ -24,12 +24,14 @@ impl Delivery {
         }
     }
 
-    /// Takes from the carried rest of a chunk, then from `next_chunk()`, up to `max` records.
+    /// Takes from the carried rest of a chunk, then from `next_chunk()`, up to `max` records;
+    /// each emptied chunk goes to `spare` (back to its worker for reuse).
     pub fn take_new(
         &mut self,
         max: usize,
         out: &mut Vec<Record>,
         mut next_chunk: impl FnMut() -> Option<Vec<Record>>,
+        mut spare: impl FnMut(Vec<Record>),
     ) {
         loop {
             while out.len() < max {
@@ -42,7 +44,10 @@ impl Delivery {
                 return;
             }
             match next_chunk() {
-                Some(chunk) => self.carry.extend(chunk),
+                Some(mut chunk) => {
+                    self.carry.extend(chunk.drain(..));
+                    spare(chunk);
+                }
                 None => return,
             }
         }

@@ -518,17 +518,26 @@ impl Engine {
         delivery.take_redelivery(max, &mut out);
         let mut turn = 0;
         let shared = &self.shared;
-        delivery.take_new(max, &mut out, || {
-            // Round robin over partitions so one busy partition does not starve the others.
-            for _ in 0..shared.len() {
-                let p = turn % shared.len();
-                turn += 1;
-                if let Some(chunk) = shared[p].outbox.pop() {
-                    return Some(chunk);
+        let from = std::cell::Cell::new(0);
+        delivery.take_new(
+            max,
+            &mut out,
+            || {
+                // Round robin over partitions so one busy partition does not starve the others.
+                for _ in 0..shared.len() {
+                    let p = turn % shared.len();
+                    turn += 1;
+                    if let Some(chunk) = shared[p].outbox.pop() {
+                        from.set(p);
+                        return Some(chunk);
+                    }
                 }
-            }
-            None
-        });
+                None
+            },
+            |chunk| {
+                let _ = shared[from.get()].spare.push(chunk); // full: dropped, allocated anew
+            },
+        );
         let token = delivery.register(&out);
         (token, out)
     }

@@ -98,6 +98,9 @@ pub struct Shared {
     pub ring: ArrayQueue<Item>,
     /// Closed records in chunks (one queue operation per chunk, not per record).
     pub outbox: ArrayQueue<Vec<Record>>,
+    /// Emptied outbox chunks handed back by the consumer for the worker to fill again (no
+    /// allocation, no fresh pages on the emitting path in steady state).
+    pub spare: ArrayQueue<Vec<Record>>,
     pub late: ArrayQueue<LateTrade>,
     /// Holes in aggTrade ids found on the live path (when id-gap detection is on).
     pub gaps: ArrayQueue<IdGap>,
@@ -116,6 +119,7 @@ impl Shared {
         Shared {
             ring: ArrayQueue::new(ring),
             outbox: ArrayQueue::new((outbox / OUT_CHUNK).max(4)),
+            spare: ArrayQueue::new(SPARE_CHUNKS),
             late: ArrayQueue::new(outbox),
             gaps: ArrayQueue::new(outbox),
             counters: PartitionCounters::default(),
@@ -176,6 +180,9 @@ struct Gap {
     /// `feed_up`, so the klines come out once, exact, at revision 0.
     held: bool,
 }
+
+/// Emptied chunks kept for reuse per partition.
+const SPARE_CHUNKS: usize = 64;
 
 /// Records per outbox chunk.
 pub const OUT_CHUNK: usize = 256;
@@ -308,7 +315,8 @@ impl Book {
     /// when none are left waiting.
     pub fn flush_spill(&mut self, shared: &Shared) -> bool {
         if !self.pending.is_empty() {
-            let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(OUT_CHUNK));
+            let fresh = shared.spare.pop().unwrap_or_else(|| Vec::with_capacity(OUT_CHUNK));
+            let chunk = std::mem::replace(&mut self.pending, fresh);
             self.spill.push_back(chunk);
         }
         while let Some(chunk) = self.spill.pop_front() {
