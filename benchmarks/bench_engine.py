@@ -700,12 +700,36 @@ def machine() -> str:
     )
 
 
+# ---------------------------------------------------------------- 5. the cost of spinning
+
+
+def bench_spin(seconds: float = 2.0) -> list[str]:
+    """Worker CPU with one push per millisecond, for spin windows of 0, 20 and 50 µs: what
+    the low-latency wake-up costs at a trickle (an idle engine parks whatever the spin)."""
+    out = ["| spin before parking | pushes/s | worker CPU, % of a core |", "|---:|---:|---:|"]
+    for spin in (0, 20, 50):
+        with kline_rs.Engine(
+            ["1m"], partitions=1, spin_us=spin, clock=kline_rs.ManualClock(0)
+        ) as e:
+            e.add_symbol("A")
+            cpu0, t0, i = worker_cpu(), time.perf_counter(), 0
+            while time.perf_counter() - t0 < seconds:
+                i += 1
+                a = np.array([i], dtype=np.int64)
+                e.push_trades("A", a, a * E8, a, a, a, a + MONDAY_JAN_1, np.zeros(1, np.bool_))
+                time.sleep(0.001)
+            wall = time.perf_counter() - t0
+            cpu = worker_cpu() - cpu0
+        out.append(f"| {spin} µs | {i / wall:.0f} | {100 * cpu / wall:.1f} |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller data, for a smoke run")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--only", type=int, help="run only this section (1-4)")
+    ap.add_argument("--only", type=int, help="run only this section (1-5)")
     args = ap.parse_args()
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe)))
@@ -719,6 +743,7 @@ def main() -> None:
         ("3. rollover and sweeps",
          lambda: bench_rollover(2_000 if q else 10_000, 1_000, args.repeat)),
         ("4. memory per symbol x interval", lambda: bench_memory(4_000 if q else 20_000)),
+        ("5. worker CPU at a trickle, by spin window", lambda: bench_spin()),
     ]  # fmt: skip
     print(f"command: {shlex.join(['python', *sys.argv])}")
     print(f"machine: {machine()}")

@@ -67,6 +67,7 @@ class Engine:
         allowed_lateness: int = 0,
         detect_id_gaps: bool = False,
         mark_partial_start: bool = False,
+        spin_us: int = 50,
     ) -> Self: ...
     @property
     def intervals(self) -> list[str]: ...

@@ -111,7 +111,7 @@ fn closed_columns<'py>(
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None, late_policy="drop", allowed_lateness=0, detect_id_gaps=false, mark_partial_start=false))]
+    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None, late_policy="drop", allowed_lateness=0, detect_id_gaps=false, mark_partial_start=false, spin_us=50))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -130,6 +130,7 @@ impl Engine {
         allowed_lateness: i64,
         detect_id_gaps: bool,
         mark_partial_start: bool,
+        spin_us: u64,
     ) -> PyResult<Self> {
         let mut cfg =
             EngineConfig::new(intervals.iter().map(|s| interval(s)).collect::<PyResult<_>>()?);
@@ -159,6 +160,7 @@ impl Engine {
         cfg.pin_threads = pin_threads;
         cfg.detect_id_gaps = detect_id_gaps;
         cfg.mark_partial_start = mark_partial_start;
+        cfg.spin = Duration::from_micros(spin_us);
         cfg.auto_add = auto_add;
         cfg.push_wait = Duration::from_millis(push_wait_ms);
         if let Some(c) = clock {

@@ -8,7 +8,7 @@ use crossbeam_utils::Backoff;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Items applied before the worker looks at the clock and the outbox again.
 const BATCH: usize = 4096;
@@ -27,6 +27,7 @@ pub struct WorkerContext {
     pub grace: i64,
     pub ticks_per_ms: i64,
     pub cpu: Option<usize>,
+    pub spin: Duration,
 }
 
 /// First sweep time strictly after `now`: the next grid boundary plus grace.
@@ -175,8 +176,20 @@ pub fn run(mut book: Book, cx: WorkerContext) {
     }
 }
 
-/// Spin briefly, then yield, then park until woken, the next sweep, or `MAX_PARK`.
+/// Spin for `cx.spin`, then back off (yield), then park until woken, the next sweep, or
+/// `MAX_PARK`.
 fn idle(shared: &Shared, cx: &WorkerContext, drained: bool, until_sweep: i64) {
+    if !cx.spin.is_zero() {
+        let start = Instant::now();
+        while start.elapsed() < cx.spin {
+            for _ in 0..64 {
+                if !shared.ring.is_empty() {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+        }
+    }
     let backoff = Backoff::new();
     while !backoff.is_completed() {
         if !shared.ring.is_empty() {
