@@ -278,3 +278,27 @@ def test_unreachable_server_is_store_unavailable(tmp_path: Path) -> None:
     run(main())
     with pytest.raises(StoreUnavailable, match="server unreachable"):
         read_klines(url, "BBB", "1m")
+
+
+def test_the_live_pipeline_rides_out_a_postgresql_restart(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """The server stopped for 2 s mid-run, then started again: the pipeline keeps ingesting,
+    holds the closed klines, reconnects, and the stored series ends contiguous and exact."""
+    from kline_rs.testing import SimulatedMarket
+    from test_storage_faults import check_store, follow_with_fault
+
+    async def restart(seconds: float) -> None:
+        await asyncio.to_thread(postgres_server.stop)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            await asyncio.to_thread(postgres_server.start)
+
+    market = SimulatedMarket(["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"], seed=24,
+                             speed=60.0, trades_per_second=60.0)  # fmt: skip
+    table, pipeline, recovered = follow_with_fault(market, postgres_url, restart, 2.0)  # type: ignore[arg-type]
+    stats = pipeline.persister.stats  # type: ignore[union-attr]
+    assert stats.failures > 0 and stats.peak_backlog > 0, "the store never failed"
+    assert stats.down_since == 0 and stats.backlog == 0, "the store did not come back"
+    check_store(market, postgres_url, table, recovered)  # type: ignore[arg-type]
