@@ -147,6 +147,61 @@ class RowTable(Protocol):
         """Sends puts buffered so far (before any read)."""
 
 
+class SqlTable:
+    """:class:`RowTable` over an open transaction of a DB-API style connection (``execute``
+    returning rows). Subclasses give the placeholder and how buffered rows are upserted."""
+
+    #: The driver's placeholder: ``?`` (sqlite3) or ``%s`` (psycopg).
+    mark = "?"
+
+    def __init__(self, db: Any, venue: str) -> None:
+        self.db = db
+        self.venue = venue
+        self.puts: list[tuple[Any, ...]] = []
+        m = self.mark
+        cols = ", ".join(ROW_COLUMNS)
+        key = f"venue = {m} AND symbol = {m} AND interval = {m}"
+        self._last = f"SELECT {cols} FROM klines WHERE {key} ORDER BY open_time DESC LIMIT 1"
+        self._before = (
+            f"SELECT {cols} FROM klines WHERE {key} AND open_time < {m} "
+            "ORDER BY open_time DESC LIMIT 1"
+        )
+        self._between = (
+            f"SELECT {cols} FROM klines WHERE {key} AND open_time BETWEEN {m} AND {m} "
+            "ORDER BY open_time"
+        )
+        self._delete = f"DELETE FROM klines WHERE {key} AND open_time = {m}"
+
+    def _one(self, sql: str, args: tuple[Any, ...]) -> Row | None:
+        got = self.db.execute(sql, args).fetchone()
+        return None if got is None else row_from_db(got)
+
+    def last(self, key: tuple[str, str]) -> Row | None:
+        return self._one(self._last, (self.venue, *key))
+
+    def before(self, key: tuple[str, str], t: int) -> Row | None:
+        return self._one(self._before, (self.venue, *key, t))
+
+    def between(self, key: tuple[str, str], start: int, end: int) -> list[Row]:
+        got = self.db.execute(self._between, (self.venue, *key, start, end))
+        return [row_from_db(r) for r in got]
+
+    def delete(self, row: Row) -> None:
+        self.db.execute(self._delete, (self.venue, row.symbol, row.interval, row.open_time))
+
+    def put(self, row: Row) -> None:
+        self.puts.append((self.venue, *row))
+
+    def flush(self) -> None:
+        if self.puts:
+            self.upsert(self.puts)
+            self.puts.clear()
+
+    def upsert(self, rows: list[tuple[Any, ...]]) -> None:
+        """Inserts ``(venue, *Row)`` tuples, replacing rows at the same key."""
+        raise NotImplementedError
+
+
 @dataclass
 class Placement:
     """Counts of one write."""

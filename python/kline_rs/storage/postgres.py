@@ -38,6 +38,7 @@ from kline_rs.storage.base import (
     Placement,
     Placer,
     Row,
+    SqlTable,
     StorageError,
     StoredState,
     StoreUnavailable,
@@ -125,53 +126,14 @@ def describe(e: psycopg.Error) -> str:
     return text
 
 
-class _Table:
+class _Table(SqlTable):
     """:class:`~kline_rs.storage.base.RowTable` on an open psycopg transaction."""
 
-    def __init__(self, db: Connection, venue: str) -> None:
-        self.db = db
-        self.venue = venue
-        self.puts: list[tuple[Any, ...]] = []
+    mark = "%s"
 
-    def _one(self, sql: str, args: tuple[Any, ...]) -> Row | None:
-        got = self.db.execute(sql, args).fetchone()
-        return None if got is None else row_from_db(got)
-
-    def last(self, key: tuple[str, str]) -> Row | None:
-        return self._one(
-            f"SELECT {_COLS} FROM klines WHERE {_KEY} ORDER BY open_time DESC LIMIT 1",
-            (self.venue, *key),
-        )
-
-    def before(self, key: tuple[str, str], t: int) -> Row | None:
-        return self._one(
-            f"SELECT {_COLS} FROM klines WHERE {_KEY} AND open_time < %s "
-            "ORDER BY open_time DESC LIMIT 1",
-            (self.venue, *key, t),
-        )
-
-    def between(self, key: tuple[str, str], start: int, end: int) -> list[Row]:
-        got = self.db.execute(
-            f"SELECT {_COLS} FROM klines WHERE {_KEY} AND open_time BETWEEN %s AND %s "
-            "ORDER BY open_time",
-            (self.venue, *key, start, end),
-        )
-        return [row_from_db(r) for r in got]
-
-    def delete(self, row: Row) -> None:
-        self.db.execute(
-            f"DELETE FROM klines WHERE {_KEY} AND open_time = %s",
-            (self.venue, row.symbol, row.interval, row.open_time),
-        )
-
-    def put(self, row: Row) -> None:
-        self.puts.append((self.venue, *(getattr(row, c) for c in ROW_COLUMNS)))
-
-    def flush(self) -> None:
-        if self.puts:
-            with self.db.cursor() as cur:
-                cur.executemany(_UPSERT_KLINE, self.puts)
-            self.puts.clear()
+    def upsert(self, rows: list[tuple[Any, ...]]) -> None:
+        with self.db.cursor() as cur:
+            cur.executemany(_UPSERT_KLINE, rows)
 
 
 class PostgresSink:

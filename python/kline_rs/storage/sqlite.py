@@ -24,10 +24,9 @@ from kline_rs.storage.base import (
     SLOT_COLUMNS,
     Placement,
     Placer,
-    Row,
+    SqlTable,
     StoredState,
     StoreUnavailable,
-    row_from_db,
     rows_from_records,
     slot_rows,
     slots_from_db,
@@ -79,55 +78,16 @@ def describe(e: sqlite3.Error) -> str:
     return text
 
 
-class _Table:
+class _Table(SqlTable):
     """:class:`~kline_rs.storage.base.RowTable` on an open sqlite3 transaction."""
 
-    def __init__(self, db: sqlite3.Connection, venue: str) -> None:
-        self.db = db
-        self.venue = venue
-        self.puts: list[tuple[Any, ...]] = []
+    mark = "?"
 
-    def _one(self, sql: str, args: tuple[Any, ...]) -> Row | None:
-        got = self.db.execute(sql, args).fetchone()
-        return None if got is None else row_from_db(got)
-
-    def last(self, key: tuple[str, str]) -> Row | None:
-        return self._one(
-            f"SELECT {_COLS} FROM klines WHERE {_KEY} ORDER BY open_time DESC LIMIT 1",
-            (self.venue, *key),
+    def upsert(self, rows: list[tuple[Any, ...]]) -> None:
+        marks = ", ".join("?" * (len(ROW_COLUMNS) + 1))
+        self.db.executemany(
+            f"INSERT OR REPLACE INTO klines (venue, {_COLS}) VALUES ({marks})", rows
         )
-
-    def before(self, key: tuple[str, str], t: int) -> Row | None:
-        return self._one(
-            f"SELECT {_COLS} FROM klines WHERE {_KEY} AND open_time < ? "
-            "ORDER BY open_time DESC LIMIT 1",
-            (self.venue, *key, t),
-        )
-
-    def between(self, key: tuple[str, str], start: int, end: int) -> list[Row]:
-        got = self.db.execute(
-            f"SELECT {_COLS} FROM klines WHERE {_KEY} AND open_time BETWEEN ? AND ? "
-            "ORDER BY open_time",
-            (self.venue, *key, start, end),
-        )
-        return [row_from_db(r) for r in got]
-
-    def delete(self, row: Row) -> None:
-        self.db.execute(
-            f"DELETE FROM klines WHERE {_KEY} AND open_time = ?",
-            (self.venue, row.symbol, row.interval, row.open_time),
-        )
-
-    def put(self, row: Row) -> None:
-        self.puts.append((self.venue, *(getattr(row, c) for c in ROW_COLUMNS)))
-
-    def flush(self) -> None:
-        if self.puts:
-            marks = ", ".join("?" * (len(ROW_COLUMNS) + 1))
-            self.db.executemany(
-                f"INSERT OR REPLACE INTO klines (venue, {_COLS}) VALUES ({marks})", self.puts
-            )
-            self.puts.clear()
 
 
 class SqliteSink:
