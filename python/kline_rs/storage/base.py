@@ -13,15 +13,19 @@ readers. Placement keeps three rules whatever order records arrive in:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from kline_rs._core import KlineError
 from kline_rs.engine import SNAPSHOT_DTYPE, Snapshot
+
+T = TypeVar("T")
 
 PRICE_DIGITS = 8
 VOLUME_DIGITS = 8
@@ -345,6 +349,49 @@ def slots_from_db(rows: Sequence[Sequence[Any]]) -> npt.NDArray[np.void]:
         for name, value in zip(SLOT_COLUMNS, row, strict=True):
             out[i][name] = parse_fixed_text(value, digits[name]) if name in digits else value
     return out
+
+
+class ThreadedSink:
+    """A store whose driver is synchronous: every call runs on one thread of its own (a
+    connection belongs to one thread), off the event loop. Subclasses implement ``_open``,
+    ``_write`` and ``_close``; this gives the async :class:`Sink` interface."""
+
+    venue: str
+
+    def __init__(self, thread_name: str) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=thread_name)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _open(self) -> StoredState:
+        raise NotImplementedError
+
+    def _write(
+        self, records: npt.NDArray[np.void], snapshot: Snapshot | None, forget: Sequence[str]
+    ) -> Placement:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    async def open(self) -> StoredState:
+        return await self._run(self._open)
+
+    async def write(
+        self,
+        records: npt.NDArray[np.void],
+        snapshot: Snapshot | None,
+        *,
+        forget: Sequence[str] = (),
+    ) -> Placement:
+        return await self._run(self._write, records, snapshot, list(forget))
+
+    async def close(self) -> None:
+        try:
+            await self._run(self._close)
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 class Sink(Protocol):

@@ -16,9 +16,7 @@ once on a new connection (placement is idempotent, so a repeat is harmless).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -42,6 +40,7 @@ from kline_rs.storage.base import (
     StorageError,
     StoredState,
     StoreUnavailable,
+    ThreadedSink,
     row_from_db,
     rows_from_records,
     slot_rows,
@@ -136,7 +135,7 @@ class _Table(SqlTable):
             cur.executemany(_UPSERT_KLINE, rows)
 
 
-class PostgresSink:
+class PostgresSink(ThreadedSink):
     """``PostgresSink("postgresql://user@host/db", venue="spot")``.
 
     ``connect_timeout`` (s) bounds how long a write waits for an unreachable server before it
@@ -154,17 +153,14 @@ class PostgresSink:
     ) -> None:
         self.url = url
         self.where = target(url)
+        super().__init__("kline-rs postgres")
         self.venue = venue
         self.tz_offset = tz_offset
         self.connect_timeout = connect_timeout
         #: Whether ``klines`` is a TimescaleDB hypertable (known after the first connection).
         self.hypertable = False
         self._db: Connection | None = None
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="kline-rs postgres")
         self._placer = Placer()
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     # -- on the store's thread -------------------------------------------------------------
 
@@ -284,26 +280,6 @@ class PostgresSink:
         if self._db is not None:
             self._db.close()  # never raises, even on a lost connection
             self._db = None
-
-    # -- the sink interface ----------------------------------------------------------------
-
-    async def open(self) -> StoredState:
-        return await self._run(self._open)
-
-    async def write(
-        self,
-        records: npt.NDArray[np.void],
-        snapshot: Snapshot | None,
-        *,
-        forget: Sequence[str] = (),
-    ) -> Placement:
-        return await self._run(self._write, records, snapshot, list(forget))
-
-    async def close(self) -> None:
-        try:
-            await self._run(self._close)
-        finally:
-            self._pool.shutdown(wait=True)
 
 
 # -- reading (read_klines, export) ---------------------------------------------------------

@@ -7,11 +7,9 @@ of the snapshot and the per-symbol checkpoints land together or not at all.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +25,7 @@ from kline_rs.storage.base import (
     SqlTable,
     StoredState,
     StoreUnavailable,
+    ThreadedSink,
     rows_from_records,
     slot_rows,
     slots_from_db,
@@ -90,7 +89,7 @@ class _Table(SqlTable):
         )
 
 
-class SqliteSink:
+class SqliteSink(ThreadedSink):
     """The default store: ``SqliteSink("klines.sqlite", venue="spot")``.
 
     ``busy_timeout`` (s) is how long a write waits for a lock held by another connection
@@ -108,16 +107,13 @@ class SqliteSink:
         tz_offset: str | None = None,
     ) -> None:
         self.path = Path(path)
+        super().__init__("kline-rs sqlite")
         self.venue = venue
         self.tz_offset = tz_offset
         self.busy_timeout = busy_timeout
         self.synchronous = synchronous
         self._db: sqlite3.Connection | None = None
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="kline-rs sqlite")
         self._placer = Placer()
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     # -- on the store's thread -------------------------------------------------------------
 
@@ -212,23 +208,3 @@ class SqliteSink:
         if self._db is not None:
             self._db.close()
             self._db = None
-
-    # -- the sink interface ----------------------------------------------------------------
-
-    async def open(self) -> StoredState:
-        return await self._run(self._open)
-
-    async def write(
-        self,
-        records: npt.NDArray[np.void],
-        snapshot: Snapshot | None,
-        *,
-        forget: Sequence[str] = (),
-    ) -> Placement:
-        return await self._run(self._write, records, snapshot, list(forget))
-
-    async def close(self) -> None:
-        try:
-            await self._run(self._close)
-        finally:
-            self._pool.shutdown(wait=True)
