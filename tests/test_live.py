@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import kline_rs
@@ -18,6 +19,7 @@ import pytest
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
 from kline_rs.live.symbols import Selection
 from kline_rs.live.trades import agg_trade_arrays
+from kline_rs.storage import read_klines
 from kline_rs.testing import FakeExchange, Faults, SimulatedMarket
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"]
@@ -229,14 +231,25 @@ def test_history_at_start_up_joins_the_live_stream_without_double_counting() -> 
     check(market, table, skip_first=False)
 
 
-def test_history_from_rest_klines_joins_live_and_the_partial_seam_is_replaced() -> None:
+@pytest.mark.parametrize("stored", [False, True], ids=["handed on", "stored in SQLite"])
+def test_history_from_rest_klines_joins_live_and_the_partial_seam_is_replaced(
+    stored: bool, tmp_path: Path
+) -> None:
     """Five market minutes before the start come from REST klines (Binance's own: quote
     volumes at 8 decimals, no trade ids); the engine's partial first kline, marked gap, is
     replaced by the exchange's once closed (revision 1); every minute once, none gap."""
     market = SimulatedMarket(SYMBOLS, seed=16, speed=60.0, trades_per_second=60.0)
     market.advance(market.clock_ms() + 5 * 60_000)
     start = market.now_ms - 5 * 60_000
-    table = asyncio.run(follow(market, Faults(), 2.0, lookback_ms=5 * 60_000, history="klines"))
+    db = {"db": str(tmp_path / "k.sqlite"), "flush_every": 0.2} if stored else {}
+    table = asyncio.run(
+        follow(market, Faults(), 2.0, lookback_ms=5 * 60_000, history="klines", **db)
+    )
+    if stored:  # what the store holds is what was reported
+        for symbol in SYMBOLS:
+            rows = read_klines(tmp_path / "k.sqlite", symbol, "1m")
+            assert rows["open_time"].tolist() == sorted(t for s, t in table if s == symbol)
+            assert not rows["gap"].any(), f"{symbol}: a gap row stored"
     for symbol in SYMBOLS:
         want = truth(market, symbol)
         got = sorted((t, v) for (s, t), v in table.items() if s == symbol)

@@ -112,18 +112,22 @@ class Persister:
                 break
             self._held.append(batch)
         complete = drained and snap.behind == 0
-        records = _concat([*self._extra, *(b.klines for b in self._held)])
+        # Records added while the write is in flight wait for the next one.
+        extra, self._extra = self._extra, []
+        records = _concat([*extra, *(b.klines for b in self._held)])
         forget = sorted(self._forget)
         self._last_write = time.monotonic()
         try:
             done = await self.sink.write(records, snap if complete else None, forget=forget)
-        except StorageError as e:
+        except BaseException as e:
+            self._extra = extra + self._extra  # not stored: kept, in order
+            if not isinstance(e, StorageError):
+                raise
             self._failed(e, len(records))
             return False
         for b in self._held:
             self.engine.ack(b.token)
         self._held.clear()
-        self._extra.clear()
         if complete:
             self.engine.ack_snapshot(snap.token)
         self._forget.difference_update(forget)
