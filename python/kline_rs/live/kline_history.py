@@ -106,3 +106,35 @@ class KlineHistory:
             got += len(page)
         log.info("%s %s: seam %d..%d closed with %d REST klines", symbol, interval, start, end, got)
         return got
+
+
+def gap_spans(
+    rows: Sequence[tuple[str, str, int, int, int]], before: int
+) -> list[tuple[str, str, int, int, int]]:
+    """Stored gap rows (symbol, interval, open, close, revision; sorted) closed before
+    ``before``, joined into contiguous spans with the highest revision among them."""
+    spans: list[tuple[str, str, int, int, int]] = []
+    for symbol, interval, start, end, revision in rows:
+        if end >= before:
+            continue
+        if spans and spans[-1][:2] == (symbol, interval) and spans[-1][3] + 1 == start:
+            s = spans[-1]
+            spans[-1] = (symbol, interval, s[2], end, max(s[4], revision))
+        else:
+            spans.append((symbol, interval, start, end, revision))
+    return spans
+
+
+async def heal(rest: KlineRest, spans: Sequence[tuple[str, str, int, int, int]], emit: Emit) -> int:
+    """Replaces stored gap klines (a partial first kline, ids nobody supplied, a seam not
+    replaced before a stop) with the exchange's own klines for those periods, one revision
+    up; returns how many came. Periods REST does not have stay as they are."""
+    got = 0
+    for symbol, interval, start, end, revision in spans:
+        async for page in rest.klines_range(symbol, interval, start, end):
+            inside = [r for r in page if start <= int(r[0]) and int(r[6]) <= end]
+            if inside:
+                await emit(records(symbol, interval, inside, revision + 1))
+                got += len(inside)
+    log.info("%d stored gap klines replaced by the exchange's", got)
+    return got

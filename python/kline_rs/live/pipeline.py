@@ -17,7 +17,7 @@ import numpy.typing as npt
 from kline_rs.engine import ClosedKline, Engine, closed_kline
 from kline_rs.feeds.binance import VENUES, BinanceFeed
 from kline_rs.live.history import load_history, resume
-from kline_rs.live.kline_history import KlineHistory
+from kline_rs.live.kline_history import KlineHistory, gap_spans, heal
 from kline_rs.live.persist import Persister
 from kline_rs.live.repair import GapRepairer
 from kline_rs.live.symbols import Selection, SymbolManager
@@ -46,6 +46,8 @@ class PipelineConfig:
     #: From REST "aggtrades" (rebuilt exactly, held until done) or "klines" (Binance's own,
     #: one request per 1000; the seam with live is replaced once closed).
     history: str = "aggtrades"
+    #: At start, replace stored klines marked gap (closed ones) with the exchange's own.
+    heal_gaps: bool = True
     #: Store closed klines here (SQLite path or ``postgresql://`` URL) and resume from it.
     db: str | None = None
     #: Seconds between commits at most (a commit also follows closes, batched).
@@ -106,6 +108,7 @@ class LivePipeline:
         self.persister: Persister | None = None
         self.kline_history: KlineHistory | None = None
         self._stored: StoredState | None = None
+        self._redo_from: dict[str, int] = {}
         self._started = asyncio.Event()
         self._last = (time.monotonic(), 0)
 
@@ -120,6 +123,12 @@ class LivePipeline:
         try:
             if sink is not None:
                 self._stored = await self._open(sink)
+                # A restored symbol replays everything from its stored open klines on,
+                # exactly: only what lies before them is left to heal from REST.
+                for row in self._stored.slots:
+                    if row["state"] != "empty":
+                        sym, t = str(row["symbol"]), int(row["open_time"])
+                        self._redo_from[sym] = min(self._redo_from.get(sym, t), t)
                 log.info("resuming %d symbols from %s", len(self._stored.checkpoints), cfg.db)
             await self._run(sink, duration)
         finally:
@@ -188,6 +197,8 @@ class LivePipeline:
                         on_stored=self._count,
                     )
                 await manager.refresh()
+                if sink is not None and cfg.heal_gaps:
+                    self._heal(sink, rest)
                 output = self.persister.run() if self.persister else self._consume(engine)
                 tasks = [
                     asyncio.create_task(manager.run(), name="kline-rs symbols"),
@@ -231,6 +242,25 @@ class LivePipeline:
                 "rebuilds them from the stored checkpoints",
                 lost,
             )
+
+    def _heal(self, sink: Sink, rest: BinanceRest) -> None:
+        """Stored gap klines of the symbols followed, closed before now: the exchange's own."""
+        following = self.manager.following if self.manager is not None else set()
+
+        redo_from = self._redo_from
+
+        async def job() -> int:
+            rows = [
+                r
+                for r in await sink.gaps()
+                if r[0] in following and r[3] < redo_from.get(r[0], 2**62)
+            ]
+            spans = gap_spans(rows, self.now_ms())
+            return await heal(rest, spans, self._emit) if spans else 0
+
+        task = asyncio.create_task(job(), name="kline-rs heal")
+        self._seams.add(task)
+        task.add_done_callback(self._seams.discard)
 
     async def _add(self, symbols: list[str]) -> None:
         assert self.engine is not None and self.feed is not None and self.manager is not None

@@ -196,6 +196,15 @@ class SqlTable:
     def put(self, row: Row) -> None:
         self.puts.append((self.venue, *row))
 
+    def gap_rows(self) -> list[tuple[str, str, int, int, int]]:
+        """(symbol, interval, open_time, close_time, revision) of every row marked gap."""
+        got = self.db.execute(
+            "SELECT symbol, interval, open_time, close_time, revision FROM klines "
+            f"WHERE venue = {self.mark} AND gap ORDER BY symbol, interval, open_time",
+            (self.venue,),
+        )
+        return [(str(a), str(b), int(c), int(d), int(e)) for a, b, c, d, e in got]
+
     def flush(self) -> None:
         if self.puts:
             self.upsert(self.puts)
@@ -375,8 +384,15 @@ class ThreadedSink:
     def _close(self) -> None:
         raise NotImplementedError
 
+    def _gaps(self) -> list[tuple[str, str, int, int, int]]:
+        raise NotImplementedError
+
     async def open(self) -> StoredState:
         return await self._run(self._open)
+
+    async def gaps(self) -> list[tuple[str, str, int, int, int]]:
+        """Stored rows marked gap: (symbol, interval, open_time, close_time, revision)."""
+        return await self._run(self._gaps)
 
     async def write(
         self,
@@ -402,6 +418,9 @@ class Sink(Protocol):
 
     async def open(self) -> StoredState:
         """Creates what is missing and returns the stored open slots and checkpoints."""
+
+    async def gaps(self) -> list[tuple[str, str, int, int, int]]:
+        """Stored rows marked gap: (symbol, interval, open_time, close_time, revision)."""
 
     async def write(
         self,

@@ -276,6 +276,9 @@ class PostgresSink(ThreadedSink):
                     [(self.venue, s, i) for s, i in snapshot.checkpoints.items()],
                 )
 
+    def _gaps(self) -> list[tuple[str, str, int, int, int]]:
+        return self._on_connection(lambda db: _Table(db, self.venue).gap_rows())
+
     def _close(self) -> None:
         if self._db is not None:
             self._db.close()  # never raises, even on a lost connection

@@ -204,6 +204,13 @@ class SqliteSink(ThreadedSink):
             [(self.venue, s, i) for s, i in snapshot.checkpoints.items()],
         )
 
+    def _gaps(self) -> list[tuple[str, str, int, int, int]]:
+        try:
+            return _Table(self._connect(), self.venue).gap_rows()
+        except sqlite3.Error as e:
+            self._drop()
+            raise StoreUnavailable(f"{self.path}: {describe(e)}") from e
+
     def _close(self) -> None:
         if self._db is not None:
             self._db.close()
