@@ -1,10 +1,14 @@
-"""Follow real Binance symbols live and print 1m klines as they close (needs internet).
+"""Follow real Binance symbols live, store 1m klines in SQLite and print them as they are
+committed (needs internet).
 
     python examples/live_binance.py BTCUSDT ETHUSDT
 
-The same as ``kline-rs run --symbols BTCUSDT,ETHUSDT --intervals 1m``: symbols are checked
-against exchangeInfo, trades come from the combined aggTrade stream, holes in aggTrade ids
-are repaired over REST, and every closed kline is exact to the last decimal.
+The same as ``kline-rs run --symbols BTCUSDT,ETHUSDT --intervals 1m --db live-klines.sqlite
+--lookback 5m --print``: symbols are checked against exchangeInfo, trades come from the
+combined aggTrade stream, holes in aggTrade ids are repaired over REST, and every closed kline
+is exact to the last decimal. Stop it (Ctrl-C) and start it again: it resumes from the
+checkpoints in the file, and what happened meanwhile is fetched and stored as if it had never
+stopped. ``kline-rs show live-klines.sqlite BTCUSDT 1m`` reads it back.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ async def main(symbols: list[str]) -> None:
         venue="spot",
         selection=Selection(symbols=frozenset(symbols)),
         intervals=["1m"],
-        lookback_ms=5 * 60_000,  # the last five minutes from REST first
+        lookback_ms=5 * 60_000,  # the last five minutes from REST first (new symbols)
+        db="live-klines.sqlite",
     )
     await LivePipeline(config, show).run()
 
