@@ -17,7 +17,6 @@ import gc
 import importlib.metadata
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ from typing import Any
 import kline_rs
 import numpy as np
 import numpy.typing as npt
+from benchinfo import machine as machine_info
 
 INTERVALS = [
     "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h",
@@ -681,23 +681,8 @@ def bench_memory(n_symbols: int) -> list[str]:
 # ---------------------------------------------------------------- main
 
 
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def machine() -> str:
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
-    libs = ", ".join(f"{d} {version(d)}" for d in ("numpy", "orjson", "nautilus_trader"))
-    return (
-        f"{names[0] if names else platform.processor()}, nproc {len(os.sched_getaffinity(0))}, "
-        f"{platform.system()}, Python {platform.python_version()}, {libs}, "
-        f"kline_rs {version('kline_rs')}"
-    )
+    return machine_info(("numpy", "orjson", "nautilus_trader"))
 
 
 # ---------------------------------------------------------------- 5. the cost of spinning

@@ -22,9 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import importlib.metadata
-import os
-import platform
 import shlex
 import shutil
 import sqlite3
@@ -39,6 +36,7 @@ from typing import Any
 import kline_rs
 import numpy as np
 import numpy.typing as npt
+from benchinfo import machine as machine_info
 from kline_rs.engine import Engine, Snapshot
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
 from kline_rs.live.symbols import Selection
@@ -814,23 +812,8 @@ def bench_restart(n_symbols: int, tps: float, repeat: int, tmp: Path) -> list[st
 # ---------------------------------------------------------------- main
 
 
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def machine() -> str:
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
-    libs = ", ".join(f"{d} {version(d)}" for d in ("numpy", "psycopg", "aiohttp"))
-    return (
-        f"{names[0] if names else platform.processor()}, nproc {len(os.sched_getaffinity(0))}, "
-        f"{platform.system()}, Python {platform.python_version()}, SQLite "
-        f"{sqlite3.sqlite_version}, {libs}, kline_rs {version('kline_rs')}"
-    )
+    return machine_info(("numpy", "psycopg", "aiohttp"), f"SQLite {sqlite3.sqlite_version}, ")
 
 
 def main() -> None:
