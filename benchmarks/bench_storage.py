@@ -279,9 +279,11 @@ def sqlite_peer(path: Path, batches: list[Records], snapshot: Snapshot) -> Split
     return split
 
 
-def sqlite_sink_split(path: Path, batches: list[Records], snapshot: Snapshot) -> Split:
-    """Diagnostic: ``SqliteSink._write``'s steps one by one, each timed (same calls)."""
-    sink = SqliteSink(path)
+def sink_split(
+    sink: Any, table: Any, begin: str, batches: list[Records], snapshot: Snapshot
+) -> Split:
+    """Diagnostic: a sink's ``_write`` steps one by one, each timed (the same calls; the
+    transaction opened and committed by hand to time the commit alone)."""
     db = sink._connect()
     placer = Placer()
     split = Split()
@@ -291,9 +293,9 @@ def sqlite_sink_split(path: Path, batches: list[Records], snapshot: Snapshot) ->
             for batch in batches:
                 with sw("convert"):
                     rows = rows_from_records(batch)
-                db.execute("BEGIN IMMEDIATE")
+                db.execute(begin)
                 with sw("place"):
-                    placer.place(TimedTable(lite._Table(db, VENUE), sw), rows)
+                    placer.place(TimedTable(table(db, VENUE), sw), rows)
                 with sw("snapshot"):
                     sink._put_snapshot(db, snapshot)
                 with sw("commit"):
@@ -302,6 +304,10 @@ def sqlite_sink_split(path: Path, batches: list[Records], snapshot: Snapshot) ->
         db.close()
     split.place -= split.sql  # the SQL ran inside place()
     return split
+
+
+def sqlite_sink_split(path: Path, batches: list[Records], snapshot: Snapshot) -> Split:
+    return sink_split(SqliteSink(path), lite._Table, "BEGIN IMMEDIATE", batches, snapshot)
 
 
 def sqlite_klines(path: Path) -> list[tuple[Any, ...]]:
@@ -369,31 +375,9 @@ def pg_peer(url: str, batches: list[Records], snapshot: Snapshot) -> Split:
 
 
 def pg_sink_split(url: str, batches: list[Records], snapshot: Snapshot) -> Split:
-    """Diagnostic: ``PostgresSink._write``'s steps one by one, each timed (same calls; the
-    transaction opened and committed by hand to time the commit alone)."""
     from kline_rs.storage import postgres
 
-    sink = postgres.PostgresSink(url)
-    db = sink._connect()
-    placer = Placer()
-    split = Split()
-    sw = Stopwatch(split)
-    try:
-        with no_gc():
-            for batch in batches:
-                with sw("convert"):
-                    rows = rows_from_records(batch)
-                db.execute("BEGIN")
-                with sw("place"):
-                    placer.place(TimedTable(postgres._Table(db, VENUE), sw), rows)
-                with sw("snapshot"):
-                    sink._put_snapshot(db, snapshot)
-                with sw("commit"):
-                    db.execute("COMMIT")
-    finally:
-        db.close()
-    split.place -= split.sql
-    return split
+    return sink_split(postgres.PostgresSink(url), postgres._Table, "BEGIN", batches, snapshot)
 
 
 def pg_klines(url: str) -> list[tuple[Any, ...]]:
