@@ -238,6 +238,9 @@ pub struct Book {
     pub tally: Tally,
     /// Inside `feed_up`: holes are recorded there, not detected as new gaps.
     replaying: bool,
+    /// `bucket_start(ends_at)` per interval (see `bucket_end`).
+    ends: Vec<i64>,
+    ends_at: Option<i64>,
 }
 
 impl Book {
@@ -257,6 +260,8 @@ impl Book {
             emitted: false,
             tally: Tally::default(),
             replaying: false,
+            ends: Vec::new(),
+            ends_at: None,
         }
     }
 
@@ -568,6 +573,16 @@ impl Book {
         }
     }
 
+    /// `grids[i].bucket_start(horizon)`, computed once per horizon for all symbols (a sweep
+    /// asks it for every due slot).
+    fn bucket_end(&mut self, i: usize, horizon: i64) -> i64 {
+        if self.ends_at != Some(horizon) {
+            self.ends = self.cfg.grids.iter().map(|g| g.bucket_start(horizon)).collect();
+            self.ends_at = Some(horizon);
+        }
+        self.ends[i]
+    }
+
     fn held(&self, sym: usize) -> bool {
         self.symbols[sym].gap.as_ref().is_some_and(|g| g.held)
     }
@@ -606,7 +621,11 @@ impl Book {
         let idx = sym * self.n + i;
         let grid = self.grid(sym, i);
         let since = self.table.open_time[idx];
-        let end = grid.bucket_start(horizon);
+        let end = if grid.interval == Interval::ThreeDay {
+            grid.bucket_start(horizon) // the grid is the symbol's own
+        } else {
+            self.bucket_end(i, horizon)
+        };
         if end > since {
             let run = FlatRun { start: since, end, price: self.table.close[idx] };
             self.emit_flat(shared, sym, i, run);
