@@ -165,3 +165,39 @@ def test_demo_stores_into_sqlite_and_the_show_and_export_commands_read_it(tmp_pa
     table = pq.read_table(parquet)
     assert table.num_rows == n
     assert set(table.column("symbol").to_pylist()) == {symbol}
+
+
+def test_a_checkpoint_is_never_stored_ahead_of_the_klines_still_behind_a_full_outbox(
+    tmp_path: Path,
+) -> None:
+    """With the outbox full, closed records wait in the worker: a snapshot taken then says so
+    (``behind``) and the persister stores the klines it could poll without the checkpoint,
+    which comes with a later write once nothing is behind."""
+    db = tmp_path / "k.sqlite"
+
+    async def go() -> list[tuple[int, dict[str, int]]]:
+        clock = kline_rs.ManualClock(T0)
+        with Engine(["1s"], partitions=1, clock=clock, outbox_capacity=1) as e:
+            e.add_symbol("BTCUSDT")
+            n = 3_000  # one trade a second: 2 999 klines close, the outbox holds 1 024
+            ids = np.arange(1, n + 1, dtype=np.int64)
+            e.push_trades("BTCUSDT", ids, ids * 10**8, ids, ids, ids, T0 + ids * 1000, ids % 2 == 0)
+            e.sync()
+            assert e.snapshot().behind > 0
+            sink = SqliteSink(db)
+            await sink.open()
+            persister = Persister(e, sink)
+            seen = []
+            for _ in range(10):  # each write drains what the worker could hand over
+                assert await persister.flush()
+                stored = len(read_klines(db, "BTCUSDT", "1s"))
+                seen.append((stored, (await sink.open()).checkpoints))
+                e.sync()
+            await sink.close()
+            return seen
+
+    seen = asyncio.run(go())
+    assert seen[0][1] == {}, "a checkpoint stored while closed klines were still behind"
+    for stored, checkpoints in seen:
+        assert not checkpoints or stored == 2_999, (stored, checkpoints)
+    assert seen[-1] == (2_999, {"BTCUSDT": 3_000})
