@@ -40,6 +40,18 @@ async def first_id_since(rest: AggTradeHistory, symbol: str, start: int, end: in
     return None
 
 
+async def backfill_from(
+    engine: _core.Engine, rest: AggTradeHistory, symbol: str, from_id: int
+) -> int:
+    """Backfills the aggTrades from ``from_id`` up to the present (a short page: it overlaps the
+    held live trades, deduplicated by id); returns how many."""
+    fetched = 0
+    async for page in rest.agg_trades_from(symbol, from_id):
+        engine.backfill(symbol, *agg_trade_arrays(page))
+        fetched += len(page)
+    return fetched
+
+
 async def load_history(
     engine: _core.Engine, rest: AggTradeHistory, symbol: str, start: int, now: int
 ) -> int:
@@ -49,10 +61,7 @@ async def load_history(
     try:
         first = await first_id_since(rest, symbol, start, now)
         if first is not None:
-            # Up to the present (a short page): it overlaps the held live trades, deduplicated.
-            async for page in rest.agg_trades_from(symbol, first):
-                engine.backfill(symbol, *agg_trade_arrays(page))
-                fetched += len(page)
+            fetched = await backfill_from(engine, rest, symbol, first)
     finally:
         engine.feed_up(symbol)  # a hole left (if any) is reported and repaired
     log.info("%s: %d aggTrades of history since %d", symbol, fetched, start)
@@ -68,9 +77,7 @@ async def resume(
     fetched = 0
     try:
         if last_id is not None and rest is not None:
-            async for page in rest.agg_trades_from(symbol, last_id + 1):
-                engine.backfill(symbol, *agg_trade_arrays(page))
-                fetched += len(page)
+            fetched = await backfill_from(engine, rest, symbol, last_id + 1)
     finally:
         engine.feed_up(symbol)  # a hole left (if any) is reported and repaired
     log.info("%s: resumed after aggTrade %s, %d fetched", symbol, last_id, fetched)

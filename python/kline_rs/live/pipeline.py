@@ -275,24 +275,19 @@ class LivePipeline:
             if resumed:
                 self.engine.restore(part.slots, part.checkpoints, hold=True)
         fresh = [s for s in symbols if s not in resumed]
-        history = bool(self.config.lookback_ms and self.rest is not None and fresh)
-        from_klines = self.kline_history if history else None
-        if from_klines is not None:
-            history = False
-            start = self.now_ms() - self.config.lookback_ms
-            jobs_k = [from_klines.load(s, start, self.now_ms()) for s in fresh]
-        else:
-            jobs_k = []
-        if history:
+        jobs = [resume(self.engine, self.rest, s, last) for s, last in resumed.items()]
+        rest, lookback = self.rest, self.config.lookback_ms
+        if lookback and rest is not None and fresh:
             now = self.now_ms()
-            start = now - self.config.lookback_ms
-            start -= start % 60_000
-            for s in fresh:
-                self.engine.feed_down(s, start, hold=True)  # live trades wait for the history
+            start = now - lookback
+            if self.kline_history is not None:
+                jobs += [self.kline_history.load(s, start, now) for s in fresh]
+            else:
+                start -= start % 60_000
+                for s in fresh:
+                    self.engine.feed_down(s, start, hold=True)  # live trades wait for it
+                jobs += [load_history(self.engine, rest, s, start, now) for s in fresh]
         await self.feed.set_symbols(self.manager.following | set(symbols))
-        jobs = [resume(self.engine, self.rest, s, last) for s, last in resumed.items()] + jobs_k
-        if history and self.rest is not None:
-            jobs += [load_history(self.engine, self.rest, s, start, now) for s in fresh]
         for job in jobs:
             task = asyncio.create_task(job)
             self._history.add(task)

@@ -13,6 +13,7 @@ from kline_rs.storage.base import (
     StorageError,
     StoredState,
     StoreUnavailable,
+    is_postgres_url,
 )
 from kline_rs.storage.read import STORED_DTYPE, read_klines
 from kline_rs.storage.sqlite import SqliteSink
@@ -20,7 +21,7 @@ from kline_rs.storage.sqlite import SqliteSink
 
 def open_sink(target: str, *, venue: str = "spot", tz_offset: str | None = None) -> Sink:
     """A sink for an SQLite path or a ``postgresql://`` URL."""
-    if target.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(target):
         from kline_rs.storage.postgres import PostgresSink
 
         return PostgresSink(target, venue=venue, tz_offset=tz_offset)

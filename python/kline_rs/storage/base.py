@@ -44,6 +44,11 @@ class BacklogFull(StorageError):
     """The store has been down so long that the records waiting for it passed the bound."""
 
 
+def is_postgres_url(db: object) -> bool:
+    """A ``postgresql://`` URL (else: an SQLite path)."""
+    return str(db).startswith(("postgresql://", "postgres://"))
+
+
 def fixed_text(value: int, digits: int) -> str:
     """An exact integer mantissa as decimal text with ``digits`` decimals (any size)."""
     sign = "-" if value < 0 else ""

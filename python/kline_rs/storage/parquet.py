@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -18,8 +17,9 @@ from kline_rs.storage.base import (
     VOLUME_DIGITS,
     StorageError,
     fixed_text,
+    is_postgres_url,
 )
-from kline_rs.storage.read import STORED_DTYPE, read_klines
+from kline_rs.storage.read import STORED_DTYPE, read_klines, read_only
 
 #: Decimal digits of each exact column (38: the most decimal128 holds; 22 integer digits left
 #: for quote volumes at 1e-16).
@@ -31,31 +31,16 @@ DECIMALS = {
 }  # fmt: skip
 
 
-def _is_postgres(db: str | Path) -> bool:
-    return str(db).startswith(("postgresql://", "postgres://"))
-
-
 def stored_series(db: str | Path, venue: str = "spot") -> list[tuple[str, str]]:
     """The (symbol, interval) pairs stored for ``venue`` in an SQLite file or PostgreSQL URL."""
-    if _is_postgres(db):
+    if is_postgres_url(db):
         from kline_rs.storage.postgres import fetch_series
 
         return fetch_series(str(db), venue)
-    path = Path(db)
-    if not path.exists():
-        raise StorageError(f"{path}: no such database")
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    except sqlite3.Error as e:
-        raise StorageError(f"{path}: {e}") from e
-    try:
+    with read_only(Path(db)) as con:
         got = con.execute(
             "SELECT DISTINCT symbol, interval FROM klines WHERE venue = ? ORDER BY 1, 2", (venue,)
         ).fetchall()
-    except sqlite3.Error as e:
-        raise StorageError(f"{path}: {e}") from e
-    finally:
-        con.close()
     return [(s, i) for s, i in got]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -19,6 +20,7 @@ from kline_rs.storage.base import (
     VOLUME_DIGITS,
     Row,
     StorageError,
+    is_postgres_url,
     parse_fixed_text,
     row_from_db,
 )
@@ -111,11 +113,10 @@ def read_klines(
     interval = interval_name(interval)
     lo = -(2**62) if start is None else start
     hi = 2**62 if end is None else end
-    text = str(db)
-    if text.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(db):
         from kline_rs.storage.postgres import fetch_rows
 
-        rows, tz = fetch_rows(text, venue, symbol, interval, lo, hi)
+        rows, tz = fetch_rows(str(db), venue, symbol, interval, lo, hi)
     else:
         rows, tz = _sqlite_rows(Path(db), venue, symbol, interval, lo, hi)
     got = to_array(rows, offset_ms(tz))
@@ -124,18 +125,29 @@ def read_klines(
     return got
 
 
-def _sqlite_rows(
-    path: Path, venue: str, symbol: str, interval: str, lo: int, hi: int
-) -> tuple[list[Row], str | None]:
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to an existing SQLite store; its errors as StorageError."""
     if not path.exists():
         raise StorageError(f"{path}: no such database")
-    cols = ", ".join(ROW_COLUMNS)
-    key = "venue = ? AND symbol = ? AND interval = ?"
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     except sqlite3.Error as e:
         raise StorageError(f"{path}: {e}") from e
     try:
+        yield db
+    except sqlite3.Error as e:
+        raise StorageError(f"{path}: {e}") from e
+    finally:
+        db.close()
+
+
+def _sqlite_rows(
+    path: Path, venue: str, symbol: str, interval: str, lo: int, hi: int
+) -> tuple[list[Row], str | None]:
+    cols = ", ".join(ROW_COLUMNS)
+    key = "venue = ? AND symbol = ? AND interval = ?"
+    with read_only(path) as db:
         # The row holding `lo` may start before it (a flat run): start from the last row <= lo.
         first = db.execute(
             f"SELECT max(open_time) FROM klines WHERE {key} AND open_time <= ?",
@@ -147,8 +159,4 @@ def _sqlite_rows(
             (venue, symbol, interval, lo if first is None else first, hi),
         ).fetchall()
         tz = db.execute("SELECT value FROM meta WHERE key = 'tz_offset'").fetchone()
-    except sqlite3.Error as e:
-        raise StorageError(f"{path}: {e}") from e
-    finally:
-        db.close()
     return [row_from_db(r) for r in got], (tz[0] if tz else None)
