@@ -281,7 +281,7 @@ def parse8(text: str) -> int:
 
 def engine(clock: kline_rs.ManualClock, symbols: Sequence[str]) -> kline_rs.Engine:
     """A one-partition engine over all 16 intervals with the symbols added."""
-    e = kline_rs.Engine(INTERVALS, partitions=1, clock=clock)
+    e = kline_rs.Engine(INTERVALS, partitions=1, clock=clock, max_ahead_ms=None)
     e.add_symbols(list(symbols))
     e.sync()
     return e
@@ -694,7 +694,7 @@ def bench_spin(seconds: float = 2.0) -> list[str]:
     out = ["| spin before parking | pushes/s | worker CPU, % of a core |", "|---:|---:|---:|"]
     for spin in (0, 20, 50):
         with kline_rs.Engine(
-            ["1m"], partitions=1, spin_us=spin, clock=kline_rs.ManualClock(0)
+            ["1m"], partitions=1, spin_us=spin, clock=kline_rs.ManualClock(0), max_ahead_ms=None
         ) as e:
             e.add_symbol("A")
             cpu0, t0, i = worker_cpu(), time.perf_counter(), 0

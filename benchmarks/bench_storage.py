@@ -158,7 +158,7 @@ def engine_records(n_symbols: int, minutes: int, seed: int) -> tuple[Records, Sn
     clock = kline_rs.ManualClock(0)
     rng = np.random.default_rng(seed)
     names = [f"S{i:03d}USDT" for i in range(n_symbols)]
-    with Engine(["1m"], partitions=1, clock=clock) as engine:
+    with Engine(["1m"], partitions=1, clock=clock, max_ahead_ms=None) as engine:
         engine.add_symbols(names)
         for symbol in names:
             n = (minutes + 1) * 3

@@ -288,9 +288,13 @@ def test_microsecond_times_are_detected_and_kept() -> None:
     explicit = run(trades, ["1m", "1h"], time_unit="us")
     for name in ("1m", "1h"):
         assert rows(explicit.klines[name]) == rows(detected.klines[name])
-    # Read as ms the same numbers make 1m buckets of 60 000 ticks: a different grid.
-    as_ms = run(trades, ["1m"], time_unit="ms").klines["1m"]
-    assert int(as_ms["close_time"][0]) - int(as_ms["open_time"][0]) == MINUTE - 1
+    # Read as ms the same numbers are 50 000 years ahead: refused, counted, never applied.
+    as_ms = run(trades, ["1m"], time_unit="ms")
+    assert len(as_ms.klines["1m"]) == 0
+    assert (as_ms.trades, as_ms.implausible_unit) == (0, 2)
+    # An ms trade in µs data likewise (it would sit in 1970).
+    mixed = run([*trades, pre_trade(3, T0 + 61_000, 9)], ["1m"], time_unit="us")
+    assert (mixed.trades, mixed.implausible_unit) == (2, 1)
 
 
 def test_tiny_price_and_huge_quantities_stay_exact() -> None:

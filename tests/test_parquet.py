@@ -34,7 +34,7 @@ HUGE_QTY = 9_123_456_789_012_345_678
 def engine_records() -> npt.NDArray[np.void]:
     """Two symbols, 1m/5m/1h, quiet hours (flat runs), one huge trade."""
     clock = kline_rs.ManualClock(0)
-    with Engine(["1m", "5m", "1h"], partitions=1, clock=clock) as engine:
+    with Engine(["1m", "5m", "1h"], partitions=1, clock=clock, max_ahead_ms=None) as engine:
         for n, symbol in enumerate(("AAA", "BBB")):
             engine.add_symbol(symbol)
             ids = np.arange(1, 41)

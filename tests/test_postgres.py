@@ -36,7 +36,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def engine_output() -> tuple[npt.NDArray[np.void], Snapshot]:
     """Closed records (with flat runs: a quiet hour, then three) and the snapshot after."""
     clock = kline_rs.ManualClock(0)
-    with Engine(["1m", "5m"], partitions=1, clock=clock) as engine:
+    with Engine(["1m", "5m"], partitions=1, clock=clock, max_ahead_ms=None) as engine:
         engine.add_symbol("AAA")
         ids = np.arange(1, 51)
         t = T0 + ids * 7000

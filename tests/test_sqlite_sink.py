@@ -50,7 +50,7 @@ def fed(trades: Trades) -> Iterator[Engine]:
     """An engine of one symbol AAA after ``trades``, its clock past the last close."""
     intervals, times, end = trades
     clock = kline_rs.ManualClock(0)
-    with Engine(intervals, partitions=1, clock=clock) as engine:
+    with Engine(intervals, partitions=1, clock=clock, max_ahead_ms=None) as engine:
         engine.add_symbol("AAA")
         ids = np.arange(1, len(times) + 1)
         t = np.array(times, dtype=np.int64)

@@ -77,7 +77,7 @@ def stored(frames: list[bytes], db: Path) -> tuple[np.ndarray, dict[str, object]
 
     async def go() -> dict[str, object]:
         clock = kline_rs.ManualClock(T0)
-        with Engine(["1m"], partitions=1, clock=clock, mark_partial_start=True) as e:
+        with Engine(["1m"], partitions=1, clock=clock, max_ahead_ms=None, mark_partial_start=True) as e:
             e.add_symbol("BTCUSDT")
             sink = SqliteSink(db)
             await sink.open()
@@ -177,7 +177,7 @@ def test_a_checkpoint_is_never_stored_ahead_of_the_klines_still_behind_a_full_ou
 
     async def go() -> list[tuple[int, dict[str, int]]]:
         clock = kline_rs.ManualClock(T0)
-        with Engine(["1s"], partitions=1, clock=clock, outbox_capacity=1) as e:
+        with Engine(["1s"], partitions=1, clock=clock, max_ahead_ms=None, outbox_capacity=1) as e:
             e.add_symbol("BTCUSDT")
             n = 3_000  # one trade a second: 2 999 klines close, the outbox holds 1 024
             ids = np.arange(1, n + 1, dtype=np.int64)

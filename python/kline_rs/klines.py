@@ -55,6 +55,10 @@ class Aggregation:
     placeholders: int
     invalid: int
     late: int
+    #: Refused for their time: outside the unit's range (µs in ms data, or the reverse).
+    implausible_unit: int = 0
+    #: Refused for a jump past the bound (kept for ``Aggregator`` callers that set one).
+    implausible_jump: int = 0
 
 
 def structured(

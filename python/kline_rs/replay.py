@@ -24,6 +24,10 @@ class ReplaySummary:
     placeholders: int
     invalid: int
     late: int
+    #: Trades refused for their time: outside the file's unit (a µs time in ms data or the
+    #: reverse), or too far after the previous trade (not confirmed by the next one).
+    implausible_unit: int
+    implausible_jump: int
     bad_rows: int
     klines_written: int
     seconds: float
@@ -38,7 +42,8 @@ class ReplaySummary:
             f"{self.files} files, {self.bytes / 1e6:.1f} MB, {self.trades:,} trades applied "
             f"in {self.seconds:.2f} s ({rate:.1f} M rows/s)",
             f"skipped: {self.bad_rows} bad rows, {self.duplicates} duplicates, "
-            f"{self.placeholders} invalid placeholders, {self.invalid} invalid, {self.late} late",
+            f"{self.placeholders} invalid placeholders, {self.invalid} invalid, {self.late} late, "
+            f"{self.implausible_unit + self.implausible_jump} implausible times",
             f"wrote {self.klines_written:,} klines to {len(self.outputs)} files",
         ]
         parts += [f"bad row: {b}" for b in self.bad_examples]

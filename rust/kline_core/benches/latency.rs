@@ -42,6 +42,7 @@ fn main() {
     let mut cfg = EngineConfig::new(intervals);
     cfg.partitions = 1;
     cfg.clock = clock.clone();
+    cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
     let e = Engine::start(cfg).unwrap();
     e.add_symbol(HEALTHY, None).unwrap();
     let silent: Vec<String> = (0..1000).map(|k| format!("Q{k}USDT")).collect();
@@ -70,7 +71,7 @@ fn main() {
         }
         recovering.push(probe(&e, n + 1 + k, t0 + hour + k));
     }
-    let _ = e.poll(usize::MAX);
+    let _ = e.poll(usize::MAX, false);
     for v in [&mut visible, &mut read_only, &mut recovering] {
         v.sort();
     }

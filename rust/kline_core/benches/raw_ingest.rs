@@ -40,6 +40,7 @@ fn main() {
             EngineConfig::new(Interval::BINANCE.iter().map(|s| s.parse().unwrap()).collect());
         cfg.partitions = 1;
         cfg.clock = Arc::new(ManualClock::new(0));
+        cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
         let e = Engine::start(cfg).unwrap();
         e.add_symbols(&[
             ("BTCUSDT", None),
@@ -50,7 +51,7 @@ fn main() {
         .unwrap();
         let start = Instant::now();
         for chunk in all.chunks(10_000) {
-            let report = e.push_raw(chunk.iter().map(Vec::as_slice));
+            let report = e.push_raw(chunk.iter().map(Vec::as_slice)).unwrap();
             assert_eq!(report.consumed, chunk.len());
         }
         e.sync().unwrap();

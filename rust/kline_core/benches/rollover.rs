@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// The consumer: takes and acknowledges everything closed so far.
 fn drain(e: &Engine) {
     loop {
-        let (token, batch) = e.poll(65_536);
+        let (token, batch) = e.poll(65_536, false);
         if batch.is_empty() {
             return;
         }
@@ -41,6 +41,7 @@ fn run(partitions: usize) {
             EngineConfig::new(Interval::BINANCE.iter().map(|s| s.parse().unwrap()).collect());
         cfg.partitions = partitions;
         cfg.clock = clock.clone();
+        cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
         let e = Engine::start(cfg).unwrap();
         let names: Vec<String> = (0..symbols).map(|i| format!("S{i}USDT")).collect();
         let refs: Vec<(&str, Option<i64>)> = names.iter().map(|n| (n.as_str(), None)).collect();

@@ -2,7 +2,9 @@
 
 use crate::interval::Grid;
 use crate::kline::{FlatRun, Kline};
+use crate::plausible::{Implausible, TimeLimits};
 use crate::trade::{Skip, Trade};
+use thiserror::Error;
 
 /// Receives what an [`Aggregator`] closes, tagged with the interval's index.
 pub trait KlineSink {
@@ -19,6 +21,10 @@ pub struct Counts {
     pub placeholders: u64,
     pub invalid: u64,
     pub late: u64,
+    /// Times outside the unit's range (µs in ms data, or the reverse).
+    pub implausible_unit: u64,
+    /// Times too far after the previous trade, not confirmed by the next one.
+    pub implausible_jump: u64,
 }
 
 impl Counts {
@@ -28,6 +34,13 @@ impl Counts {
         self.placeholders += other.placeholders;
         self.invalid += other.invalid;
         self.late += other.late;
+        self.implausible_unit += other.implausible_unit;
+        self.implausible_jump += other.implausible_jump;
+    }
+
+    /// Trades refused for their time.
+    pub fn implausible(&self) -> u64 {
+        self.implausible_unit + self.implausible_jump
     }
 
     fn count(&mut self, skip: Skip) {
@@ -36,6 +49,8 @@ impl Counts {
             Skip::Placeholder => self.placeholders += 1,
             Skip::Invalid(_) => self.invalid += 1,
             Skip::Late => self.late += 1,
+            Skip::Implausible(Implausible::Jump) => self.implausible_jump += 1,
+            Skip::Implausible(_) => self.implausible_unit += 1,
         }
     }
 }
@@ -52,7 +67,8 @@ struct Slot {
 ///
 /// Invariants: trades are applied in strictly increasing id order (lower ids are counted as
 /// duplicates); every open kline holds only trades of its bucket; a bucket closes when a
-/// trade of a later bucket arrives, and any empty buckets in between leave as one [`FlatRun`].
+/// trade of a later bucket arrives, and any empty buckets in between leave as one [`FlatRun`];
+/// no trade whose time fails [`TimeLimits`] is applied.
 #[derive(Debug, Clone)]
 pub struct Aggregator {
     grids: Vec<Grid>,
@@ -60,13 +76,37 @@ pub struct Aggregator {
     last_id: Option<i64>,
     /// Latest open time of any open kline: a trade before it belongs to a closed bucket.
     late_before: i64,
+    limits: TimeLimits,
+    /// Time of the latest applied trade: what a jump is measured from.
+    last_time: Option<i64>,
+    /// A trade too far after the previous one, held until the next trade tells a real jump
+    /// (a halt: the next trade follows it) from a bad time (the next trade does not).
+    suspect: Option<Trade>,
+    /// The latest trade refused for its time, and why: for a caller that stops on the first.
+    pub refused: Option<(Trade, Implausible)>,
     pub counts: Counts,
 }
 
 impl Aggregator {
+    /// Times are held to their unit's range (the grids' unit) and no jump bound.
     pub fn new(grids: Vec<Grid>) -> Self {
+        let unit = grids.first().map_or(crate::interval::TimeUnit::Millis, |g| g.unit);
+        Self::with_limits(grids, TimeLimits::unit_only(unit))
+    }
+
+    pub fn with_limits(grids: Vec<Grid>, limits: TimeLimits) -> Self {
         let slots = vec![None; grids.len()];
-        Aggregator { grids, slots, last_id: None, late_before: i64::MIN, counts: Counts::default() }
+        Aggregator {
+            grids,
+            slots,
+            last_id: None,
+            late_before: i64::MIN,
+            limits: TimeLimits { max_ahead: None, ..limits },
+            last_time: None,
+            suspect: None,
+            refused: None,
+            counts: Counts::default(),
+        }
     }
 
     pub fn grids(&self) -> &[Grid] {
@@ -78,15 +118,54 @@ impl Aggregator {
         self.last_id
     }
 
-    /// Applies one trade, or says why not (and counts it).
+    /// Applies one trade, or says why not (and counts it). A trade refused for a jump is
+    /// counted once the next trade (or `finish`) shows the jump was not real.
     #[inline]
     pub fn push(&mut self, t: &Trade, out: &mut impl KlineSink) -> Result<(), Skip> {
-        let skip = self.check(t);
-        if let Some(skip) = skip {
-            self.counts.count(skip);
+        if let Some(skip) = self.check(t) {
+            if skip == Skip::Implausible(Implausible::Jump) {
+                return self.jump(t, out);
+            }
+            self.refuse(t, skip);
             return Err(skip);
         }
+        if let Some(s) = self.suspect.take() {
+            self.refuse(&s, Skip::Implausible(Implausible::Jump));
+        }
+        self.apply(t, out);
+        Ok(())
+    }
+
+    fn refuse(&mut self, t: &Trade, skip: Skip) {
+        self.counts.count(skip);
+        if let Skip::Implausible(why) = skip {
+            self.refused = Some((*t, why));
+        }
+    }
+
+    /// `t` is too far after the previous trade: a real jump if it follows the trade held
+    /// before it (both applied), otherwise held in its place.
+    #[cold]
+    fn jump(&mut self, t: &Trade, out: &mut impl KlineSink) -> Result<(), Skip> {
+        let confirms = self.suspect.is_some_and(|s| {
+            s.id < t.id && s.time <= t.time && self.limits.check(t.time, None, Some(s.time)).is_ok()
+        });
+        if confirms {
+            let s = self.suspect.take().expect("checked");
+            self.apply(&s, out);
+            self.apply(t, out);
+            return Ok(());
+        }
+        if let Some(s) = self.suspect.replace(*t) {
+            self.refuse(&s, Skip::Implausible(Implausible::Jump));
+        }
+        Err(Skip::Implausible(Implausible::Jump))
+    }
+
+    #[inline]
+    fn apply(&mut self, t: &Trade, out: &mut impl KlineSink) {
         self.last_id = Some(t.id);
+        self.last_time = Some(self.last_time.map_or(t.time, |l| l.max(t.time)));
         self.counts.applied += 1;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             match slot {
@@ -109,7 +188,6 @@ impl Aggregator {
                 }
             }
         }
-        Ok(())
     }
 
     #[inline]
@@ -119,6 +197,9 @@ impl Aggregator {
         }
         if let Some(defect) = t.defect() {
             return Some(defect);
+        }
+        if let Err(why) = self.limits.check(t.time, None, self.last_time) {
+            return Some(Skip::Implausible(why));
         }
         (t.time < self.late_before).then_some(Skip::Late)
     }
@@ -130,6 +211,9 @@ impl Aggregator {
 
     /// Closes every open kline as if the stream ended (replay end of input).
     pub fn finish(&mut self, out: &mut impl KlineSink) {
+        if let Some(s) = self.suspect.take() {
+            self.refuse(&s, Skip::Implausible(Implausible::Jump));
+        }
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if let Some(s) = slot.take() {
                 out.kline(i, &s.kline);
@@ -139,16 +223,35 @@ impl Aggregator {
     }
 }
 
+/// The most periods one flat run is expanded into where klines leave one per period (a year
+/// of 1s klines is 31.5 M). Past it the expansion stops with [`FlatRunTooLong`]: a silence
+/// that long is almost always a bad trade time, and writing it out would fill the disk.
+pub const MAX_FLAT_PERIODS: i64 = 1 << 25;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "a quiet stretch of {periods} {interval} periods from {start} to {end} is more than the bound \
+     of {MAX_FLAT_PERIODS} flat klines per run (a bad trade time? otherwise keep such runs whole)"
+)]
+pub struct FlatRunTooLong {
+    pub interval: String,
+    pub start: i64,
+    pub end: i64,
+    pub periods: i64,
+}
+
 /// A sink that keeps everything with flat runs expanded: for tests and small in-memory jobs.
 #[derive(Debug, Clone)]
 pub struct Collect {
     grids: Vec<Grid>,
     pub klines: Vec<Vec<Kline>>,
+    /// The first run too long to expand (what follows it is still collected).
+    pub error: Option<FlatRunTooLong>,
 }
 
 impl Collect {
     pub fn new(grids: &[Grid]) -> Self {
-        Collect { grids: grids.to_vec(), klines: vec![Vec::new(); grids.len()] }
+        Collect { grids: grids.to_vec(), klines: vec![Vec::new(); grids.len()], error: None }
     }
 }
 
@@ -159,29 +262,89 @@ impl KlineSink for Collect {
 
     fn flat_run(&mut self, interval: usize, run: &FlatRun) {
         let grid = self.grids[interval];
-        expand_flat_run(&grid, run, |k| self.klines[interval].push(k));
+        if let Err(e) = expand_flat_run(&grid, run, |k| self.klines[interval].push(k)) {
+            self.error.get_or_insert(e);
+        }
     }
 }
 
-/// Calls `f` with each flat kline of a run, in time order.
-pub fn expand_flat_run(grid: &Grid, run: &FlatRun, mut f: impl FnMut(Kline)) {
+/// Calls `f` with each flat kline of a run, in time order; refuses (calling `f` for none) a
+/// run longer than [`MAX_FLAT_PERIODS`].
+pub fn expand_flat_run(
+    grid: &Grid,
+    run: &FlatRun,
+    mut f: impl FnMut(Kline),
+) -> Result<(), FlatRunTooLong> {
+    let periods = grid.periods_between(run.start, run.end);
+    if periods > MAX_FLAT_PERIODS {
+        return Err(FlatRunTooLong {
+            interval: grid.interval.to_string(),
+            start: run.start,
+            end: run.end,
+            periods,
+        });
+    }
     let mut start = run.start;
     while start < run.end {
         let next = grid.next_start(start);
         f(Kline::flat(start, next - 1, run.price));
         start = next;
     }
+    Ok(())
 }
 
-/// Aggregates a whole slice of trades (in id order) and closes everything at the end.
-pub fn aggregate(grids: &[Grid], trades: &[Trade]) -> (Vec<Vec<Kline>>, Counts) {
+/// A run cut after its first `n ≥ 1` periods: the head, and the rest if any.
+pub fn split_run(grid: &Grid, run: &FlatRun, n: i64) -> (FlatRun, Option<FlatRun>) {
+    match grid.advance(run.start, n.max(1)).filter(|&cut| cut < run.end) {
+        Some(cut) => (FlatRun { end: cut, ..*run }, Some(FlatRun { start: cut, ..*run })),
+        None => (*run, None),
+    }
+}
+
+/// The periods of a run that open in `[lo, hi)`, if any: a reader asking for one minute of a
+/// year-long run gets that minute without the year being walked.
+pub fn clip_run(grid: &Grid, run: &FlatRun, lo: i64, hi: i64) -> Option<FlatRun> {
+    // The first period opening at or after `t`, as an index from the run's start (which is on
+    // the symbol's own grid: its 3d anchor may differ from `grid`'s).
+    let index = |t: i64| -> i64 {
+        if t <= run.start {
+            return 0;
+        }
+        match grid.period_len() {
+            Some(len) => (t - run.start + len - 1).div_euclid(len),
+            None => {
+                let t = t.min(run.end);
+                let b = grid.bucket_start(t);
+                grid.periods_between(run.start, b) + i64::from(b < t)
+            }
+        }
+    };
+    let total = grid.periods_between(run.start, run.end);
+    let (a, b) = (index(lo).min(total), index(hi).min(total));
+    if a >= b {
+        return None;
+    }
+    let start = grid.advance(run.start, a)?;
+    let end = grid.advance(run.start, b)?;
+    Some(FlatRun { start, end, price: run.price })
+}
+
+/// Aggregates a whole slice of trades (in id order) and closes everything at the end; an
+/// error if a flat run is too long to expand.
+pub fn aggregate(
+    grids: &[Grid],
+    trades: &[Trade],
+) -> Result<(Vec<Vec<Kline>>, Counts), FlatRunTooLong> {
     let mut agg = Aggregator::new(grids.to_vec());
     let mut out = Collect::new(grids);
     for t in trades {
         let _ = agg.push(t, &mut out);
     }
     agg.finish(&mut out);
-    (out.klines, agg.counts)
+    match out.error {
+        Some(e) => Err(e),
+        None => Ok((out.klines, agg.counts)),
+    }
 }
 
 #[cfg(test)]
@@ -213,7 +376,7 @@ mod tests {
     fn a_trade_exactly_on_the_boundary_opens_the_next_minute() {
         let g = grids(&["1m"], TimeUnit::Millis);
         let trades = [trade(1, T0 + MINUTE_MS - 1, 100, 1), trade(2, T0 + MINUTE_MS, 200, 1)];
-        let (k, _) = aggregate(&g, &trades);
+        let (k, _) = aggregate(&g, &trades).unwrap();
         assert_eq!(k[0].len(), 2);
         assert_eq!((k[0][0].close, k[0][1].open, k[0][1].open_time), (100, 200, T0 + MINUTE_MS));
     }
@@ -224,7 +387,7 @@ mod tests {
         let b = T0 + MINUTE_MS;
         let trades =
             [trade(1, b - 1, 10, 1), trade(2, b, 20, 1), trade(3, b, 30, 1), trade(4, b, 25, 1)];
-        let (k, _) = aggregate(&g, &trades);
+        let (k, _) = aggregate(&g, &trades).unwrap();
         assert_eq!((k[0][1].open, k[0][1].high, k[0][1].low, k[0][1].close), (20, 30, 20, 25));
         assert_eq!(k[0][1].trades, 6);
         assert_eq!((k[0][1].first_trade_id, k[0][1].last_trade_id), (4, 9));
@@ -248,7 +411,8 @@ mod tests {
         assert_eq!(runs.0, vec![FlatRun { start: T0 + MINUTE_MS, end: T0 + days, price: 100 }]);
 
         let (k, _) =
-            aggregate(&g, &[trade(1, T0 + 5, 100, 1), trade(2, T0 + 3 * MINUTE_MS, 90, 1)]);
+            aggregate(&g, &[trade(1, T0 + 5, 100, 1), trade(2, T0 + 3 * MINUTE_MS, 90, 1)])
+                .unwrap();
         assert_eq!(k[0].len(), 4);
         assert_eq!(k[0][1], Kline::flat(T0 + MINUTE_MS, T0 + 2 * MINUTE_MS - 1, 100));
         assert_eq!(k[0][2].first_trade_id, -1);
@@ -276,10 +440,17 @@ mod tests {
             Trade { price: -5, ..trade(5, T0 + MINUTE_MS, 1, 1) },
             trade(6, T0 + MINUTE_MS + 1, 102, 1),
         ];
-        let (k, counts) = aggregate(&g, &trades);
+        let (k, counts) = aggregate(&g, &trades).unwrap();
         assert_eq!(
             counts,
-            Counts { applied: 3, duplicates: 2, placeholders: 1, invalid: 1, late: 1 }
+            Counts {
+                applied: 3,
+                duplicates: 2,
+                placeholders: 1,
+                invalid: 1,
+                late: 1,
+                ..Counts::default()
+            }
         );
         assert_eq!(k[0][1].close, 102);
         assert_eq!(k[1][0].trades, 6);
@@ -291,7 +462,8 @@ mod tests {
         let (k, _) = aggregate(
             &g,
             &[trade(1, T0 * 1000 + 59_999_999, 7, 1), trade(2, T0 * 1000 + 60_000_000, 8, 1)],
-        );
+        )
+        .unwrap();
         assert_eq!(k[0][0].close_time, T0 * 1000 + 59_999_999);
         assert_eq!(k[0][1].open_time, T0 * 1000 + 60_000_000);
     }
@@ -301,7 +473,7 @@ mod tests {
         let g = grids(&["1d"], TimeUnit::Millis);
         let qty = 90_000_000_000 * crate::decimal::SCALE; // 9e10 coins per trade
         let trades: Vec<Trade> = (1..=1000).map(|i| trade(i, T0 + i, 1, qty)).collect();
-        let (k, _) = aggregate(&g, &trades);
+        let (k, _) = aggregate(&g, &trades).unwrap();
         let k = k[0][0];
         assert_eq!(crate::decimal::format_fixed8(k.volume), "90000000000000.00000000");
         assert_eq!(k.quote_volume, 1000 * i128::from(qty));
@@ -341,7 +513,7 @@ mod tests {
         #[test]
         fn any_split_of_the_input_gives_the_same_klines(trades in arb_trades(), cut in any::<prop::sample::Index>()) {
             let g = grids(&["1m", "5m", "1h"], TimeUnit::Millis);
-            let (whole, _) = aggregate(&g, &trades);
+            let (whole, _) = aggregate(&g, &trades).unwrap();
             let cut = cut.index(trades.len() + 1);
             let mut agg = Aggregator::new(g.clone());
             let mut out = Collect::new(&g);
@@ -358,7 +530,7 @@ mod tests {
         fn rolled_up_1m_equals_direct_aggregation(trades in arb_trades()) {
             let names = ["1m", "5m", "15m", "1h", "1d", "1w", "1M"];
             let g = grids(&names, TimeUnit::Millis);
-            let (direct, _) = aggregate(&g, &trades);
+            let (direct, _) = aggregate(&g, &trades).unwrap();
             for (i, coarse) in g.iter().enumerate().skip(1) {
                 let rolled = rollup(&direct[0], coarse).unwrap();
                 prop_assert_eq!(&rolled, &direct[i], "{}", names[i]);
@@ -368,14 +540,14 @@ mod tests {
         #[test]
         fn duplicates_change_nothing(trades in arb_trades(), dups in prop::collection::vec(any::<prop::sample::Index>(), 0..50)) {
             let g = grids(&["1m", "1h"], TimeUnit::Millis);
-            let (clean, _) = aggregate(&g, &trades);
+            let (clean, _) = aggregate(&g, &trades).unwrap();
             let mut noisy = trades.clone();
             for d in &dups {
                 let at = d.index(noisy.len());
                 let back = d.index(at + 1);
                 noisy.insert(at + 1, noisy[back]);
             }
-            let (again, counts) = aggregate(&g, &noisy);
+            let (again, counts) = aggregate(&g, &noisy).unwrap();
             prop_assert_eq!(again, clean);
             prop_assert_eq!(counts.duplicates, noisy.len() as u64 - trades.len() as u64);
         }

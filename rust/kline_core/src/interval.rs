@@ -250,6 +250,46 @@ impl Grid {
     pub fn close_time(&self, start: i64) -> i64 {
         self.next_start(start) - 1
     }
+
+    /// Length of every period, in ticks; `None` for calendar months.
+    pub fn period_len(&self) -> Option<i64> {
+        let per = self.unit.per_ms();
+        match self.interval {
+            Interval::Fixed { ms } => Some(ms * per),
+            Interval::ThreeDay => Some(3 * self.day()),
+            Interval::Week => Some(WEEK_MS * per),
+            Interval::Month => None,
+        }
+    }
+
+    /// Index of the calendar month holding `t` (months since year 0): months differ by it.
+    fn month_index(&self, t: i64) -> i64 {
+        let (y, m, _) = civil_from_days(floor_div(t + self.shift, self.day()));
+        y * 12 + i64::from(m) - 1
+    }
+
+    /// Whole periods from the bucket opening at `start` to the one opening at `end` (≥ start),
+    /// in O(1): how long a flat run is without walking it.
+    pub fn periods_between(&self, start: i64, end: i64) -> i64 {
+        match self.period_len() {
+            Some(len) => (end - start).div_euclid(len),
+            None => self.month_index(end) - self.month_index(start),
+        }
+    }
+
+    /// Open time of the bucket `n ≥ 0` periods after the one opening at `start`, in O(1);
+    /// `None` past what an i64 holds.
+    pub fn advance(&self, start: i64, n: i64) -> Option<i64> {
+        match self.period_len() {
+            Some(len) => start.checked_add(n.checked_mul(len)?),
+            None => {
+                let months = self.month_index(start).checked_add(n)?;
+                let days =
+                    days_from_civil(months.div_euclid(12), (months.rem_euclid(12) + 1) as u32, 1);
+                days.checked_mul(self.day())?.checked_sub(self.shift)
+            }
+        }
+    }
 }
 
 /// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic Gregorian.
@@ -367,6 +407,25 @@ mod tests {
         assert_eq!((start - btc_listing) % (3 * DAY_MS), 0);
         assert!(start <= t && t < g.next_start(start));
         assert_eq!(Grid::utc(Interval::ThreeDay, MS).bucket_start(t) % (3 * DAY_MS), 0);
+    }
+
+    #[test]
+    fn periods_between_and_advance_agree_with_stepping() {
+        let t0 = 1_577_836_800_000;
+        for name in Interval::BINANCE {
+            for tz in [0, 8 * HOUR_MS, -5 * HOUR_MS] {
+                let g = Grid::new(iv(name), MS, tz, 1_502_928_000_000);
+                let start = g.bucket_start(t0);
+                let mut t = start;
+                for n in 0..40 {
+                    assert_eq!(g.advance(start, n), Some(t), "{name} {tz} {n}");
+                    assert_eq!(g.periods_between(start, t), n, "{name} {tz} {n}");
+                    t = g.next_start(t);
+                }
+            }
+        }
+        let g = Grid::utc(Interval::Fixed { ms: 1_000 }, MS);
+        assert_eq!(g.advance(0, i64::MAX / 10), None);
     }
 
     proptest! {

@@ -11,8 +11,10 @@ pub mod interval;
 pub mod kline;
 pub mod output;
 pub mod parse;
+pub mod plausible;
 pub mod replay;
 pub mod rollup;
+pub mod symbol;
 pub mod trade;
 
 pub use aggregate::{aggregate, Aggregator, Counts, KlineSink};

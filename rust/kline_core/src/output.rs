@@ -85,6 +85,8 @@ impl<W: Write> KlineSink for CsvSink<W> {
 
     fn flat_run(&mut self, interval: usize, run: &FlatRun) {
         let grid = self.grids[interval];
-        expand_flat_run(&grid, run, |k| self.emit(interval, &k));
+        if let Err(e) = expand_flat_run(&grid, run, |k| self.emit(interval, &k)) {
+            self.error.get_or_insert(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
     }
 }

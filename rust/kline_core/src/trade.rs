@@ -1,5 +1,11 @@
 //! One aggregate trade, already parsed into exact integers.
 
+use crate::plausible::Implausible;
+
+/// More raw trades than this in one aggTrade (`l - f + 1`) is a corrupt row, not a trade: the
+/// largest real ones hold thousands.
+pub const MAX_RAW_TRADES: i64 = 1 << 32;
+
 /// A Binance aggTrade (a `@trade` event is an aggTrade of one raw trade: `f = l = t`).
 ///
 /// `price` and `qty` are mantissas at 1e-8; `time` is in the unit of its source (ms or µs).
@@ -28,6 +34,8 @@ pub enum Skip {
     Invalid(&'static str),
     /// Its bucket has already closed (time went backwards past a boundary).
     Late,
+    /// Its time cannot be true (see [`crate::plausible`]).
+    Implausible(Implausible),
 }
 
 impl Trade {
@@ -44,6 +52,9 @@ impl Trade {
         }
         if self.last_id < self.first_id || self.first_id < 0 {
             return Some(Skip::Invalid("raw trade ids f..l are not a range"));
+        }
+        if self.last_id - self.first_id >= MAX_RAW_TRADES {
+            return Some(Skip::Invalid("raw trade ids f..l span more than 2^32 trades"));
         }
         if self.time < 0 {
             return Some(Skip::Invalid("time is negative"));

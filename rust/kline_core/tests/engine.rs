@@ -20,6 +20,7 @@ fn engine(names: &[&str], partitions: usize, clock: Arc<ManualClock>) -> Engine 
     let mut cfg = EngineConfig::new(intervals(names));
     cfg.partitions = partitions;
     cfg.clock = clock;
+    cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
     cfg.pin_threads = false;
     cfg.ring_capacity = 1024;
     Engine::start(cfg).unwrap()
@@ -29,7 +30,7 @@ fn engine(names: &[&str], partitions: usize, clock: Arc<ManualClock>) -> Engine 
 fn drain(e: &Engine) -> HashMap<(String, u16), Vec<Kline>> {
     let mut out: HashMap<(String, u16), Vec<Kline>> = HashMap::new();
     loop {
-        let (token, batch) = e.poll(1000);
+        let (token, batch) = e.poll(1000, false);
         if batch.is_empty() {
             return out;
         }
@@ -41,7 +42,7 @@ fn drain(e: &Engine) -> HashMap<(String, u16), Vec<Kline>> {
                 Record::FlatRun { symbol, interval, run, .. } => {
                     let grid = e.grids()[interval as usize];
                     let v = out.entry((symbol.to_string(), interval)).or_default();
-                    expand_flat_run(&grid, &run, |k| v.push(k));
+                    expand_flat_run(&grid, &run, |k| v.push(k)).unwrap();
                 }
             }
         }
@@ -121,7 +122,7 @@ proptest! {
         let got = drain(&e);
         let grids: Vec<Grid> = e.grids().to_vec();
         for (k, trades) in symbols.iter().enumerate() {
-            let (want, _) = aggregate(&grids, trades);
+            let (want, _) = aggregate(&grids, trades).unwrap();
             for (i, want) in want.iter().enumerate() {
                 let got = got.get(&(syms[k].clone(), i as u16)).cloned().unwrap_or_default();
                 prop_assert_eq!(&got, want, "{} {}", syms[k], names[i]);
@@ -141,10 +142,10 @@ fn the_clock_closes_quiet_buckets_and_a_long_silence_is_one_flat_run() {
     e.add_symbol("BTCUSDT", None).unwrap();
     e.push_trade("BTCUSDT", trade(1, T0 + 10, 100)).unwrap();
     e.sync().unwrap();
-    assert!(e.poll(10).1.is_empty(), "nothing closes before close_time + grace");
+    assert!(e.poll(10, false).1.is_empty(), "nothing closes before close_time + grace");
     clock.set(T0 + MINUTE_MS + 250);
     e.sync().unwrap();
-    let (_, recs) = e.poll(10);
+    let (_, recs) = e.poll(10, false);
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert!(
         matches!(&recs[0], Record::Kline { interval: 0, kline, .. } if kline.open_time == T0 && kline.close == 100)
@@ -152,7 +153,7 @@ fn the_clock_closes_quiet_buckets_and_a_long_silence_is_one_flat_run() {
     // Two days of silence: one flat-run record per interval, not one per period.
     clock.set(T0 + 2 * 24 * 60 * MINUTE_MS + 300);
     e.sync().unwrap();
-    let (_, recs) = e.poll(100);
+    let (_, recs) = e.poll(100, false);
     let runs: Vec<_> = recs.iter().filter(|r| matches!(r, Record::FlatRun { .. })).collect();
     assert_eq!(recs.len(), 3, "1h kline + one flat run per interval: {recs:?}");
     assert_eq!(runs.len(), 2);
@@ -179,7 +180,7 @@ fn remove_flushes_open_klines_and_frees_the_slot_for_reuse() {
     e.add_symbol("AAA", None).unwrap();
     e.push_trade("AAA", trade(1, T0, 5)).unwrap();
     e.remove_symbol("AAA").unwrap();
-    let (_, recs) = e.poll(10);
+    let (_, recs) = e.poll(10, false);
     assert!(matches!(&recs[..], [Record::Kline { kline, .. }] if kline.close == 5));
     assert_eq!(
         e.push_trade("AAA", trade(2, T0 + 1, 6)),
@@ -202,10 +203,10 @@ fn unacknowledged_batches_come_again() {
     e.push_trade("AAA", trade(1, T0, 5)).unwrap();
     e.push_trade("AAA", trade(2, T0 + MINUTE_MS, 6)).unwrap();
     e.sync().unwrap();
-    let (token, first) = e.poll(10);
+    let (token, first) = e.poll(10, false);
     assert_eq!(first.len(), 1);
     assert!(e.nack(token));
-    let (token2, again) = e.poll(10);
+    let (token2, again) = e.poll(10, false);
     assert_eq!(again, first);
     assert_eq!(e.metrics().unacked, 1);
     assert!(e.ack(token2));
@@ -227,7 +228,7 @@ fn raw_websocket_frames_are_parsed_routed_and_bad_ones_counted() {
         br#"{"e":"kline","k":{}}"#,
         br#"{"e":"aggTrade","s":"ETHUSDT"}"#,
     ];
-    let report = e.push_raw(frames);
+    let report = e.push_raw(frames).unwrap();
     assert_eq!(
         (
             report.consumed,
@@ -316,7 +317,7 @@ fn restore_from_a_snapshot_then_continue_equals_one_uninterrupted_run() {
     for (k, v) in drain(&second) {
         got.entry(k).or_default().extend(v);
     }
-    let (want, _) = aggregate(second.grids(), &trades);
+    let (want, _) = aggregate(second.grids(), &trades).unwrap();
     for (i, want) in want.iter().enumerate() {
         assert_eq!(&got[&("XRPUSDT".to_string(), i as u16)], want, "{}", grids_names[i]);
     }
@@ -336,7 +337,7 @@ fn a_held_restore_closes_nothing_until_the_missed_trades_are_in_then_all_at_revi
     let snap = first.snapshot().unwrap();
     let mut records = Vec::new();
     loop {
-        let (token, batch) = first.poll(1000);
+        let (token, batch) = first.poll(1000, false);
         if batch.is_empty() {
             break;
         }
@@ -354,12 +355,12 @@ fn a_held_restore_closes_nothing_until_the_missed_trades_are_in_then_all_at_revi
     second.restore(&slot_refs, &[("XRPUSDT", 250)], true).unwrap();
     second.push_trades("XRPUSDT", trades[450..].to_vec()).unwrap(); // live, after a hole
     second.sync().unwrap();
-    assert!(second.poll(1000).1.is_empty(), "nothing closes while the symbol is held");
+    assert!(second.poll(1000, false).1.is_empty(), "nothing closes while the symbol is held");
     assert!(second.backfill("XRPUSDT", trades[240..460].to_vec()).unwrap());
     second.feed_up(Some("XRPUSDT"), false).unwrap();
     second.sync().unwrap();
     loop {
-        let (token, batch) = second.poll(1000);
+        let (token, batch) = second.poll(1000, false);
         if batch.is_empty() {
             break;
         }
@@ -376,11 +377,11 @@ fn a_held_restore_closes_nothing_until_the_missed_trades_are_in_then_all_at_revi
             Record::FlatRun { interval, run, revision, gap, .. } => {
                 assert_eq!((revision, gap), (0, false), "{run:?}");
                 let grid = second.grids()[interval as usize];
-                expand_flat_run(&grid, &run, |k| got.entry(interval).or_default().push(k));
+                expand_flat_run(&grid, &run, |k| got.entry(interval).or_default().push(k)).unwrap();
             }
         }
     }
-    let (want, _) = aggregate(second.grids(), &trades);
+    let (want, _) = aggregate(second.grids(), &trades).unwrap();
     for (i, want) in want.iter().enumerate() {
         let g = &got[&(i as u16)];
         assert_eq!(&g[..want.len()], &want[..], "{}", names[i]);
@@ -394,6 +395,7 @@ fn with_mark_partial_start_what_the_first_trade_opens_mid_period_is_marked_gap()
     let mut cfg = EngineConfig::new(intervals(&["1m", "1h"]));
     cfg.partitions = 1;
     cfg.clock = clock.clone();
+    cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
     cfg.pin_threads = false;
     cfg.mark_partial_start = true;
     let e = Engine::start(cfg).unwrap();
@@ -404,7 +406,7 @@ fn with_mark_partial_start_what_the_first_trade_opens_mid_period_is_marked_gap()
     e.remove_symbol("EDGE").unwrap();
     let mut gaps = HashMap::new();
     loop {
-        let (token, batch) = e.poll(100);
+        let (token, batch) = e.poll(100, false);
         if batch.is_empty() {
             break;
         }
@@ -461,7 +463,7 @@ fn drain_upsert(
 ) -> usize {
     let mut gaps = 0;
     loop {
-        let (token, batch) = e.poll(1000);
+        let (token, batch) = e.poll(1000, false);
         if batch.is_empty() {
             return gaps;
         }
@@ -481,6 +483,7 @@ fn drain_upsert(
                     expand_flat_run(&e.grids()[interval as usize], &run, |k| {
                         put(&symbol, interval, k, revision, gap)
                     })
+                    .unwrap()
                 }
             }
         }
@@ -523,7 +526,7 @@ fn a_declared_gap_is_marked_then_replaced_exactly_by_the_backfill() {
     clock.set(trades[399].time);
     e.remove_symbol("BTCUSDT").unwrap();
     drain_upsert(&e, &mut table);
-    let (want, _) = aggregate(e.grids(), &trades);
+    let (want, _) = aggregate(e.grids(), &trades).unwrap();
     for (i, want) in want.iter().enumerate() {
         let got: Vec<(Kline, bool)> =
             table.iter().filter(|(k, _)| k.1 == i as u16).map(|(_, (_, k, g))| (*k, *g)).collect();
@@ -564,6 +567,7 @@ fn late_trades_amend_the_latest_closed_kline_within_the_allowed_lateness() {
     cfg.partitions = 1;
     cfg.pin_threads = false;
     cfg.clock = Arc::new(ManualClock::new(0));
+    cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
     cfg.late_policy = kline_core::engine::LatePolicy::Amend { allowed_lateness: 5_000 };
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
@@ -571,7 +575,7 @@ fn late_trades_amend_the_latest_closed_kline_within_the_allowed_lateness() {
     e.push_trade("BTCUSDT", trade(2, T0 + 61_000, 110)).unwrap(); // closes minute 0
     e.push_trade("BTCUSDT", trade(3, T0 + 30_000, 90)).unwrap(); // late, 1 s after the close
     e.sync().unwrap();
-    let (_, recs) = e.poll(10);
+    let (_, recs) = e.poll(10, false);
     assert_eq!(recs.len(), 2, "{recs:?}");
     let Record::Kline { kline: first, revision: 0, .. } = &recs[0] else { panic!("{recs:?}") };
     let Record::Kline { kline: amended, revision: 1, .. } = &recs[1] else { panic!("{recs:?}") };
@@ -657,7 +661,7 @@ fn adding_and_removing_symbols_under_load_loses_nothing_and_stays_flat() {
     assert!(rounds > 5, "only {rounds} rounds");
     assert!(peak_allocated <= steady.len() + 50 + 2, "slots grew to {peak_allocated}");
     for (k, s) in steady.iter().enumerate() {
-        let (want, _) = aggregate(e.grids(), &sent[k]);
+        let (want, _) = aggregate(e.grids(), &sent[k]).unwrap();
         for (i, want) in want.iter().enumerate() {
             assert_eq!(&churned[&(s.clone(), i as u16)], want, "{s} interval {i}");
         }
@@ -670,6 +674,7 @@ fn a_full_ring_is_backpressure_reported_to_the_producer_never_a_silent_drop() {
     cfg.partitions = 1;
     cfg.pin_threads = false;
     cfg.clock = Arc::new(ManualClock::new(0));
+    cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
     cfg.ring_capacity = 2;
     cfg.push_wait = std::time::Duration::ZERO;
     let e = Engine::start(cfg).unwrap();
@@ -698,7 +703,7 @@ fn a_full_ring_is_backpressure_reported_to_the_producer_never_a_silent_drop() {
         r#"{{"e":"aggTrade","s":"BTCUSDT","a":99999999,"p":"1","q":"1","f":1,"l":1,"T":{late_enough},"m":true}}"#
     );
     let frames: Vec<&[u8]> = vec![frame.as_bytes(); 3000];
-    let report = e.push_raw(frames.iter().copied());
+    let report = e.push_raw(frames.iter().copied()).unwrap();
     if report.backpressure {
         assert!(report.consumed < frames.len() && report.consumed % 1024 == 0, "{report:?}");
     }
@@ -720,6 +725,7 @@ fn a_jump_in_aggtrade_ids_opens_a_gap_by_itself_and_the_backfill_closes_it_exact
     cfg.partitions = 1;
     cfg.pin_threads = false;
     cfg.clock = Arc::new(ManualClock::new(0));
+    cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
     cfg.detect_id_gaps = true;
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
@@ -736,7 +742,7 @@ fn a_jump_in_aggtrade_ids_opens_a_gap_by_itself_and_the_backfill_closes_it_exact
     e.remove_symbol("BTCUSDT").unwrap();
     let mut table = std::collections::BTreeMap::new();
     drain_upsert(&e, &mut table);
-    let (want, _) = aggregate(e.grids(), &trades);
+    let (want, _) = aggregate(e.grids(), &trades).unwrap();
     for (i, want) in want.iter().enumerate() {
         let got: Vec<Kline> =
             table.iter().filter(|(k, _)| k.1 == i as u16).map(|(_, v)| v.1).collect();

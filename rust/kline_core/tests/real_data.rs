@@ -42,7 +42,7 @@ fn agg_trades_reproduce_the_official_1m_lines_byte_for_byte() {
     let body = std::fs::read(dir.join("btcusdt_aggtrades_202790190.json")).unwrap();
     let trades = parse_rest_agg_trades(&body).unwrap();
     assert_eq!(trades.len(), 1000);
-    let (klines, counts) = aggregate(&[grid("1m")], &trades);
+    let (klines, counts) = aggregate(&[grid("1m")], &trades).unwrap();
     assert_eq!(counts.applied, 1000);
     let official: HashMap<i64, String> = official_1m(&dir, 2)
         .into_iter()

@@ -82,7 +82,9 @@ fn closed_columns<'py>(
                 (symbol, *interval, *revision, *gap)
             }
             Record::FlatRun { symbol, interval, run, revision, gap } if expand => {
-                expand_flat_run(&e.grids()[*interval as usize], run, |k| klines.push(k));
+                // The poll cut runs to its budget: this expansion is bounded by `max_records`.
+                expand_flat_run(&e.grids()[*interval as usize], run, |k| klines.push(k))
+                    .map_err(|err| EngineError::new_err(err.to_string()))?;
                 (symbol, *interval, *revision, *gap)
             }
             Record::FlatRun { symbol, interval, run, revision, gap } => {
@@ -111,7 +113,7 @@ fn closed_columns<'py>(
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None, late_policy="drop", allowed_lateness=0, detect_id_gaps=false, mark_partial_start=false, spin_us=50))]
+    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None, late_policy="drop", allowed_lateness=0, detect_id_gaps=false, mark_partial_start=false, spin_us=50, max_ahead_ms=Some(kline_core::engine::DEFAULT_MAX_AHEAD_MS), max_jump_ms=None, max_spill=1<<18))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -131,16 +133,17 @@ impl Engine {
         detect_id_gaps: bool,
         mark_partial_start: bool,
         spin_us: u64,
+        max_ahead_ms: Option<i64>,
+        max_jump_ms: Option<i64>,
+        max_spill: usize,
     ) -> PyResult<Self> {
         let mut cfg =
             EngineConfig::new(intervals.iter().map(|s| interval(s)).collect::<PyResult<_>>()?);
         cfg.partitions = partitions;
         cfg.grace = grace;
-        if ring_capacity == 0 || outbox_capacity == 0 {
-            return Err(PyValueError::new_err(
-                "ring_capacity and outbox_capacity must be positive",
-            ));
-        }
+        cfg.max_ahead_ms = max_ahead_ms;
+        cfg.max_jump_ms = max_jump_ms;
+        cfg.max_spill = max_spill;
         cfg.ring_capacity = ring_capacity;
         cfg.outbox_capacity = outbox_capacity;
         cfg.tz_offset_ms = tz(tz_offset)?;
@@ -211,7 +214,8 @@ impl Engine {
             frames.try_iter()?.map(|f| Ok(f?.cast_into::<PyBytes>()?)).collect::<PyResult<_>>()?
         };
         let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_bytes()).collect();
-        let report = py.detach(|| self.inner.push_raw(slices.iter().copied()));
+        let report =
+            py.detach(|| self.inner.push_raw(slices.iter().copied())).map_err(engine_err)?;
         let d = PyDict::new(py);
         d.set_item("consumed", report.consumed)?;
         d.set_item("trades", report.trades)?;
@@ -249,8 +253,9 @@ impl Engine {
         py.detach(|| self.inner.sync()).map_err(engine_err)
     }
 
-    /// `(token, columns)` of up to `max_records` closed records, flat runs expanded (or, with
-    /// `expand=False`, one row per run spanning its periods, `flat` set).
+    /// `(token, columns)` of closed records worth up to `max_records` klines, flat runs
+    /// expanded (a longer run is cut: its rest comes next), or, with `expand=False`, up to
+    /// `max_records` records with one row per run spanning its periods, `flat` set.
     #[pyo3(signature = (max_records=65536, *, expand=true))]
     fn poll<'py>(
         &self,
@@ -258,7 +263,7 @@ impl Engine {
         max_records: usize,
         expand: bool,
     ) -> PyResult<(u64, Bound<'py, PyDict>)> {
-        let (token, recs) = py.detach(|| self.inner.poll(max_records));
+        let (token, recs) = py.detach(|| self.inner.poll(max_records, expand));
         Ok((token, closed_columns(py, &self.inner, &self.interval_names, &recs, expand)?))
     }
 
@@ -503,6 +508,10 @@ impl Engine {
             pd.set_item("panics", p.panics)?;
             pd.set_item("gap_overflow", p.gap_overflow)?;
             pd.set_item("id_gaps", p.id_gaps)?;
+            pd.set_item("implausible_unit", p.implausible_unit)?;
+            pd.set_item("implausible_ahead", p.implausible_ahead)?;
+            pd.set_item("implausible_jump", p.implausible_jump)?;
+            pd.set_item("spilled", p.spilled)?;
             pd.set_item("ring_depth", p.ring_depth)?;
             pd.set_item("symbols", p.symbols)?;
             parts.append(pd)?;

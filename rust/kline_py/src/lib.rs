@@ -92,6 +92,8 @@ fn replay<'py>(
     d.set_item("placeholders", summary.counts.placeholders)?;
     d.set_item("invalid", summary.counts.invalid)?;
     d.set_item("late", summary.counts.late)?;
+    d.set_item("implausible_unit", summary.counts.implausible_unit)?;
+    d.set_item("implausible_jump", summary.counts.implausible_jump)?;
     d.set_item("bad_rows", summary.bad_rows)?;
     let bad: Vec<String> = summary.bad_examples.iter().map(ToString::to_string).collect();
     d.set_item("bad_examples", bad)?;
@@ -190,7 +192,9 @@ fn aggregate<'py>(
         .iter()
         .map(|s| Ok(Grid::new(interval(s)?, unit, offset, anchor_3d_ms.unwrap_or(0))))
         .collect::<PyResult<Vec<_>>>()?;
-    let (klines, counts) = py.detach(|| kline_core::aggregate(&grids, &trades));
+    let (klines, counts) = py
+        .detach(|| kline_core::aggregate(&grids, &trades))
+        .map_err(|e| KlineError::new_err(e.to_string()))?;
     let result = PyDict::new(py);
     for (name, ks) in intervals.iter().zip(&klines) {
         result.set_item(name, kline_columns(py, ks)?)?;
@@ -201,6 +205,8 @@ fn aggregate<'py>(
     c.set_item("placeholders", counts.placeholders)?;
     c.set_item("invalid", counts.invalid)?;
     c.set_item("late", counts.late)?;
+    c.set_item("implausible_unit", counts.implausible_unit)?;
+    c.set_item("implausible_jump", counts.implausible_jump)?;
     let out = PyDict::new(py);
     out.set_item("klines", result)?;
     out.set_item("counts", c)?;

@@ -13,36 +13,53 @@ pub struct Delivery {
     carry: VecDeque<Record>,
 }
 
-impl Delivery {
-    /// Records to hand out first (returned by `nack`).
-    pub fn take_redelivery(&mut self, max: usize, out: &mut Vec<Record>) {
-        while out.len() < max {
-            match self.redeliver.pop_front() {
-                Some(r) => out.push(r),
-                None => break,
+/// What a record is worth against a poll's budget, and how to cut one that is worth more.
+pub struct Budget<'a> {
+    pub size: &'a dyn Fn(&Record) -> usize,
+    /// The first `n` (≥ 1) units of a record, and the rest if any.
+    pub cut: &'a dyn Fn(Record, usize) -> (Record, Option<Record>),
+}
+
+impl Budget<'_> {
+    /// Moves records from the front of `queue` into `out` while `room` lasts; a record worth
+    /// more than what is left is cut and its rest stays in front. True when room is left.
+    fn fill(&self, queue: &mut VecDeque<Record>, room: &mut usize, out: &mut Vec<Record>) -> bool {
+        while *room > 0 {
+            let Some(r) = queue.pop_front() else { return true };
+            let size = (self.size)(&r);
+            if size <= *room {
+                *room -= size;
+                out.push(r);
+                continue;
+            }
+            let (head, rest) = (self.cut)(r, *room);
+            *room = 0;
+            out.push(head);
+            if let Some(rest) = rest {
+                queue.push_front(rest);
             }
         }
+        false
     }
+}
 
-    /// Takes from the carried rest of a chunk, then from `next_chunk()`, up to `max` records;
-    /// each emptied chunk goes to `spare` (back to its worker for reuse).
-    pub fn take_new(
+impl Delivery {
+    /// Records worth up to `max` (see [`Budget`]): those to hand out again first, then the
+    /// carried rest of a chunk, then `next_chunk()`s; each emptied chunk goes to `spare` (back
+    /// to its worker for reuse).
+    pub fn take(
         &mut self,
         max: usize,
         out: &mut Vec<Record>,
+        budget: Budget<'_>,
         mut next_chunk: impl FnMut() -> Option<Vec<Record>>,
         mut spare: impl FnMut(Vec<Record>),
     ) {
-        loop {
-            while out.len() < max {
-                match self.carry.pop_front() {
-                    Some(r) => out.push(r),
-                    None => break,
-                }
-            }
-            if out.len() >= max {
-                return;
-            }
+        let mut room = max;
+        if !budget.fill(&mut self.redeliver, &mut room, out) {
+            return;
+        }
+        while budget.fill(&mut self.carry, &mut room, out) {
             match next_chunk() {
                 Some(mut chunk) => {
                     self.carry.extend(chunk.drain(..));

@@ -24,6 +24,10 @@ pub struct PartitionCounters {
     pub gap_overflow: CachePadded<AtomicU64>,
     /// Missing aggTrade id ranges found when a gap was replayed.
     pub id_gaps: CachePadded<AtomicU64>,
+    /// Trades refused for their time (see `crate::plausible`), by reason.
+    pub implausible_unit: CachePadded<AtomicU64>,
+    pub implausible_ahead: CachePadded<AtomicU64>,
+    pub implausible_jump: CachePadded<AtomicU64>,
 }
 
 /// Written by producers.
@@ -52,6 +56,9 @@ pub struct Tally {
     pub flat_runs: u64,
     pub gap_overflow: u64,
     pub id_gaps: u64,
+    pub implausible_unit: u64,
+    pub implausible_ahead: u64,
+    pub implausible_jump: u64,
     pub watermark: i64,
 }
 
@@ -70,6 +77,9 @@ impl Tally {
         c.flat_runs.store(self.flat_runs, Relaxed);
         c.gap_overflow.store(self.gap_overflow, Relaxed);
         c.id_gaps.store(self.id_gaps, Relaxed);
+        c.implausible_unit.store(self.implausible_unit, Relaxed);
+        c.implausible_ahead.store(self.implausible_ahead, Relaxed);
+        c.implausible_jump.store(self.implausible_jump, Relaxed);
         c.watermark.store(self.watermark, Relaxed);
     }
 }
@@ -98,7 +108,12 @@ pub struct PartitionMetrics {
     pub panics: u64,
     pub gap_overflow: u64,
     pub id_gaps: u64,
+    pub implausible_unit: u64,
+    pub implausible_ahead: u64,
+    pub implausible_jump: u64,
     pub ring_depth: usize,
+    /// Closed records waiting behind a full outbox (bounded by `EngineConfig::max_spill`).
+    pub spilled: usize,
     pub symbols: usize,
     pub allocated: usize,
 }
@@ -121,7 +136,11 @@ impl PartitionCounters {
             panics: self.panics.load(Relaxed),
             gap_overflow: self.gap_overflow.load(Relaxed),
             id_gaps: self.id_gaps.load(Relaxed),
+            implausible_unit: self.implausible_unit.load(Relaxed),
+            implausible_ahead: self.implausible_ahead.load(Relaxed),
+            implausible_jump: self.implausible_jump.load(Relaxed),
             ring_depth: 0,
+            spilled: 0,
             symbols: 0,
             allocated: 0,
         }

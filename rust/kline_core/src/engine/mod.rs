@@ -19,14 +19,17 @@ pub mod table;
 pub mod wake;
 pub mod worker;
 
-use crate::interval::{Grid, Interval, TimeUnit, DAY_MS};
+use crate::aggregate::split_run;
+use crate::interval::{Grid, Interval, TimeUnit, DAY_MS, MAX_TZ_OFFSET_MS, MIN_TZ_OFFSET_MS};
 use crate::parse::json::{parse_ws_message, Message};
+use crate::plausible::TimeLimits;
+use crate::symbol::symbol_name;
 use crate::trade::Trade;
 use clock::{Clock, SystemClock};
 use crossbeam_channel::bounded;
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::Backoff;
-use delivery::Delivery;
+use delivery::{Budget, Delivery};
 use metrics::{bump, PartitionMetrics, ProducerCounters};
 use output::{LateTrade, PartitionSnapshot, Record};
 pub use partition::LatePolicy;
@@ -67,6 +70,15 @@ pub struct EngineConfig {
     /// trade arriving within it is applied without a wake-up (tens of µs on a busy machine).
     pub spin: Duration,
     pub clock: Arc<dyn Clock>,
+    /// A trade further ahead of the clock than this (ms) is refused and counted, never
+    /// applied; `None`: not checked (a manual clock the caller moves after pushing).
+    pub max_ahead_ms: Option<i64>,
+    /// A trade further after its symbol's latest trade than this (ms) is refused and
+    /// counted; `None`: not checked (the clock bound guards live engines).
+    pub max_jump_ms: Option<i64>,
+    /// Closed records a partition may hold behind a full outbox; past it, its worker takes
+    /// no more items (producers get backpressure) until a consumer polls.
+    pub max_spill: usize,
 }
 
 impl EngineConfig {
@@ -87,9 +99,65 @@ impl EngineConfig {
             push_wait: Duration::from_millis(100),
             spin: Duration::from_micros(50),
             clock: Arc::new(SystemClock::default()),
+            max_ahead_ms: Some(DEFAULT_MAX_AHEAD_MS),
+            max_jump_ms: None,
+            max_spill: 1 << 18,
         }
     }
+
+    /// Refuses settings the engine cannot run with, saying which and why.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad = |what: String| Err(EngineError::Config(what));
+        if self.intervals.is_empty() {
+            return Err(EngineError::NoIntervals);
+        }
+        if self.intervals.len() > 64 {
+            return Err(EngineError::TooManyIntervals(self.intervals.len()));
+        }
+        for (i, iv) in self.intervals.iter().enumerate() {
+            if self.intervals[..i].contains(iv) {
+                return bad(format!("interval {iv} is given twice"));
+            }
+        }
+        for (name, value, max) in [
+            ("ring_capacity", self.ring_capacity, MAX_RING),
+            ("outbox_capacity", self.outbox_capacity, MAX_OUTBOX),
+            ("max_spill", self.max_spill, MAX_OUTBOX),
+        ] {
+            if value == 0 || value > max {
+                return bad(format!("{name} {value} is not within 1..={max}"));
+            }
+        }
+        if self.partitions > MAX_PARTITIONS {
+            return bad(format!("partitions {} is more than {MAX_PARTITIONS}", self.partitions));
+        }
+        if !(MIN_TZ_OFFSET_MS..=MAX_TZ_OFFSET_MS).contains(&self.tz_offset_ms) {
+            return bad(format!(
+                "tz_offset_ms {} is not within [-12:00, +14:00]",
+                self.tz_offset_ms
+            ));
+        }
+        if !(0..=MAX_GRACE_MS * self.time_unit.per_ms()).contains(&self.grace) {
+            return bad(format!("grace {} is not within 0..=1 day", self.grace));
+        }
+        for (name, v) in [("max_ahead_ms", self.max_ahead_ms), ("max_jump_ms", self.max_jump_ms)] {
+            if v.is_some_and(|v| v <= 0) {
+                return bad(format!("{name} must be positive (or None: not checked)"));
+            }
+        }
+        Ok(())
+    }
 }
+
+/// Default bound of a trade's time ahead of the wall clock: wide enough for a badly synced
+/// clock, narrow enough that one bad trade cannot poison a symbol for more than minutes.
+pub const DEFAULT_MAX_AHEAD_MS: i64 = 5 * 60_000;
+const MAX_RING: usize = 1 << 22;
+const MAX_OUTBOX: usize = 1 << 24;
+const MAX_PARTITIONS: usize = 1024;
+const MAX_GRACE_MS: i64 = DAY_MS;
+/// How long a worker may sit at its spill bound before a caller waiting on it is told why.
+const SPILL_STALL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EngineError {
@@ -109,6 +177,15 @@ pub enum EngineError {
     ShutDown,
     #[error("cannot start worker threads: {0}")]
     Spawn(String),
+    #[error(
+        "partition {0} holds max_spill closed records nobody polls: poll (or consume closed()) \
+         while waiting"
+    )]
+    Unpolled(usize),
+    #[error("bad engine setting: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Symbol(#[from] crate::symbol::SymbolError),
 }
 
 /// What one `push_raw` call did with its frames.
@@ -188,12 +265,7 @@ const RAW_CHUNK: usize = 1024;
 
 impl Engine {
     pub fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
-        if cfg.intervals.is_empty() {
-            return Err(EngineError::NoIntervals);
-        }
-        if cfg.intervals.len() > 64 {
-            return Err(EngineError::TooManyIntervals(cfg.intervals.len()));
-        }
+        cfg.validate()?;
         let cpus = worker::usable_cpus();
         let n = match cfg.partitions {
             0 => cpus.len().max(1),
@@ -233,6 +305,11 @@ impl Engine {
                 late: engine.cfg.late_policy,
                 detect_id_gaps: engine.cfg.detect_id_gaps,
                 mark_partial_start: engine.cfg.mark_partial_start,
+                limits: TimeLimits::from_ms(
+                    engine.cfg.time_unit,
+                    engine.cfg.max_ahead_ms,
+                    engine.cfg.max_jump_ms,
+                ),
             });
             let cx = worker::WorkerContext {
                 index,
@@ -246,6 +323,8 @@ impl Engine {
                 ticks_per_ms,
                 cpu: (engine.cfg.pin_threads && !cpus.is_empty()).then(|| cpus[index % cpus.len()]),
                 spin: engine.cfg.spin,
+                reads_clock: engine.cfg.max_ahead_ms.is_some(),
+                max_spill: engine.cfg.max_spill,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("kline-worker-{index}"))
@@ -339,14 +418,18 @@ impl Engine {
         let mut seen = std::collections::HashSet::new();
         let mut waiting = Vec::new();
         let mut failed = None;
-        for &(name, anchor_3d) in symbols {
-            if current.contains_key(name) || !seen.insert(name) {
+        let names = symbols
+            .iter()
+            .map(|&(name, anchor)| Ok((symbol_name(name)?, anchor)))
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        for (name, anchor_3d) in names {
+            if current.contains_key(&*name) || !seen.insert(name.clone()) {
                 continue;
             }
             let partition = (0..load.len()).min_by_key(|&p| load[p]).unwrap_or(0);
             load[partition] += 1;
             let (tx, rx) = bounded(1);
-            let name: Arc<str> = name.into();
+            let name: Arc<str> = (*name).into();
             let item = Item::Add { name: name.clone(), anchor_3d, reply: tx };
             if let Err(e) = self.enqueue_or_fail(partition, item) {
                 failed = Some(e);
@@ -374,9 +457,9 @@ impl Engine {
 
     /// Unmaps the symbol, then has its worker emit its open klines as final and free its slots.
     pub fn remove_symbol(&self, symbol: &str) -> Result<(), EngineError> {
+        let symbol = &*symbol_name(symbol)?;
         let _guard = self.registry.lock();
-        let r =
-            self.registry.get(symbol).ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
+        let r = self.lookup(symbol)?;
         self.registry.publish(|map| {
             map.remove(symbol);
         });
@@ -395,7 +478,22 @@ impl Engine {
         v
     }
 
+    /// The symbol's place, whatever the case of its name.
+    fn lookup(&self, symbol: &str) -> Result<SymbolRef, EngineError> {
+        let name = symbol_name(symbol)?;
+        self.registry.get(&name).ok_or_else(|| EngineError::UnknownSymbol(name.into_owned()))
+    }
+
     fn route(&self, symbol: &str) -> Option<SymbolRef> {
+        if let Some(r) = self.registry.get(symbol) {
+            return Some(r);
+        }
+        // Off the hot path: a name in another case, or one that is no symbol at all.
+        let Ok(symbol) = symbol_name(symbol) else {
+            bump(&self.producer.unknown_symbol);
+            return None;
+        };
+        let symbol = &*symbol;
         if let Some(r) = self.registry.get(symbol) {
             return Some(r);
         }
@@ -425,7 +523,15 @@ impl Engine {
     /// their reason; unknown symbols are counted. On backpressure the report's `consumed` is
     /// where the caller resumes: trades of that chunk already enqueued come again and are
     /// skipped as duplicates by id.
-    pub fn push_raw<'a>(&self, frames: impl IntoIterator<Item = &'a [u8]>) -> RawReport {
+    /// A shut-down engine refuses the call (`ShutDown`) instead of reporting backpressure
+    /// that would never clear.
+    pub fn push_raw<'a>(
+        &self,
+        frames: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<RawReport, EngineError> {
+        if self.shutdown.load(Relaxed) {
+            return Err(EngineError::ShutDown);
+        }
         let mut done = RawReport::default();
         let mut chunk = RawReport::default();
         let mut batches: Vec<(SymbolRef, Vec<Trade>)> = Vec::new();
@@ -455,11 +561,18 @@ impl Engine {
             if chunk.consumed == RAW_CHUNK
                 && !self.flush_chunk(&mut batches, &mut slots, &mut chunk, &mut done)
             {
-                return done;
+                return self.unless_shut_down(done);
             }
         }
         self.flush_chunk(&mut batches, &mut slots, &mut chunk, &mut done);
-        done
+        self.unless_shut_down(done)
+    }
+
+    fn unless_shut_down(&self, report: RawReport) -> Result<RawReport, EngineError> {
+        if report.backpressure && self.shutdown.load(Relaxed) {
+            return Err(EngineError::ShutDown);
+        }
+        Ok(report)
     }
 
     /// Enqueues a chunk's batches and folds its counts into `done`; false on backpressure.
@@ -511,28 +624,79 @@ impl Engine {
             waits.push((p, rx));
         }
         for (p, rx) in waits {
-            rx.recv_timeout(Duration::from_secs(30)).map_err(|_| EngineError::Timeout(p))?;
+            self.wait_reply(p, &rx)?;
         }
         Ok(())
     }
 
-    /// Up to `max` closed records (redelivered ones first) and the token that acknowledges them.
-    pub fn poll(&self, max: usize) -> (u64, Vec<Record>) {
+    /// Waits for a worker's reply; a worker stopped by its spill bound (nobody polls) will not
+    /// answer until someone does, which is said at once rather than after the timeout.
+    fn wait_reply<T>(
+        &self,
+        p: usize,
+        rx: &crossbeam_channel::Receiver<T>,
+    ) -> Result<T, EngineError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut stuck_since: Option<Instant> = None;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(v) => return Ok(v),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(EngineError::Timeout(p))
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            }
+            let now = Instant::now();
+            if self.shared[p].spilled.load(Relaxed) >= self.cfg.max_spill {
+                let since = *stuck_since.get_or_insert(now);
+                if now - since >= SPILL_STALL {
+                    return Err(EngineError::Unpolled(p));
+                }
+            } else {
+                stuck_since = None;
+            }
+            if now >= deadline {
+                return Err(EngineError::Timeout(p));
+            }
+        }
+    }
+
+    /// Closed records (redelivered ones first) worth up to `max` klines, and the token that
+    /// acknowledges them. With `expand`, a flat run is worth its periods: one longer than
+    /// what is left is cut, its rest handed out next, so no poll expands without bound.
+    /// Every record a worker has sealed (all of them after `sync`, or after shutdown) is seen.
+    pub fn poll(&self, max: usize, expand: bool) -> (u64, Vec<Record>) {
         let mut delivery = self.delivery.lock().unwrap_or_else(|e| e.into_inner());
+        let grids = &self.grids;
+        let size = |r: &Record| match r {
+            Record::FlatRun { interval, run, .. } if expand => {
+                grids[*interval as usize].periods_between(run.start, run.end).max(1) as usize
+            }
+            _ => 1,
+        };
+        let cut = |r: Record, n: usize| match r {
+            Record::FlatRun { symbol, interval, run, revision, gap } => {
+                let (head, rest) = split_run(&grids[interval as usize], &run, n as i64);
+                let piece =
+                    |run| Record::FlatRun { symbol: symbol.clone(), interval, run, revision, gap };
+                (piece(head), rest.map(piece))
+            }
+            whole => (whole, None),
+        };
         let mut out = Vec::new();
-        delivery.take_redelivery(max, &mut out);
         let mut turn = 0;
         let shared = &self.shared;
         let from = std::cell::Cell::new(0);
-        delivery.take_new(
+        delivery.take(
             max,
             &mut out,
+            Budget { size: &size, cut: &cut },
             || {
                 // Round robin over partitions so one busy partition does not starve the others.
                 for _ in 0..shared.len() {
                     let p = turn % shared.len();
                     turn += 1;
-                    if let Some(chunk) = shared[p].outbox.pop() {
+                    if let Some(chunk) = shared[p].take_closed() {
                         from.set(p);
                         return Some(chunk);
                     }
@@ -665,8 +829,7 @@ impl Engine {
     fn target(&self, symbol: Option<&str>) -> Result<Vec<(usize, partition::Target)>, EngineError> {
         Ok(match symbol {
             Some(sym) => {
-                let r =
-                    self.registry.get(sym).ok_or_else(|| EngineError::UnknownSymbol(sym.into()))?;
+                let r = self.lookup(sym)?;
                 vec![(r.partition as usize, Some((r.slot, r.generation)))]
             }
             None => (0..self.shared.len()).map(|p| (p, None)).collect(),
@@ -694,8 +857,7 @@ impl Engine {
     /// Older trades of a symbol whose feed is down (e.g. REST aggTrades `fromId`), any order,
     /// duplicates allowed. False if the symbol is not in a declared gap.
     pub fn backfill(&self, symbol: &str, trades: Vec<Trade>) -> Result<bool, EngineError> {
-        let r =
-            self.registry.get(symbol).ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
+        let r = self.lookup(symbol)?;
         let (tx, rx) = bounded(1);
         let p = r.partition as usize;
         self.enqueue_or_fail(
@@ -725,8 +887,7 @@ impl Engine {
     /// The symbol's current state per interval (ordered after every push made before the
     /// call): what a reader sees of the open klines.
     pub fn read(&self, symbol: &str) -> Result<(Vec<SlotValue>, Option<i64>), EngineError> {
-        let r =
-            self.registry.get(symbol).ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
+        let r = self.lookup(symbol)?;
         let (tx, rx) = bounded(1);
         let p = r.partition as usize;
         self.enqueue_or_fail(p, Item::Read { slot: r.slot, generation: r.generation, reply: tx })?;
@@ -736,8 +897,7 @@ impl Engine {
     /// Makes the symbol's worker panic as if applying one of its trades (supervision tests).
     #[doc(hidden)]
     pub fn inject_panic(&self, symbol: &str) -> Result<(), EngineError> {
-        let r =
-            self.registry.get(symbol).ok_or_else(|| EngineError::UnknownSymbol(symbol.into()))?;
+        let r = self.lookup(symbol)?;
         self.enqueue_or_fail(r.partition as usize, Item::Panic { slot: r.slot })
     }
 
@@ -787,6 +947,7 @@ impl Engine {
                     ring_depth: s.ring.len(),
                     symbols: s.symbols.load(Relaxed),
                     allocated: s.allocated.load(Relaxed),
+                    spilled: s.spilled.load(Relaxed),
                     lag: match s.counters.watermark.load(Relaxed) {
                         0 => 0,
                         w => now - w,

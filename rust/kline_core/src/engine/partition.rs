@@ -8,11 +8,12 @@ use super::output::{Checkpoint, IdGap, LateTrade, PartitionSnapshot, Record, Slo
 use super::table::{grow_to, SlotState, SlotValue, Table};
 use crate::interval::{Grid, Interval};
 use crate::kline::{FlatRun, Kline};
+use crate::plausible::{Implausible, TimeLimits};
 use crate::trade::{Skip, Trade};
 use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One symbol of a partition as (slot, generation), or `None` for all of them.
@@ -108,6 +109,12 @@ pub struct Shared {
     pub symbols: AtomicUsize,
     /// Symbol slots allocated (live and free): flat while symbols come and go.
     pub allocated: AtomicUsize,
+    /// Chunks that did not fit the outbox, after everything in it (the worker adds here
+    /// while it is not empty; `take_closed` looks here when the outbox is empty): a poll sees
+    /// every closed record the worker has sealed, also after shutdown.
+    pub overflow: Mutex<VecDeque<Vec<Record>>>,
+    /// Records in `overflow`: zero means the worker may use the outbox without the lock.
+    pub spilled: AtomicUsize,
     /// How producers wake the worker when it parks.
     pub bell: Doorbell,
     /// The state of the last acknowledged snapshots: what a panicked symbol is restored to.
@@ -125,9 +132,29 @@ impl Shared {
             counters: PartitionCounters::default(),
             symbols: AtomicUsize::new(0),
             allocated: AtomicUsize::new(0),
+            overflow: Mutex::new(VecDeque::new()),
+            spilled: AtomicUsize::new(0),
             bell: Doorbell::new(),
             durable: Mutex::new(Durable::new(intervals)),
         }
+    }
+
+    /// The oldest sealed chunk of closed records, if any (consumer side).
+    pub fn take_closed(&self) -> Option<Vec<Record>> {
+        if let Some(chunk) = self.outbox.pop() {
+            return Some(chunk);
+        }
+        if self.spilled.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut over = self.overflow.lock().unwrap_or_else(|e| e.into_inner());
+        // Under the lock nothing moves from overflow to outbox: what the outbox holds is older.
+        if let Some(chunk) = self.outbox.pop() {
+            return Some(chunk);
+        }
+        let chunk = over.pop_front()?;
+        self.spilled.fetch_sub(chunk.len(), Ordering::Release);
+        Some(chunk)
     }
 
     /// Wakes the worker if it sleeps. Call after pushing.
@@ -203,6 +230,8 @@ pub struct BookConfig {
     /// A symbol's first trade (no checkpoint restored) may come mid-period: what it opens is
     /// marked gap (partial), not passed off as exact.
     pub mark_partial_start: bool,
+    /// What a trade's time is held to (against the clock, the symbol's last trade, the unit).
+    pub limits: TimeLimits,
 }
 
 /// What happens to a trade whose bucket has already closed. Never a silent drop.
@@ -232,8 +261,6 @@ pub struct Book {
     swept: Vec<Option<Box<Kline>>>,
     /// The chunk being filled.
     pending: Vec<Record>,
-    /// Chunks that did not fit the outbox: kept, never dropped, sent first next time.
-    spill: VecDeque<Vec<Record>>,
     pub emitted: bool,
     pub tally: Tally,
     /// Inside `feed_up`: holes are recorded there, not detected as new gaps.
@@ -256,7 +283,6 @@ impl Book {
             last_closed: Vec::new(),
             swept: Vec::new(),
             pending: Vec::new(),
-            spill: VecDeque::new(),
             emitted: false,
             tally: Tally::default(),
             replaying: false,
@@ -316,22 +342,50 @@ impl Book {
         self.emit(shared, Record::FlatRun { symbol, interval: i as u16, run, revision, gap });
     }
 
-    /// Seals the chunk being filled and moves chunks into the outbox as room appears; true
-    /// when none are left waiting.
+    /// Seals the chunk being filled and hands it on: to the outbox, or behind it to the
+    /// overflow when the outbox is full (never dropped); moves overflow into the outbox as room
+    /// appears. True when nothing waits in the overflow.
     pub fn flush_spill(&mut self, shared: &Shared) -> bool {
-        if !self.pending.is_empty() {
+        let chunk = (!self.pending.is_empty()).then(|| {
             let fresh = shared.spare.pop().unwrap_or_else(|| Vec::with_capacity(OUT_CHUNK));
-            let chunk = std::mem::replace(&mut self.pending, fresh);
-            self.spill.push_back(chunk);
-        }
-        while let Some(chunk) = self.spill.pop_front() {
-            if let Err(chunk) = shared.outbox.push(chunk) {
-                self.spill.push_front(chunk);
-                return false;
+            std::mem::replace(&mut self.pending, fresh)
+        });
+        if shared.spilled.load(Ordering::Acquire) == 0 {
+            let Some(chunk) = chunk else { return true };
+            match shared.outbox.push(chunk) {
+                Ok(()) => {
+                    self.emitted = true;
+                    return true;
+                }
+                Err(chunk) => return self.overflow(shared, Some(chunk)),
             }
-            self.emitted = true;
         }
-        true
+        self.overflow(shared, chunk)
+    }
+
+    #[cold]
+    fn overflow(&mut self, shared: &Shared, chunk: Option<Vec<Record>>) -> bool {
+        let mut over = shared.overflow.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(chunk) = chunk {
+            shared.spilled.fetch_add(chunk.len(), Ordering::Release);
+            over.push_back(chunk);
+        }
+        while let Some(chunk) = over.pop_front() {
+            let len = chunk.len();
+            if let Err(chunk) = shared.outbox.push(chunk) {
+                over.push_front(chunk);
+                break;
+            }
+            shared.spilled.fetch_sub(len, Ordering::Release);
+        }
+        self.emitted = true; // a consumer may take from the overflow as well
+        over.is_empty()
+    }
+
+    /// Closed records not yet in the outbox.
+    #[inline]
+    pub fn spilled(&self, shared: &Shared) -> usize {
+        self.pending.len() + shared.spilled.load(Ordering::Relaxed)
     }
 
     pub fn add(&mut self, name: Arc<str>, anchor_3d: Option<i64>) -> (u32, u32) {
@@ -408,9 +462,10 @@ impl Book {
         self.symbols.iter().filter(|s| s.live).count()
     }
 
-    /// Applies one trade of the symbol in `slot`.
+    /// Applies one trade of the symbol in `slot`; `now` is the clock (read only when a bound
+    /// against it is set).
     #[inline]
-    pub fn trade(&mut self, shared: &Shared, slot: u32, generation: u32, t: &Trade) {
+    pub fn trade(&mut self, shared: &Shared, slot: u32, generation: u32, t: &Trade, now: i64) {
         let sym = slot as usize;
         let c = &mut self.tally;
         let Some(s) = self.symbols.get_mut(sym).filter(|s| s.live && s.generation == generation)
@@ -418,6 +473,15 @@ impl Book {
             c.stale_symbol += 1;
             return;
         };
+        let last = (s.max_time != i64::MIN).then_some(s.max_time);
+        if let Err(why) = self.cfg.limits.check(t.time, Some(now), last) {
+            match why {
+                Implausible::Unit => c.implausible_unit += 1,
+                Implausible::AheadOfClock => c.implausible_ahead += 1,
+                Implausible::Jump => c.implausible_jump += 1,
+            }
+            return;
+        }
         if s.gap.is_some() {
             self.hold(sym, t);
             return;
@@ -743,7 +807,7 @@ impl Book {
                 }
                 self.symbols[sym].holes.push((from, t.time));
             }
-            self.trade(shared, slot, generation, t);
+            self.trade(shared, slot, generation, t, now);
             if self.symbols[sym].last_id == t.id {
                 prev = Some(*t);
             }
@@ -802,7 +866,7 @@ impl Book {
             .collect();
         // Closed records still waiting for room in the outbox: a consumer that drains the
         // outbox now has not seen everything these checkpoints include.
-        let behind = self.pending.len() + self.spill.iter().map(Vec::len).sum::<usize>();
+        let behind = self.pending.len();
         PartitionSnapshot { partition, seq, slots, checkpoints, behind }
     }
 

@@ -28,6 +28,11 @@ pub struct WorkerContext {
     pub ticks_per_ms: i64,
     pub cpu: Option<usize>,
     pub spin: Duration,
+    /// Trades are checked against the clock: read it once per item.
+    pub reads_clock: bool,
+    /// Closed records the worker may hold behind a full outbox before it stops taking items
+    /// (producers then see backpressure) and stops sweeping.
+    pub max_spill: usize,
 }
 
 /// First sweep time strictly after `now`: the next grid boundary plus grace.
@@ -38,11 +43,15 @@ fn next_sweep(now: i64, every: i64, grace: i64) -> i64 {
 /// Applies one item; true for a `Tick` (look at the clock before the next item).
 fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
     let shared = &cx.shared;
+    let now = || if cx.reads_clock { cx.clock.now() } else { 0 };
     match item {
-        Item::Trade { slot, generation, trade } => book.trade(shared, slot, generation, &trade),
+        Item::Trade { slot, generation, trade } => {
+            book.trade(shared, slot, generation, &trade, now())
+        }
         Item::Batch { slot, generation, trades } => {
+            let now = now();
             for t in &trades {
-                book.trade(shared, slot, generation, t);
+                book.trade(shared, slot, generation, t, now);
             }
         }
         Item::Add { name, anchor_3d, reply } => {
@@ -98,9 +107,10 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
 }
 
 /// Closes what the clock has passed once it reaches the next sweep time; returns the time.
+/// Not while the spill is over its bound: a later sweep closes the same periods at once.
 fn sweep_if_due(book: &mut Book, cx: &WorkerContext, next_sweep_at: &mut i64) -> i64 {
     let now = cx.clock.now();
-    if now >= *next_sweep_at {
+    if now >= *next_sweep_at && book.spilled(&cx.shared) < cx.max_spill {
         book.sweep(&cx.shared, now);
         *next_sweep_at = next_sweep(now, cx.sweep_every, cx.grace);
     }
@@ -131,7 +141,15 @@ pub fn run(mut book: Book, cx: WorkerContext) {
     let mut next_sweep_at = next_sweep(cx.clock.now(), cx.sweep_every, cx.grace);
     loop {
         let mut worked = false;
+        // Over the spill bound, items wait on the ring (backpressure) until a consumer polls;
+        // at shutdown they are applied regardless (a poll still finds all they close).
+        let stopping = cx.shutdown.load(Ordering::SeqCst);
+        let mut intake = true;
         for _ in 0..BATCH {
+            if book.spilled(&shared) >= cx.max_spill && !stopping {
+                intake = false;
+                break;
+            }
             let Some(item) = shared.ring.pop() else { break };
             worked = true;
             let tainted = item_symbol(&item);
@@ -170,7 +188,15 @@ pub fn run(mut book: Book, cx: WorkerContext) {
             continue;
         }
         if cx.shutdown.load(Ordering::SeqCst) && shared.ring.is_empty() {
+            book.flush_spill(&shared);
+            book.tally.publish(&shared.counters);
+            cx.notifier.notify();
             return;
+        }
+        if !intake {
+            // Over the spill bound: wait for the consumer, not for producers.
+            shared.bell.sleep(|| cx.shutdown.load(Ordering::SeqCst), Duration::from_millis(1));
+            continue;
         }
         idle(&shared, &cx, drained, next_sweep_at - now);
     }

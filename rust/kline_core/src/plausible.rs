@@ -1,0 +1,127 @@
+//! Whether a trade's time can be true. One bad time (a µs value in an ms stream, a flipped
+//! digit, the year 3000) must not open years of flat klines nor make every later trade of its
+//! symbol late: such a trade is refused and counted with its reason, never applied.
+
+use crate::interval::TimeUnit;
+use std::fmt;
+
+/// µs values are ≥ 1e14 (1973 in µs, 5138 AD in ms): [`TimeUnit::detect`]'s boundary.
+const UNIT_BOUNDARY: i64 = 100_000_000_000_000;
+
+impl TimeUnit {
+    /// The times `[lo, hi)` a trade in this unit may carry: ms below the µs boundary, µs
+    /// from it up to 5138 AD. Every grid computes inside this range without overflow.
+    pub const fn range(self) -> (i64, i64) {
+        match self {
+            TimeUnit::Millis => (0, UNIT_BOUNDARY),
+            TimeUnit::Micros => (UNIT_BOUNDARY, UNIT_BOUNDARY * 1_000),
+        }
+    }
+
+    #[inline]
+    pub const fn holds(self, t: i64) -> bool {
+        let (lo, hi) = self.range();
+        lo <= t && t < hi
+    }
+}
+
+/// Why a trade's time was refused. Each reason has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Implausible {
+    /// Outside its unit's range: a µs time in an ms stream (or the reverse), or garbage.
+    Unit,
+    /// Further ahead of the engine's clock than the bound.
+    AheadOfClock,
+    /// Further after the symbol's previous trade than the bound.
+    Jump,
+}
+
+impl fmt::Display for Implausible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Implausible::Unit => "time outside its unit's range (µs in ms data, or the reverse)",
+            Implausible::AheadOfClock => "time too far ahead of the clock",
+            Implausible::Jump => "time too far after the symbol's previous trade",
+        })
+    }
+}
+
+/// The bounds a trade's time is held to, in ticks of `unit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeLimits {
+    pub unit: TimeUnit,
+    /// At most this far ahead of the clock (`None`: not checked).
+    pub max_ahead: Option<i64>,
+    /// At most this far after the symbol's previous trade (`None`: not checked).
+    pub max_jump: Option<i64>,
+}
+
+impl TimeLimits {
+    /// Only the unit's range.
+    pub const fn unit_only(unit: TimeUnit) -> Self {
+        TimeLimits { unit, max_ahead: None, max_jump: None }
+    }
+
+    /// Bounds given in ms, held in ticks of `unit`.
+    pub fn from_ms(unit: TimeUnit, max_ahead_ms: Option<i64>, max_jump_ms: Option<i64>) -> Self {
+        let ticks = |ms: i64| ms.saturating_mul(unit.per_ms());
+        TimeLimits { unit, max_ahead: max_ahead_ms.map(ticks), max_jump: max_jump_ms.map(ticks) }
+    }
+
+    /// `now`: the clock, if it vouches for real time; `prev`: the symbol's latest trade time.
+    #[inline]
+    pub fn check(&self, t: i64, now: Option<i64>, prev: Option<i64>) -> Result<(), Implausible> {
+        if !self.unit.holds(t) {
+            return Err(Implausible::Unit);
+        }
+        if let (Some(bound), Some(now)) = (self.max_ahead, now) {
+            if t > now.saturating_add(bound) {
+                return Err(Implausible::AheadOfClock);
+            }
+        }
+        if let (Some(bound), Some(prev)) = (self.max_jump, prev) {
+            if t > prev.saturating_add(bound) {
+                return Err(Implausible::Jump);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: i64 = 1_600_000_000_000; // 2020-09-13, ms
+
+    #[test]
+    fn a_time_in_the_other_unit_is_refused() {
+        let ms = TimeLimits::unit_only(TimeUnit::Millis);
+        let us = TimeLimits::unit_only(TimeUnit::Micros);
+        assert_eq!(ms.check(T, None, None), Ok(()));
+        assert_eq!(ms.check(T * 1_000, None, None), Err(Implausible::Unit));
+        assert_eq!(us.check(T * 1_000, None, None), Ok(()));
+        assert_eq!(us.check(T, None, None), Err(Implausible::Unit));
+        for bad in [-1, i64::MIN, i64::MAX, i64::MAX - 5] {
+            assert_eq!(ms.check(bad, None, None), Err(Implausible::Unit), "{bad}");
+            assert_eq!(us.check(bad, None, None), Err(Implausible::Unit), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bounds_against_the_clock_and_the_previous_trade() {
+        let l = TimeLimits::from_ms(TimeUnit::Millis, Some(60_000), Some(86_400_000));
+        assert_eq!(l.check(T + 60_000, Some(T), None), Ok(()));
+        assert_eq!(l.check(T + 60_001, Some(T), None), Err(Implausible::AheadOfClock));
+        assert_eq!(l.check(T + 60_001, None, None), Ok(()), "no clock: not checked");
+        assert_eq!(l.check(T + 86_400_000, None, Some(T)), Ok(()));
+        assert_eq!(l.check(T + 86_400_001, None, Some(T)), Err(Implausible::Jump));
+        // Backwards is lateness, not implausibility.
+        assert_eq!(l.check(T - 10 * 86_400_000, Some(T), Some(T)), Ok(()));
+        let us = TimeLimits::from_ms(TimeUnit::Micros, Some(60_000), None);
+        assert_eq!(
+            us.check(T * 1_000 + 60_000_001, Some(T * 1_000), None),
+            Err(Implausible::AheadOfClock)
+        );
+    }
+}
