@@ -22,6 +22,7 @@ __all__ = [
     "UnknownSymbolError",
     "__version__",
     "aggregate",
+    "flat_periods",
     "format_fixed8",
     "interval_name",
     "parse_fixed8",
@@ -68,6 +69,9 @@ class Engine:
         detect_id_gaps: bool = False,
         mark_partial_start: bool = False,
         spin_us: int = 50,
+        max_ahead_ms: int | None = ...,
+        max_jump_ms: int | None = None,
+        max_spill: int = 262144,
     ) -> Self: ...
     @property
     def intervals(self) -> list[str]: ...
@@ -131,6 +135,16 @@ class Engine:
 def parse_fixed8(text: str) -> int: ...
 def format_fixed8(value: int) -> str: ...
 def interval_name(name: str) -> str: ...
+def flat_periods(
+    interval: str,
+    open_time: int,
+    close_time: int,
+    lo: int,
+    hi: int,
+    *,
+    tz_offset: str | None = None,
+    last: int | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
 def replay(
     inputs: list[str] | list[PathLike[str]],
     out_dir: str | PathLike[str],

@@ -23,12 +23,16 @@ import numpy.typing as npt
 
 from kline_rs.engine import RECORD_DTYPE, Batch, ClosedKline, Engine, closed_kline
 from kline_rs.storage.base import BacklogFull, Placement, Sink, StorageError
-from kline_rs.storage.read import offset_ms, periods
+from kline_rs.storage.read import periods
 
 log = logging.getLogger("kline_rs.store")
 
 #: Polls per write at most; a busier outbox is drained by the next write.
 MAX_POLLS = 64
+
+#: Flat periods of one run handed to ``on_stored`` one by one at most (a day of 1s klines);
+#: a longer quiet stretch is stored whole and only its latest periods are handed on.
+MAX_ON_STORED_PERIODS = 86_400
 
 
 @dataclass
@@ -68,7 +72,7 @@ class Persister:
         self.min_interval = min_interval
         self.max_backlog = max_backlog
         self.on_stored = on_stored
-        self.tz_offset_ms = offset_ms(tz_offset)
+        self.tz_offset = tz_offset
         self.stats = PersistStats()
         self._held: list[Batch] = []
         self._extra: list[npt.NDArray[np.void]] = []
@@ -188,8 +192,16 @@ class Persister:
             if not r["flat"]:
                 out.append(k)
                 continue
-            for a, b in periods(k.interval, k.open_time, k.close_time, self.tz_offset_ms):
-                out.append(k._replace(open_time=a, close_time=b))
+            got = periods(
+                k.interval, k.open_time, k.close_time, self.tz_offset, last=MAX_ON_STORED_PERIODS
+            )
+            if got and got[0][0] != k.open_time:
+                log.warning(
+                    "%s %s: quiet from %d to %d, stored as one flat run; only its latest %d "
+                    "periods are handed on one by one",
+                    k.symbol, k.interval, k.open_time, k.close_time, len(got),
+                )  # fmt: skip
+            out.extend(k._replace(open_time=a, close_time=b) for a, b in got)
         return out
 
 

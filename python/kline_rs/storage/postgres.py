@@ -301,21 +301,25 @@ def _read(url: str, *queries: tuple[str, tuple[Any, ...]]) -> list[list[TupleRow
 
 
 def fetch_rows(
-    url: str, venue: str, symbol: str, interval: str, lo: int, hi: int
+    url: str, venue: str, symbol: str, interval: str, lo: int, hi: int, *, last: int | None = None
 ) -> tuple[list[Row], str | None]:
     """Stored rows of one series overlapping ``lo <= open_time < hi`` (the row holding ``lo``
-    may start before it: a flat run), oldest first, and the stored tz_offset."""
+    may start before it: a flat run), oldest first (only the latest ``last`` rows if given),
+    and the stored tz_offset."""
     key = (venue, symbol, interval)
+    newest = "ORDER BY open_time DESC LIMIT %s" if last is not None else "ORDER BY open_time"
     got, tz = _read(
         url,
         (
             f"SELECT {_COLS} FROM klines WHERE {_KEY} AND open_time < %s AND open_time >= "
             f"coalesce((SELECT max(open_time) FROM klines WHERE {_KEY} AND open_time <= %s), %s) "
-            "ORDER BY open_time",
-            (*key, hi, *key, lo, lo),
+            + newest,
+            (*key, hi, *key, lo, lo) + (() if last is None else (max(last, 0),)),
         ),
         ("SELECT value FROM meta WHERE key = 'tz_offset'", ()),
     )
+    if last is not None:
+        got.reverse()
     return [row_from_db(r) for r in got], (tz[0][0] if tz else None)
 
 

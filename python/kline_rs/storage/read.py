@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from kline_rs._core import interval_name
+from kline_rs._core import KlineError, flat_periods, interval_name
 from kline_rs.klines import KLINE_DTYPE
 from kline_rs.storage.base import (
     PRICE_DIGITS,
@@ -28,70 +27,100 @@ from kline_rs.storage.base import (
 #: A stored kline: :data:`KLINE_DTYPE` plus its revision and whether it covers a feed gap.
 STORED_DTYPE = np.dtype([*KLINE_DTYPE.descr, ("revision", "<i8"), ("gap", "?")])
 
-UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: The most klines one read expands into (flat runs included); past it the read says to
+#: narrow the range instead of filling memory.
+MAX_READ_KLINES = 10_000_000
 
 
-def offset_ms(tz_offset: str | None) -> int:
-    """``"+08:00"`` → 28 800 000."""
-    if not tz_offset:
-        return 0
-    sign = -1 if tz_offset.startswith("-") else 1
-    hours, _, minutes = tz_offset.lstrip("+-").partition(":")
-    return sign * (int(hours) * 3_600_000 + int(minutes or 0) * 60_000)
+Span = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 
-def period_starts(interval: str, start: int, end: int, tz_offset_ms: int = 0) -> Iterator[int]:
-    """Open times of the periods of ``interval`` from ``start`` (a period's open) to ``end``
-    (inclusive, a close time)."""
-    if interval.endswith("M"):
-        months = int(interval[:-1] or 1)
-        t = start
-        while t <= end:
-            yield t
-            local = EPOCH + timedelta(milliseconds=t + tz_offset_ms)
-            year, month = divmod(local.month - 1 + months, 12)
-            following = datetime(local.year + year, month + 1, 1, tzinfo=timezone.utc)
-            t = (following - EPOCH) // timedelta(milliseconds=1) - tz_offset_ms
-        return
-    step = int(interval[:-1]) * UNIT_MS[interval[-1]]
-    yield from range(start, end + 1, step)
+def _flat_span(
+    interval: str, open_time: int, close_time: int, tz_offset: str | None,
+    lo: int, hi: int, last: int | None,
+) -> Span:  # fmt: skip
+    try:
+        return flat_periods(interval, open_time, close_time, lo, hi, tz_offset=tz_offset, last=last)
+    except KlineError as e:
+        raise StorageError(f"{interval} flat run from {open_time}: {e}") from e
 
 
 def periods(
-    interval: str, open_time: int, close_time: int, tz_offset_ms: int = 0
-) -> Iterator[tuple[int, int]]:
-    """(open, close) of each period of a flat run ``open_time .. close_time``."""
-    starts = list(period_starts(interval, open_time, close_time, tz_offset_ms))
-    for a, b in zip(starts, [*starts[1:], close_time + 1], strict=True):
-        yield a, b - 1
+    interval: str,
+    open_time: int,
+    close_time: int,
+    tz_offset: str | None = None,
+    *,
+    lo: int = -(2**62),
+    hi: int = 2**62,
+    last: int | None = None,
+) -> list[tuple[int, int]]:
+    """(open, close) of each period of a flat run ``open_time .. close_time`` that opens in
+    ``[lo, hi)`` (the latest ``last`` of them if given): filtered by the core's grid before
+    anything is expanded."""
+    opens, closes = _flat_span(interval, open_time, close_time, tz_offset, lo, hi, last)
+    return list(zip(opens.tolist(), closes.tolist(), strict=True))
 
 
-def _expand(row: Row, tz_offset_ms: int) -> Iterator[tuple[int, int]]:
-    """(open, close) of each period a stored row covers."""
-    if row.flat:
-        yield from periods(row.interval, row.open_time, row.close_time, tz_offset_ms)
-    else:
-        yield row.open_time, row.close_time
+def _spans(
+    rows: list[Row], tz_offset: str | None, lo: int, hi: int, last: int | None
+) -> list[tuple[Row, Span]]:
+    """Each row with the periods it contributes: in ``[lo, hi)``, the latest ``last`` overall."""
+    out: list[tuple[Row, Span]] = []
+    total = 0
+    for r in reversed(rows):
+        want = None if last is None else last - total
+        if want is not None and want <= 0:
+            break
+        if r.flat:
+            span = _flat_span(r.interval, r.open_time, r.close_time, tz_offset, lo, hi, want)
+        else:
+            keep = lo <= r.open_time < hi
+            span = (np.array([r.open_time][:keep], dtype=np.int64),
+                    np.array([r.close_time][:keep], dtype=np.int64))  # fmt: skip
+        total += len(span[0])
+        if total > MAX_READ_KLINES:
+            raise StorageError(
+                f"{r.symbol} {r.interval}: more than {MAX_READ_KLINES:,} klines in the range "
+                "asked for; give a narrower start/end (or last=)"
+            )
+        out.append((r, span))
+    out.reverse()
+    return out
 
 
-def to_array(rows: list[Row], tz_offset_ms: int = 0) -> npt.NDArray[np.void]:
-    """Stored rows → :data:`STORED_DTYPE`, one element per period (flat runs expanded)."""
-    out = []
-    for r in rows:
-        prices = [parse_fixed_text(v, PRICE_DIGITS) for v in (r.open, r.high, r.low, r.close)]
-        vol = parse_fixed_text(r.volume, VOLUME_DIGITS)
-        quote = parse_fixed_text(r.quote_volume, QUOTE_DIGITS)
-        tvol = parse_fixed_text(r.taker_buy_volume, VOLUME_DIGITS)
-        tquote = parse_fixed_text(r.taker_buy_quote_volume, QUOTE_DIGITS)
-        for a, b in _expand(r, tz_offset_ms):
-            out.append(
-                (a, b, *prices, vol, quote, r.trades, tvol, tquote,
-                 r.first_trade_id, r.last_trade_id, r.revision, r.gap)
-            )  # fmt: skip
-    arr = np.empty(len(out), dtype=STORED_DTYPE)
-    for i, values in enumerate(out):
-        arr[i] = values
+def to_array(
+    rows: list[Row],
+    tz_offset: str | None = None,
+    *,
+    lo: int = -(2**62),
+    hi: int = 2**62,
+    last: int | None = None,
+) -> npt.NDArray[np.void]:
+    """Stored rows → :data:`STORED_DTYPE`, one element per period opening in ``[lo, hi)``
+    (flat runs expanded, only as far as asked)."""
+    spans = _spans(rows, tz_offset, lo, hi, last)
+    arr = np.empty(sum(len(opens) for _, (opens, _) in spans), dtype=STORED_DTYPE)
+    i = 0
+    for r, (opens, closes) in spans:
+        if not len(opens):
+            continue
+        part = arr[i : i + len(opens)]
+        i += len(opens)
+        part["open_time"], part["close_time"] = opens, closes
+        for name, text, digits in [
+            ("open", r.open, PRICE_DIGITS), ("high", r.high, PRICE_DIGITS),
+            ("low", r.low, PRICE_DIGITS), ("close", r.close, PRICE_DIGITS),
+            ("volume", r.volume, VOLUME_DIGITS), ("quote_volume", r.quote_volume, QUOTE_DIGITS),
+            ("taker_buy_volume", r.taker_buy_volume, VOLUME_DIGITS),
+            ("taker_buy_quote_volume", r.taker_buy_quote_volume, QUOTE_DIGITS),
+        ]:  # fmt: skip
+            part[name] = parse_fixed_text(text, digits)
+        for name, value in [
+            ("trades", r.trades), ("first_trade_id", r.first_trade_id),
+            ("last_trade_id", r.last_trade_id), ("revision", r.revision), ("gap", r.gap),
+        ]:  # fmt: skip
+            part[name] = value
     return arr
 
 
@@ -103,9 +132,12 @@ def read_klines(
     end: int | None = None,
     *,
     venue: str = "spot",
+    last: int | None = None,
 ) -> npt.NDArray[np.void]:
     """Stored klines of ``symbol``/``interval`` with ``start <= open_time < end`` (ms; None:
-    unbounded), oldest first, as :data:`STORED_DTYPE` with flat periods expanded.
+    unbounded), oldest first, as :data:`STORED_DTYPE` with flat periods expanded; with
+    ``last``, only the latest ``last`` of them. Flat runs are cut to the range before they are
+    expanded; a range of more than :data:`MAX_READ_KLINES` klines is refused.
 
     ``db`` is an SQLite file written by :class:`~kline_rs.storage.SqliteSink`, or a
     ``postgresql://`` URL.
@@ -116,22 +148,20 @@ def read_klines(
     if is_postgres_url(db):
         from kline_rs.storage.postgres import fetch_rows
 
-        rows, tz = fetch_rows(str(db), venue, symbol, interval, lo, hi)
+        rows, tz = fetch_rows(str(db), venue, symbol, interval, lo, hi, last=last)
     else:
-        rows, tz = _sqlite_rows(Path(db), venue, symbol, interval, lo, hi)
-    got = to_array(rows, offset_ms(tz))
-    if len(got):
-        got = got[(got["open_time"] >= lo) & (got["open_time"] < hi)]
-    return got
+        rows, tz = _sqlite_rows(Path(db), venue, symbol, interval, lo, hi, last)
+    return to_array(rows, tz, lo=lo, hi=hi, last=last)
 
 
 @contextlib.contextmanager
 def read_only(path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to an existing SQLite store; its errors as StorageError."""
-    if not path.exists():
+    """A read-only connection to an existing SQLite store; its errors as StorageError. Never
+    creates a file (``mode=ro``; the path is quoted, so ``#``, ``?`` and ``%`` stay in it)."""
+    if not path.is_file():
         raise StorageError(f"{path}: no such database")
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10)
     except sqlite3.Error as e:
         raise StorageError(f"{path}: {e}") from e
     try:
@@ -143,7 +173,7 @@ def read_only(path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def _sqlite_rows(
-    path: Path, venue: str, symbol: str, interval: str, lo: int, hi: int
+    path: Path, venue: str, symbol: str, interval: str, lo: int, hi: int, last: int | None = None
 ) -> tuple[list[Row], str | None]:
     cols = ", ".join(ROW_COLUMNS)
     key = "venue = ? AND symbol = ? AND interval = ?"
@@ -153,10 +183,14 @@ def _sqlite_rows(
             f"SELECT max(open_time) FROM klines WHERE {key} AND open_time <= ?",
             (venue, symbol, interval, lo),
         ).fetchone()[0]
+        # Every row holds at least one period: the latest `last` rows hold the latest klines.
+        newest = "ORDER BY open_time DESC LIMIT ?" if last is not None else "ORDER BY open_time"
         got = db.execute(
-            f"SELECT {cols} FROM klines WHERE {key} AND open_time >= ? AND open_time < ? "
-            "ORDER BY open_time",
-            (venue, symbol, interval, lo if first is None else first, hi),
+            f"SELECT {cols} FROM klines WHERE {key} AND open_time >= ? AND open_time < ? {newest}",
+            (venue, symbol, interval, lo if first is None else first, hi)
+            + (() if last is None else (max(last, 0),)),
         ).fetchall()
         tz = db.execute("SELECT value FROM meta WHERE key = 'tz_offset'").fetchone()
+    if last is not None:
+        got.reverse()
     return [row_from_db(r) for r in got], (tz[0] if tz else None)

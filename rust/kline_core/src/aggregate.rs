@@ -329,6 +329,27 @@ pub fn clip_run(grid: &Grid, run: &FlatRun, lo: i64, hi: i64) -> Option<FlatRun>
     Some(FlatRun { start, end, price: run.price })
 }
 
+/// `(open, close)` of the periods of a run that open in `[lo, hi)`, only the latest `last`
+/// of them if given: filtered before anything is expanded, refused past [`MAX_FLAT_PERIODS`].
+pub fn flat_periods(
+    grid: &Grid,
+    run: &FlatRun,
+    lo: i64,
+    hi: i64,
+    last: Option<i64>,
+) -> Result<Vec<(i64, i64)>, FlatRunTooLong> {
+    let Some(mut run) = clip_run(grid, run, lo, hi) else { return Ok(Vec::new()) };
+    if let Some(k) = last {
+        let skip = grid.periods_between(run.start, run.end) - k.max(0);
+        if skip > 0 {
+            run.start = grid.advance(run.start, skip).unwrap_or(run.end);
+        }
+    }
+    let mut out = Vec::new();
+    expand_flat_run(grid, &run, |k| out.push((k.open_time, k.close_time)))?;
+    Ok(out)
+}
+
 /// Aggregates a whole slice of trades (in id order) and closes everything at the end; an
 /// error if a flat run is too long to expand.
 pub fn aggregate(
@@ -507,6 +528,33 @@ mod tests {
                 })
                 .collect()
         })
+    }
+
+    #[test]
+    fn runs_are_cut_and_clipped_without_being_walked() {
+        let g = Grid::utc(Interval::Fixed { ms: 1_000 }, TimeUnit::Millis);
+        // 400 days of quiet seconds: one minute of it is read, the rest never expanded.
+        let run = FlatRun { start: T0, end: T0 + 400 * 86_400_000, price: 7 };
+        let minute = flat_periods(&g, &run, T0 + 1_500, T0 + 61_000, None).unwrap();
+        assert_eq!(minute.len(), 59);
+        assert_eq!(minute[0], (T0 + 2_000, T0 + 2_999));
+        assert_eq!(flat_periods(&g, &run, T0, T0 + 10_000, Some(3)).unwrap().len(), 3);
+        let tail = flat_periods(&g, &run, i64::MIN, i64::MAX, Some(2)).unwrap();
+        assert_eq!(tail, vec![(run.end - 2_000, run.end - 1_001), (run.end - 1_000, run.end - 1)]);
+        assert!(
+            flat_periods(&g, &run, i64::MIN, i64::MAX, None).is_err(),
+            "34.6 M: over the bound"
+        );
+        let (head, rest) = split_run(&g, &run, 10);
+        assert_eq!((head.start, head.end), (T0, T0 + 10_000));
+        assert_eq!(rest.map(|r| (r.start, r.end)), Some((T0 + 10_000, run.end)));
+        assert_eq!(split_run(&g, &head, 10), (head, None));
+        // Months: lengths differ, cuts still land on the 1st.
+        let m = Grid::utc(Interval::Month, TimeUnit::Millis);
+        let months = FlatRun { start: T0, end: m.advance(T0, 14).unwrap(), price: 1 };
+        let got = flat_periods(&m, &months, T0 + 40 * 86_400_000, i64::MAX, Some(100)).unwrap();
+        assert_eq!(got.len(), 12, "Mar 2020 .. Feb 2021");
+        assert_eq!(got[0].0, m.advance(T0, 2).unwrap());
     }
 
     proptest! {

@@ -213,6 +213,30 @@ fn aggregate<'py>(
     Ok(out)
 }
 
+/// `(open_times, close_times)` of the flat periods of a stored run `open_time..=close_time`
+/// that open in `[lo, hi)` (the latest `last` of them if given), in ms; past the expansion
+/// bound a `KlineError`.
+#[pyfunction]
+#[pyo3(signature = (interval, open_time, close_time, lo, hi, *, tz_offset=None, last=None))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn flat_periods<'py>(
+    py: Python<'py>,
+    interval: &str,
+    open_time: i64,
+    close_time: i64,
+    lo: i64,
+    hi: i64,
+    tz_offset: Option<&str>,
+    last: Option<i64>,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
+    let grid = Grid::new(self::interval(interval)?, TimeUnit::Millis, tz(tz_offset)?, open_time);
+    let run = kline_core::FlatRun { start: open_time, end: close_time.saturating_add(1), price: 0 };
+    let got = kline_core::aggregate::flat_periods(&grid, &run, lo, hi, last)
+        .map_err(|e| KlineError::new_err(e.to_string()))?;
+    let (opens, closes): (Vec<i64>, Vec<i64>) = got.into_iter().unzip();
+    Ok((PyArray1::from_vec(py, opens), PyArray1::from_vec(py, closes)))
+}
+
 /// Official kline CSV lines (one interval) → lines of a coarser interval, exactly.
 #[pyfunction]
 #[pyo3(signature = (lines, to_interval, *, tz_offset=None, anchor_3d_ms=None))]
@@ -252,6 +276,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(replay, m)?)?;
     m.add_function(wrap_pyfunction!(aggregate, m)?)?;
     m.add_function(wrap_pyfunction!(rollup_csv, m)?)?;
+    m.add_function(wrap_pyfunction!(flat_periods, m)?)?;
     engine::register(m)?;
     Ok(())
 }
