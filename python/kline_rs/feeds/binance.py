@@ -5,21 +5,25 @@ on Binance), subscribes with paced SUBSCRIBE messages (Binance closes a connecti
 more than 5 messages a second on spot, 10 on futures), reconnects with jittered exponential
 backoff, rotates each connection before Binance's 24 h cut-off with an overlap (the engine's
 aggTrade-id dedupe makes the overlap harmless), and treats ``serverShutdown`` as a reason to
-rotate now. Pings are answered by the websocket library.
+rotate now. Pings are answered by the websocket library. A server that keeps refusing the
+handshake (or cannot be reached) ends the feed with :class:`FeedError` after a bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from kline_rs import _core
 
@@ -57,6 +61,51 @@ class FeedStats:
 
 
 SUBSCRIBE_CHUNK = 200  # streams per SUBSCRIBE message
+#: Handshakes refused in a row (HTTP 4xx, a bad URL) before the feed gives up: a wrong URL
+#: never starts working by itself.
+MAX_FAILED_HANDSHAKES = 6
+#: Connection attempts in a row that reach no server (network, timeouts, HTTP 5xx) before the
+#: feed gives up: about 15 minutes at the 30 s backoff cap.
+MAX_UNREACHABLE = 36
+#: A symbol as Binance spells it; anything else could break out of a stream name.
+SYMBOL = re.compile(r"[A-Z0-9_]{1,32}")
+
+
+class FeedError(_core.KlineError):
+    """The feed cannot go on: a bad websocket URL, or handshakes failing past the bound."""
+
+
+class SymbolNameError(_core.KlineError, ValueError):
+    """Not a symbol name: only A-Z, 0-9 and _ (at most 32) after upper-casing."""
+
+
+def symbol_name(symbol: str) -> str:
+    """``"btcusdt"`` → ``"BTCUSDT"``; anything else than ``[A-Z0-9_]{1,32}`` is refused."""
+    name = symbol.strip().upper()
+    if SYMBOL.fullmatch(name) is None:
+        raise SymbolNameError(
+            f"{symbol[:40]!r} is not a symbol name: only letters, digits and _ (at most 32)"
+        )
+    return name
+
+
+def ws_base(url: str) -> str:
+    """The streams' base URL: ``ws[s]://host[:port][/prefix]``; a full stream URL (ending in
+    ``/stream`` or ``/ws``) is cut back to it."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise FeedError(f"websocket URL {url[:200]!r}: expected ws://host:port or wss://host:port")
+    if parts.query or parts.fragment:
+        raise FeedError(
+            f"websocket URL {url[:200]!r}: give it without ?streams=… (symbols come from "
+            "--symbols, --quote or --pattern)"
+        )
+    path = parts.path.rstrip("/")
+    for tail in ("/stream", "/ws"):
+        if path.endswith(tail):
+            path = path[: -len(tail)]
+            break
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 class BinanceFeed:
@@ -78,7 +127,7 @@ class BinanceFeed:
     ) -> None:
         v = VENUES[venue]
         self.engine = engine
-        self.ws_url = (ws_url or v.ws_url).rstrip("/")
+        self.ws_url = ws_base(ws_url or v.ws_url)
         self.stream = stream
         self.max_streams = max_streams
         self.interval = 1.0 / (messages_per_second or v.messages_per_second)
@@ -89,10 +138,19 @@ class BinanceFeed:
         self.stats = FeedStats()
         self._conns: list[_Connection] = []
         self._stopping = asyncio.Event()
+        self._failed = asyncio.Event()
+        #: Why a connection gave up (the first one), once one has.
+        self.error: BaseException | None = None
 
     def stream_name(self, symbol: str) -> str:
         """``BTCUSDT`` → ``btcusdt@aggTrade``."""
-        return f"{symbol.lower()}@{self.stream}"
+        return f"{symbol_name(symbol).lower()}@{self.stream}"
+
+    async def failure(self) -> None:
+        """Raises, once a connection has given up, why it did (run it as a task to watch)."""
+        await self._failed.wait()
+        assert self.error is not None
+        raise self.error
 
     @property
     def streams(self) -> set[str]:
@@ -121,7 +179,15 @@ class BinanceFeed:
         conn = _Connection(self, streams)
         self._conns.append(conn)
         conn.task = asyncio.create_task(conn.run(), name=f"kline-rs feed {len(self._conns)}")
+        conn.task.add_done_callback(self._task_done)
         return conn
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        if self.error is None:
+            self.error = task.exception()
+        self._failed.set()
 
     def _retire(self, conn: _Connection) -> None:
         if conn in self._conns:
@@ -190,7 +256,7 @@ class _Connection:
             self._next_send = self.feed.clock() + self.feed.interval
             self._ids += 1
             chunk = params[i : i + SUBSCRIBE_CHUNK]
-            msg = f'{{"method":"{method}","params":{_json_list(chunk)},"id":{self._ids}}}'
+            msg = json.dumps({"method": method, "params": chunk, "id": self._ids})
             self.feed.stats.subscribe_messages += 1
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(msg)
@@ -209,29 +275,46 @@ class _Connection:
 
     async def run(self) -> None:
         feed = self.feed
-        attempt = 0
-        while not feed._stopping.is_set():
-            try:
-                async with connect(
-                    f"{feed.ws_url}/stream", max_size=2**24, open_timeout=10, compression=None
-                ) as ws:
-                    self.ws = ws
-                    feed.stats.connects += 1
-                    attempt = 0
-                    await self._send("SUBSCRIBE", sorted(self.streams))
-                    if await self._pump(ws):
-                        return  # rotated: the successor carries the streams
-            except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as e:
-                if not feed._stopping.is_set():
-                    log.warning("websocket %s: %s; reconnecting", feed.ws_url, e)
-            finally:
-                self.ws = None
-            if feed._stopping.is_set():
-                break
-            feed.stats.disconnects += 1
-            await asyncio.sleep(feed.delay(attempt))
-            attempt += 1
-        feed._retire(self)
+        url = f"{feed.ws_url}/stream"
+        attempt = refused = unreachable = 0
+        try:
+            while not feed._stopping.is_set():
+                try:
+                    async with connect(
+                        url, max_size=2**24, open_timeout=10, compression=None
+                    ) as ws:
+                        if feed._stopping.is_set():
+                            break  # stop() came during the handshake: nothing to drop then
+                        self.ws = ws
+                        feed.stats.connects += 1
+                        attempt = refused = unreachable = 0
+                        await self._send("SUBSCRIBE", sorted(self.streams))
+                        if await self._pump(ws):
+                            return  # rotated: the successor carries the streams
+                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as e:
+                    if feed._stopping.is_set():
+                        break
+                    if _refused(e):
+                        refused += 1
+                    else:
+                        unreachable += 1
+                    if refused >= MAX_FAILED_HANDSHAKES or unreachable >= MAX_UNREACHABLE:
+                        raise FeedError(
+                            f"websocket {url}: {refused + unreachable} failed handshakes in a "
+                            f"row, giving up; the last: {e}"
+                        ) from e
+                    log.warning("websocket %s: %s; reconnecting", url, e)
+                finally:
+                    self.ws = None
+                if feed._stopping.is_set():
+                    break
+                feed.stats.disconnects += 1
+                # Waits for the backoff, or less when the feed stops meanwhile.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(feed._stopping.wait(), feed.delay(attempt))
+                attempt += 1
+        finally:
+            feed._retire(self)
 
     async def _pump(self, ws: ClientConnection) -> bool:
         """Reads frames into the engine; True when a successor has taken over (rotation)."""
@@ -301,5 +384,9 @@ class _Connection:
         return self.feed._spawn(self.streams)
 
 
-def _json_list(items: list[str]) -> str:
-    return "[" + ",".join(f'"{s}"' for s in items) + "]"
+def _refused(e: Exception) -> bool:
+    """The server answered and refused (a wrong URL or path), not a passing outage."""
+    if isinstance(e, InvalidStatus):
+        status = e.response.status_code
+        return status < 500 and status != 429
+    return isinstance(e, (InvalidHandshake, InvalidURI))
