@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -21,6 +20,7 @@ from kline_rs.engine import ClosedKline
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
 from kline_rs.live.symbols import Selection
 from kline_rs.storage import read_klines
+from kline_rs.storage.read import read_only
 from kline_rs.testing import FakeExchange, SimulatedMarket
 
 
@@ -53,7 +53,7 @@ def print_stored(
 
 def _summary(db: str, out: TextIO) -> str | None:
     """Rows per interval (flat runs are one row), checkpoints; returns the busiest symbol."""
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+    with read_only(Path(db)) as c:
         print(f"# stored in {db}:", file=out)
         q = "SELECT interval, count(*), sum(flat), sum(trades) FROM klines GROUP BY interval"
         for interval, n, flat, trades in c.execute(q):
