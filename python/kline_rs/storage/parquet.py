@@ -1,4 +1,5 @@
-"""Stored klines out to one Parquet file, flat periods expanded, exact values as decimal128."""
+"""Stored klines out to one file, flat periods expanded: Parquet (exact values as decimal128)
+or Binance's kline CSV, chosen by the file's extension."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from kline_rs.storage.base import (
 )
 from kline_rs.storage.read import STORED_DTYPE, read_klines, read_only
 
+E8 = 10**8
+
 #: Decimal digits of each exact column (38: the most decimal128 holds; 22 integer digits left
 #: for quote volumes at 1e-16).
 PRECISION = 38
@@ -42,6 +45,22 @@ def stored_series(db: str | Path, venue: str = "spot") -> list[tuple[str, str]]:
             "SELECT DISTINCT symbol, interval FROM klines WHERE venue = ? ORDER BY 1, 2", (venue,)
         ).fetchall()
     return [(s, i) for s, i in got]
+
+
+class ExportFormatError(StorageError):
+    """The output file's extension names no format, or the format cannot hold the selection."""
+
+
+def export_format(out_path: str | Path) -> str:
+    """``"parquet"`` for ``*.parquet``, ``"csv"`` for ``*.csv``; anything else is refused."""
+    suffix = Path(out_path).suffix.lower()
+    formats = {".parquet": "parquet", ".csv": "csv"}
+    if suffix not in formats:
+        raise ExportFormatError(
+            f"{out_path}: unknown extension {suffix or '(none)'!r}: use .parquet (exact "
+            "decimals) or .csv (Binance's kline CSV)"
+        )
+    return formats[suffix]
 
 
 def _pyarrow() -> tuple[Any, Any]:
@@ -98,18 +117,82 @@ def export_parquet(
     stored values exactly. Times are UTC timestamps in ms.
     """
     pa, pq = _pyarrow()
-    want_symbols = None if symbols is None else set(symbols)
-    want_intervals = None if intervals is None else {interval_name(i) for i in intervals}
     schema = _schema(pa)
     written = 0
     with pq.ParquetWriter(str(out_path), schema) as out:
-        for symbol, interval in stored_series(db, venue):
-            if want_symbols is not None and symbol not in want_symbols:
-                continue
-            if want_intervals is not None and interval not in want_intervals:
-                continue
+        for symbol, interval in _selected(db, venue, symbols, intervals):
             got = read_klines(db, symbol, interval, start, end, venue=venue)
             if len(got):
                 out.write_table(_table(pa, schema, symbol, interval, got))
                 written += len(got)
     return written
+
+
+def _selected(
+    db: str | Path, venue: str, symbols: Iterable[str] | None, intervals: Iterable[str] | None
+) -> list[tuple[str, str]]:
+    want_symbols = None if symbols is None else set(symbols)
+    want_intervals = None if intervals is None else {interval_name(i) for i in intervals}
+    return [
+        (s, i)
+        for s, i in stored_series(db, venue)
+        if (want_symbols is None or s in want_symbols)
+        and (want_intervals is None or i in want_intervals)
+    ]
+
+
+def csv_line(k: np.void) -> str:
+    """One stored kline as a line of Binance's kline CSV (12 columns, 8-decimal text; quote
+    volumes cut to 1e-8 as Binance prints them), without the newline."""
+    return ",".join(
+        [
+            str(int(k["open_time"])),
+            *(fixed_text(int(k[n]), 8) for n in ("open", "high", "low", "close", "volume")),
+            str(int(k["close_time"])),
+            fixed_text(_cut(int(k["quote_volume"])), 8),
+            str(int(k["trades"])),
+            fixed_text(int(k["taker_buy_volume"]), 8),
+            fixed_text(_cut(int(k["taker_buy_quote_volume"])), 8),
+            "0",
+        ]
+    )
+
+
+def _cut(quote: int) -> int:
+    """1e-16 → 1e-8 toward zero (the core's rule for Binance's quote volume text)."""
+    return quote // E8 if quote >= 0 else -(-quote // E8)
+
+
+def export_csv(
+    db: str | Path,
+    out_path: str | Path,
+    *,
+    venue: str = "spot",
+    symbols: Iterable[str] | None = None,
+    intervals: Iterable[str] | None = None,
+    start: int | None = None,
+    end: int | None = None,
+) -> int:
+    """Writes the stored klines of one symbol and interval with ``start <= open_time < end``
+    as Binance's kline CSV (no header, no symbol column: one series per file); returns the
+    lines written."""
+    series = _selected(db, venue, symbols, intervals)
+    if len(series) > 1:
+        raise ExportFormatError(
+            f"{out_path}: a kline CSV holds one symbol and interval and {len(series)} are "
+            "stored: choose one with --symbols and --intervals, or write .parquet"
+        )
+    written = 0
+    with open(out_path, "w", encoding="ascii", newline="") as out:
+        for symbol, interval in series:
+            got = read_klines(db, symbol, interval, start, end, venue=venue)
+            out.writelines(csv_line(k) + "\n" for k in got)
+            written += len(got)
+    return written
+
+
+def export_klines(db: str | Path, out_path: str | Path, **options: Any) -> int:
+    """:func:`export_parquet` or :func:`export_csv`, by ``out_path``'s extension."""
+    if export_format(out_path) == "csv":
+        return export_csv(db, out_path, **options)
+    return export_parquet(db, out_path, **options)
