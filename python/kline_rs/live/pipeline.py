@@ -7,24 +7,34 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from kline_rs._core import KlineError
 from kline_rs.engine import ClosedKline, Engine, closed_kline
 from kline_rs.feeds.binance import VENUES, BinanceFeed
 from kline_rs.live.history import load_history, resume
 from kline_rs.live.kline_history import KlineHistory, gap_spans, heal
 from kline_rs.live.persist import Persister
 from kline_rs.live.repair import GapRepairer
+from kline_rs.live.store import check_db_target, open_store
 from kline_rs.live.symbols import Selection, SymbolManager
 from kline_rs.rest import BinanceRest, VenueName
-from kline_rs.storage import Sink, StorageError, StoredState, StoreUnavailable, open_sink
+from kline_rs.storage import Sink, StorageError, StoredState, open_sink
 
 log = logging.getLogger("kline_rs.live")
+
+
+class BackgroundTaskError(KlineError):
+    """A task of the pipeline beside the main ones (history, a seam, healing) failed."""
+
+
+class StartTimeoutError(KlineError):
+    """``duration`` ended before the first exchangeInfo answered: nothing was followed."""
 
 
 @dataclass
@@ -54,6 +64,10 @@ class PipelineConfig:
     flush_every: float = 1.0
     #: Closed records held while the store is down before the pipeline stops with an error.
     max_backlog: int = 2_000_000
+    #: Seconds to wait at start for a store that does not answer, then stop with an error.
+    store_wait: float = 60.0
+    #: Websocket reconnect backoff (first, cap) in seconds.
+    ws_backoff: tuple[float, float] = (0.25, 30.0)
 
 
 @dataclass
@@ -111,18 +125,28 @@ class LivePipeline:
         self._redo_from: dict[str, int] = {}
         self._started = asyncio.Event()
         self._last = (time.monotonic(), 0)
+        self._side_failed = asyncio.Event()
+        self._side_error: BackgroundTaskError | None = None
 
     async def started(self) -> None:
         """Returns once symbols are followed and the feed is connecting."""
         await self._started.wait()
 
     async def run(self, duration: float | None = None) -> None:
-        """Runs until cancelled (or for ``duration`` seconds), then shuts everything down."""
+        """Runs until cancelled (or for ``duration`` seconds, whatever it is doing then), then
+        shuts everything down. A part that fails stops it with that part's error."""
         cfg = self.config
-        sink = open_sink(cfg.db, venue=cfg.venue) if cfg.db else None
+        loop = asyncio.get_running_loop()
+        deadline = None if duration is None else loop.time() + duration
+        sink = open_sink(check_db_target(cfg.db), venue=cfg.venue) if cfg.db else None
         try:
             if sink is not None:
-                self._stored = await self._open(sink)
+                # Nothing is followed before the checkpoints are known (a fresh start would
+                # overwrite exact klines): wait for the store, within bounds.
+                wait = cfg.store_wait
+                if deadline is not None:
+                    wait = max(0.0, min(wait, deadline - loop.time()))
+                self._stored = await open_store(sink, wait)
                 # A restored symbol replays everything from its stored open klines on,
                 # exactly: only what lies before them is left to heal from REST.
                 for row in self._stored.slots:
@@ -130,29 +154,12 @@ class LivePipeline:
                         sym, t = str(row["symbol"]), int(row["open_time"])
                         self._redo_from[sym] = min(self._redo_from.get(sym, t), t)
                 log.info("resuming %d symbols from %s", len(self._stored.checkpoints), cfg.db)
-            await self._run(sink, duration)
+            await self._run(sink, deadline)
         finally:
             if sink is not None:
                 await sink.close()
 
-    async def _open(self, sink: Sink) -> StoredState:
-        """The stored state, waiting for the store as long as it takes: nothing is followed
-        before the checkpoints are known (a fresh start would overwrite exact klines)."""
-        wait = 0.5
-        while True:
-            try:
-                return await sink.open()
-            except StoreUnavailable as e:
-                log.error(
-                    "store unavailable at start, nothing followed until it can be read "
-                    "(retrying in %.1f s): %s",
-                    wait,
-                    e,
-                )
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, 10.0)
-
-    async def _run(self, sink: Sink | None, duration: float | None) -> None:
+    async def _run(self, sink: Sink | None, deadline: float | None) -> None:
         cfg = self.config
         venue = VENUES[cfg.venue]
         async with BinanceRest(cfg.venue, base_url=cfg.rest_url or venue.rest_url) as rest:
@@ -173,6 +180,7 @@ class LivePipeline:
                     ws_url=cfg.ws_url,
                     rotate_after=cfg.rotate_after,
                     max_streams=cfg.max_streams,
+                    backoff=cfg.ws_backoff,
                 )
                 self.feed = feed
                 manager = SymbolManager(
@@ -196,34 +204,43 @@ class LivePipeline:
                         max_backlog=cfg.max_backlog,
                         on_stored=self._count,
                     )
-                await manager.refresh()
-                if sink is not None and cfg.heal_gaps:
-                    self._heal(sink, rest)
-                output = self.persister.run() if self.persister else self._consume(engine)
-                tasks = [
-                    asyncio.create_task(manager.run(), name="kline-rs symbols"),
-                    asyncio.create_task(self.repairer.run(), name="kline-rs repair"),
-                    asyncio.create_task(output, name="kline-rs klines"),
-                ]
-                self._started.set()
+                tasks: list[asyncio.Task[None]] = []
                 try:
-                    if self._history:
-                        await asyncio.gather(*self._history)  # history first, then live
+                    try:
+                        await asyncio.wait_for(manager.refresh(strict=True), _left(deadline))
+                    except asyncio.TimeoutError:
+                        raise StartTimeoutError(
+                            "the run's duration ended before exchangeInfo answered: nothing "
+                            "was followed"
+                        ) from None
+                    if sink is not None and cfg.heal_gaps:
+                        self._heal(sink, rest)
+                    output = self.persister.run() if self.persister else self._consume(engine)
+                    tasks = [
+                        asyncio.create_task(manager.run(), name="kline-rs symbols"),
+                        asyncio.create_task(self.repairer.run(), name="kline-rs repair"),
+                        asyncio.create_task(output, name="kline-rs klines"),
+                        asyncio.create_task(feed.failure(), name="kline-rs feed"),
+                        asyncio.create_task(self._side_failure(), name="kline-rs side tasks"),
+                    ]
+                    self._started.set()
+                    left = _left(deadline)
                     timer = asyncio.create_task(
-                        asyncio.sleep(duration) if duration is not None else asyncio.Event().wait()
+                        asyncio.sleep(left) if left is not None else asyncio.Event().wait()
                     )
                     await asyncio.wait([timer, *tasks], return_when=asyncio.FIRST_COMPLETED)
                     timer.cancel()
                     for t in tasks:
-                        if t.done() and t.exception() is not None:
+                        if t.done() and not t.cancelled() and t.exception() is not None:
                             raise t.exception()  # type: ignore[misc]
                 finally:
                     await feed.stop()
-                    for t in tasks:
-                        t.cancel()
-                    for t in tasks:
+                    ending: list[asyncio.Task[Any]] = [*tasks, *self._history, *self._seams]
+                    for task in ending:
+                        task.cancel()
+                    for task in ending:
                         with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await t
+                            await task
                     await self._last_write()
                     # What is still open stays open: a restart resumes it from the store.
 
@@ -258,9 +275,30 @@ class LivePipeline:
             spans = gap_spans(rows, self.now_ms())
             return await heal(rest, spans, self._emit) if spans else 0
 
-        task = asyncio.create_task(job(), name="kline-rs heal")
-        self._seams.add(task)
-        task.add_done_callback(self._seams.discard)
+        self._side_task(job(), "kline-rs heal", self._seams)
+
+    def _side_task(
+        self, job: Coroutine[Any, Any, int], name: str, group: set[asyncio.Task[int]]
+    ) -> None:
+        """Runs ``job`` beside the main tasks; if it fails, the pipeline stops saying so."""
+        task = asyncio.create_task(job, name=name)
+        group.add(task)
+        task.add_done_callback(group.discard)
+        task.add_done_callback(self._side_done)
+
+    def _side_done(self, task: asyncio.Task[int]) -> None:
+        e = None if task.cancelled() else task.exception()
+        if e is None or self._side_error is not None:
+            return
+        why = " ".join(str(e).split()) or type(e).__name__
+        self._side_error = BackgroundTaskError(f"{task.get_name()} failed: {why}")
+        self._side_error.__cause__ = e
+        self._side_failed.set()
+
+    async def _side_failure(self) -> None:
+        await self._side_failed.wait()
+        assert self._side_error is not None
+        raise self._side_error
 
     async def _add(self, symbols: list[str]) -> None:
         assert self.engine is not None and self.feed is not None and self.manager is not None
@@ -275,23 +313,29 @@ class LivePipeline:
             if resumed:
                 self.engine.restore(part.slots, part.checkpoints, hold=True)
         fresh = [s for s in symbols if s not in resumed]
-        jobs = [resume(self.engine, self.rest, s, last) for s, last in resumed.items()]
+        jobs = [
+            (f"kline-rs resume {s}", resume(self.engine, self.rest, s, last))
+            for s, last in resumed.items()
+        ]
         rest, lookback = self.rest, self.config.lookback_ms
         if lookback and rest is not None and fresh:
             now = self.now_ms()
             start = now - lookback
             if self.kline_history is not None:
-                jobs += [self.kline_history.load(s, start, now) for s in fresh]
+                jobs += [
+                    (f"kline-rs history {s}", self.kline_history.load(s, start, now)) for s in fresh
+                ]
             else:
                 start -= start % 60_000
                 for s in fresh:
                     self.engine.feed_down(s, start, hold=True)  # live trades wait for it
-                jobs += [load_history(self.engine, rest, s, start, now) for s in fresh]
+                jobs += [
+                    (f"kline-rs history {s}", load_history(self.engine, rest, s, start, now))
+                    for s in fresh
+                ]
         await self.feed.set_symbols(self.manager.following | set(symbols))
-        for job in jobs:
-            task = asyncio.create_task(job)
-            self._history.add(task)
-            task.add_done_callback(self._history.discard)
+        for name, job in jobs:
+            self._side_task(job, name, self._history)
 
     async def _remove(self, symbols: list[str]) -> None:
         assert self.engine is not None and self.feed is not None and self.manager is not None
@@ -310,9 +354,8 @@ class LivePipeline:
         self.on_kline(k)
         seam = self.kline_history.owed(k) if self.kline_history is not None else None
         if seam is not None and self.kline_history is not None:
-            task = asyncio.create_task(self.kline_history.close_seam(*seam))
-            self._seams.add(task)
-            task.add_done_callback(self._seams.discard)
+            name = f"kline-rs seam {seam[0]} {seam[1]}"
+            self._side_task(self.kline_history.close_seam(*seam), name, self._seams)
 
     async def _emit(self, records: npt.NDArray[np.void]) -> None:
         """Klines from REST history: stored with the next commit, or handed on."""
@@ -353,3 +396,10 @@ class LivePipeline:
         if not s.down_since:
             return "ok"
         return f"DOWN {time.monotonic() - s.down_since:.0f} s, {s.backlog} held ({s.last_error})"
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds to ``deadline`` (a loop time; None: no deadline)."""
+    if deadline is None:
+        return None
+    return max(0.0, deadline - asyncio.get_running_loop().time())

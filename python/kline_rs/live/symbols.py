@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kline_rs._core import KlineError
+from kline_rs.feeds.binance import symbol_name
+
 log = logging.getLogger("kline_rs.symbols")
+
+
+class UnknownSymbolsError(KlineError):
+    """Symbols asked for by name that the venue's exchangeInfo does not list."""
+
+    def __init__(self, unknown: dict[str, list[str]]) -> None:
+        #: Each unknown name → the nearest listed ones (maybe none).
+        self.unknown = unknown
+        said = [
+            f"{name} (did you mean {' or '.join(near)}?)" if near else name
+            for name, near in sorted(unknown.items())
+        ]
+        super().__init__(f"unknown symbols, not in exchangeInfo: {', '.join(said)}")
 
 
 @dataclass(frozen=True)
@@ -57,10 +74,13 @@ class SymbolManager:
         self.statuses: dict[str, str] = {}
         self.events = SymbolEvents()
 
-    async def refresh(self) -> tuple[list[str], list[str]]:
-        """One poll: returns (added, removed)."""
+    async def refresh(self, *, strict: bool = False) -> tuple[list[str], list[str]]:
+        """One poll: returns (added, removed). ``strict`` (the first poll): a symbol named in
+        the selection and not listed raises :class:`UnknownSymbolsError`, before anything."""
         info = await self.exchange_info()
         statuses = {s["symbol"]: s.get("status", "") for s in info.get("symbols", [])}
+        if strict:
+            self._check_named(statuses)
         for name, status in statuses.items():
             old = self.statuses.get(name)
             if old is not None and old != status:
@@ -86,6 +106,17 @@ class SymbolManager:
             log.info("following %d symbols (+%d)", len(self.following), len(added))
         return added, removed
 
+    def _check_named(self, statuses: dict[str, str]) -> None:
+        named = self.selection.symbols or frozenset()
+        unknown = {
+            n: difflib.get_close_matches(n, statuses, n=3) for n in named if n not in statuses
+        }
+        if unknown:
+            raise UnknownSymbolsError(unknown)
+        for name in sorted(named):
+            if statuses[name] != "TRADING":
+                log.warning("%s is %s: followed once it is TRADING", name, statuses[name])
+
     async def run(self) -> None:
         """Polls until cancelled (the first poll is expected to have been done by the caller)."""
         while True:
@@ -97,8 +128,9 @@ class SymbolManager:
 
 
 def names(symbols: Iterable[str] | None) -> frozenset[str] | None:
-    """A comma list or iterable of symbols → an upper-case set (None stays None)."""
+    """A comma list or iterable of symbols → an upper-case set (None stays None); a name that
+    is not ``[A-Z0-9_]`` raises :class:`~kline_rs.feeds.binance.SymbolNameError`."""
     if symbols is None:
         return None
     items = symbols.split(",") if isinstance(symbols, str) else symbols
-    return frozenset(s.strip().upper() for s in items if s.strip())
+    return frozenset(symbol_name(s) for s in items if s.strip())
