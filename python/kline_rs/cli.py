@@ -5,12 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from kline_rs import KlineError, interval_name
+from kline_rs.feeds.binance import ws_base
+from kline_rs.live.store import check_db_target
+from kline_rs.live.symbols import UnknownSymbolsError, names
 from kline_rs.replay import replay
+from kline_rs.storage.parquet import ExportFormatError, export_format
+
+#: Binance's timeZone forms: hours (``8``, ``-1``) or hours:minutes (``+08:00``, ``-1:00``).
+TZ = re.compile(r"([+-]?)(\d{1,2})(?::(\d{2}))?")
+#: Errors of what was asked for rather than of the run: exit 2, as argparse's own.
+USAGE_ERRORS = (UnknownSymbolsError, ExportFormatError)
 
 
 def _intervals(text: str) -> list[str]:
@@ -23,6 +33,54 @@ def _intervals(text: str) -> list[str]:
     return names
 
 
+def _checked(check: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type: the text if ``check`` takes it, else its error as argparse's."""
+
+    def parse(text: str) -> str:
+        try:
+            check(text)
+        except KlineError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+
+    return parse
+
+
+def _symbols(text: str) -> frozenset[str]:
+    try:
+        got = names(text)
+    except KlineError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if not got:
+        raise argparse.ArgumentTypeError("no symbol given")
+    return got
+
+
+def _tz(text: str) -> str:
+    """A time-zone offset as Binance's ``timeZone`` takes it → ``+HH:MM``."""
+    m = TZ.fullmatch(text.strip())
+    hours, minutes = (int(m[2]), int(m[3] or 0)) if m else (99, 99)
+    total = (-1 if m and m[1] == "-" else 1) * (hours * 60 + minutes)
+    if m is None or minutes > 59 or not -12 * 60 <= total <= 14 * 60:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time-zone offset: give [+-]hours[:minutes] within "
+            "-12:00..+14:00, e.g. +08:00, -05:00, 8 or 05:45 (Binance's timeZone forms)"
+        )
+    sign = "-" if total < 0 else "+"
+    return f"{sign}{abs(total) // 60:02d}:{abs(total) % 60:02d}"
+
+
+def _tz_joined(argv: Sequence[str]) -> list[str]:
+    """``--tz -05:00`` → ``--tz=-05:00``: argparse takes a value starting with - for an option."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1] == "--tz" and arg[:1] == "-" and arg[1:2].isdigit():
+            out[-1] = f"--tz={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kline-rs", description="Exact Binance klines from trades.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -31,7 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--intervals", type=_intervals, default=["1m"], help="e.g. 1m,5m,1h")
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--symbol", help="symbol for all inputs (default: from each file name)")
-    r.add_argument("--tz", dest="tz_offset", help="time-zone offset for 1d and up, e.g. +08:00")
+    r.add_argument(
+        "--tz",
+        dest="tz_offset",
+        type=_tz,
+        help="time-zone offset for 1d and up: [+-]hours[:minutes] within -12:00..+14:00, "
+        "e.g. +08:00, -05:00 or 8 (Binance's timeZone forms; Z or UTC: leave it out)",
+    )
     r.add_argument("--anchor-3d", help="YYYY-MM-DD the symbol's 3d grid starts (listing day)")
     r.add_argument("--skip-bad", action="store_true", help="count and skip bad rows")
     r.add_argument("--threads", type=int, default=0, help="parser threads (0: one per core)")
@@ -40,12 +104,17 @@ def _parser() -> argparse.ArgumentParser:
     live = sub.add_parser("run", help="follow Binance live; closed klines as JSON lines")
     live.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
     which = live.add_mutually_exclusive_group(required=True)
-    which.add_argument("--symbols", help="comma list, e.g. BTCUSDT,ETHUSDT")
+    which.add_argument("--symbols", type=_symbols, help="comma list, e.g. BTCUSDT,ETHUSDT")
     which.add_argument("--quote", help="every TRADING symbol with this quote asset, e.g. USDT")
     which.add_argument("--pattern", help="every TRADING symbol matching this regular expression")
     live.add_argument("--intervals", type=_intervals, default=["1m"], help="e.g. 1m,5m,1h")
     live.add_argument(
-        "--db", help="store klines here and resume from it: an SQLite file or postgresql:// URL"
+        "--db",
+        type=_checked(check_db_target),
+        help="store klines here and resume from it: an SQLite file or postgresql:// URL",
+    )
+    live.add_argument(
+        "--store-wait", type=float, default=60.0, help="seconds to wait for the store at start"
     )
     live.add_argument(
         "--lookback", type=_duration, default=0, help="history to rebuild at start, e.g. 2h"
@@ -61,7 +130,9 @@ def _parser() -> argparse.ArgumentParser:
         "--grace", type=int, default=250, help="ms to wait for stragglers before closing"
     )
     live.add_argument("--print", action="store_true", help="with --db, print klines as well")
-    live.add_argument("--ws-url", help="websocket base URL (default: the venue's)")
+    live.add_argument(
+        "--ws-url", type=_checked(ws_base), help="websocket base URL (default: the venue's)"
+    )
     live.add_argument("--rest-url", help="REST base URL (default: the venue's)")
     live.add_argument("--partitions", type=int, default=0, help="engine workers (0: per core)")
     live.add_argument("--duration", type=float, help="stop after this many seconds")
@@ -73,17 +144,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", default="demo-klines.sqlite", help="SQLite file (made afresh)")
 
     show = sub.add_parser("show", help="stored klines of one symbol and interval")
-    show.add_argument("db", help="SQLite file or postgresql:// URL")
+    show.add_argument("db", type=_checked(check_db_target), help="SQLite file or postgresql:// URL")
     show.add_argument("symbol")
     show.add_argument("interval")
     show.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
     show.add_argument("--last", type=int, default=10, help="how many of the latest")
 
-    export = sub.add_parser("export", help="stored klines to a Parquet file (exact decimals)")
-    export.add_argument("db", help="SQLite file or postgresql:// URL")
-    export.add_argument("out", help="Parquet file to write")
+    export = sub.add_parser(
+        "export", help="stored klines to a Parquet file (exact decimals) or a kline CSV"
+    )
+    export.add_argument(
+        "db", type=_checked(check_db_target), help="SQLite file or postgresql:// URL"
+    )
+    export.add_argument(
+        "out",
+        type=_checked(export_format),
+        help="*.parquet: Parquet, exact decimals; *.csv: Binance's kline CSV (one series)",
+    )
     export.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
-    export.add_argument("--symbols", help="comma list (default: all stored)")
+    export.add_argument("--symbols", type=_symbols, help="comma list (default: all stored)")
     export.add_argument("--intervals", type=_intervals, help="e.g. 1m,1h (default: all stored)")
     export.add_argument("--start", type=int, help="from this open time (ms)")
     export.add_argument("--end", type=int, help="before this open time (ms)")
@@ -119,12 +198,12 @@ def _run(args: argparse.Namespace) -> int:
     from kline_rs.live.output import JsonLines
     from kline_rs.live.pipeline import LivePipeline, PipelineConfig
     from kline_rs.live.status import with_status_line
-    from kline_rs.live.symbols import Selection, names
+    from kline_rs.live.symbols import Selection
     from kline_rs.rest import VenueName
 
     config = PipelineConfig(
         venue=cast(VenueName, args.venue),
-        selection=Selection(symbols=names(args.symbols), quote=args.quote, pattern=args.pattern),
+        selection=Selection(symbols=args.symbols, quote=args.quote, pattern=args.pattern),
         intervals=args.intervals,
         ws_url=args.ws_url,
         rest_url=args.rest_url,
@@ -134,6 +213,7 @@ def _run(args: argparse.Namespace) -> int:
         history=args.history,
         flush_every=args.flush_every,
         grace_ms=args.grace,
+        store_wait=args.store_wait,
     )
     printer = JsonLines(sys.stdout) if args.print or not args.db else None
     pipeline = LivePipeline(config, printer or (lambda k: None))
@@ -158,14 +238,13 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from kline_rs.live.symbols import names
-    from kline_rs.storage.parquet import export_parquet
+    from kline_rs.storage.parquet import export_klines
 
-    rows = export_parquet(
+    rows = export_klines(
         args.db,
         args.out,
         venue=args.venue,
-        symbols=names(args.symbols) if args.symbols else None,
+        symbols=args.symbols,
         intervals=args.intervals,
         start=args.start,
         end=args.end,
@@ -176,11 +255,14 @@ def _export(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_tz_joined(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.WARNING, format="kline-rs: %(name)s: %(message)s")
     handlers = {"replay": _replay, "run": _run, "demo": _demo, "show": _show, "export": _export}
     try:
         return handlers[args.command](args)
+    except USAGE_ERRORS as e:
+        print(f"kline-rs: error: {e}", file=sys.stderr)
+        return 2
     except (KlineError, OSError, ValueError) as e:  # StorageError is a KlineError
         print(f"kline-rs: error: {e}", file=sys.stderr)
         return 1
