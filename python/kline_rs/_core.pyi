@@ -156,6 +156,7 @@ def replay(
     skip_bad: bool = False,
     threads: int = 0,
     progress: bool = False,
+    max_jump_ms: int | None = ...,
 ) -> dict[str, Any]: ...
 def aggregate(
     agg_id: npt.NDArray[np.int64],

@@ -12,6 +12,11 @@ from pathlib import Path
 from kline_rs import _core
 
 
+#: A trade more than this after its symbol's previous one is refused unless the next trade
+#: follows it (the core's default: a week).
+MAX_JUMP_MS = 7 * 86_400_000
+
+
 @dataclass(frozen=True)
 class ReplaySummary:
     """What a replay read, skipped and wrote."""
@@ -87,13 +92,16 @@ def replay(
     skip_bad: bool = False,
     threads: int = 0,
     progress: bool = False,
+    max_jump_ms: int | None = MAX_JUMP_MS,
 ) -> ReplaySummary:
     """Replays aggTrades dumps into ``out_dir/<SYMBOL>-<interval>.csv`` (Binance's format).
 
     ``inputs``: files (``.csv`` or ``.zip``), directories or glob patterns. The symbol comes
     from each file name unless ``symbol`` is given. ``anchor_3d`` is the day (or UTC ms) a
     symbol's 3d grid starts from (its listing day); without it 3d is stepped from the epoch.
-    Raises :class:`kline_rs.ParseError` on the first bad row unless ``skip_bad``.
+    Raises :class:`kline_rs.ParseError` on the first bad row unless ``skip_bad``; a trade whose
+    time is outside its file's unit, or more than ``max_jump_ms`` after the previous one and
+    not followed by the next (a halt is), counts as a bad row (None: no jump bound).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]

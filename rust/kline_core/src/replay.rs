@@ -10,6 +10,7 @@ use crate::output::CsvSink;
 use crate::parse::csv::{is_header, parse_block};
 use crate::parse::source::{content_len, for_each_csv, symbol_from_file_name};
 use crate::parse::BadRow;
+use crate::plausible::{Implausible, TimeLimits};
 use crate::trade::Trade;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::BTreeMap;
@@ -41,7 +42,13 @@ pub struct ReplayOptions {
     /// Parser threads; 0 = one per usable core.
     pub threads: usize,
     pub progress: bool,
+    /// A trade further than this (ms) after its symbol's previous one is refused unless the
+    /// next trade follows it (a halt); `None`: not checked.
+    pub max_jump_ms: Option<i64>,
 }
+
+/// Default jump bound of a replay: a week. Longer halts are confirmed by the trade after.
+pub const DEFAULT_MAX_JUMP_MS: i64 = 7 * crate::interval::DAY_MS;
 
 impl ReplayOptions {
     pub fn new(intervals: Vec<Interval>, out_dir: impl Into<PathBuf>) -> Self {
@@ -54,6 +61,7 @@ impl ReplayOptions {
             skip_bad: false,
             threads: 0,
             progress: false,
+            max_jump_ms: Some(DEFAULT_MAX_JUMP_MS),
         }
     }
 }
@@ -83,6 +91,11 @@ pub enum ReplayError {
     NoSymbol(String),
     #[error("{symbol}: {file} has {found} timestamps but earlier input has {expected}; replay them separately")]
     MixedUnits { symbol: String, file: String, found: &'static str, expected: &'static str },
+    #[error(
+        "{file}: aggTrade {id} at {time}: {reason} (pass skip_bad / --skip-bad to count such \
+         trades and go on{hint})"
+    )]
+    Implausible { file: String, id: i64, time: i64, reason: Implausible, hint: &'static str },
     #[error("no input files")]
     NoInput,
     #[error("no intervals given")]
@@ -299,10 +312,36 @@ impl Consumer<'_> {
             .collect()
     }
 
+    /// A trade was refused for its time: an error naming it, or (skip_bad) a counted warning.
+    fn refused(
+        &mut self,
+        path: &Path,
+        what: Option<(Trade, Implausible)>,
+    ) -> Result<(), ReplayError> {
+        let Some((t, reason)) = what else { return Ok(()) };
+        let hint = if reason == Implausible::Jump { ", or --max-jump" } else { "" };
+        let file = path.display().to_string();
+        let e = ReplayError::Implausible { file, id: t.id, time: t.time, reason, hint };
+        if !self.opts.skip_bad {
+            return Err(e);
+        }
+        if self.summary.warnings.len() < BAD_EXAMPLES {
+            self.summary.warnings.push(e.to_string());
+        }
+        Ok(())
+    }
+
     fn finish_symbol(&mut self) -> Result<(), ReplayError> {
         let Some(mut cur) = self.current.take() else { return Ok(()) };
         if let (Some(agg), Some(mut sink)) = (cur.agg.as_mut(), cur.sink.take()) {
+            let refused = agg.counts.implausible();
             agg.finish(&mut sink);
+            if agg.counts.implausible() > refused {
+                // The trade held to confirm a jump was not: it came at the symbol's end.
+                let last = self.files.iter().rev().find(|(s, _)| *s == cur.symbol);
+                let path = last.map_or_else(|| self.opts.out_dir.clone(), |(_, p)| p.clone());
+                self.refused(&path, agg.refused)?;
+            }
             self.summary.counts.add(&agg.counts);
             self.summary.klines_written += sink.written;
             sink.finish().map_err(io_err(&self.opts.out_dir))?;
@@ -323,7 +362,8 @@ impl Consumer<'_> {
             writers.push(BufWriter::with_capacity(1 << 16, f));
             self.summary.outputs.push(path);
         }
-        Ok((Aggregator::new(grids.clone()), CsvSink::new(&grids, writers)))
+        let limits = TimeLimits::from_ms(unit, None, self.opts.max_jump_ms);
+        Ok((Aggregator::with_limits(grids.clone(), limits), CsvSink::new(&grids, writers)))
     }
 
     fn handle(&mut self, mut p: Parsed, pools: &Pools) -> Result<(), ReplayError> {
@@ -360,8 +400,13 @@ impl Consumer<'_> {
         self.summary.rows += p.trades.len() as u64 + p.bad.len() as u64;
         self.summary.bytes += p.bytes;
         self.bar.inc(p.bytes);
-        let Some(first) = p.trades.first() else { return Ok(()) };
-        let found = TimeUnit::detect(first.time);
+        if p.trades.is_empty() {
+            return Ok(());
+        }
+        // The block's unit by majority: one row in the other unit is refused, not followed.
+        let micros = p.trades.iter().filter(|t| TimeUnit::detect(t.time) == TimeUnit::Micros);
+        let found =
+            if micros.count() * 2 > p.trades.len() { TimeUnit::Micros } else { TimeUnit::Millis };
         let cur = self.current.as_mut().expect("set above");
         match cur.unit {
             None => cur.unit = Some(found),
@@ -384,9 +429,16 @@ impl Consumer<'_> {
         }
         let cur = self.current.as_mut().expect("set above");
         let (agg, sink) = (cur.agg.as_mut().expect("opened"), cur.sink.as_mut().expect("opened"));
+        let refused = agg.counts.implausible();
         for t in &p.trades {
             let _ = agg.push(t, sink);
         }
+        if agg.counts.implausible() > refused {
+            let what = agg.refused;
+            self.refused(path, what)?;
+        }
+        let cur = self.current.as_mut().expect("set above");
+        let sink = cur.sink.as_mut().expect("opened");
         if let Some(e) = sink.error.take() {
             return Err(ReplayError::Io {
                 path: format!("{}/{}-*.csv", self.opts.out_dir.display(), cur.symbol),
@@ -538,5 +590,55 @@ mod tests {
         let trades: u64 =
             text.lines().map(|l| l.split(',').nth(8).unwrap().parse::<u64>().unwrap()).sum();
         assert_eq!(trades, n as u64);
+    }
+
+    /// One symbol's day of trades every 2 s, with `edit` applied to the rows.
+    fn day_file(dir: &Path, edit: impl Fn(i64, i64) -> i64) -> PathBuf {
+        let path = dir.join("BTCUSDT-aggTrades-2020-01-02.csv");
+        let mut f = File::create(&path).unwrap();
+        for i in 0..20_000i64 {
+            let t = edit(i, 1_577_923_200_000 + i * 2_000);
+            writeln!(f, "{i},100.5,0.001,{i},{i},{t},False,True").unwrap();
+        }
+        path
+    }
+
+    fn lines_of(out: &Path) -> usize {
+        std::fs::read_to_string(out.join("BTCUSDT-1m.csv")).unwrap().lines().count()
+    }
+
+    #[test]
+    fn one_row_in_the_other_unit_or_a_flipped_digit_is_refused_not_followed() {
+        type Edit = fn(i64, i64) -> i64;
+        let dir = scratch("implausible");
+        let clean = replay(&[day_file(&dir, |_, t| t)], &opts(&dir.join("clean"))).unwrap();
+        let cases: [(&str, Edit); 3] = [
+            ("micros", |i, t| if i == 7_000 { t * 1_000 } else { t }),
+            ("first-micros", |i, t| if i == 0 { t * 1_000 } else { t }),
+            ("flipped", |i, t| if i == 9_000 { t + 9_000_000_000_000 } else { t }),
+        ];
+        for (name, edit) in cases {
+            let path = day_file(&dir, edit);
+            let err = replay(&[path.clone()], &opts(&dir.join(name))).unwrap_err();
+            assert!(matches!(err, ReplayError::Implausible { .. }), "{name}: {err}");
+            assert!(err.to_string().contains("--skip-bad"), "{err}");
+            let out = dir.join(format!("{name}-skip"));
+            let s = replay(&[path], &ReplayOptions { skip_bad: true, ..opts(&out) }).unwrap();
+            assert_eq!(s.counts.implausible(), 1, "{name}");
+            assert_eq!(s.counts.applied, clean.counts.applied - 1, "{name}: the rest applied");
+            assert_eq!(s.counts.late, 0, "{name}: nothing poisoned");
+            assert_eq!(lines_of(&out), lines_of(&dir.join("clean")), "{name}");
+            assert_eq!(s.warnings.len(), 1, "{name}: {:?}", s.warnings);
+        }
+    }
+
+    #[test]
+    fn a_halt_longer_than_the_jump_bound_is_followed() {
+        let dir = scratch("halt");
+        // From row 10 000 on, everything is 10 days later: a real halt, confirmed by the
+        // trades after it.
+        let path = day_file(&dir, |i, t| if i >= 10_000 { t + 10 * 86_400_000 } else { t });
+        let s = replay(&[path], &opts(&dir.join("out"))).unwrap();
+        assert_eq!((s.counts.applied, s.counts.implausible()), (20_000, 0));
     }
 }

@@ -55,7 +55,7 @@ fn interval_name(name: &str) -> PyResult<String> {
 }
 
 #[pyfunction]
-#[pyo3(signature = (inputs, out_dir, intervals, *, symbol=None, tz_offset=None, anchor_3d_ms=None, skip_bad=false, threads=0, progress=false))]
+#[pyo3(signature = (inputs, out_dir, intervals, *, symbol=None, tz_offset=None, anchor_3d_ms=None, skip_bad=false, threads=0, progress=false, max_jump_ms=Some(kline_core::replay::DEFAULT_MAX_JUMP_MS)))]
 #[allow(clippy::too_many_arguments)]
 fn replay<'py>(
     py: Python<'py>,
@@ -68,6 +68,7 @@ fn replay<'py>(
     skip_bad: bool,
     threads: usize,
     progress: bool,
+    max_jump_ms: Option<i64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut opts = ReplayOptions::new(
         intervals.iter().map(|s| interval(s)).collect::<PyResult<_>>()?,
@@ -79,8 +80,11 @@ fn replay<'py>(
     opts.skip_bad = skip_bad;
     opts.threads = threads;
     opts.progress = progress;
+    opts.max_jump_ms = max_jump_ms;
     let summary = py.detach(|| core_replay(&inputs, &opts)).map_err(|e| match e {
-        ReplayError::BadRow(_) => ParseError::new_err(e.to_string()),
+        ReplayError::BadRow(_) | ReplayError::Implausible { .. } => {
+            ParseError::new_err(e.to_string())
+        }
         _ => ReplayFailed::new_err(e.to_string()),
     })?;
     let d = PyDict::new(py);
