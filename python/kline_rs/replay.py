@@ -11,7 +11,6 @@ from pathlib import Path
 
 from kline_rs import _core
 
-
 #: A trade more than this after its symbol's previous one is refused unless the next trade
 #: follows it (the core's default: a week).
 MAX_JUMP_MS = 7 * 86_400_000
