@@ -33,7 +33,7 @@ pub fn content_len(path: &Path) -> io::Result<u64> {
 }
 
 /// Calls `f(entry_name, reader)` for the CSV content of `path`: the file itself, or each
-/// `.csv` entry of a zip in archive order.
+/// `.csv` entry of a zip in name order (Binance names sort by date; archive order need not).
 pub fn for_each_csv(
     path: &Path,
     mut f: impl FnMut(&str, &mut dyn Read) -> io::Result<()>,
@@ -43,12 +43,15 @@ pub fn for_each_csv(
         return f(&display, &mut File::open(path)?);
     }
     let mut archive = zip::ZipArchive::new(File::open(path)?).map_err(io::Error::other)?;
-    for i in 0..archive.len() {
+    // Directories end in '/', so they never end in ".csv".
+    let mut members: Vec<(String, usize)> = (0..archive.len())
+        .filter_map(|i| archive.name_for_index(i).map(|n| (n.to_string(), i)))
+        .filter(|(n, _)| n.to_ascii_lowercase().ends_with(".csv"))
+        .collect();
+    members.sort();
+    for (member, i) in members {
         let mut entry = archive.by_index(i).map_err(io::Error::other)?;
-        if entry.is_dir() || !entry.name().to_ascii_lowercase().ends_with(".csv") {
-            continue;
-        }
-        let name = format!("{display}:{}", entry.name());
+        let name = format!("{display}:{member}");
         f(&name, &mut entry)?;
     }
     Ok(())
@@ -57,6 +60,33 @@ pub fn for_each_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zip_members_are_read_in_name_order() {
+        use std::io::Write;
+        let path = std::env::temp_dir()
+            .join(format!("kline_core-{}-order", std::process::id()))
+            .join("BTCUSDT-aggTrades-2020-01.zip");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut z = zip::ZipWriter::new(File::create(&path).unwrap());
+        for day in ["03", "01", "02"] {
+            let name = format!("BTCUSDT-aggTrades-2020-01-{day}.csv");
+            z.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
+            z.write_all(day.as_bytes()).unwrap();
+        }
+        z.start_file("README.txt", zip::write::SimpleFileOptions::default()).unwrap();
+        z.finish().unwrap();
+        let mut seen = Vec::new();
+        for_each_csv(&path, |name, r| {
+            let mut day = String::new();
+            r.read_to_string(&mut day)?;
+            seen.push((name.rsplit_once(':').unwrap().1.to_string(), day));
+            Ok(())
+        })
+        .unwrap();
+        let days: Vec<_> = seen.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(days, ["01", "02", "03"], "{seen:?}");
+    }
 
     #[test]
     fn symbols_from_binance_names() {
