@@ -3,15 +3,10 @@
 //! Spot: no header, 8 columns `a,p,q,f,l,T,m,M` (`True`/`False`), T in ms before 2025 and µs
 //! after. USD-M / COIN-M futures: a header line, 7 columns `a,p,q,f,l,T,m` (`true`/`false`).
 
-use super::parse_int;
+use super::{excerpt, parse_int};
 use crate::decimal::parse_fixed8;
-use crate::trade::Trade;
+use crate::trade::{Skip, Trade};
 use memchr::memchr;
-
-/// Whether a line is a header (starts with a letter) rather than a data row.
-pub fn is_header(line: &[u8]) -> bool {
-    line.first().is_some_and(|c| c.is_ascii_alphabetic())
-}
 
 #[inline]
 fn parse_bool(s: &[u8]) -> Option<bool> {
@@ -33,6 +28,17 @@ const NAMES: [&str; 8] = [
     "is_best_match",
 ];
 
+/// Whether the first line of `text` is Binance's header: `agg_trade_id` then column names
+/// only. Any other line is data, so a corrupt first row is a bad row, not a silent skip.
+pub fn is_header(text: &[u8]) -> bool {
+    let line = &text[..memchr(b'\n', text).unwrap_or(text.len())];
+    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut fields = line.split(|&c| c == b',');
+    fields.next().is_some_and(|f| f.eq_ignore_ascii_case(b"agg_trade_id"))
+        && fields.all(|f| NAMES.iter().any(|n| f.eq_ignore_ascii_case(n.as_bytes())))
+}
+
 /// Parses one data row (without its line ending).
 #[inline]
 pub fn parse_row(line: &[u8]) -> Result<Trade, String> {
@@ -42,7 +48,7 @@ pub fn parse_row(line: &[u8]) -> Result<Trade, String> {
     let mut rest = line;
     loop {
         if n == 8 {
-            return Err(format!("more than 8 columns in {:?}", String::from_utf8_lossy(line)));
+            return Err(format!("more than 8 columns in {}", excerpt(line)));
         }
         match memchr(b',', rest) {
             Some(i) => {
@@ -61,19 +67,14 @@ pub fn parse_row(line: &[u8]) -> Result<Trade, String> {
         return Err(format!("{n} columns, expected 7 (futures) or 8 (spot)"));
     }
     let int = |i: usize| {
-        parse_int(fields[i]).ok_or_else(|| {
-            format!("{} is not an integer: {:?}", NAMES[i], String::from_utf8_lossy(fields[i]))
-        })
+        parse_int(fields[i])
+            .ok_or_else(|| format!("{} is not an integer: {}", NAMES[i], excerpt(fields[i])))
     };
     let dec = |i: usize| parse_fixed8(fields[i]).map_err(|e| format!("{}: {e}", NAMES[i]));
-    let buyer_is_maker = parse_bool(fields[6]).ok_or_else(|| {
-        format!("is_buyer_maker is not a boolean: {:?}", String::from_utf8_lossy(fields[6]))
-    })?;
+    let buyer_is_maker = parse_bool(fields[6])
+        .ok_or_else(|| format!("is_buyer_maker is not a boolean: {}", excerpt(fields[6])))?;
     if n == 8 && parse_bool(fields[7]).is_none() {
-        return Err(format!(
-            "is_best_match is not a boolean: {:?}",
-            String::from_utf8_lossy(fields[7])
-        ));
+        return Err(format!("is_best_match is not a boolean: {}", excerpt(fields[7])));
     }
     Ok(Trade {
         id: int(0)?,
@@ -234,15 +235,36 @@ impl Fast<'_> {
 
 const SCALE_I64: i64 = crate::decimal::SCALE;
 
-/// Parses a block of whole lines. Good rows go to `trades`; bad rows to `bad` as
-/// (0-based line index in the block, reason). Empty lines are skipped. Returns the line count.
+/// A parsed trade no kline can be built from (zero price, `f > l`, negative time…) is a bad
+/// row; Binance's placeholder rows are not (the aggregator counts them as its own).
+#[inline]
+fn usable<'a>(t: Trade, line: impl FnOnce() -> &'a [u8]) -> Result<Trade, String> {
+    match t.defect() {
+        Some(Skip::Invalid(why)) => Err(format!("{why}: {}", excerpt(line()))),
+        _ => Ok(t),
+    }
+}
+
+/// One line of `block` from `start`, without its line ending.
+fn line_at(block: &[u8], start: usize) -> &[u8] {
+    let rest = &block[start..];
+    let line = &rest[..memchr(b'\n', rest).unwrap_or(rest.len())];
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Parses a block of whole lines. Good rows go to `trades`; bad rows (unreadable, or values no
+/// kline can be built from) to `bad` as (0-based line index in the block, reason). Empty lines
+/// are skipped. Returns the line count.
 pub fn parse_block(block: &[u8], trades: &mut Vec<Trade>, bad: &mut Vec<(u64, String)>) -> u64 {
     let mut idx = 0u64;
     let mut fast = Fast { s: block, i: 0 };
     while fast.i < block.len() {
         let start = fast.i;
         if let Some(t) = fast.row() {
-            trades.push(t);
+            match usable(t, || line_at(block, start)) {
+                Ok(t) => trades.push(t),
+                Err(reason) => bad.push((idx, reason)),
+            }
             idx += 1;
             continue;
         }
@@ -253,7 +275,7 @@ pub fn parse_block(block: &[u8], trades: &mut Vec<Trade>, bad: &mut Vec<(u64, St
         };
         fast.i = start + len;
         if !(line.is_empty() || line == b"\r") {
-            match parse_row(line) {
+            match parse_row(line).and_then(|t| usable(t, || line_at(block, start))) {
                 Ok(t) => trades.push(t),
                 Err(reason) => bad.push((idx, reason)),
             }
@@ -289,7 +311,13 @@ mod tests {
 
     #[test]
     fn futures_row_and_header() {
-        assert!(is_header(b"agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"));
+        assert!(is_header(b"agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker\r\n1,2"));
+        assert!(is_header(b"\xEF\xBB\xBFagg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,is_best_match"));
+        // A corrupt first row is data (a bad row), whatever letter it starts with.
+        for line in [&b"x1,1.0,1.0,1,1,5,true"[..], b"garbage", b"agg_trade_id,1.0,1.0,1,1,5", b""]
+        {
+            assert!(!is_header(line), "{}", String::from_utf8_lossy(line));
+        }
         let t = parse_row(b"26129,0.01633102,4.70443515,27781,27781,1498793709153,true\r").unwrap();
         assert!(t.buyer_is_maker);
         assert_eq!(t.qty, 470_443_515);
@@ -333,7 +361,8 @@ mod tests {
             }
             let (mut trades, mut bad) = (Vec::new(), Vec::new());
             parse_block(row, &mut trades, &mut bad);
-            assert_eq!(trades.first().copied(), careful);
+            let usable = careful.and_then(|t| usable(t, || row).ok());
+            assert_eq!(trades.first().copied(), usable, "{}", String::from_utf8_lossy(row));
         }
     }
 
@@ -343,11 +372,51 @@ mod tests {
             proptest::sample::select(b"0123456789.,-TrueFalsf\r".to_vec()), 0..80)) {
             let (mut trades, mut bad) = (Vec::new(), Vec::new());
             parse_block(&row, &mut trades, &mut bad);
-            let careful = parse_row(&row);
+            let careful = parse_row(&row).and_then(|t| usable(t, || line_at(&row, 0)));
             if !row.is_empty() && !row.contains(&b'\n') && row != b"\r" {
                 proptest::prop_assert_eq!(trades.first().copied(), careful.clone().ok());
                 proptest::prop_assert_eq!(bad.first().map(|b| b.1.clone()), careful.err());
             }
+        }
+    }
+
+    #[test]
+    fn values_no_kline_can_use_are_bad_rows_but_placeholders_are_not() {
+        let block = b"1,-1.5,1.0,1,1,5,true\n2,0,1.0,1,1,5,true\n3,1.0,1.0,5,4,5,true\n\
+                      4,1.0,1.0,1,1,-5,true\n5,1.0,1.0,0,9223372036854775807,5,true\n\
+                      6,0,0,-1,-1,5,true\n7,1.0,1.0,1,1,5,true\n";
+        let (mut trades, mut bad) = (Vec::new(), Vec::new());
+        assert_eq!(parse_block(block, &mut trades, &mut bad), 7);
+        assert_eq!(trades.iter().map(|t| t.id).collect::<Vec<_>>(), [6, 7]);
+        let reasons: Vec<_> = bad.iter().map(|(i, r)| (*i, r.split(':').next().unwrap())).collect();
+        assert_eq!(
+            reasons,
+            [
+                (0, "price is not positive"),
+                (1, "price is not positive"),
+                (2, "raw trade ids f..l are not a range"),
+                (3, "time is negative"),
+                (4, "raw trade ids f..l span more than 2^32 trades"),
+            ]
+        );
+        assert!(bad[0].1.contains("\"1,-1.5,1.0,1,1,5,true\""), "{}", bad[0].1);
+    }
+
+    #[test]
+    fn a_long_bad_line_is_quoted_cut() {
+        let pad = "x".repeat(1 << 20);
+        let rows = [
+            format!("1,1.0,1.0,1,1,5,true,true,{pad}"),
+            format!("{pad},1.0,1.0,1,1,5,true"),
+            format!("1,1.0,1.0,1,1,5,{pad}"),
+            format!("1,1.0,1.0,1,1,5,true,{pad}"),
+            format!("1,{pad},1.0,1,1,5,true"),
+        ];
+        for row in rows {
+            let (mut trades, mut bad) = (Vec::new(), Vec::new());
+            parse_block(row.as_bytes(), &mut trades, &mut bad);
+            let reason = &bad[0].1;
+            assert!(reason.len() < 200, "{} bytes: {:.200}", reason.len(), reason);
         }
     }
 
