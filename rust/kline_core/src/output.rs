@@ -1,10 +1,13 @@
 //! Where klines leave: Binance's official kline CSV text.
 
-use crate::aggregate::{expand_flat_run, KlineSink};
+use crate::aggregate::{expand_flat_run, FlatRunTooLong, KlineSink};
 use crate::decimal::{quote_to_fixed8, write_fixed8};
 use crate::interval::Grid;
 use crate::kline::{FlatRun, Kline};
+use std::fs::File;
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
 
 /// Appends one line of Binance's kline CSV (12 columns, 8-decimal text, no header):
 /// `open_time,open,high,low,close,volume,close_time,quote_volume,trades,taker_buy_base,taker_buy_quote,0`.
@@ -32,14 +35,24 @@ pub fn kline_csv_line(k: &Kline) -> String {
     String::from_utf8(out).expect("ascii")
 }
 
+/// Why a [`CsvSink`] stopped writing.
+#[derive(Debug, Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A quiet stretch longer than the bound on flat klines per run.
+    #[error(transparent)]
+    FlatRunTooLong(#[from] FlatRunTooLong),
+}
+
 /// A [`KlineSink`] writing one CSV stream per interval, flat runs expanded.
 pub struct CsvSink<W: Write> {
     grids: Vec<Grid>,
     writers: Vec<W>,
     buf: Vec<u8>,
     pub written: u64,
-    /// The first write error; later writes are skipped and the caller reports it.
-    pub error: Option<io::Error>,
+    /// The first error; later writes are skipped and the caller reports it.
+    pub error: Option<SinkError>,
 }
 
 impl<W: Write> CsvSink<W> {
@@ -62,12 +75,12 @@ impl<W: Write> CsvSink<W> {
         write_kline_csv(&mut self.buf, k);
         match self.writers[interval].write_all(&self.buf) {
             Ok(()) => self.written += 1,
-            Err(e) => self.error = Some(e),
+            Err(e) => self.error = Some(e.into()),
         }
     }
 
     /// Flushes every writer and returns them, or the first error.
-    pub fn finish(mut self) -> io::Result<Vec<W>> {
+    pub fn finish(mut self) -> Result<Vec<W>, SinkError> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
@@ -84,9 +97,96 @@ impl<W: Write> KlineSink for CsvSink<W> {
     }
 
     fn flat_run(&mut self, interval: usize, run: &FlatRun) {
+        if self.error.is_some() {
+            return;
+        }
         let grid = self.grids[interval];
         if let Err(e) = expand_flat_run(&grid, run, |k| self.emit(interval, &k)) {
-            self.error.get_or_insert(io::Error::new(io::ErrorKind::InvalidData, e));
+            self.error = Some(e.into());
         }
+    }
+}
+
+/// Files written under a temporary name beside their final one (`.NAME.partial`) and renamed
+/// over it only by [`StagedFiles::commit`]: a failed run leaves the previous files intact.
+/// Temporaries not committed are removed on drop.
+#[derive(Debug, Default)]
+pub struct StagedFiles {
+    /// (temporary, final) in creation order.
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl StagedFiles {
+    /// The temporary name of `path`: hidden, beside it, so the rename stays in one directory.
+    pub fn temporary(path: &Path) -> PathBuf {
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        path.with_file_name(format!(".{name}.partial"))
+    }
+
+    /// Creates (or truncates) the temporary of `path`.
+    pub fn create(&mut self, path: &Path) -> io::Result<File> {
+        let tmp = Self::temporary(path);
+        let file = File::create(&tmp)?;
+        self.files.push((tmp, path.to_path_buf()));
+        Ok(file)
+    }
+
+    /// Renames every temporary over its final name; the first failure names its final path.
+    pub fn commit(&mut self) -> Result<(), (PathBuf, io::Error)> {
+        while let Some((tmp, dest)) = self.files.pop() {
+            if let Err(e) = std::fs::rename(&tmp, &dest) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err((dest, e));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StagedFiles {
+    fn drop(&mut self) {
+        for (tmp, _) in self.files.drain(..) {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kline_core-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn staged_files_replace_on_commit_and_vanish_otherwise() {
+        let dir = scratch("staged");
+        let path = dir.join("BTCUSDT-1m.csv");
+        std::fs::write(&path, "old\n").unwrap();
+        {
+            let mut staged = StagedFiles::default();
+            staged.create(&path).unwrap().write_all(b"half").unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n", "untouched meanwhile");
+        }
+        let names = |d: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&dir), ["BTCUSDT-1m.csv"], "the temporary is removed");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
+        let mut staged = StagedFiles::default();
+        staged.create(&path).unwrap().write_all(b"new\n").unwrap();
+        staged.commit().unwrap();
+        drop(staged);
+        assert_eq!(names(&dir), ["BTCUSDT-1m.csv"]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
     }
 }

@@ -4,9 +4,9 @@
 //! threads turn blocks into trades, and the calling thread puts blocks back in order and
 //! aggregates them, one symbol at a time, writing klines as they close.
 
-use crate::aggregate::{Aggregator, Counts};
+use crate::aggregate::{Aggregator, Counts, FlatRunTooLong};
 use crate::interval::{Grid, Interval, TimeUnit};
-use crate::output::CsvSink;
+use crate::output::{CsvSink, SinkError, StagedFiles};
 use crate::parse::csv::{is_header, parse_block};
 use crate::parse::source::{content_len, for_each_csv, symbol_from_file_name};
 use crate::parse::BadRow;
@@ -96,6 +96,8 @@ pub enum ReplayError {
          trades and go on{hint})"
     )]
     Implausible { file: String, id: i64, time: i64, reason: Implausible, hint: &'static str },
+    #[error("{symbol} {interval}: {source}", interval = .source.interval)]
+    FlatRunTooLong { symbol: String, source: FlatRunTooLong },
     #[error("no input files")]
     NoInput,
     #[error("no intervals given")]
@@ -232,7 +234,8 @@ fn read_source(
                 buf.truncate(cut + 1);
             }
         }
-        if buf.is_empty() && eof {
+        // An empty source still sends its first (empty) block, so it is counted as read.
+        if buf.is_empty() && eof && !first {
             return Ok(());
         }
         let mut skip_bytes = 0;
@@ -298,6 +301,9 @@ struct Consumer<'a> {
     files: &'a [(String, PathBuf)],
     summary: ReplaySummary,
     current: Option<Current>,
+    /// Every output so far, under its temporary name until the whole replay succeeds; after
+    /// `current` so its writers close before the temporaries of a failed run are removed.
+    staged: StagedFiles,
     line_base: u64,
     bar: indicatif::ProgressBar,
 }
@@ -331,6 +337,18 @@ impl Consumer<'_> {
         Ok(())
     }
 
+    fn sink_failed(&self, symbol: &str, e: SinkError) -> ReplayError {
+        match e {
+            SinkError::Io(source) => ReplayError::Io {
+                path: format!("{}/{symbol}-*.csv", self.opts.out_dir.display()),
+                source,
+            },
+            SinkError::FlatRunTooLong(source) => {
+                ReplayError::FlatRunTooLong { symbol: symbol.to_string(), source }
+            }
+        }
+    }
+
     fn finish_symbol(&mut self) -> Result<(), ReplayError> {
         let Some(mut cur) = self.current.take() else { return Ok(()) };
         if let (Some(agg), Some(mut sink)) = (cur.agg.as_mut(), cur.sink.take()) {
@@ -344,7 +362,7 @@ impl Consumer<'_> {
             }
             self.summary.counts.add(&agg.counts);
             self.summary.klines_written += sink.written;
-            sink.finish().map_err(io_err(&self.opts.out_dir))?;
+            sink.finish().map_err(|e| self.sink_failed(&cur.symbol, e))?;
         }
         Ok(())
     }
@@ -358,7 +376,7 @@ impl Consumer<'_> {
         let mut writers = Vec::with_capacity(grids.len());
         for iv in &self.opts.intervals {
             let path = self.opts.out_dir.join(format!("{symbol}-{iv}.csv"));
-            let f = File::create(&path).map_err(io_err(&path))?;
+            let f = self.staged.create(&path).map_err(io_err(&path))?;
             writers.push(BufWriter::with_capacity(1 << 16, f));
             self.summary.outputs.push(path);
         }
@@ -386,8 +404,7 @@ impl Consumer<'_> {
         }
         let base = self.line_base + p.skipped;
         for (idx, reason) in p.bad.iter() {
-            let bad =
-                BadRow { file: p.source.to_string(), line: base + idx + 1, reason: reason.clone() };
+            let bad = BadRow::new(&*p.source, base + idx + 1, reason.clone());
             if !self.opts.skip_bad {
                 return Err(ReplayError::BadRow(bad));
             }
@@ -438,12 +455,9 @@ impl Consumer<'_> {
             self.refused(path, what)?;
         }
         let cur = self.current.as_mut().expect("set above");
-        let sink = cur.sink.as_mut().expect("opened");
-        if let Some(e) = sink.error.take() {
-            return Err(ReplayError::Io {
-                path: format!("{}/{}-*.csv", self.opts.out_dir.display(), cur.symbol),
-                source: e,
-            });
+        if let Some(e) = cur.sink.as_mut().expect("opened").error.take() {
+            let symbol = cur.symbol.clone();
+            return Err(self.sink_failed(&symbol, e));
         }
         Ok(())
     }
@@ -489,6 +503,7 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
         files: &files,
         summary: ReplaySummary::default(),
         current: None,
+        staged: StagedFiles::default(),
         line_base: 0,
         bar: progress_bar(total, opts.progress),
     };
@@ -538,8 +553,21 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
         return Err(e);
     }
     consumer.finish_symbol()?;
+    consumer.staged.commit().map_err(|(path, e)| io_err(&path)(e))?;
     consumer.bar.finish_and_clear();
-    let mut summary = consumer.summary;
+    let mut summary = std::mem::take(&mut consumer.summary);
+    if summary.counts.applied == 0 {
+        let n = files.len();
+        let files = format!("{n} file{}", if n == 1 { "" } else { "s" });
+        summary.warnings.push(if summary.rows == 0 {
+            format!("no trades read from {files}: no klines written")
+        } else {
+            format!(
+                "none of the {} rows read from {files} was applied: no klines written",
+                summary.rows
+            )
+        });
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -619,7 +647,7 @@ mod tests {
         ];
         for (name, edit) in cases {
             let path = day_file(&dir, edit);
-            let err = replay(&[path.clone()], &opts(&dir.join(name))).unwrap_err();
+            let err = replay(std::slice::from_ref(&path), &opts(&dir.join(name))).unwrap_err();
             assert!(matches!(err, ReplayError::Implausible { .. }), "{name}: {err}");
             assert!(err.to_string().contains("--skip-bad"), "{err}");
             let out = dir.join(format!("{name}-skip"));
@@ -630,6 +658,68 @@ mod tests {
             assert_eq!(lines_of(&out), lines_of(&dir.join("clean")), "{name}");
             assert_eq!(s.warnings.len(), 1, "{name}: {:?}", s.warnings);
         }
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_run_too_long_to_write_is_its_own_error_and_leaves_no_output() {
+        let dir = scratch("too-long");
+        let path = dir.join("BTCUSDT-aggTrades-2020-01-02.csv");
+        let (t0, later) = (1_577_923_200_000i64, 1_577_923_200_000 + 400 * 86_400_000i64);
+        let text = format!("1,100.5,1,1,1,{t0},False,True\n2,100.5,1,2,2,{later},False,True\n");
+        std::fs::write(&path, text).unwrap();
+        let out = dir.join("out");
+        let one_s = ReplayOptions::new(vec!["1s".parse().unwrap()], &out);
+        let err = replay(&[path], &ReplayOptions { max_jump_ms: None, ..one_s }).unwrap_err();
+        assert!(
+            matches!(err, ReplayError::FlatRunTooLong { ref symbol, ref source }
+                if symbol == "BTCUSDT" && source.interval == "1s"),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("BTCUSDT 1s: a quiet stretch"), "{err}");
+        assert_eq!(names_in(&out), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_failed_replay_keeps_the_previous_output_and_leaves_no_temporary() {
+        let dir = scratch("keep");
+        let out = dir.join("out");
+        replay(&[day_file(&dir, |_, t| t)], &opts(&out)).unwrap();
+        let good = std::fs::read(out.join("BTCUSDT-1m.csv")).unwrap();
+        // The next day fails after the first has begun writing.
+        std::fs::write(dir.join("BTCUSDT-aggTrades-2020-01-03.csv"), "garbage\n").unwrap();
+        let err = replay(std::slice::from_ref(&dir), &opts(&out)).unwrap_err();
+        assert!(matches!(err, ReplayError::BadRow(ref b) if b.line == 1), "{err}");
+        assert_eq!(names_in(&out), ["BTCUSDT-1m.csv"]);
+        assert_eq!(std::fs::read(out.join("BTCUSDT-1m.csv")).unwrap(), good);
+    }
+
+    #[test]
+    fn a_raw_trade_span_past_2_32_is_a_bad_row_not_a_wrapped_count() {
+        let dir = scratch("span");
+        let path = day_file(&dir, |_, t| t);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!("20000,100.5,0.001,0,{},1577963200000,False,True\n", i64::MAX));
+        std::fs::write(&path, text).unwrap();
+        let err = replay(std::slice::from_ref(&path), &opts(&dir.join("out"))).unwrap_err();
+        let ReplayError::BadRow(bad) = err else { panic!("{err}") };
+        assert_eq!(bad.line, 20_001);
+        assert!(bad.reason.contains("more than 2^32"), "{}", bad.reason);
+        let out = dir.join("skip");
+        let s = replay(&[path], &ReplayOptions { skip_bad: true, ..opts(&out) }).unwrap();
+        assert_eq!((s.bad_rows, s.counts.applied, s.counts.invalid), (1, 20_000, 0));
+        let text = std::fs::read_to_string(out.join("BTCUSDT-1m.csv")).unwrap();
+        let trades: u64 =
+            text.lines().map(|l| l.split(',').nth(8).unwrap().parse::<u64>().unwrap()).sum();
+        assert_eq!(trades, 20_000);
     }
 
     #[test]
