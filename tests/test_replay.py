@@ -157,6 +157,17 @@ def test_spot_futures_and_zip_inputs_give_identical_klines(tmp_path: Path) -> No
         assert results[kind] == results["spot"], kind
 
 
+def test_zip_members_are_read_in_name_order_not_archive_order(tmp_path: Path) -> None:
+    path = tmp_path / "in" / "BTCUSDT-aggTrades-2024-03.zip"
+    path.parent.mkdir(parents=True)
+    with zipfile.ZipFile(path, "w") as z:  # the later day first in the archive
+        z.writestr("BTCUSDT-aggTrades-2024-03-05.csv", spot(TRADES[3:]))
+        z.writestr("BTCUSDT-aggTrades-2024-03-04.csv", spot(TRADES[:3]))
+    summary = kline_rs.replay(path, tmp_path / "out", ["1m"])
+    assert (summary.trades, summary.duplicates, summary.late) == (len(TRADES), 0, 0)
+    assert read_lines(tmp_path / "out" / "BTCUSDT-1m.csv") == EXPECTED_1M
+
+
 def test_microsecond_timestamps_close_one_microsecond_before_the_next_minute(
     tmp_path: Path,
 ) -> None:
@@ -359,6 +370,80 @@ def test_placeholders_and_duplicates_are_counted_not_applied(tmp_path: Path) -> 
     assert summary.bad_rows == 0
     assert read_lines(tmp_path / "out" / "BTCUSDT-1m.csv") == EXPECTED_1M
     assert read_lines(tmp_path / "out" / "BTCUSDT-5m.csv") == EXPECTED_5M
+
+
+def test_a_corrupt_first_row_is_a_bad_row_not_a_header(tmp_path: Path) -> None:
+    text = "x100,100.5,1.25,1000,1001,1709510401000,False,True\n" + spot(TRADES)
+    src = write(tmp_path / "in" / "BTCUSDT-aggTrades-2024-03-04.csv", text)
+    with pytest.raises(kline_rs.ParseError, match=r"2024-03-04\.csv:1: agg_trade_id"):
+        kline_rs.replay(src, tmp_path / "out", ["1m"])
+    summary = kline_rs.replay(src, tmp_path / "out", ["1m"], skip_bad=True)
+    assert (summary.rows, summary.bad_rows, summary.trades) == (len(TRADES) + 1, 1, len(TRADES))
+    assert read_lines(tmp_path / "out" / "BTCUSDT-1m.csv") == EXPECTED_1M
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (Row(102, "-99.00000000", "2.00000000", 1003, 1005, DAY0 + 9, False), "price is not"),
+        (Row(102, "0.00000000", "2.00000000", 1003, 1005, DAY0 + 9, False), "price is not"),
+        (Row(102, "99.00000000", "2.00000000", 1005, 1003, DAY0 + 9, False), "not a range"),
+        (Row(102, "99.00000000", "2.00000000", 1003, 1005, -5, False), "time is negative"),
+        (Row(102, "99.00000000", "2.00000000", 0, 2**63 - 1, DAY0 + 9, False), "2^32"),
+    ],
+)
+def test_values_no_kline_can_use_are_bad_rows_with_file_and_line(
+    tmp_path: Path, row: Row, reason: str
+) -> None:
+    # Row 3 of 6 is unusable; a placeholder stays Binance's own counted skip.
+    placeholder = Row(105, "0.00000000", "0.00000000", -1, -1, DAY0 + 8 * MINUTE, True)
+    rows = [*TRADES[:2], row, *TRADES[2:], placeholder]
+    src = write(tmp_path / "in" / "BTCUSDT-aggTrades-2024-03-04.csv", spot(rows))
+    with pytest.raises(kline_rs.ParseError, match=rf"2024-03-04\.csv:3: .*{re.escape(reason)}"):
+        kline_rs.replay(src, tmp_path / "out", ["1m"])
+    summary = kline_rs.replay(src, tmp_path / "out", ["1m"], skip_bad=True)
+    assert (summary.bad_rows, summary.invalid, summary.placeholders) == (1, 0, 1)
+    assert summary.trades == len(TRADES)
+    (example,) = summary.bad_examples
+    assert ".csv:3: " in example and reason in example
+    assert read_lines(tmp_path / "out" / "BTCUSDT-1m.csv") == EXPECTED_1M
+
+
+def test_a_long_bad_line_is_cut_in_the_error(tmp_path: Path) -> None:
+    long_row = "103,1.0,1.0,1,1,1709510580000,True,True," + "9" * 5_000_000 + "\n"
+    src = write(tmp_path / "in" / "BTCUSDT-aggTrades-2024-03-04.csv", spot(TRADES) + long_row)
+    with pytest.raises(kline_rs.ParseError) as err:
+        kline_rs.replay(src, tmp_path / "out", ["1m"])
+    msg = str(err.value)
+    assert ".csv:6: more than 8 columns" in msg
+    assert len(msg) < 500 and f"({len(long_row) - 1} bytes)" in msg, msg[:1000]
+    summary = kline_rs.replay(src, tmp_path / "out", ["1m"], skip_bad=True)
+    assert len(summary.bad_examples[0]) < 500
+
+
+def test_a_failed_replay_keeps_the_previous_output(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    write(src / "BTCUSDT-aggTrades-2024-03-04.csv", spot(TRADES))
+    out = tmp_path / "out"
+    kline_rs.replay(src, out, ["1m", "5m"])
+    before = outputs(out)
+    # The second day fails after the first has begun writing.
+    write(src / "BTCUSDT-aggTrades-2024-03-05.csv", "105,oops\n")
+    with pytest.raises(kline_rs.ParseError, match=r"2024-03-05\.csv:1:"):
+        kline_rs.replay(src, out, ["1m", "5m"])
+    assert outputs(out) == before  # nothing truncated, no partial or temporary file left
+
+
+def test_an_empty_input_warns(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    write(src / "BTCUSDT-aggTrades-2024-03-04.csv", "")
+    write(src / "BTCUSDT-aggTrades-2024-03-05.csv", FUTURES_HEADER)
+    summary = kline_rs.replay(src, tmp_path / "out", ["1m"])
+    assert (summary.files, summary.rows, summary.trades) == (2, 0, 0)
+    assert any("no trades read from 2 files" in w for w in summary.warnings), summary.warnings
+    done = run_cli(src, "--out", tmp_path / "out2")
+    assert done.returncode == 0, done.stderr
+    assert "warning: no trades read from 2 files" in done.stderr, done.stderr
 
 
 def test_ms_and_us_files_of_one_symbol_are_refused(tmp_path: Path) -> None:
