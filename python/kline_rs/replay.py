@@ -114,6 +114,7 @@ def replay(
         skip_bad=skip_bad,
         threads=threads,
         progress=progress,
+        max_jump_ms=max_jump_ms,
     )
     raw["outputs"] = [Path(p) for p in raw["outputs"]]
     return ReplaySummary(**raw)

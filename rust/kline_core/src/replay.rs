@@ -11,6 +11,7 @@ use crate::parse::csv::{is_header, parse_block};
 use crate::parse::source::{content_len, for_each_csv, symbol_from_file_name};
 use crate::parse::BadRow;
 use crate::plausible::{Implausible, TimeLimits};
+use crate::symbol::symbol_name;
 use crate::trade::Trade;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::BTreeMap;
@@ -100,6 +101,8 @@ pub enum ReplayError {
     FlatRunTooLong { symbol: String, source: FlatRunTooLong },
     #[error("no input files")]
     NoInput,
+    #[error(transparent)]
+    Symbol(#[from] crate::symbol::SymbolError),
     #[error("no intervals given")]
     NoIntervals,
 }
@@ -131,7 +134,8 @@ fn plan(inputs: &[PathBuf], symbol: Option<&str>) -> Result<Vec<(String, PathBuf
         .into_iter()
         .map(|p| {
             let sym = match symbol {
-                Some(s) => s.to_ascii_uppercase(),
+                // The name becomes a file name in the output directory: [A-Z0-9_] only.
+                Some(s) => symbol_name(s)?.into_owned(),
                 None => symbol_from_file_name(&p)
                     .ok_or_else(|| ReplayError::NoSymbol(p.display().to_string()))?,
             };
@@ -514,7 +518,7 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
                 .into(),
         );
     }
-    let result = std::thread::scope(|s| {
+    let result: Result<(), ReplayError> = std::thread::scope(|s| {
         let (block_tx, block_rx) = bounded::<Block>(2 * threads);
         let (parsed_tx, parsed_rx) = bounded::<Parsed>(2 * threads);
         let files = &files;
@@ -730,5 +734,20 @@ mod tests {
         let path = day_file(&dir, |i, t| if i >= 10_000 { t + 10 * 86_400_000 } else { t });
         let s = replay(&[path], &opts(&dir.join("out"))).unwrap();
         assert_eq!((s.counts.applied, s.counts.implausible()), (20_000, 0));
+    }
+
+    #[test]
+    fn a_symbol_that_is_a_path_is_refused() {
+        let dir = scratch("symbol-path");
+        let path = day_file(&dir, |_, t| t);
+        for bad in ["../../X", "/tmp/X", "A/B", ""] {
+            let o = ReplayOptions { symbol: Some(bad.into()), ..opts(&dir.join("out")) };
+            let err = replay(std::slice::from_ref(&path), &o).unwrap_err();
+            assert!(matches!(err, ReplayError::Symbol(_)), "{bad}: {err}");
+        }
+        assert!(!dir.join("X-1m.csv").exists() && !dir.join("out").exists());
+        let o = ReplayOptions { symbol: Some("btcusdt".into()), ..opts(&dir.join("out")) };
+        replay(&[path], &o).unwrap();
+        assert!(dir.join("out").join("BTCUSDT-1m.csv").exists());
     }
 }

@@ -134,7 +134,7 @@ impl Fast<'_> {
             if d > 9 {
                 break;
             }
-            v = v * 10 + i64::from(d);
+            v = v.wrapping_mul(10).wrapping_add(i64::from(d)); // kept only if ≤ 18 digits
             self.i += 1;
         }
         // 18 digits cannot overflow i64.
@@ -342,7 +342,9 @@ mod tests {
 
     #[test]
     fn fast_path_agrees_with_the_careful_one() {
-        let rows: [&[u8]; 8] = [
+        let rows: [&[u8]; 10] = [
+            b"1,1.0,1.0,0,9223372036854775807,1,true",
+            b"1,1.0,1.0,0,1,99999999999999999999999,true",
             b"1,7139.89000000,0.06702300,2,3,1577977823305,False,True",
             b"1,7139.89,0.5,2,3,1577977823305,true",
             b"-1,0,0,-1,-1,1,False,True",
