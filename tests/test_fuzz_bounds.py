@@ -39,7 +39,8 @@ def tape() -> list[dict[str, int | bool]]:
 
 def frame(tr: dict[str, int | bool], symbol: str = "BTCUSDT") -> bytes:
     data = {"e": "aggTrade", "E": tr["T"], "s": symbol, "a": tr["a"], "p": f"{tr['p']}.5",
-            "q": f"{tr['q']}.25", "f": tr["a"], "l": tr["a"], "T": tr["T"], "m": tr["m"]}  # fmt: skip
+            "q": f"{tr['q']}.25", "f": tr["a"], "l": tr["a"], "T": tr["T"],
+            "m": tr["m"]}  # fmt: skip
     return json.dumps({"stream": "btcusdt@aggTrade", "data": data}).encode()
 
 
