@@ -145,7 +145,9 @@ def test_klines_equal_the_exchange_tape_whatever_the_fault(name: str) -> None:
     async def keep(fx: FakeExchange, pipeline: LivePipeline) -> None:
         engines.append(pipeline.engine)
 
-    check(market, asyncio.run(follow(market, FAULTS[name], seconds=3.0, during=keep)))
+    # 429s answer the first exchangeInfo: their waits count in the run's duration.
+    held = FAULTS[name].rest_429 * FAULTS[name].retry_after_s
+    check(market, asyncio.run(follow(market, FAULTS[name], seconds=3.0 + held, during=keep)))
     if name == "malformed frames":
         # Counted, not fatal: the trades they hid were found by id and fetched over REST.
         assert engines[0].metrics()["malformed"] > 0

@@ -171,7 +171,8 @@ def test_a_read_only_store_at_start_is_waited_for_then_everything_is_stored(
 
             healer = asyncio.create_task(heal())
             try:
-                return await follow(market, Faults(), 3.0, db=str(path), flush_every=0.2)
+                # The wait for the store (2 s read-only, then the backoff) counts in the duration.
+                return await follow(market, Faults(), 6.5, db=str(path), flush_every=0.2)
             finally:
                 healer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
