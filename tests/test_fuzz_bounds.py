@@ -68,7 +68,9 @@ def junk(real: list[dict[str, int | bool]]) -> st.SearchStrategy[bytes]:
         lambda x: frame({**x[0], "T": x[1], "a": x[0]["a"] if x[2] else 10**12 + x[0]["a"]})
     )
     bad_name = st.tuples(pick, BAD_NAMES).map(lambda x: frame(x[0], symbol=x[1]))
-    return bad_time | bad_name
+    # A plausible time with an id no market reaches in the time (a corrupt `a`).
+    bad_id = st.tuples(pick, st.integers(10**11, 2**62)).map(lambda x: frame({**x[0], "a": x[1]}))
+    return bad_time | bad_name | bad_id
 
 
 def truth(trades: list[dict[str, int | bool]]) -> np.ndarray:
@@ -96,8 +98,10 @@ def test_push_raw_refuses_implausible_times_and_names_and_stores_the_rest_exactl
     trades = tape()
     frames = [frame(t) for t in trades]
     bad = data.draw(st.lists(junk(trades), min_size=1, max_size=30))
-    for b in bad:  # anywhere; a bad copy may come before or after the real trade
-        frames.insert(data.draw(st.integers(0, len(frames))), b)
+    # Anywhere after the symbol's first trade (the reference a far-ahead id is measured
+    # from); a bad copy may come before or after its real trade.
+    for b in bad:
+        frames.insert(data.draw(st.integers(1, len(frames))), b)
     db = Path(tmp_path_factory.mktemp("fuzz")) / "k.sqlite"  # type: ignore[attr-defined]
     before = rss_mb()
 

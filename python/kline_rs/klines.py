@@ -59,6 +59,8 @@ class Aggregation:
     implausible_unit: int = 0
     #: Refused for a jump past the bound (kept for ``Aggregator`` callers that set one).
     implausible_jump: int = 0
+    #: Refused for an aggTrade id further ahead than the market could trade in the time.
+    implausible_id: int = 0
 
 
 def structured(

@@ -32,6 +32,7 @@ class ReplaySummary:
     #: reverse), or too far after the previous trade (not confirmed by the next one).
     implausible_unit: int
     implausible_jump: int
+    implausible_id: int
     bad_rows: int
     klines_written: int
     seconds: float
@@ -47,7 +48,8 @@ class ReplaySummary:
             f"in {self.seconds:.2f} s ({rate:.1f} M rows/s)",
             f"skipped: {self.bad_rows} bad rows, {self.duplicates} duplicates, "
             f"{self.placeholders} invalid placeholders, {self.invalid} invalid, {self.late} late, "
-            f"{self.implausible_unit + self.implausible_jump} implausible times",
+            f"{self.implausible_unit + self.implausible_jump + self.implausible_id} implausible "
+            "times or ids",
             f"wrote {self.klines_written:,} klines to {len(self.outputs)} files",
         ]
         parts += [f"bad row: {b}" for b in self.bad_examples]

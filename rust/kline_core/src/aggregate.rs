@@ -25,6 +25,8 @@ pub struct Counts {
     pub implausible_unit: u64,
     /// Times too far after the previous trade, not confirmed by the next one.
     pub implausible_jump: u64,
+    /// aggTrade ids further ahead than the market could trade (see `crate::plausible`).
+    pub implausible_id: u64,
 }
 
 impl Counts {
@@ -36,11 +38,12 @@ impl Counts {
         self.late += other.late;
         self.implausible_unit += other.implausible_unit;
         self.implausible_jump += other.implausible_jump;
+        self.implausible_id += other.implausible_id;
     }
 
     /// Trades refused for their time.
     pub fn implausible(&self) -> u64 {
-        self.implausible_unit + self.implausible_jump
+        self.implausible_unit + self.implausible_jump + self.implausible_id
     }
 
     fn count(&mut self, skip: Skip) {
@@ -50,6 +53,7 @@ impl Counts {
             Skip::Invalid(_) => self.invalid += 1,
             Skip::Late => self.late += 1,
             Skip::Implausible(Implausible::Jump) => self.implausible_jump += 1,
+            Skip::Implausible(Implausible::IdJump) => self.implausible_id += 1,
             Skip::Implausible(_) => self.implausible_unit += 1,
         }
     }
@@ -200,6 +204,11 @@ impl Aggregator {
         }
         if let Err(why) = self.limits.check(t.time, None, self.last_time) {
             return Some(Skip::Implausible(why));
+        }
+        if let (Some(last_id), Some(last_time)) = (self.last_id, self.last_time) {
+            if let Err(why) = self.limits.check_id(t.id, t.time, last_id, last_time) {
+                return Some(Skip::Implausible(why));
+            }
         }
         (t.time < self.late_before).then_some(Skip::Late)
     }

@@ -34,6 +34,9 @@ pub enum Implausible {
     AheadOfClock,
     /// Further after the symbol's previous trade than the bound.
     Jump,
+    /// An aggTrade id further ahead of the symbol's previous one than any market trades in
+    /// the time between them (a corrupt id would make every later trade a duplicate).
+    IdJump,
 }
 
 impl fmt::Display for Implausible {
@@ -42,9 +45,14 @@ impl fmt::Display for Implausible {
             Implausible::Unit => "time outside its unit's range (µs in ms data, or the reverse)",
             Implausible::AheadOfClock => "time too far ahead of the clock",
             Implausible::Jump => "time too far after the symbol's previous trade",
+            Implausible::IdJump => "aggTrade id too far ahead of the symbol's previous one",
         })
     }
 }
+
+/// aggTrade ids a symbol may advance per second of trade time: 100 × the busiest real symbol
+/// (BTCUSDT peaks near 10 k aggTrades a second).
+pub const MAX_IDS_PER_SECOND: i64 = 1_000_000;
 
 /// The bounds a trade's time is held to, in ticks of `unit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +94,23 @@ impl TimeLimits {
         }
         Ok(())
     }
+
+    /// An id ahead of the previous one (`last_id` at `last_time`) by more than the market
+    /// could trade in between, with a second's slack.
+    #[inline]
+    pub fn check_id(
+        &self,
+        id: i64,
+        time: i64,
+        last_id: i64,
+        last_time: i64,
+    ) -> Result<(), Implausible> {
+        let seconds = (time.saturating_sub(last_time) / (1_000 * self.unit.per_ms())).max(0) + 1;
+        if id.saturating_sub(last_id) > seconds.saturating_mul(MAX_IDS_PER_SECOND) {
+            return Err(Implausible::IdJump);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +143,9 @@ mod tests {
         assert_eq!(l.check(T + 86_400_001, None, Some(T)), Err(Implausible::Jump));
         // Backwards is lateness, not implausibility.
         assert_eq!(l.check(T - 10 * 86_400_000, Some(T), Some(T)), Ok(()));
+        assert_eq!(l.check_id(10 + 999_999, T, 10, T), Ok(()));
+        assert_eq!(l.check_id(10_i64.pow(12), T + 5_000, 10, T), Err(Implausible::IdJump));
+        assert_eq!(l.check_id(10_i64.pow(12), T + 30 * 86_400_000, 10, T), Ok(()), "a month");
         let us = TimeLimits::from_ms(TimeUnit::Micros, Some(60_000), None);
         assert_eq!(
             us.check(T * 1_000 + 60_000_001, Some(T * 1_000), None),

@@ -750,4 +750,20 @@ mod tests {
         replay(&[path], &o).unwrap();
         assert!(dir.join("out").join("BTCUSDT-1m.csv").exists());
     }
+
+    #[test]
+    fn a_corrupt_aggtrade_id_is_refused_not_a_reason_to_drop_the_rest() {
+        let dir = scratch("id");
+        let path = dir.join("BTCUSDT-aggTrades-2020-01-02.csv");
+        let mut f = File::create(&path).unwrap();
+        for i in 0..5_000i64 {
+            let a = if i == 2_000 { 9_000_000_000_000 + i } else { i };
+            let t = 1_577_923_200_000 + i * 2_000;
+            writeln!(f, "{a},100.5,0.001,{i},{i},{t},False,True").unwrap();
+        }
+        drop(f);
+        let o = ReplayOptions { skip_bad: true, ..opts(&dir.join("out")) };
+        let s = replay(&[path], &o).unwrap();
+        assert_eq!((s.counts.applied, s.counts.implausible_id, s.counts.duplicates), (4_999, 1, 0));
+    }
 }

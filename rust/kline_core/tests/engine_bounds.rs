@@ -110,6 +110,23 @@ fn a_jump_past_the_bound_is_refused_when_one_is_set() {
 }
 
 #[test]
+fn a_far_ahead_trade_id_is_refused_and_opens_no_gap() {
+    let mut cfg = config(&["1m"]);
+    cfg.clock = Arc::new(ManualClock::new(T0));
+    cfg.max_ahead_ms = None;
+    cfg.detect_id_gaps = true;
+    let e = Engine::start(cfg).unwrap();
+    e.add_symbol("ETHUSDT", None).unwrap();
+    let bogus = trade(1_000_000_000_000, T0 + 2_000);
+    e.push_trades("ETHUSDT", vec![trade(1, T0), bogus, trade(2, T0 + 3_000)]).unwrap();
+    e.sync().unwrap();
+    let p = &e.metrics().partitions[0];
+    assert_eq!((p.implausible_id, p.trades, p.id_gaps, p.duplicates), (1, 2, 0, 0));
+    assert!(e.poll_gaps(10).is_empty(), "no repair asked for a hole nobody can fill");
+    assert_eq!(e.read("ETHUSDT").unwrap().1, Some(2));
+}
+
+#[test]
 fn a_manual_clock_bounds_trades_ahead_of_it() {
     let mut cfg = config(&["1m"]);
     let clock = Arc::new(ManualClock::new(T0));

@@ -511,6 +511,7 @@ impl Engine {
             pd.set_item("implausible_unit", p.implausible_unit)?;
             pd.set_item("implausible_ahead", p.implausible_ahead)?;
             pd.set_item("implausible_jump", p.implausible_jump)?;
+            pd.set_item("implausible_id", p.implausible_id)?;
             pd.set_item("spilled", p.spilled)?;
             pd.set_item("ring_depth", p.ring_depth)?;
             pd.set_item("symbols", p.symbols)?;

@@ -98,6 +98,7 @@ fn replay<'py>(
     d.set_item("late", summary.counts.late)?;
     d.set_item("implausible_unit", summary.counts.implausible_unit)?;
     d.set_item("implausible_jump", summary.counts.implausible_jump)?;
+    d.set_item("implausible_id", summary.counts.implausible_id)?;
     d.set_item("bad_rows", summary.bad_rows)?;
     let bad: Vec<String> = summary.bad_examples.iter().map(ToString::to_string).collect();
     d.set_item("bad_examples", bad)?;
@@ -211,6 +212,7 @@ fn aggregate<'py>(
     c.set_item("late", counts.late)?;
     c.set_item("implausible_unit", counts.implausible_unit)?;
     c.set_item("implausible_jump", counts.implausible_jump)?;
+    c.set_item("implausible_id", counts.implausible_id)?;
     let out = PyDict::new(py);
     out.set_item("klines", result)?;
     out.set_item("counts", c)?;

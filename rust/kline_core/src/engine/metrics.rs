@@ -28,6 +28,7 @@ pub struct PartitionCounters {
     pub implausible_unit: CachePadded<AtomicU64>,
     pub implausible_ahead: CachePadded<AtomicU64>,
     pub implausible_jump: CachePadded<AtomicU64>,
+    pub implausible_id: CachePadded<AtomicU64>,
 }
 
 /// Written by producers.
@@ -59,6 +60,7 @@ pub struct Tally {
     pub implausible_unit: u64,
     pub implausible_ahead: u64,
     pub implausible_jump: u64,
+    pub implausible_id: u64,
     pub watermark: i64,
 }
 
@@ -80,6 +82,7 @@ impl Tally {
         c.implausible_unit.store(self.implausible_unit, Relaxed);
         c.implausible_ahead.store(self.implausible_ahead, Relaxed);
         c.implausible_jump.store(self.implausible_jump, Relaxed);
+        c.implausible_id.store(self.implausible_id, Relaxed);
         c.watermark.store(self.watermark, Relaxed);
     }
 }
@@ -111,6 +114,7 @@ pub struct PartitionMetrics {
     pub implausible_unit: u64,
     pub implausible_ahead: u64,
     pub implausible_jump: u64,
+    pub implausible_id: u64,
     pub ring_depth: usize,
     /// Closed records waiting behind a full outbox (bounded by `EngineConfig::max_spill`).
     pub spilled: usize,
@@ -139,6 +143,7 @@ impl PartitionCounters {
             implausible_unit: self.implausible_unit.load(Relaxed),
             implausible_ahead: self.implausible_ahead.load(Relaxed),
             implausible_jump: self.implausible_jump.load(Relaxed),
+            implausible_id: self.implausible_id.load(Relaxed),
             ring_depth: 0,
             spilled: 0,
             symbols: 0,

@@ -474,11 +474,16 @@ impl Book {
             return;
         };
         let last = (s.max_time != i64::MIN).then_some(s.max_time);
-        if let Err(why) = self.cfg.limits.check(t.time, Some(now), last) {
+        let mut plausible = self.cfg.limits.check(t.time, Some(now), last);
+        if plausible.is_ok() && s.last_id != i64::MIN && s.max_time != i64::MIN {
+            plausible = self.cfg.limits.check_id(t.id, t.time, s.last_id, s.max_time);
+        }
+        if let Err(why) = plausible {
             match why {
                 Implausible::Unit => c.implausible_unit += 1,
                 Implausible::AheadOfClock => c.implausible_ahead += 1,
                 Implausible::Jump => c.implausible_jump += 1,
+                Implausible::IdJump => c.implausible_id += 1,
             }
             return;
         }
