@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import select
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
 from typing import NamedTuple
 
@@ -12,6 +16,12 @@ import numpy.typing as npt
 
 from kline_rs import _core
 from kline_rs.klines import KLINE_DTYPE, structured
+
+#: Longest :meth:`Engine.push_many` retries frames that find no room, in all (s).
+PUSH_TIMEOUT = 60.0
+
+#: sync() rounds :meth:`Engine.drain` makes at most (producers pushing meanwhile keep it going).
+MAX_DRAIN_ROUNDS = 10_000
 
 #: A closed kline as :meth:`Engine.poll` returns it: :data:`KLINE_DTYPE` plus where it
 #: belongs (symbol, interval), its revision (> 0: amended) and whether it covers a feed gap.
@@ -126,49 +136,270 @@ class Engine(_core.Engine):
         token, columns = self.poll(max_records, expand=False)
         return Batch(token, structured(columns, RECORD_DTYPE))
 
+    def arm(self) -> None:
+        """Call before waiting (:meth:`wait_for_records`), then poll once more: the next closed
+        record wakes the waiters. A wake still pending is passed on to them, not swallowed."""
+        consumers = self._consumers()
+        if consumers.waiting() and _readable(self.wake_fd()):
+            consumers.wake_all()
+        super().arm()
+
+    async def wait_for_records(self, timeout: float | None = None) -> bool:
+        """Waits until closed records may be waiting (or :meth:`close`); False after ``timeout``.
+
+        Call :meth:`arm` first, then poll once more. Any number of consumers, on any loops, may
+        wait on one engine at once: one reader per loop on the wake fd wakes them all.
+        """
+        return await self._consumers().waker(asyncio.get_running_loop(), self).wait(timeout)
+
     async def closed(self, *, batch: int = 4096) -> AsyncIterator[ClosedKline]:
         """Closed klines as they come, woken through a file descriptor (no polling loop).
 
-        A batch is acknowledged once all its klines have been yielded; if the consumer stops
-        in the middle, the batch is handed out again (at least once). Ends after ``close()``.
+        Several consumers may read one engine, beside others waiting through
+        :meth:`wait_for_records`: each kline goes to one of them, once. A consumer that leaves
+        mid-batch (break, return or an exception) leaves the rest to the next one, in order,
+        at once; when the last one leaves, the rest goes back to the engine for any poll (a
+        flat run handed out in part comes again whole). Ends after ``close()``.
         """
-        loop = asyncio.get_running_loop()
-        fd = self.wake_fd()
-        while True:
-            got = self.poll_klines(batch)
-            if len(got.klines) == 0:
-                self.arm()
-                got = self.poll_klines(batch)
-            if len(got.klines) == 0:
+        shared = self._consumers()
+        shared.enter()
+        try:
+            while True:
+                k = shared.take(self, batch)
+                if k is None:
+                    self.arm()
+                    k = shared.take(self, batch)  # one may have closed before arming
+                if k is not None:
+                    yield k
+                    continue
                 if self.closed_engine:
                     return
-                woken = asyncio.Event()
-                loop.add_reader(fd, woken.set)
-                try:
-                    await woken.wait()
-                finally:
-                    loop.remove_reader(fd)
-                continue
-            done = False
-            try:
-                for row in got.klines:
-                    yield closed_kline(row)
-                done = True
-            finally:
-                if done:
-                    self.ack(got.token)
-                else:
-                    self.nack(got.token)
+                await self.wait_for_records()
+        finally:
+            shared.leave(self)
 
-    def push_many(self, frames: Sequence[bytes]) -> int:
-        """Pushes websocket frames, retrying the rest while backpressure lasts; returns trades."""
+    def drain(self, max_records: int = 65536, *, expand: bool = True) -> Iterator[Batch]:
+        """Every record closed by what was pushed before the call, in batches pending until
+        acked (:meth:`poll_klines`, or :meth:`poll_records` without ``expand``).
+
+        One empty poll after :meth:`sync` does not prove it: records may still wait behind a
+        full outbox (small chunks sealed by removals fill it early) until the worker moves
+        them. This syncs again after each empty poll and ends when a poll right after a sync
+        finds nothing.
+        """
+        for _ in range(MAX_DRAIN_ROUNDS):
+            self.sync()
+            found = False
+            while True:
+                got = self.poll_klines(max_records) if expand else self.poll_records(max_records)
+                if len(got.klines) == 0:
+                    break
+                found = True
+                yield got
+            if not found:
+                return
+        raise _core.EngineError(
+            f"drain: records still closing after {MAX_DRAIN_ROUNDS} sync rounds "
+            "(are producers pushing meanwhile?)"
+        )
+
+    def push_many(self, frames: Sequence[bytes], *, timeout: float = PUSH_TIMEOUT) -> int:
+        """Pushes websocket frames, retrying the rest while backpressure lasts; returns trades.
+
+        Raises :class:`EngineError` once the engine is closed, and :class:`BackpressureError`
+        when frames still find no room after ``timeout`` seconds in all.
+        """
         trades = 0
         rest = list(frames)
+        deadline = time.monotonic() + timeout
         while rest:
+            if self.closed_engine:
+                raise _core.EngineError(
+                    f"push_many: the engine is closed ({len(rest)} of {len(frames)} frames "
+                    "not pushed)"
+                )
             report = self.push_raw(rest)
             trades += report["trades"]
             rest = rest[report["consumed"] :]
+            if rest and time.monotonic() >= deadline:
+                raise _core.BackpressureError(
+                    f"push_many: {len(rest)} of {len(frames)} frames found no room in "
+                    f"{timeout} s (consume closed klines faster, or use more partitions)"
+                )
         return trades
+
+    def _consumers(self) -> _Consumers:
+        found: _Consumers | None = self.__dict__.get("_shared_consumers")
+        if found is None:  # setdefault: two threads asking first still share one
+            found = self.__dict__.setdefault("_shared_consumers", _Consumers())
+        return found
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _Waker:
+    """The one reader of an engine's wake fd on one loop (``add_reader`` keeps one callback
+    per fd: a second would silence the first); wakes every consumer waiting there."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.waiting: set[asyncio.Future[None]] = set()
+        self.reading = False
+
+    async def wait(self, timeout: float | None) -> bool:
+        woken: asyncio.Future[None] = self.loop.create_future()
+        self.waiting.add(woken)
+        if not self.reading:
+            self.loop.add_reader(self.fd, self.wake_all)
+            self.reading = True
+        try:
+            done, _ = await asyncio.wait({woken}, timeout=timeout)
+            return bool(done)
+        finally:
+            woken.cancel()
+            self.waiting.discard(woken)
+            if not self.waiting:
+                self._stop_reading()
+
+    def wake_all(self) -> None:
+        # The fd stays readable until the next arm(): read it again only for new waiters.
+        self._stop_reading()
+        for woken in self.waiting:
+            if not woken.done():
+                woken.set_result(None)
+
+    def _stop_reading(self) -> None:
+        if self.reading:
+            self.loop.remove_reader(self.fd)
+            self.reading = False
+
+
+class _Consumers:
+    """What the Python-side consumers of one engine share: the wake fd's readers, and the
+    batch in hand of :meth:`Engine.closed` (each kline handed out once, the rest where the
+    next consumer starts)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waker] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.readers = 0
+        self.token = 0
+        self.klines = np.empty(0, dtype=CLOSED_DTYPE)
+        self.pos = 0
+
+    def waker(self, loop: asyncio.AbstractEventLoop, engine: Engine) -> _Waker:
+        with self.lock:
+            found = self.wakers.get(loop)
+            if found is None:
+                found = self.wakers[loop] = _Waker(loop, engine.wake_fd())
+            return found
+
+    def waiting(self) -> bool:
+        with self.lock:
+            return any(w.waiting for w in self.wakers.values())
+
+    def wake_all(self) -> None:
+        with self.lock:
+            wakers = list(self.wakers.values())
+        for w in wakers:
+            if not w.loop.is_closed():
+                w.loop.call_soon_threadsafe(w.wake_all)
+
+    def enter(self) -> None:
+        with self.lock:
+            self.readers += 1
+
+    def take(self, engine: Engine, batch: int) -> ClosedKline | None:
+        """The next kline of the shared batch (polling a new one when it is all handed out)."""
+        with self.lock:
+            if self.pos == len(self.klines):
+                if self.token:
+                    engine.ack(self.token)
+                got = engine.poll_klines(batch)
+                self.token, self.klines, self.pos = got.token, got.klines, 0
+                if len(got.klines) == 0:
+                    return None
+            row = self.klines[self.pos]
+            self.pos += 1
+        return closed_kline(row)
+
+    def leave(self, engine: Engine) -> None:
+        """The last reader gone, what it did not take goes back to the engine, in front."""
+        with self.lock:
+            self.readers -= 1
+            if self.readers or not self.token:
+                return
+            token, klines, pos = self.token, self.klines, self.pos
+            self.token, self.klines, self.pos = 0, klines[:0], 0
+            _hand_back(engine, token, klines, pos)
+
+
+def _hand_back(engine: Engine, token: int, klines: npt.NDArray[np.void], pos: int) -> None:
+    """Acknowledges the records of a batch whose first ``pos`` klines were handed out; the
+    rest comes first on the next poll."""
+    if pos == len(klines):
+        engine.ack(token)
+        return
+    engine.nack(token)
+    if pos == 0:
+        return
+    # The batch leads the redelivery now: look at it as records to see how many were handed
+    # out in full, put it back, and take (and acknowledge) only those.
+    token, columns = engine.poll(pos, expand=False)
+    records = structured(columns, RECORD_DTYPE)
+    done = _handed_out(records, klines, pos)
+    engine.nack(token)
+    if done == 0:
+        return
+    token, columns = engine.poll(done, expand=False)
+    if structured(columns, RECORD_DTYPE).tolist() == records[:done].tolist():
+        engine.ack(token)
+    else:
+        engine.nack(token)  # another consumer polled in between: at least once, not lost
+
+
+def _handed_out(records: npt.NDArray[np.void], klines: npt.NDArray[np.void], pos: int) -> int:
+    """How many leading ``records`` the first ``pos`` of ``klines`` (their expansion) cover in
+    full; counting stops at a flat run covered in part, or at anything that does not match."""
+    i = 0
+    for n, r in enumerate(records):
+        if i >= pos:
+            return n
+        if not _covers(r, klines[i], first=True):
+            return n
+        end = i + 1
+        if r["flat"]:
+            while end < len(klines) and _covers(r, klines[end], first=False):
+                end += 1
+        if end > pos:
+            return n
+        i = end
+    return len(records)
+
+
+def _covers(record: np.void, kline: np.void, *, first: bool) -> bool:
+    """Whether ``kline`` is (part of the expansion of) ``record``."""
+    if (record["symbol"], record["interval"], record["revision"]) != (
+        kline["symbol"],
+        kline["interval"],
+        kline["revision"],
+    ):
+        return False
+    if not record["flat"]:
+        return bool(record["open_time"] == kline["open_time"])
+    opens = (
+        kline["open_time"] == record["open_time"]
+        if first
+        else kline["open_time"] > record["open_time"]
+    )
+    return bool(opens and kline["close_time"] <= record["close_time"])
 
 
 def closed_kline(row: np.void) -> ClosedKline:
