@@ -387,4 +387,4 @@ def test_subscriptions_are_json_and_refuse_names_that_are_not_symbols() -> None:
 
     run(scenario())
     code, _, err = cli("run", "--symbols", 'BTCUSDT","x', "--duration", "5")
-    assert code == 2 and "is not a symbol name" in err
+    assert code == 2 and "has a character other than A-Z, 0-9 and _" in err

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import cast
 
 from kline_rs import KlineError, interval_name
+from kline_rs._core import tz_offset_name
 from kline_rs.feeds.binance import ws_base
 from kline_rs.live.store import check_db_target
 from kline_rs.live.symbols import UnknownSymbolsError, names
@@ -18,7 +18,6 @@ from kline_rs.replay import replay
 from kline_rs.storage.parquet import ExportFormatError, export_format
 
 #: Binance's timeZone forms: hours (``8``, ``-1``) or hours:minutes (``+08:00``, ``-1:00``).
-TZ = re.compile(r"([+-]?)(\d{1,2})(?::(\d{2}))?")
 #: Errors of what was asked for rather than of the run: exit 2, as argparse's own.
 USAGE_ERRORS = (UnknownSymbolsError, ExportFormatError)
 
@@ -57,17 +56,11 @@ def _symbols(text: str) -> frozenset[str]:
 
 
 def _tz(text: str) -> str:
-    """A time-zone offset as Binance's ``timeZone`` takes it → ``+HH:MM``."""
-    m = TZ.fullmatch(text.strip())
-    hours, minutes = (int(m[2]), int(m[3] or 0)) if m else (99, 99)
-    total = (-1 if m and m[1] == "-" else 1) * (hours * 60 + minutes)
-    if m is None or minutes > 59 or not -12 * 60 <= total <= 14 * 60:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a time-zone offset: give [+-]hours[:minutes] within "
-            "-12:00..+14:00, e.g. +08:00, -05:00, 8 or 05:45 (Binance's timeZone forms)"
-        )
-    sign = "-" if total < 0 else "+"
-    return f"{sign}{abs(total) // 60:02d}:{abs(total) % 60:02d}"
+    """A time-zone offset as Binance's ``timeZone`` takes it → ``+HH:MM`` (the core's rule)."""
+    try:
+        return tz_offset_name(text)
+    except KlineError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _tz_joined(argv: Sequence[str]) -> list[str]:

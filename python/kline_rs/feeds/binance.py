@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -67,26 +66,20 @@ MAX_FAILED_HANDSHAKES = 6
 #: Connection attempts in a row that reach no server (network, timeouts, HTTP 5xx) before the
 #: feed gives up: about 15 minutes at the 30 s backoff cap.
 MAX_UNREACHABLE = 36
-#: A symbol as Binance spells it; anything else could break out of a stream name.
-SYMBOL = re.compile(r"[A-Z0-9_]{1,32}")
 
 
 class FeedError(_core.KlineError):
     """The feed cannot go on: a bad websocket URL, or handshakes failing past the bound."""
 
 
-class SymbolNameError(_core.KlineError, ValueError):
-    """Not a symbol name: only A-Z, 0-9 and _ (at most 32) after upper-casing."""
+#: Not a symbol name: only A-Z, 0-9 and _ (at most 32) after upper-casing (the core's rule).
+SymbolNameError = _core.SymbolError
 
 
 def symbol_name(symbol: str) -> str:
-    """``"btcusdt"`` → ``"BTCUSDT"``; anything else than ``[A-Z0-9_]{1,32}`` is refused."""
-    name = symbol.strip().upper()
-    if SYMBOL.fullmatch(name) is None:
-        raise SymbolNameError(
-            f"{symbol[:40]!r} is not a symbol name: only letters, digits and _ (at most 32)"
-        )
-    return name
+    """``"btcusdt"`` → ``"BTCUSDT"``; anything else than ``[A-Z0-9_]{1,32}`` is refused
+    (a name could otherwise break out of a stream name)."""
+    return _core.symbol_name(symbol.strip())
 
 
 def ws_base(url: str) -> str:

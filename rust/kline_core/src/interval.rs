@@ -54,7 +54,10 @@ impl TimeUnit {
 pub enum IntervalError {
     #[error("unknown interval {0:?} (use 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M or a custom <n>s|m|h|d)")]
     Unknown(String),
-    #[error("time-zone offset {0:?} is not [+-]HH:MM within [-12:00, +14:00]")]
+    #[error(
+        "{0:?} is not a time-zone offset: give [+-]hours[:minutes] within -12:00..+14:00, e.g. \
+         +08:00, -05:00, 8 or 05:45 (Binance's timeZone forms; leave it out for UTC)"
+    )]
     TimeZone(String),
 }
 
@@ -138,32 +141,37 @@ impl fmt::Display for Interval {
     }
 }
 
-/// Parses `+08:00`, `-05:30`, `8`, `+8` or `Z` into an offset in ms.
+/// Parses Binance's `timeZone` forms, `[+-]H[H][:MM]` within [-12:00, +14:00] (`+08:00`,
+/// `-05:30`, `8`, `-1:00`, `0`), into an offset in ms. Nothing else: `Z`, `UTC`, `+0800` and
+/// `8:60` are refused rather than guessed.
 pub fn parse_tz_offset(s: &str) -> Result<i64, IntervalError> {
-    let bad = || IntervalError::TimeZone(s.to_string());
+    let bad = || IntervalError::TimeZone(s.chars().take(40).collect());
     let t = s.trim();
-    if t == "Z" || t == "UTC" || t == "0" {
-        return Ok(0);
-    }
     let (sign, rest) = match t.as_bytes().first() {
         Some(b'+') => (1, &t[1..]),
         Some(b'-') => (-1, &t[1..]),
         _ => (1, t),
     };
-    let (h, m) = match rest.split_once(':') {
-        Some((h, m)) => (h, m),
-        None => (rest, "0"),
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "00"));
+    let digits = |x: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&x.len()) && x.bytes().all(|c| c.is_ascii_digit())
     };
-    let h: i64 = h.parse().map_err(|_| bad())?;
-    let m: i64 = m.parse().map_err(|_| bad())?;
-    if !(0..60).contains(&m) || h < 0 {
+    if !digits(h, 1..=2) || !digits(m, 2..=2) {
         return Err(bad());
     }
+    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
     let off = sign * (h * HOUR_MS + m * MINUTE_MS);
-    if !(MIN_TZ_OFFSET_MS..=MAX_TZ_OFFSET_MS).contains(&off) {
+    if m >= 60 || !(MIN_TZ_OFFSET_MS..=MAX_TZ_OFFSET_MS).contains(&off) {
         return Err(bad());
     }
     Ok(off)
+}
+
+/// An offset in ms as `+HH:MM` (the one spelling stored and printed).
+pub fn format_tz_offset(ms: i64) -> String {
+    let sign = if ms < 0 { '-' } else { '+' };
+    let minutes = ms.abs() / MINUTE_MS;
+    format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60)
 }
 
 /// An interval laid on the time axis: unit, time-zone offset and (for 3d) the anchor.
@@ -392,7 +400,11 @@ mod tests {
         assert_eq!(month.bucket_start(t), days_from_civil(2020, 2, 1) * DAY_MS - 8 * HOUR_MS);
         assert_eq!(parse_tz_offset("-05:30"), Ok(-(5 * HOUR_MS + 30 * MINUTE_MS)));
         assert_eq!(parse_tz_offset("14"), Ok(14 * HOUR_MS));
-        for bad in ["+15:00", "-13", "8:60", "abc", "+08:xx"] {
+        assert_eq!(parse_tz_offset("-1:00"), Ok(-HOUR_MS));
+        assert_eq!(parse_tz_offset("0"), Ok(0));
+        assert_eq!(format_tz_offset(parse_tz_offset("05:45").unwrap()), "+05:45");
+        assert_eq!(format_tz_offset(-(5 * HOUR_MS + 30 * MINUTE_MS)), "-05:30");
+        for bad in ["+15:00", "-13", "8:60", "abc", "+08:xx", "Z", "UTC", "+0800", "8:5", "", "+"] {
             assert!(parse_tz_offset(bad).is_err(), "{bad}");
         }
     }

@@ -113,7 +113,7 @@ fn closed_columns<'py>(
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None, late_policy="drop", allowed_lateness=0, detect_id_gaps=false, mark_partial_start=false, spin_us=50, max_ahead_ms=Some(kline_core::engine::DEFAULT_MAX_AHEAD_MS), max_jump_ms=None, max_spill=1<<18))]
+    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None, late_policy="drop", allowed_lateness=0, detect_id_gaps=false, mark_partial_start=false, spin_us=50, max_ahead_ms=Some(kline_core::engine::DEFAULT_MAX_AHEAD_MS), max_jump_ms=None, max_spill=262144))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,

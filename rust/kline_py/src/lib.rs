@@ -23,6 +23,8 @@ create_exception!(
 );
 create_exception!(_core, IntervalError, KlineError, "An unknown interval or time-zone offset.");
 create_exception!(_core, ParseError, KlineError, "A malformed input row or message.");
+create_exception!(_core, TimeZoneError, IntervalError, "A time-zone offset Binance does not take.");
+create_exception!(_core, SymbolError, KlineError, "A name that is not a symbol ([A-Z0-9_]{1,32}).");
 create_exception!(_core, ReplayFailed, KlineError, "A replay that could not finish.");
 create_exception!(_core, RollupError, KlineError, "Klines that cannot be rolled up as asked.");
 
@@ -32,7 +34,7 @@ pub(crate) fn interval(name: &str) -> PyResult<Interval> {
 }
 
 pub(crate) fn tz(offset: Option<&str>) -> PyResult<i64> {
-    offset.map_or(Ok(0), |s| parse_tz_offset(s).map_err(|e| IntervalError::new_err(e.to_string())))
+    offset.map_or(Ok(0), |s| parse_tz_offset(s).map_err(|e| TimeZoneError::new_err(e.to_string())))
 }
 
 /// Text → mantissa at 1e-8.
@@ -219,6 +221,20 @@ fn aggregate<'py>(
     Ok(out)
 }
 
+/// Binance's `timeZone` forms → `+HH:MM`; anything else a `TimeZoneError`.
+#[pyfunction]
+fn tz_offset_name(text: &str) -> PyResult<String> {
+    Ok(kline_core::interval::format_tz_offset(tz(Some(text))?))
+}
+
+/// `"btcusdt"` → `"BTCUSDT"`; a name that is not `[A-Z0-9_]{1,32}` is a `SymbolError`.
+#[pyfunction]
+fn symbol_name(text: &str) -> PyResult<String> {
+    kline_core::symbol::symbol_name(text)
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|e| SymbolError::new_err(e.to_string()))
+}
+
 /// `(open_times, close_times)` of the flat periods of a stored run `open_time..=close_time`
 /// that open in `[lo, hi)` (the latest `last` of them if given), in ms; past the expansion
 /// bound a `KlineError`.
@@ -274,6 +290,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DecimalError", py.get_type::<DecimalError>())?;
     m.add("IntervalError", py.get_type::<IntervalError>())?;
     m.add("ParseError", py.get_type::<ParseError>())?;
+    m.add("TimeZoneError", py.get_type::<TimeZoneError>())?;
+    m.add("SymbolError", py.get_type::<SymbolError>())?;
     m.add("ReplayFailed", py.get_type::<ReplayFailed>())?;
     m.add("RollupError", py.get_type::<RollupError>())?;
     m.add_function(wrap_pyfunction!(parse_fixed8, m)?)?;
@@ -283,6 +301,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(aggregate, m)?)?;
     m.add_function(wrap_pyfunction!(rollup_csv, m)?)?;
     m.add_function(wrap_pyfunction!(flat_periods, m)?)?;
+    m.add_function(wrap_pyfunction!(tz_offset_name, m)?)?;
+    m.add_function(wrap_pyfunction!(symbol_name, m)?)?;
     engine::register(m)?;
     Ok(())
 }
