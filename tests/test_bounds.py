@@ -167,3 +167,27 @@ def test_engine_settings_and_names_are_checked() -> None:
             assert len(str(err.value)) < 200
     with pytest.raises(kline_rs.EngineError, match="shut down"):
         e.push_raw([frame(2, now, "ETHUSDT")])
+
+
+def test_replay_max_jump_from_the_command_line(tmp_path: Path) -> None:
+    """A time 20 days ahead stops the replay by default; --max-jump 30d lets it through, and
+    the late trades it then causes are warned about, not passed over in silence."""
+    rows = [
+        f"{1000 + i},100.5,1.25,{1000 + i},{1000 + i},{T0 + i * 700},True,True" for i in range(600)
+    ]
+    rows[300] = rows[300].replace(f",{T0 + 300 * 700},", f",{T0 + 20 * DAY},")
+    src = tmp_path / "BTCUSDT-aggTrades-2020-01-01.csv"
+    src.write_text("\n".join(rows) + "\n")
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "kline_rs.cli", "replay", str(src), "--out",
+               str(tmp_path / "out"), "--no-progress", *extra]  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+    refused = run()
+    assert refused.returncode == 1 and "aggTrade 1300" in refused.stderr
+    assert "--max-jump" in refused.stderr
+    assert run("--skip-bad").returncode == 0
+    let_through = run("--max-jump", "30d")
+    assert let_through.returncode == 0
+    assert "299 trades were late" in let_through.stdout + let_through.stderr

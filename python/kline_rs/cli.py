@@ -14,7 +14,7 @@ from kline_rs._core import tz_offset_name
 from kline_rs.feeds.binance import ws_base
 from kline_rs.live.store import check_db_target
 from kline_rs.live.symbols import UnknownSymbolsError, names
-from kline_rs.replay import replay
+from kline_rs.replay import MAX_JUMP_MS, replay
 from kline_rs.storage.parquet import ExportFormatError, export_format
 
 #: Binance's timeZone forms: hours (``8``, ``-1``) or hours:minutes (``+08:00``, ``-1:00``).
@@ -91,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--anchor-3d", help="YYYY-MM-DD the symbol's 3d grid starts (listing day)")
     r.add_argument("--skip-bad", action="store_true", help="count and skip bad rows")
+    r.add_argument(
+        "--max-jump",
+        type=lambda t: None if t == "none" else _duration(t),
+        default=MAX_JUMP_MS,
+        help="refuse a trade this much after the previous one unless the next follows it "
+        "(a halt); e.g. 30d, or none (default 7d)",
+    )
     r.add_argument("--threads", type=int, default=0, help="parser threads (0: one per core)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -180,6 +187,7 @@ def _replay(args: argparse.Namespace) -> int:
         tz_offset=args.tz_offset,
         anchor_3d=args.anchor_3d,
         skip_bad=args.skip_bad,
+        max_jump_ms=args.max_jump,
         threads=args.threads,
         progress=not args.no_progress,
     )

@@ -572,6 +572,14 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
             )
         });
     }
+    if summary.counts.late > 0 {
+        // Dumps are in time order: late trades mean a wrong time (or a jump let through).
+        summary.warnings.push(format!(
+            "{} trades were late (their bucket had closed): the input is not in time order, or \
+             an earlier trade's time is wrong",
+            summary.counts.late
+        ));
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
