@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,12 @@ from typing import Any
 import kline_rs
 import numpy as np
 import pytest
+from kline_rs.engine import closed_kline
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
+from kline_rs.live.repair import MAX_ATTEMPTS, GapRepairer, RepairStats
 from kline_rs.live.symbols import Selection
 from kline_rs.live.trades import agg_trade_arrays
+from kline_rs.rest import BinanceRest
 from kline_rs.storage import read_klines
 from kline_rs.testing import FakeExchange, Faults, SimulatedMarket
 
@@ -298,3 +303,96 @@ def test_a_restart_heals_stored_gap_klines_with_the_exchanges_own(tmp_path: Path
         assert int(first["quote_volume"]) == w["quote_volume"] // 10**8 * 10**8
         for row in rows[1:]:  # the engine's own, exact
             assert {f: _py(row[f]) for f in FIELDS} == want[int(row["open_time"])]
+
+
+#: How far ahead of the last real id the bad frame's is: within what the core takes as
+#: plausible (1 M ids a second; 10**12 itself is refused there), beyond what REST has.
+FAR_AHEAD = 500_000
+HOLE_T0 = 1_700_000_007_000  # mid-minute, as a feed joins
+
+
+async def follow_a_far_ahead_id(
+    market: SimulatedMarket, then_minutes: int = 0
+) -> tuple[list[kline_rs.ClosedKline], RepairStats, list[int], int]:
+    """Three minutes of real trades, then one frame with an aggTrade id far ahead, a repairer on
+    the fake exchange's REST (which has no such ids), then ``then_minutes`` more real trades.
+    Returns the klines, the repairer's stats, REST requests when it gave up and 0.3 s later,
+    and the time of the last real trade before the frame."""
+    market.advance(market.now_ms + 3 * 60_000)
+    real = market.history("BTCUSDT")
+    last = real[-1]
+    ahead = last["a"] + FAR_AHEAD
+    bogus = {**last, "a": ahead, "f": ahead, "l": ahead}
+    event = {"e": "aggTrade", "E": last["T"], "s": "BTCUSDT"}
+    frame = {"stream": "btcusdt@aggTrade", "data": event | bogus}
+    clock = kline_rs.ManualClock(market.now_ms)
+    async with FakeExchange(market) as fx, BinanceRest("spot", base_url=fx.rest_url) as rest:
+        with kline_rs.Engine(["1m"], partitions=1, clock=clock, detect_id_gaps=True) as engine:
+            engine.add_symbol("BTCUSDT")
+            engine.push_trades("BTCUSDT", *agg_trade_arrays(real))
+            engine.push_raw([json.dumps(frame, default=str).encode()])
+            clock.set(market.now_ms + 2 * 60_000)  # what follows the frame closes marked gap
+            repairer = GapRepairer(engine, rest, poll_every=0.01, retry_delay=0.01)
+            task = asyncio.create_task(repairer.run())
+            try:
+                await until(lambda: repairer.stats.given_up > 0)
+                requests = [fx.stats.rest_requests]
+                await asyncio.sleep(0.3)
+                requests.append(fx.stats.rest_requests)
+                if then_minutes:
+                    before = market.now_ms
+                    market.advance(before + then_minutes * 60_000)
+                    later = [t for t in market.history("BTCUSDT") if t["T"] > before]
+                    engine.push_trades("BTCUSDT", *agg_trade_arrays(later))
+                    clock.set(market.now_ms + 2 * 60_000)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            klines: list[kline_rs.ClosedKline] = []
+            for batch in engine.drain():
+                klines += [closed_kline(r) for r in batch.klines]
+                engine.ack(batch.token)
+    return klines, repairer.stats, requests, int(last["T"])
+
+
+def test_an_unfillable_hole_is_given_up_once_and_the_kline_over_it_stays_gap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Today the symbol stayed in repair for ever: a REST call per cycle, every kline twice."""
+    market = SimulatedMarket(["BTCUSDT"], seed=18, start_ms=HOLE_T0, speed=0, trades_per_second=5.0)
+    with caplog.at_level(logging.WARNING, logger="kline_rs.repair"):
+        klines, stats, requests, hole_at = asyncio.run(follow_a_far_ahead_id(market))
+    assert (stats.gaps, stats.given_up, stats.repaired) == (1, 1, 0)
+    assert requests[0] <= MAX_ATTEMPTS and requests[1] == requests[0]  # no more REST calls
+    warned = [r for r in caplog.records if "given up" in r.getMessage()]
+    assert len(warned) == 1 and "given up after" in warned[0].getMessage()
+    by_open: dict[int, list[kline_rs.ClosedKline]] = {}
+    for k in klines:
+        by_open.setdefault(k.open_time, []).append(k)
+    for open_time, seen in by_open.items():
+        assert len(seen) <= 2, f"{open_time}: emitted {len(seen)} times"
+        if len(seen) == 2:  # closed marked gap while repairing, then again once given up
+            assert (seen[0].revision, seen[0].gap, seen[1].revision) == (0, True, 1)
+    over_hole = by_open[hole_at - hole_at % 60_000][-1]
+    assert over_hole.gap, "the kline over the hole is not marked gap"
+    want = truth(market, "BTCUSDT")
+    before = [v[0] for t, v in by_open.items() if t + 60_000 <= hole_at - hole_at % 60_000]
+    assert before and all(not k.gap and len(by_open[k.open_time]) == 1 for k in before)
+    assert all({f: getattr(k, f) for f in FIELDS} == want[k.open_time] for k in before[1:])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core: feed_up(accept_holes=True) applies the far-ahead trade, its id becomes the "
+    "symbol's last id and every later real trade counts as a duplicate",
+)
+def test_after_giving_up_on_a_hole_the_symbol_goes_on_from_the_live_stream() -> None:
+    market = SimulatedMarket(["BTCUSDT"], seed=18, start_ms=HOLE_T0, speed=0, trades_per_second=5.0)
+    klines, _stats, _requests, hole_at = asyncio.run(follow_a_far_ahead_id(market, 3))
+    want = truth(market, "BTCUSDT")
+    latest: dict[int, kline_rs.ClosedKline] = {k.open_time: k for k in klines}
+    after = [k for t, k in sorted(latest.items()) if t > hole_at + 60_000 and t in want]
+    assert after, "no kline closed after the hole"
+    for k in after:
+        assert {f: getattr(k, f) for f in FIELDS} == want[k.open_time], k.open_time

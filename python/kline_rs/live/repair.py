@@ -4,11 +4,16 @@ The engine puts a symbol in a gap by itself when its aggTrade ids jump (after a 
 a dropped frame): klines keep closing marked ``gap`` and live trades wait. The repairer
 fetches the missing ids (``aggTrades?fromId=``, paged by 1000), hands them to
 ``Engine.backfill`` and calls ``feed_up``: the affected klines come again exact (revision 1).
+
+A hole REST cannot fill (it keeps failing, or it does not have those ids: one frame with a
+far-ahead id) is given up after :data:`MAX_ATTEMPTS`: reported once, the symbol goes on from
+the live stream and the klines over the hole stay marked gap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,6 +22,9 @@ from kline_rs import _core
 from kline_rs.live.trades import agg_trade_arrays
 
 log = logging.getLogger("kline_rs.repair")
+
+#: Fetches of one hole (and reports of the same hole again) before it is given up on.
+MAX_ATTEMPTS = 5
 
 
 class AggTradeSource(Protocol):
@@ -31,7 +39,8 @@ class AggTradeSource(Protocol):
 class RepairStats:
     gaps: int = 0
     repaired: int = 0
-    failed: int = 0
+    #: Holes given up on (REST failing, or without those ids): their klines stay marked gap.
+    given_up: int = 0
     trades_fetched: int = 0
 
 
@@ -44,7 +53,7 @@ class GapRepairer:
         rest: AggTradeSource,
         *,
         poll_every: float = 0.1,
-        attempts: int = 5,
+        attempts: int = MAX_ATTEMPTS,
         retry_delay: float = 0.5,
     ) -> None:
         self.engine = engine
@@ -53,6 +62,8 @@ class GapRepairer:
         self.attempts = attempts
         self.retry_delay = retry_delay
         self.stats = RepairStats()
+        # Per symbol: where its last hole began and how often it was reported from there.
+        self._reports: dict[str, tuple[int, int]] = {}
 
     async def run(self) -> None:
         """Repairs gaps as the engine reports them, until cancelled."""
@@ -63,26 +74,54 @@ class GapRepairer:
             await asyncio.sleep(self.poll_every)
 
     async def repair(self, symbol: str, from_id: int, to_id: int) -> bool:
-        """Fetches ids ``from_id..=to_id`` and replays them; on failure the klines stay gap."""
+        """Fetches ids ``from_id..=to_id`` and replays them; False when given up (the klines
+        over the hole stay gap)."""
+        begun, reports = self._reports.get(symbol, (from_id, 0))
+        reports = reports + 1 if begun == from_id else 1
+        self._reports[symbol] = (from_id, reports)
+        if reports > self.attempts:  # filled "in full" each time, yet the same hole again
+            return self._give_up(symbol, from_id, to_id, "reported again after each fill")
+        next_id, fetched, why = from_id, 0, ""
         for attempt in range(self.attempts):
+            if attempt:
+                await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
             try:
                 trades: list[dict[str, Any]] = []
-                async for page in self.rest.agg_trades_from(symbol, from_id, until_id=to_id):
+                async for page in self.rest.agg_trades_from(symbol, next_id, until_id=to_id):
                     trades.extend(t for t in page if t["a"] <= to_id)
                 self.stats.trades_fetched += len(trades)
+                fetched += len(trades)
                 if trades:
                     self.engine.backfill(symbol, *agg_trade_arrays(trades))
+                    next_id = max(t["a"] for t in trades) + 1
+                if next_id <= to_id:  # REST's history ends before the hole does
+                    why = f"REST has ids up to {next_id - 1} only"
+                    log.info("%s: ids %d..%d not all there yet (%s)", symbol, from_id, to_id, why)
+                    continue
                 self.engine.feed_up(symbol)
                 self.stats.repaired += 1
-                log.info(
-                    "%s: backfilled ids %d..%d (%d trades)", symbol, from_id, to_id, len(trades)
-                )
+                log.info("%s: backfilled ids %d..%d (%d trades)", symbol, from_id, to_id, fetched)
                 return True
             except _core.UnknownSymbolError:
+                self._reports.pop(symbol, None)
                 return False  # removed meanwhile: nothing to repair
             except Exception as e:  # any REST failure: retry, then give up
+                why = f"{type(e).__name__}: {e}"
                 log.warning("%s: backfill of ids %d..%d failed (%s)", symbol, from_id, to_id, e)
-                await asyncio.sleep(self.retry_delay * 2**attempt)
-        self.stats.failed += 1
-        self.engine.feed_up(symbol, accept_holes=True)  # go on live; the span stays marked gap
+        return self._give_up(symbol, from_id, to_id, why)
+
+    def _give_up(self, symbol: str, from_id: int, to_id: int, why: str) -> bool:
+        self.stats.given_up += 1
+        self._reports.pop(symbol, None)
+        log.warning(
+            "%s: aggTrade ids %d..%d given up after %d attempts (%s): going on from the live "
+            "stream, the klines over them stay marked gap",
+            symbol,
+            from_id,
+            to_id,
+            self.attempts,
+            why,
+        )
+        with contextlib.suppress(_core.UnknownSymbolError):  # removed meanwhile
+            self.engine.feed_up(symbol, accept_holes=True)
         return False
