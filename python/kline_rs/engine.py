@@ -187,8 +187,7 @@ class Engine(_core.Engine):
         them. This syncs again after each empty poll and ends when a poll right after a sync
         finds nothing.
         """
-        for _ in range(MAX_DRAIN_ROUNDS):
-            self.sync()
+        for rounds in range(MAX_DRAIN_ROUNDS + 1):
             found = False
             while True:
                 got = self.poll_klines(max_records) if expand else self.poll_records(max_records)
@@ -196,8 +195,11 @@ class Engine(_core.Engine):
                     break
                 found = True
                 yield got
-            if not found:
+            if rounds and not found:
                 return
+            # Polled first: a worker held at its spill bound answers a sync only once polled.
+            if rounds < MAX_DRAIN_ROUNDS:
+                self.sync()
         raise _core.EngineError(
             f"drain: records still closing after {MAX_DRAIN_ROUNDS} sync rounds "
             "(are producers pushing meanwhile?)"
