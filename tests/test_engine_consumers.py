@@ -149,11 +149,6 @@ def test_arming_does_not_swallow_a_wake_another_consumer_waits_for() -> None:
     assert asyncio.run(main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="live/persist.py still registers its own add_reader: it should wait through "
-    "Engine.arm() + Engine.wait_for_records() (remove this mark then)",
-)
 def test_a_closed_consumer_beside_the_persister_is_woken_and_ends_on_close(
     tmp_path: Path,
 ) -> None:

@@ -127,7 +127,13 @@ class Engine:
         time: npt.NDArray[np.int64],
         buyer_is_maker: npt.NDArray[np.bool_],
     ) -> bool: ...
-    def feed_up(self, symbol: str | None = None, *, accept_holes: bool = False) -> None: ...
+    def feed_up(
+        self,
+        symbol: str | None = None,
+        *,
+        accept_holes: bool = False,
+        impossible_from: int | None = None,
+    ) -> None: ...
     def nack(self, token: int) -> bool: ...
     def poll_late(
         self, max_trades: int = 65536

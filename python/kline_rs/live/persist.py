@@ -12,7 +12,6 @@ already stored let a restart rebuild what was not written, exactly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -89,17 +88,10 @@ class Persister:
         self._forget.update(symbols)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        fd = self.engine.wake_fd()
         while True:
-            woken = asyncio.Event()
+            # The engine's one reader per loop: closed() consumers beside us are woken too.
             self.engine.arm()
-            loop.add_reader(fd, woken.set)
-            try:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), self.every + self._backoff)
-            finally:
-                loop.remove_reader(fd)
+            await self.engine.wait_for_records(self.every + self._backoff)
             wait = self._last_write + self.min_interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)  # batch what closes meanwhile into one commit

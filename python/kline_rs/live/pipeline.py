@@ -84,6 +84,10 @@ class Status:
     queue: int
     reconnects: int
     klines: int
+    #: Holes REST could not fill (the klines over them stay gap).
+    given_up: int = 0
+    #: Trades refused for an implausible time or id (counted, never applied).
+    implausible: int = 0
     #: "" without a store; else "ok" or what is wrong and how much is held.
     store: str = ""
 
@@ -91,7 +95,8 @@ class Status:
         store = f" | store {self.store}" if self.store else ""
         return (
             f"{self.frames_per_s:8.0f} msg/s | {self.symbols} symbols | lag {self.lag_ms} ms | "
-            f"gaps {self.gaps} (repaired {self.repaired}) | late {self.late} | "
+            f"gaps {self.gaps} (repaired {self.repaired}, given up {self.given_up}) | "
+            f"late {self.late} | implausible {self.implausible} | "
             f"queue {self.queue} | reconnects {self.reconnects} | klines {self.klines}{store}"
         )
 
@@ -382,7 +387,9 @@ class LivePipeline:
             lag_ms=max((p["lag"] for p in parts), default=0),
             gaps=self.repairer.stats.gaps,
             repaired=self.repairer.stats.repaired,
+            given_up=self.repairer.stats.given_up,
             late=sum(p["late"] for p in parts),
+            implausible=sum(p[k] for p in parts for k in p if k.startswith("implausible_")),
             queue=sum(p["ring_depth"] for p in parts),
             reconnects=self.feed.stats.disconnects,
             klines=self.klines,

@@ -81,7 +81,7 @@ class GapRepairer:
         self._reports[symbol] = (from_id, reports)
         if reports > self.attempts:  # filled "in full" each time, yet the same hole again
             return self._give_up(symbol, from_id, to_id, "reported again after each fill")
-        next_id, fetched, why = from_id, 0, ""
+        next_id, fetched, why, short = from_id, 0, "", False
         for attempt in range(self.attempts):
             if attempt:
                 await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
@@ -94,7 +94,8 @@ class GapRepairer:
                 if trades:
                     self.engine.backfill(symbol, *agg_trade_arrays(trades))
                     next_id = max(t["a"] for t in trades) + 1
-                if next_id <= to_id:  # REST's history ends before the hole does
+                short = next_id <= to_id
+                if short:  # REST's history ends before the hole does
                     why = f"REST has ids up to {next_id - 1} only"
                     log.info("%s: ids %d..%d not all there yet (%s)", symbol, from_id, to_id, why)
                     continue
@@ -106,11 +107,17 @@ class GapRepairer:
                 self._reports.pop(symbol, None)
                 return False  # removed meanwhile: nothing to repair
             except Exception as e:  # any REST failure: retry, then give up
-                why = f"{type(e).__name__}: {e}"
+                why, short = f"{type(e).__name__}: {e}", False
                 log.warning("%s: backfill of ids %d..%d failed (%s)", symbol, from_id, to_id, e)
-        return self._give_up(symbol, from_id, to_id, why)
+        # The exchange has no ids past its history yet: the trade that opened the hole (id
+        # to_id + 1) cannot be real, and is refused rather than made the symbol's last id.
+        return self._give_up(
+            symbol, from_id, to_id, why, impossible_from=to_id + 1 if short else None
+        )
 
-    def _give_up(self, symbol: str, from_id: int, to_id: int, why: str) -> bool:
+    def _give_up(
+        self, symbol: str, from_id: int, to_id: int, why: str, *, impossible_from: int | None = None
+    ) -> bool:
         self.stats.given_up += 1
         self._reports.pop(symbol, None)
         log.warning(
@@ -123,5 +130,5 @@ class GapRepairer:
             why,
         )
         with contextlib.suppress(_core.UnknownSymbolError):  # removed meanwhile
-            self.engine.feed_up(symbol, accept_holes=True)
+            self.engine.feed_up(symbol, accept_holes=True, impossible_from=impossible_from)
         return False

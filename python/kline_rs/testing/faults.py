@@ -8,10 +8,13 @@ Listings and delistings mid-run go through the market (``market.list_symbol`` /
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 #: Longest a partly filled reorder window is held before it goes out anyway (s).
 REORDER_HOLD_S = 0.2
+
+_TIME = re.compile(r'"T":(-?\d+)')
 
 
 @dataclass
@@ -26,6 +29,10 @@ class Faults:
     #: Share of data frames mangled into something that is not a valid aggTrade (cut JSON,
     #: a wrong type, a bad decimal): the client must count them and go on.
     malformed_rate: float = 0.0
+    #: Share of data frames sent twice, first with a time that cannot be true (the year 3000,
+    #: µs in an ms stream, days ahead, negative): the client must refuse that copy and take
+    #: the real one, with nothing poisoned.
+    implausible_rate: float = 0.0
     #: Data frames are shuffled within consecutive windows of this many (0 or 1: off).
     reorder_window: int = 0
     #: Every frame (data and replies) leaves this many ms later than it was made.
@@ -48,6 +55,7 @@ class FaultCounts:
     dropped: int = 0
     malformed: int = 0
     duplicated: int = 0
+    implausible: int = 0
     reordered_windows: int = 0
 
 
@@ -73,6 +81,9 @@ class FrameFaults:
                 self.counts.malformed += 1
                 frame = self._mangle(frame)
             copies = [frame]
+            if f.implausible_rate and self._rng.random() < f.implausible_rate:
+                self.counts.implausible += 1
+                copies.insert(0, self._implausible(frame))
             if f.duplicate_rate and self._rng.random() < f.duplicate_rate:
                 self.counts.duplicated += 1
                 copies.append(frame)
@@ -93,6 +104,15 @@ class FrameFaults:
         if kind == 1:
             return frame.replace('"a":', '"a":"x', 1).replace(',"p"', '","p"', 1)  # a as text
         return frame.replace('"p":"', '"p":"1e', 1)  # not a decimal
+
+    def _implausible(self, frame: str) -> str:
+        """The frame with its trade time replaced by one no real trade has."""
+        m = _TIME.search(frame)
+        if m is None:
+            return frame
+        t = int(m.group(1))
+        bad = self._rng.choice([32_503_680_000_000, t * 1_000, t + 2 * 86_400_000, -t])
+        return frame[: m.start(1)] + str(bad) + frame[m.end(1) :]
 
     def flush(self, now: float, *, force: bool = False) -> list[str]:
         """A held window that waited long enough (or any, with ``force``)."""

@@ -3,7 +3,7 @@
 use kline_core::aggregate::{aggregate, expand_flat_run};
 use kline_core::engine::clock::ManualClock;
 use kline_core::engine::output::Record;
-use kline_core::engine::{Engine, EngineConfig, EngineError};
+use kline_core::engine::{Engine, EngineConfig, EngineError, Holes};
 use kline_core::interval::{Grid, Interval, MINUTE_MS};
 use kline_core::{Kline, Trade};
 use proptest::prelude::*;
@@ -357,7 +357,7 @@ fn a_held_restore_closes_nothing_until_the_missed_trades_are_in_then_all_at_revi
     second.sync().unwrap();
     assert!(second.poll(1000, false).1.is_empty(), "nothing closes while the symbol is held");
     assert!(second.backfill("XRPUSDT", trades[240..460].to_vec()).unwrap());
-    second.feed_up(Some("XRPUSDT"), false).unwrap();
+    second.feed_up(Some("XRPUSDT"), Holes::Ask).unwrap();
     second.sync().unwrap();
     loop {
         let (token, batch) = second.poll(1000, false);
@@ -518,7 +518,7 @@ fn a_declared_gap_is_marked_then_replaced_exactly_by_the_backfill() {
     fill.reverse();
     fill.extend_from_slice(&trades[150..160]);
     assert!(e.backfill("BTCUSDT", fill).unwrap());
-    e.feed_up(Some("BTCUSDT"), false).unwrap();
+    e.feed_up(Some("BTCUSDT"), Holes::Ask).unwrap();
     assert!(!e.backfill("BTCUSDT", vec![trades[0]]).unwrap(), "no gap any more");
     for t in &trades[350..] {
         e.push_trade("BTCUSDT", *t).unwrap();
@@ -546,11 +546,11 @@ fn ids_the_backfill_does_not_supply_keep_their_klines_marked_gap() {
     e.feed_down(None, trades[9].time, false).unwrap();
     e.push_trades("ETHUSDT", trades[30..].to_vec()).unwrap();
     e.backfill("ETHUSDT", trades[10..20].to_vec()).unwrap(); // ids 21..30 never come
-    e.feed_up(None, false).unwrap();
+    e.feed_up(None, Holes::Ask).unwrap();
     let again = e.poll_gaps(10);
     // Asked again, for everything up to the last trade held (later holes come along).
     assert_eq!((again.len(), again[0].from_id, again[0].to_id), (1, 21, 39));
-    e.feed_up(None, true).unwrap(); // REST cannot supply them: give up
+    e.feed_up(None, Holes::Accept).unwrap(); // REST cannot supply them: give up
     e.remove_symbol("ETHUSDT").unwrap();
     let mut table = std::collections::BTreeMap::new();
     drain_upsert(&e, &mut table);
@@ -737,7 +737,7 @@ fn a_jump_in_aggtrade_ids_opens_a_gap_by_itself_and_the_backfill_closes_it_exact
     assert_eq!((gaps[0].from_id, gaps[0].to_id, gaps[0].since), (101, 150, trades[99].time));
     assert_eq!(e.read("BTCUSDT").unwrap().1, Some(100), "later trades wait for the backfill");
     assert!(e.backfill("BTCUSDT", trades[100..150].to_vec()).unwrap());
-    e.feed_up(Some("BTCUSDT"), false).unwrap();
+    e.feed_up(Some("BTCUSDT"), Holes::Ask).unwrap();
     assert_eq!(e.read("BTCUSDT").unwrap().1, Some(300));
     e.remove_symbol("BTCUSDT").unwrap();
     let mut table = std::collections::BTreeMap::new();

@@ -6,7 +6,7 @@ use kline_core::engine::clock::ManualClock as CoreManualClock;
 use kline_core::engine::output::Record;
 use kline_core::engine::table::SlotValue;
 use kline_core::engine::{
-    Engine as CoreEngine, EngineConfig, EngineError as CoreError, LatePolicy,
+    Engine as CoreEngine, EngineConfig, EngineError as CoreError, Holes, LatePolicy,
 };
 use kline_core::Kline;
 use numpy::{PyArray1, PyReadonlyArray1};
@@ -443,9 +443,22 @@ impl Engine {
     }
 
     /// The feed of `symbol` (None: all) is back: replay the backfill and held trades.
-    #[pyo3(signature = (symbol=None, *, accept_holes=false))]
-    fn feed_up(&self, py: Python<'_>, symbol: Option<&str>, accept_holes: bool) -> PyResult<()> {
-        py.detach(|| self.inner.feed_up(symbol, accept_holes)).map_err(engine_err)
+    /// `accept_holes`: give up on ids still missing; `impossible_from`: and the exchange has no
+    /// ids from this one on yet (held trades claiming them are refused).
+    #[pyo3(signature = (symbol=None, *, accept_holes=false, impossible_from=None))]
+    fn feed_up(
+        &self,
+        py: Python<'_>,
+        symbol: Option<&str>,
+        accept_holes: bool,
+        impossible_from: Option<i64>,
+    ) -> PyResult<()> {
+        let holes = match (accept_holes, impossible_from) {
+            (false, None) => Holes::Ask,
+            (true, None) => Holes::Accept,
+            (_, Some(id)) => Holes::AcceptBelow(id),
+        };
+        py.detach(|| self.inner.feed_up(symbol, holes)).map_err(engine_err)
     }
 
     /// Makes the symbol's worker panic while "applying a trade" (supervision tests).

@@ -32,8 +32,8 @@ use crossbeam_utils::Backoff;
 use delivery::{Budget, Delivery};
 use metrics::{bump, PartitionMetrics, ProducerCounters};
 use output::{LateTrade, PartitionSnapshot, Record};
-pub use partition::LatePolicy;
 use partition::{Book, BookConfig, Item, Shared};
+pub use partition::{Holes, LatePolicy};
 use registry::{Registry, SymbolRef};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -869,13 +869,13 @@ impl Engine {
 
     /// The feed of `symbol` (or all) is back and the backfill is in: replay and re-emit. If ids
     /// are still missing, the symbol goes down again from there and the hole is reported on
-    /// [`Engine::poll_gaps`]; with `accept_holes` they are given up on (their klines stay gap).
-    pub fn feed_up(&self, symbol: Option<&str>, accept_holes: bool) -> Result<(), EngineError> {
+    /// [`Engine::poll_gaps`] (`Holes::Ask`), or given up on (see [`Holes`]).
+    pub fn feed_up(&self, symbol: Option<&str>, holes: Holes) -> Result<(), EngineError> {
         let now = self.cfg.clock.now();
         let mut waits = Vec::new();
         for (p, target) in self.target(symbol)? {
             let (tx, rx) = bounded(1);
-            self.enqueue_or_fail(p, Item::FeedUp { target, now, accept_holes, reply: tx })?;
+            self.enqueue_or_fail(p, Item::FeedUp { target, now, holes, reply: tx })?;
             waits.push((p, rx));
         }
         for (p, rx) in waits {

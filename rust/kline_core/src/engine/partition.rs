@@ -58,8 +58,7 @@ pub enum Item {
     FeedUp {
         target: Option<(u32, u32)>,
         now: i64,
-        /// Give up on ids still missing (their klines stay marked gap) instead of asking again.
-        accept_holes: bool,
+        holes: Holes,
         reply: Sender<()>,
     },
     /// The symbol's current slots (open klines as a reader sees them).
@@ -232,6 +231,19 @@ pub struct BookConfig {
     pub mark_partial_start: bool,
     /// What a trade's time is held to (against the clock, the symbol's last trade, the unit).
     pub limits: TimeLimits,
+}
+
+/// What `feed_up` does about aggTrade ids still missing after the backfill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holes {
+    /// Report them (`poll_gaps`) and stay down until they come.
+    Ask,
+    /// Give up on them: the symbol goes on, the klines over them stay marked gap.
+    Accept,
+    /// Give up, and the exchange has no ids from this one on yet (its history ends before):
+    /// held trades claiming them are refused (`implausible_id`), so a bogus id cannot make
+    /// every later real trade a duplicate.
+    AcceptBelow(i64),
 }
 
 /// What happens to a trade whose bucket has already closed. Never a silent drop.
@@ -776,7 +788,7 @@ impl Book {
     /// The feed is back: rewind the symbol to where it was when the feed went down, apply the
     /// backfill and the held live trades in id order, and close what the clock has passed.
     /// Klines emitted as gap meanwhile come again as revision 1, exact unless ids are missing.
-    pub fn feed_up(&mut self, shared: &Shared, sym: usize, now: i64, accept_holes: bool) {
+    pub fn feed_up(&mut self, shared: &Shared, sym: usize, now: i64, holes: Holes) {
         let Some(gap) = self.symbols[sym].gap.take() else { return };
         let Gap {
             since,
@@ -797,6 +809,13 @@ impl Book {
         s.holes.clear();
         pending.sort_by_key(|t| t.id);
         pending.dedup_by_key(|t| t.id);
+        if let Holes::AcceptBelow(from_id) = holes {
+            let before = pending.len();
+            pending.retain(|t| t.id < from_id);
+            self.tally.implausible_id += (before - pending.len()) as u64;
+        }
+        let accept_holes = holes != Holes::Ask;
+        let s = &mut self.symbols[sym];
         let (slot, generation) = (sym as u32, s.generation);
         let mut prev: Option<Trade> = None;
         let mut regap = None;

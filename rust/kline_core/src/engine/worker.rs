@@ -93,9 +93,9 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
                 book.is_live(slot as usize, generation) && book.backfill(slot as usize, &trades);
             let _ = reply.send(ok);
         }
-        Item::FeedUp { target, now, accept_holes, reply } => {
+        Item::FeedUp { target, now, holes, reply } => {
             for sym in book.targets(target) {
-                book.feed_up(shared, sym, now, accept_holes);
+                book.feed_up(shared, sym, now, holes);
             }
             settle(book, shared);
             let _ = reply.send(());
