@@ -77,7 +77,9 @@ def test_streaming_equals_replay_on_a_generated_day(tmp_path: Path, partitions: 
         symbol = path.name.split("-")[0]
         rows = [line.split(",") for line in path.read_text().splitlines()]
         frames[symbol] = [ws_frame(symbol, r) for r in rows]
-    engine = kline_rs.Engine(intervals, partitions=partitions, clock=kline_rs.ManualClock(0), max_ahead_ms=None)
+    engine = kline_rs.Engine(
+        intervals, partitions=partitions, clock=kline_rs.ManualClock(0), max_ahead_ms=None
+    )
     with engine:
         # Symbols join at random moments; each one's frames go in random-sized batches.
         pending = {s: 0 for s in frames}
@@ -126,7 +128,9 @@ def test_real_websocket_captures_give_the_klines_of_replay(
     for symbol, lines in rows.items():
         (tmp_path / "in" / f"{symbol}-aggTrades-2021-07-22.csv").write_text("\n".join(lines))
     kline_rs.replay(tmp_path / "in", tmp_path / "out", ["1m", "5m"])
-    with kline_rs.Engine(["1m", "5m"], partitions=2, clock=kline_rs.ManualClock(0), max_ahead_ms=None) as engine:
+    with kline_rs.Engine(
+        ["1m", "5m"], partitions=2, clock=kline_rs.ManualClock(0), max_ahead_ms=None
+    ) as engine:
         engine.add_symbols(sorted(rows))
         report = engine.push_raw(frames)
         assert report["consumed"] == len(frames)
@@ -156,7 +160,9 @@ def test_bad_input_is_counted_with_its_reason() -> None:
         json.dumps({**good, "p": "1.123456789"}).encode(),
         b'{"e":"aggTrade","p":"' + b"9" * 100_000 + b'"}',
     ]
-    with kline_rs.Engine(["1m"], partitions=1, clock=kline_rs.ManualClock(0), max_ahead_ms=None) as engine:
+    with kline_rs.Engine(
+        ["1m"], partitions=1, clock=kline_rs.ManualClock(0), max_ahead_ms=None
+    ) as engine:
         engine.add_symbol("BTCUSDT")
         report = engine.push_raw(bad)
         assert report["malformed"] == len(bad)
@@ -187,7 +193,9 @@ def test_numpy_batches_and_the_async_closed_stream() -> None:
     ids = np.arange(1, n + 1, dtype=np.int64)
 
     async def main() -> list[kline_rs.ClosedKline]:
-        with kline_rs.Engine(["1m"], partitions=2, clock=clock, max_ahead_ms=None, grace=100) as engine:
+        with kline_rs.Engine(
+            ["1m"], partitions=2, clock=clock, max_ahead_ms=None, grace=100
+        ) as engine:
             engine.add_symbol("SOLUSDT")
             price = np.full(n, 30 * E8, dtype=np.int64)
             qty = np.full(n, E8, dtype=np.int64)
@@ -221,7 +229,9 @@ def test_numpy_batches_and_the_async_closed_stream() -> None:
 
 
 def test_unknown_symbols_and_removal() -> None:
-    with kline_rs.Engine(["1m", "1h"], partitions=2, clock=kline_rs.ManualClock(0), max_ahead_ms=None) as engine:
+    with kline_rs.Engine(
+        ["1m", "1h"], partitions=2, clock=kline_rs.ManualClock(0), max_ahead_ms=None
+    ) as engine:
         engine.add_symbols(["AAA", "BBB"])
         assert engine.symbols() == ["AAA", "BBB"]
         assert engine.read("BBB")["state"].tolist() == ["empty", "empty"]
@@ -253,7 +263,9 @@ def test_snapshot_restore_and_supervision_from_python(tmp_path: Path) -> None:
         for p in dumps
     }
     got: dict[tuple[str, str], list[str]] = {}
-    with kline_rs.Engine(["1m", "1h"], partitions=2, clock=kline_rs.ManualClock(0), max_ahead_ms=None) as first:
+    with kline_rs.Engine(
+        ["1m", "1h"], partitions=2, clock=kline_rs.ManualClock(0), max_ahead_ms=None
+    ) as first:
         first.add_symbols(sorted(frames))
         for fs in frames.values():
             first.push_many(fs[: len(fs) // 2])
@@ -265,7 +277,9 @@ def test_snapshot_restore_and_supervision_from_python(tmp_path: Path) -> None:
         snap = first.snapshot()
         assert first.ack_snapshot(snap.token)
         got = drain(first)
-    with kline_rs.Engine(["1m", "1h"], partitions=1, clock=kline_rs.ManualClock(0), max_ahead_ms=None) as second:
+    with kline_rs.Engine(
+        ["1m", "1h"], partitions=1, clock=kline_rs.ManualClock(0), max_ahead_ms=None
+    ) as second:
         second.add_symbols(sorted(frames))
         assert second.restore(snap.slots, snap.checkpoints) == len(snap.slots) + len(frames)
         for fs in frames.values():

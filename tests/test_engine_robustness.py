@@ -26,7 +26,9 @@ GOOD = {
         "M": True,
     },
 }
-ENGINE = kline_rs.Engine(["1m", "1h"], partitions=2, clock=kline_rs.ManualClock(0), max_ahead_ms=None)
+ENGINE = kline_rs.Engine(
+    ["1m", "1h"], partitions=2, clock=kline_rs.ManualClock(0), max_ahead_ms=None
+)
 ENGINE.add_symbol("BTCUSDT")
 
 scalars = st.one_of(
