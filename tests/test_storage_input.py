@@ -146,10 +146,14 @@ def test_demo_stores_into_sqlite_and_the_show_and_export_commands_read_it(tmp_pa
     assert "# stored in" in out, out
     rows = {m[0]: int(m[1]) for m in re.findall(r"^  (1m|5m) +(\d+) rows", out, re.M)}
     assert rows.get("1m", 0) > 0, out
-    top = re.search(r"^# (\w+) 1m: (\d+) klines in", out, re.M)
+    top = re.search(r"^# (\w+) 1m: the latest (\d+) klines in", out, re.M)
     assert top is not None, out
     symbol, n = top[1], int(top[2])
-    assert len(read_klines(db, symbol, "1m")) == n
+    stored = read_klines(db, symbol, "1m")
+    assert len(stored) >= n > 0
+    shown_times = [int(t) for t in re.findall(r"^  (\d{13}) O ", out.split(top[0])[1], re.M)]
+    assert shown_times == stored["open_time"][-n:].tolist()
+    n = len(stored)
 
     shown = subprocess.run(
         [*kline_rs_cmd, "show", str(db), symbol, "1m", "--last", "3"],

@@ -38,9 +38,9 @@ def print_stored(
     out: TextIO = sys.stdout,
 ) -> None:  # fmt: skip
     """The latest stored klines of one symbol and interval (flat periods expanded)."""
-    rows = read_klines(db, symbol, interval, venue=venue)
-    print(f"# {symbol} {interval}: {len(rows)} klines in {db}; the latest:", file=out)
-    for r in rows[-last:]:
+    rows = read_klines(db, symbol, interval, venue=venue, last=last)
+    print(f"# {symbol} {interval}: the latest {len(rows)} klines in {db}:", file=out)
+    for r in rows:
         flags = (" gap" if r["gap"] else "") + (f" rev {r['revision']}" if r["revision"] else "")
         print(
             f"  {r['open_time']} O {format_fixed8(int(r['open']))}"
