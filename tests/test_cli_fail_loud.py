@@ -90,6 +90,11 @@ def test_run_refuses_unknown_symbols_naming_the_nearest() -> None:
             )
             assert code == 2 and out == ""
             assert "ETHUSTD (did you mean ETHUSDT?)" in err and "BTCUSDT" not in err
+            # A quote asset or pattern that matches nothing listed says so too.
+            code, out, err, _ = await acli("run", "--quote", "USTD", *at(fx), "--duration", "5")
+            assert code == 2 and "--quote 'USTD' matches no symbol" in err
+            code, out, err, _ = await acli("run", "--pattern", "^X.*", *at(fx), "--duration", "5")
+            assert code == 2 and "--pattern '^X.*' matches no symbol" in err
             assert fx.stats.connections_opened == 0
 
     run(scenario())

@@ -27,6 +27,7 @@ __all__ = [
     "flat_periods",
     "format_fixed8",
     "interval_name",
+    "kline_csv_line",
     "parse_fixed8",
     "replay",
     "rollup_csv",
@@ -149,6 +150,19 @@ def format_fixed8(value: int) -> str: ...
 def interval_name(name: str) -> str: ...
 def tz_offset_name(text: str) -> str: ...
 def symbol_name(text: str) -> str: ...
+def kline_csv_line(
+    open_time: int,
+    close_time: int,
+    open: int,
+    high: int,
+    low: int,
+    close: int,
+    volume: int,
+    quote_volume: int,
+    trades: int,
+    taker_buy_volume: int,
+    taker_buy_quote_volume: int,
+) -> str: ...
 def flat_periods(
     interval: str,
     open_time: int,

@@ -29,6 +29,16 @@ class UnknownSymbolsError(KlineError):
         super().__init__(f"unknown symbols, not in exchangeInfo: {', '.join(said)}")
 
 
+class EmptySelectionError(UnknownSymbolsError):
+    """A --quote / --pattern selection that matches no symbol the venue lists."""
+
+    def __init__(self, selection: Selection) -> None:
+        self.unknown = {}
+        given = (("--quote", selection.quote), ("--pattern", selection.pattern))
+        what = " and ".join(f"{k} {v!r}" for k, v in given if v is not None)
+        KlineError.__init__(self, f"{what} matches no symbol in exchangeInfo: nothing to follow")
+
+
 @dataclass(frozen=True)
 class Selection:
     """Symbols by explicit list, quote asset and/or regular expression (all that are given)."""
@@ -81,6 +91,8 @@ class SymbolManager:
         statuses = {s["symbol"]: s.get("status", "") for s in info.get("symbols", [])}
         if strict:
             self._check_named(statuses)
+            if not any(self.selection.wants(s) for s in info.get("symbols", [])):
+                raise EmptySelectionError(self.selection)
         for name, status in statuses.items():
             old = self.statuses.get(name)
             if old is not None and old != status:

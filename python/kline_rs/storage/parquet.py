@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from kline_rs._core import interval_name
+from kline_rs._core import interval_name, kline_csv_line
 from kline_rs.storage.base import (
     PRICE_DIGITS,
     QUOTE_DIGITS,
@@ -22,7 +22,6 @@ from kline_rs.storage.base import (
 )
 from kline_rs.storage.read import STORED_DTYPE, read_klines, read_only
 
-E8 = 10**8
 
 #: Decimal digits of each exact column (38: the most decimal128 holds; 22 integer digits left
 #: for quote volumes at 1e-16).
@@ -142,25 +141,14 @@ def _selected(
 
 
 def csv_line(k: np.void) -> str:
-    """One stored kline as a line of Binance's kline CSV (12 columns, 8-decimal text; quote
-    volumes cut to 1e-8 as Binance prints them), without the newline."""
-    return ",".join(
-        [
-            str(int(k["open_time"])),
-            *(fixed_text(int(k[n]), 8) for n in ("open", "high", "low", "close", "volume")),
-            str(int(k["close_time"])),
-            fixed_text(_cut(int(k["quote_volume"])), 8),
-            str(int(k["trades"])),
-            fixed_text(int(k["taker_buy_volume"]), 8),
-            fixed_text(_cut(int(k["taker_buy_quote_volume"])), 8),
-            "0",
-        ]
-    )
+    """One stored kline as a line of Binance's kline CSV (the core's text), no newline."""
+    return kline_csv_line(*(int(k[n]) for n in _CSV_FIELDS))
 
 
-def _cut(quote: int) -> int:
-    """1e-16 → 1e-8 toward zero (the core's rule for Binance's quote volume text)."""
-    return quote // E8 if quote >= 0 else -(-quote // E8)
+_CSV_FIELDS = (
+    "open_time", "close_time", "open", "high", "low", "close", "volume", "quote_volume",
+    "trades", "taker_buy_volume", "taker_buy_quote_volume",
+)  # fmt: skip
 
 
 def export_csv(

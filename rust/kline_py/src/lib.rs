@@ -50,6 +50,40 @@ fn format_fixed8_py(value: i128) -> String {
     format_fixed8(value)
 }
 
+/// One kline as a line of Binance's kline CSV (without the newline): the core's text rules,
+/// quote volumes (1e-16) brought to 8 decimals as the core prints them.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn kline_csv_line(
+    open_time: i64,
+    close_time: i64,
+    open: i64,
+    high: i64,
+    low: i64,
+    close: i64,
+    volume: i128,
+    quote_volume: i128,
+    trades: u64,
+    taker_buy_volume: i128,
+    taker_buy_quote_volume: i128,
+) -> String {
+    kline_core::output::kline_csv_line(&Kline {
+        open_time,
+        close_time,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        quote_volume,
+        trades,
+        taker_buy_volume,
+        taker_buy_quote_volume,
+        first_trade_id: -1,
+        last_trade_id: -1,
+    })
+}
+
 /// Canonical name of an interval (`"60m"` → `"1h"`), or IntervalError.
 #[pyfunction]
 fn interval_name(name: &str) -> PyResult<String> {
@@ -303,6 +337,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flat_periods, m)?)?;
     m.add_function(wrap_pyfunction!(tz_offset_name, m)?)?;
     m.add_function(wrap_pyfunction!(symbol_name, m)?)?;
+    m.add_function(wrap_pyfunction!(kline_csv_line, m)?)?;
     engine::register(m)?;
     Ok(())
 }
