@@ -22,7 +22,6 @@ from kline_rs.storage.base import (
 )
 from kline_rs.storage.read import STORED_DTYPE, read_klines, read_only
 
-
 #: Decimal digits of each exact column (38: the most decimal128 holds; 22 integer digits left
 #: for quote volumes at 1e-16).
 PRECISION = 38
