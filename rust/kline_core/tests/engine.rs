@@ -699,8 +699,9 @@ fn a_full_ring_is_backpressure_reported_to_the_producer_never_a_silent_drop() {
     assert_eq!(e.metrics().backpressure, 1);
     // push_raw says where to resume.
     let late_enough = T0 + (n + 1000) * 10;
+    let id = n + 500; // ahead of every trade before it, and a plausible id for the time
     let frame = format!(
-        r#"{{"e":"aggTrade","s":"BTCUSDT","a":99999999,"p":"1","q":"1","f":1,"l":1,"T":{late_enough},"m":true}}"#
+        r#"{{"e":"aggTrade","s":"BTCUSDT","a":{id},"p":"1","q":"1","f":1,"l":1,"T":{late_enough},"m":true}}"#
     );
     let frames: Vec<&[u8]> = vec![frame.as_bytes(); 3000];
     let report = e.push_raw(frames.iter().copied()).unwrap();
