@@ -280,8 +280,10 @@ def parse8(text: str) -> int:
 
 
 def engine(clock: kline_rs.ManualClock, symbols: Sequence[str]) -> kline_rs.Engine:
-    """A one-partition engine over all 16 intervals with the symbols added."""
-    e = kline_rs.Engine(INTERVALS, partitions=1, clock=clock, max_ahead_ms=None)
+    """A one-partition engine over all 16 intervals with the symbols added. Ingest is timed
+    alone (no consumer), so the closed records wait behind the outbox: the spill bound is
+    raised to hold them all, as the engine held them before it had one."""
+    e = kline_rs.Engine(INTERVALS, partitions=1, clock=clock, max_ahead_ms=None, max_spill=1 << 24)
     e.add_symbols(list(symbols))
     e.sync()
     return e

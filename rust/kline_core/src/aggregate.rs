@@ -205,9 +205,12 @@ impl Aggregator {
         if let Err(why) = self.limits.check(t.time, None, self.last_time) {
             return Some(Skip::Implausible(why));
         }
+        // Only a jump in ids needs the check (the next id is always plausible).
         if let (Some(last_id), Some(last_time)) = (self.last_id, self.last_time) {
-            if let Err(why) = self.limits.check_id(t.id, t.time, last_id, last_time) {
-                return Some(Skip::Implausible(why));
+            if t.id > last_id + 1 {
+                if let Err(why) = self.limits.check_id(t.id, t.time, last_id, last_time) {
+                    return Some(Skip::Implausible(why));
+                }
             }
         }
         (t.time < self.late_before).then_some(Skip::Late)

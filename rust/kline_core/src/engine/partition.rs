@@ -8,7 +8,7 @@ use super::output::{Checkpoint, IdGap, LateTrade, PartitionSnapshot, Record, Slo
 use super::table::{grow_to, SlotState, SlotValue, Table};
 use crate::interval::{Grid, Interval};
 use crate::kline::{FlatRun, Kline};
-use crate::plausible::{Implausible, TimeLimits};
+use crate::plausible::{Implausible, TimeLimits, MAX_IDS_PER_SECOND};
 use crate::trade::{Skip, Trade};
 use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
@@ -257,9 +257,27 @@ pub enum LatePolicy {
     Amend { allowed_lateness: i64 },
 }
 
+/// `BookConfig::limits` as plain numbers for the hot path (`i64::MAX`: not checked).
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    lo: i64,
+    hi: i64,
+    ahead: i64,
+    jump: i64,
+}
+
+impl Bounds {
+    fn of(l: &TimeLimits) -> Self {
+        let (lo, hi) = l.unit.range();
+        let ahead = l.max_ahead.unwrap_or(i64::MAX);
+        Bounds { lo, hi, ahead, jump: l.max_jump.unwrap_or(i64::MAX) }
+    }
+}
+
 /// A worker's state: symbols, their slots and the records not yet in the outbox.
 pub struct Book {
     cfg: BookConfig,
+    bounds: Bounds,
     n: usize,
     symbols: Vec<SymbolState>,
     free: Vec<u32>,
@@ -286,6 +304,7 @@ impl Book {
     pub fn new(cfg: BookConfig) -> Self {
         let n = cfg.grids.len();
         Book {
+            bounds: Bounds::of(&cfg.limits),
             cfg,
             n,
             symbols: Vec::new(),
@@ -485,20 +504,19 @@ impl Book {
             c.stale_symbol += 1;
             return;
         };
-        let last = (s.max_time != i64::MIN).then_some(s.max_time);
-        let mut plausible = self.cfg.limits.check(t.time, Some(now), last);
-        if plausible.is_ok() && s.last_id != i64::MIN && s.max_time != i64::MIN {
-            plausible = self.cfg.limits.check_id(t.id, t.time, s.last_id, s.max_time);
-        }
-        if let Err(why) = plausible {
-            match why {
-                Implausible::Unit => c.implausible_unit += 1,
-                Implausible::AheadOfClock => c.implausible_ahead += 1,
-                Implausible::Jump => c.implausible_jump += 1,
-                Implausible::IdJump => c.implausible_id += 1,
-            }
+        // Plain bounds first (a few compares); the limits themselves decide what fails them.
+        let b = self.bounds;
+        let first = s.max_time == i64::MIN;
+        let clear = t.time >= b.lo
+            && t.time < b.hi
+            && t.time <= now.saturating_add(b.ahead)
+            && (first
+                || (t.time <= s.max_time.saturating_add(b.jump)
+                    && t.id <= s.last_id.saturating_add(MAX_IDS_PER_SECOND)));
+        if !clear && self.refuse_implausible(sym, t, now) {
             return;
         }
+        let (c, s) = (&mut self.tally, &mut self.symbols[sym]);
         if s.gap.is_some() {
             self.hold(sym, t);
             return;
@@ -558,6 +576,28 @@ impl Book {
             roll &= roll - 1;
             self.roll(shared, sym, i, t);
         }
+    }
+
+    /// The full check of a trade that failed the plain bounds: counts it by reason and says
+    /// whether it is refused.
+    #[cold]
+    fn refuse_implausible(&mut self, sym: usize, t: &Trade, now: i64) -> bool {
+        let s = &self.symbols[sym];
+        let limits = self.cfg.limits;
+        let last = (s.max_time != i64::MIN).then_some(s.max_time);
+        let mut verdict = limits.check(t.time, Some(now), last);
+        if verdict.is_ok() && last.is_some() && t.id > s.last_id {
+            verdict = limits.check_id(t.id, t.time, s.last_id, s.max_time);
+        }
+        let c = &mut self.tally;
+        match verdict {
+            Ok(()) => return false,
+            Err(Implausible::Unit) => c.implausible_unit += 1,
+            Err(Implausible::AheadOfClock) => c.implausible_ahead += 1,
+            Err(Implausible::Jump) => c.implausible_jump += 1,
+            Err(Implausible::IdJump) => c.implausible_id += 1,
+        }
+        true
     }
 
     /// `LatePolicy::Amend`: adds a late trade to the open bucket or to the latest closed kline
