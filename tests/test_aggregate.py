@@ -402,3 +402,42 @@ def test_parse_fixed8_refuses_bad_text_by_name(text: str, why: str) -> None:
     assert why in str(err.value)
     assert f'"{text}"' in str(err.value)
     assert isinstance(err.value, kline_rs.KlineError)
+
+
+# --- fixed cases that pin rules a mutation audit found barely guarded (issue 11) ------------
+
+SUNDAY_LAST_MS = 1_578_268_799_999  # Sunday 2020-01-05 23:59:59.999 UTC
+MONDAY_0 = 1_578_268_800_000  # Monday 2020-01-06 00:00 UTC
+PREVIOUS_MONDAY_0 = 1_577_664_000_000  # Monday 2019-12-30 00:00 UTC
+
+
+def test_weeks_turn_at_monday_midnight_utc_and_local() -> None:
+    """Binance's 1w opens Monday 00:00 (UTC, or local with timeZone): the last ms of Sunday
+    and the first of Monday are in different weeks."""
+    trades = [pre_trade(1, SUNDAY_LAST_MS, 10 * E8), pre_trade(2, MONDAY_0, 11 * E8)]
+    weeks = run(trades, ["1w"]).klines["1w"]
+    assert weeks["open_time"].tolist() == [PREVIOUS_MONDAY_0, MONDAY_0]
+    assert weeks["close_time"].tolist() == [MONDAY_0 - 1, MONDAY_0 + 7 * 86_400_000 - 1]
+    # At +08:00 the week turns at Sunday 16:00 UTC.
+    eight = 8 * 3_600_000
+    local = [pre_trade(1, MONDAY_0 - eight - 1, 10 * E8), pre_trade(2, MONDAY_0 - eight, 11 * E8)]
+    c = columns(local)
+    got = kline_rs.aggregate(
+        agg_id=c["agg_id"], price=c["price"], qty=c["qty"], first_id=c["first_id"],
+        last_id=c["last_id"], time=c["time"], buyer_is_maker=c["buyer_is_maker"],
+        intervals=["1w"], tz_offset="+08:00",
+    ).klines["1w"]  # fmt: skip
+    assert got["open_time"].tolist() == [PREVIOUS_MONDAY_0 - eight, MONDAY_0 - eight]
+
+
+def test_a_leading_flat_minute_never_sets_the_5m_open_high_or_low() -> None:
+    """1m rows of one 5m bucket: a flat minute at the previous close (50), then trades. The
+    5m kline opens at the first traded price; the flat row's 50 is neither its high nor low."""
+    t = MONDAY_0
+    flat = f"{t},50.00000000,50.00000000,50.00000000,50.00000000,0.00000000,{t + 59_999},0.00000000,0,0.00000000,0.00000000,0"  # noqa: E501
+    traded = f"{t + 60_000},60.00000000,61.00000000,59.00000000,60.50000000,2.00000000,{t + 119_999},120.00000000,3,1.00000000,60.00000000,0"  # noqa: E501
+    (five,) = kline_rs.rollup_csv([flat, traded], "5m")
+    cols = five.split(",")
+    assert cols[0] == str(t) and cols[6] == str(t + 299_999)
+    assert cols[1:5] == ["60.00000000", "61.00000000", "59.00000000", "60.50000000"]
+    assert cols[5] == "2.00000000" and cols[8] == "3"

@@ -180,6 +180,16 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn quote_volume_text_truncates_as_binance_prints_it() {
+        // Real spot XMRBTC minute 2021-08-14 14:46 UTC (docs/quote-volume-rounding.md): after
+        // 0.005773 x 0.042 and 0.00578 x 0.07 Binance printed q = 0.00064706; the exact
+        // 0.000647066 rounded half-up would print 0.00064707.
+        let exact = product(577_300, 4_200_000) + product(578_000, 7_000_000);
+        assert_eq!(exact, 6_470_660_000_000);
+        assert_eq!(quote_to_fixed8(exact), 64_706);
+    }
+
+    #[test]
     fn parses_binance_texts() {
         assert_eq!(parse_decimal("7195.24000000"), Ok(719_524_000_000));
         assert_eq!(parse_decimal("0.00000001"), Ok(1));

@@ -1,0 +1,104 @@
+//! Fixed cases that pin rules a mutation audit found unguarded: the amend path's raw-trade
+//! count and taker side, the grace of the closing sweep (issue 11). Expected values are
+//! written out from Binance's rules, not computed by the code under test.
+
+use kline_core::engine::clock::ManualClock;
+use kline_core::engine::output::Record;
+use kline_core::engine::{Engine, EngineConfig, LatePolicy};
+use kline_core::{Kline, Trade};
+use std::sync::Arc;
+
+const T0: i64 = 1_577_836_800_000; // 2020-01-01 00:00 UTC
+const E8: i64 = 100_000_000;
+
+fn engine(names: &[&str], clock: Arc<ManualClock>, late: LatePolicy) -> Engine {
+    let mut cfg = EngineConfig::new(names.iter().map(|n| n.parse().unwrap()).collect());
+    cfg.partitions = 1;
+    cfg.pin_threads = false;
+    cfg.clock = clock;
+    cfg.late_policy = late;
+    Engine::start(cfg).unwrap()
+}
+
+/// The newest revision of each (interval, open time) closed so far.
+fn closed(e: &Engine) -> Vec<(u16, Kline, u32)> {
+    let mut out: Vec<(u16, Kline, u32)> = Vec::new();
+    loop {
+        let (token, batch) = e.poll(1_000, true);
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch {
+            if let Record::Kline { interval, kline, revision, .. } = r {
+                out.retain(|(i, k, _)| !(*i == interval && k.open_time == kline.open_time));
+                out.push((interval, kline, revision));
+            }
+        }
+        e.ack(token);
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn agg(id: i64, first: i64, last: i64, time: i64, price: i64, qty: i64, maker: bool) -> Trade {
+    Trade { id, price, qty, first_id: first, last_id: last, time, buyer_is_maker: maker }
+}
+
+#[test]
+fn an_amended_kline_counts_raw_trades_and_the_taker_side_of_the_late_trade() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m", "5m"], clock.clone(), LatePolicy::Amend { allowed_lateness: 120_000 });
+    e.add_symbol("BTCUSDT", None).unwrap();
+    // 1 (3 raw trades, taker sold) and 2 (1 raw, taker bought, next minute) arrive first;
+    // 3 (5 raw, taker bought) belongs to the first minute and comes late.
+    let t1 = agg(1, 10, 12, T0 + 10_000, 100 * E8, 2 * E8, true);
+    let t2 = agg(2, 13, 13, T0 + 70_000, 101 * E8, E8, false);
+    let t3 = agg(3, 14, 18, T0 + 20_000, 99 * E8, 3 * E8, false);
+    e.push_trades("BTCUSDT", vec![t1, t2, t3]).unwrap();
+    clock.set(T0 + 10 * 60_000); // everything closes
+    e.sync().unwrap();
+    let got = closed(&e);
+    let one = got.iter().find(|(i, k, _)| *i == 0 && k.open_time == T0).expect("1m at T0");
+    let five = got.iter().find(|(i, k, _)| *i == 1 && k.open_time == T0).expect("5m at T0");
+    // 1m [T0, T0+1m): trades 1 and 3 (amended once: revision 1).
+    let (k, rev) = (one.1, one.2);
+    assert_eq!(rev, 1);
+    assert_eq!(k.trades, 3 + 5, "raw trades, not aggTrades");
+    assert_eq!((k.open, k.high, k.low, k.close), (100 * E8, 100 * E8, 99 * E8, 99 * E8));
+    assert_eq!(k.volume, 5 * i128::from(E8));
+    assert_eq!(k.taker_buy_volume, 3 * i128::from(E8), "only trade 3's taker bought");
+    assert_eq!(k.taker_buy_quote_volume, 99 * 3 * i128::from(E8) * i128::from(E8));
+    assert_eq!((k.first_trade_id, k.last_trade_id), (10, 18));
+    // 5m [T0, T0+5m): the late trade went into the open kline (never closed before it).
+    let (k, rev) = (five.1, five.2);
+    assert_eq!(rev, 0);
+    assert_eq!(k.trades, 3 + 1 + 5);
+    assert_eq!(k.volume, 6 * i128::from(E8));
+    assert_eq!(k.taker_buy_volume, 4 * i128::from(E8), "trades 2 and 3 are taker buys");
+    assert_eq!(k.taker_buy_quote_volume, (101 + 99 * 3) * i128::from(E8) * i128::from(E8));
+}
+
+#[test]
+fn the_clock_closes_a_kline_only_once_the_grace_has_passed() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut cfg = EngineConfig::new(vec!["1m".parse().unwrap()]);
+    cfg.partitions = 1;
+    cfg.pin_threads = false;
+    cfg.clock = clock.clone();
+    cfg.grace = 250;
+    let e = Engine::start(cfg).unwrap();
+    e.add_symbol("ETHUSDT", None).unwrap();
+    e.push_trade("ETHUSDT", agg(1, 1, 1, T0 + 1_000, E8, E8, true)).unwrap();
+    let end = T0 + 60_000; // the minute's end: close_time + 1
+    clock.set(end + 100);
+    e.sync().unwrap();
+    assert!(closed(&e).is_empty(), "closed 100 ms after the minute with a 250 ms grace");
+    clock.set(end + 249);
+    e.sync().unwrap();
+    assert!(closed(&e).is_empty(), "closed 249 ms after the minute with a 250 ms grace");
+    clock.set(end + 250);
+    e.sync().unwrap();
+    let got = closed(&e);
+    assert_eq!(got.len(), 1, "closed once the grace has passed");
+    assert_eq!(got[0].1.close_time, end - 1);
+}
