@@ -17,6 +17,7 @@ from typing import Any
 
 import kline_rs
 import numpy as np
+import oracle
 import pytest
 from kline_rs.engine import closed_kline
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
@@ -100,14 +101,12 @@ async def follow(
 
 
 def truth(market: SimulatedMarket, symbol: str) -> dict[int, dict[str, Any]]:
-    """1m klines of everything the exchange traded, by open time."""
-    history = market.history(symbol)
-    ids, price, qty, first, last, times, maker = agg_trade_arrays(history)
-    agg = kline_rs.aggregate(
-        agg_id=ids, price=price, qty=qty, first_id=first, last_id=last, time=times,
-        buyer_is_maker=maker, intervals=["1m"],
-    )  # fmt: skip
-    return {int(row["open_time"]): {f: _py(row[f]) for f in FIELDS} for row in agg.klines["1m"]}
+    """1m klines of everything the exchange traded, by open time, from the independent
+    reference (tests/oracle.py), quote volumes as printed (1e-8)."""
+    return oracle.by_open_time(market.history(symbol), "1m")
+
+
+printed = oracle.printed
 
 
 def _py(v: Any) -> Any:
@@ -139,7 +138,7 @@ def check(
         assert got, f"{symbol}: no kline closed"
         for open_time, (_rev, gap, fields) in got[int(skip_first) :]:
             assert not gap, f"{symbol} {open_time}: still marked gap"
-            assert fields == want[open_time], f"{symbol} {open_time}"
+            assert printed(fields) == want[open_time], f"{symbol} {open_time}"
             compared += 1
     assert compared >= 2 * len(symbols)
 
@@ -276,12 +275,10 @@ def test_history_from_rest_klines_joins_live_and_the_partial_seam_is_replaced(
             assert not gap, f"{symbol} {open_time}: still marked gap"
             w = want[open_time]
             if fields["first_trade_id"] == -1 and fields["trades"] > 0:  # a REST kline
-                for name in ("quote_volume", "taker_buy_quote_volume"):
-                    assert fields[name] == w[name] // 10**8 * 10**8, f"{symbol} {open_time}"
-                same = [f for f in FIELDS if "quote" not in f and "trade_id" not in f]
-                assert {f: fields[f] for f in same} == {f: w[f] for f in same}
+                same = [f for f in FIELDS if "trade_id" not in f]
+                assert {f: printed(fields)[f] for f in same} == {f: w[f] for f in same}
             else:
-                assert fields == w, f"{symbol} {open_time}"
+                assert printed(fields) == w, f"{symbol} {open_time}"
                 live += fields["trades"] > 0
         assert live >= 1, f"{symbol}: no live kline"
 
@@ -306,9 +303,9 @@ def test_a_restart_heals_stored_gap_klines_with_the_exchanges_own(tmp_path: Path
         assert first["revision"] == 1 and first["first_trade_id"] == -1  # the exchange's
         for name in ("open", "high", "low", "close", "volume", "trades", "taker_buy_volume"):
             assert int(first[name]) == w[name], f"{symbol} {name}"
-        assert int(first["quote_volume"]) == w["quote_volume"] // 10**8 * 10**8
+        assert int(first["quote_volume"]) // 10**8 == w["quote_volume"]
         for row in rows[1:]:  # the engine's own, exact
-            assert {f: _py(row[f]) for f in FIELDS} == want[int(row["open_time"])]
+            assert printed({f: _py(row[f]) for f in FIELDS}) == want[int(row["open_time"])]
 
 
 #: How far ahead of the last real id the bad frame's is: within what the core takes as
@@ -385,10 +382,10 @@ def test_an_unfillable_hole_is_given_up_once_and_its_bogus_id_refused(
     over_hole = by_open[hole_at - hole_at % 60_000][-1]
     want = truth(market, "BTCUSDT")
     assert not over_hole.gap and over_hole.revision == 1
-    assert {f: getattr(over_hole, f) for f in FIELDS} == want[over_hole.open_time]
+    assert printed({f: getattr(over_hole, f) for f in FIELDS}) == want[over_hole.open_time]
     before = [v[0] for t, v in by_open.items() if t + 60_000 <= hole_at - hole_at % 60_000]
     assert before and all(not k.gap and len(by_open[k.open_time]) == 1 for k in before)
-    assert all({f: getattr(k, f) for f in FIELDS} == want[k.open_time] for k in before[1:])
+    assert all(printed({f: getattr(k, f) for f in FIELDS}) == want[k.open_time] for k in before[1:])
 
 
 def test_after_giving_up_on_a_hole_the_symbol_goes_on_from_the_live_stream() -> None:
@@ -399,4 +396,4 @@ def test_after_giving_up_on_a_hole_the_symbol_goes_on_from_the_live_stream() -> 
     after = [k for t, k in sorted(latest.items()) if t > hole_at + 60_000 and t in want]
     assert after, "no kline closed after the hole"
     for k in after:
-        assert {f: getattr(k, f) for f in FIELDS} == want[k.open_time], k.open_time
+        assert printed({f: getattr(k, f) for f in FIELDS}) == want[k.open_time], k.open_time

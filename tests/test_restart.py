@@ -19,9 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-import kline_rs
 import numpy as np
-from kline_rs.live.trades import agg_trade_arrays
+import oracle
 from kline_rs.storage import read_klines
 from kline_rs.testing import FakeExchange, SimulatedMarket
 
@@ -116,15 +115,9 @@ def rows(db: Path, symbol: str, interval: str, cutoff: int) -> list[tuple[object
     return [tuple(r.tolist()) for r in got[got["close_time"] < cutoff]]
 
 
-def tape_klines(
-    market: SimulatedMarket, symbol: str, interval: str
-) -> dict[int, tuple[object, ...]]:
-    ids, price, qty, first, last, times, maker = agg_trade_arrays(market.history(symbol))
-    agg = kline_rs.aggregate(
-        agg_id=ids, price=price, qty=qty, first_id=first, last_id=last, time=times,
-        buyer_is_maker=maker, intervals=[interval],
-    )  # fmt: skip
-    return {int(k["open_time"]): tuple(k.tolist()) for k in agg.klines[interval]}
+def tape_klines(market: SimulatedMarket, symbol: str, interval: str) -> dict[int, dict[str, int]]:
+    """The tape's klines from the independent reference (tests/oracle.py)."""
+    return oracle.by_open_time(market.history(symbol), interval)
 
 
 def test_sigkill_at_random_moments_then_restart_ends_with_the_uninterrupted_database(
@@ -148,7 +141,8 @@ def test_sigkill_at_random_moments_then_restart_ends_with_the_uninterrupted_data
                 *fields, revision, gap = row
                 assert (revision, gap) == (0, False), f"{symbol} {interval} {row}"
                 if int(fields[8]) > 0:  # traded periods (quiet ones are flat runs after)
-                    assert tuple(fields) == tape[int(fields[0])], f"{symbol} {interval} {row}"
+                    mine = oracle.printed(dict(zip(oracle.FIELDS, fields, strict=True)))
+                    assert mine == tape[int(fields[0])], f"{symbol} {interval} {row}"
             compared += len(got)
     assert compared > len(SYMBOLS) * 10
     trades_stored = 0
