@@ -6,7 +6,7 @@ DEPS := $(VENV)/.deps-installed
 SRC := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock pyproject.toml
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test test-rust test-python soak run bench lint fmt develop develop-release clean
+.PHONY: test test-rust test-python soak run bench lint fmt develop develop-release clean mutants
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -43,6 +43,16 @@ test-python: develop
 # The restart test with many more SIGKILLs (20 in `make test`).
 soak: develop
 	KLINE_RS_KILLS=200 $(PY) -m pytest -q tests/test_restart.py
+
+# Mutation testing of the exactness-critical Rust modules with cargo-mutants (about 1 100
+# mutants, hours on 2 cores: not part of `make test`). `make mutants MUTATE="kline rollup"`
+# runs a subset; the survivors are in target/mutants/mutants.out/missed.txt (see TESTING.md).
+MUTATE ?= decimal interval kline plausible aggregate rollup output engine/table engine/partition
+mutants:
+	test -x .tools/bin/cargo-mutants || cargo install --locked cargo-mutants --root .tools
+	KLINE_RS_DATA=$(abspath ../shared/data) \
+		.tools/bin/cargo-mutants mutants -p kline_core --test-workspace false -j 1 \
+		$(foreach m,$(MUTATE),-f rust/kline_core/src/$(m).rs) -o target/mutants
 
 run: develop-release
 	$(VENV)/bin/kline-rs demo --duration 20
