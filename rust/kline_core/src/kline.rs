@@ -121,3 +121,17 @@ pub struct FlatRun {
     pub end: i64,
     pub price: i64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_period_prints_as_binance_prints_it() {
+        let k = Kline::flat(60_000, 119_999, 42);
+        assert_eq!((k.open, k.high, k.low, k.close), (42, 42, 42, 42));
+        assert_eq!((k.volume, k.quote_volume, k.trades), (0, 0, 0));
+        assert_eq!((k.first_trade_id, k.last_trade_id), (-1, -1));
+        assert!(k.is_flat());
+    }
+}

@@ -163,6 +163,23 @@ mod tests {
     }
 
     #[test]
+    fn a_csv_sink_writes_flushes_and_hands_back_its_writers_counting_lines() {
+        use crate::interval::{Interval, TimeUnit};
+        let grid = Grid::utc(Interval::Fixed { ms: 60_000 }, TimeUnit::Millis);
+        let mut sink = CsvSink::new(&[grid], vec![Vec::new()]);
+        let mut k = Kline::flat(0, 59_999, 150_000_000);
+        k.trades = 2;
+        sink.kline(0, &k);
+        sink.flat_run(0, &FlatRun { start: 60_000, end: 180_000, price: 150_000_000 });
+        assert_eq!(sink.written, 3);
+        let text = String::from_utf8(sink.finish().unwrap().remove(0)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], "0,1.50000000,1.50000000,1.50000000,1.50000000,0.00000000,59999,0.00000000,2,0.00000000,0.00000000,0");
+        assert!(lines[2].starts_with("120000,1.50000000,") && lines[2].contains(",179999,"));
+    }
+
+    #[test]
     fn staged_files_replace_on_commit_and_vanish_otherwise() {
         let dir = scratch("staged");
         let path = dir.join("BTCUSDT-1m.csv");

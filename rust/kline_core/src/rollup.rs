@@ -53,3 +53,33 @@ pub fn rollup(finer: &[Kline], coarse: &Grid) -> Result<Vec<Kline>, RollupError>
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interval::{Interval, TimeUnit, MINUTE_MS};
+
+    const T0: i64 = 1_577_836_800_000; // 2020-01-01 00:00 UTC
+
+    fn minute(open_time: i64, price: i64) -> Kline {
+        let mut k = Kline::flat(open_time, open_time + MINUTE_MS - 1, price);
+        k.trades = 1;
+        k.volume = 1;
+        (k.first_trade_id, k.last_trade_id) = (7, 7);
+        k
+    }
+
+    #[test]
+    fn a_coarse_period_with_no_finer_row_is_flat_at_the_previous_close() {
+        // Minutes 00:00 and 00:12: the 5m period 00:05 has no row at all.
+        let five = Grid::utc(Interval::Fixed { ms: 5 * MINUTE_MS }, TimeUnit::Millis);
+        let got = rollup(&[minute(T0, 10), minute(T0 + 12 * MINUTE_MS, 20)], &five).unwrap();
+        let opens: Vec<i64> = got.iter().map(|k| k.open_time).collect();
+        assert_eq!(opens, vec![T0, T0 + 5 * MINUTE_MS, T0 + 10 * MINUTE_MS]);
+        let gap = got[1];
+        assert_eq!(gap.close_time, T0 + 10 * MINUTE_MS - 1);
+        assert_eq!((gap.open, gap.close, gap.trades, gap.volume), (10, 10, 0, 0));
+        assert_eq!((gap.first_trade_id, gap.last_trade_id), (-1, -1));
+        assert_eq!((got[2].open, got[2].close_time), (20, T0 + 15 * MINUTE_MS - 1));
+    }
+}
