@@ -21,7 +21,7 @@ import pytest
 from kline_rs.live.pipeline import LivePipeline
 from kline_rs.storage import BacklogFull, SqliteSink, StoredState, read_klines
 from kline_rs.testing import FakeExchange, Faults, SimulatedMarket
-from test_live import FIELDS, SYMBOLS, Table, follow, truth, until
+from test_live import FIELDS, SYMBOLS, Table, follow, printed, truth, until
 
 MINUTE = 60_000
 Fault = Callable[[float], Awaitable[None]]
@@ -112,12 +112,12 @@ def check_store(market: SimulatedMarket, path: Path, table: Table, recovered: in
         assert {t for s, t in table if s == symbol} == set(opens)  # reported once stored
         columns = {name: got[name].tolist() for name in FIELDS}
         # Joined midway: the first kline is marked partial (gap); unmarked it must be exact.
-        first = {name: columns[name][0] for name in FIELDS}
+        first = printed({name: columns[name][0] for name in FIELDS})
         assert got["gap"][0] or first == want[opens[0]], f"{symbol}: partial first kline unmarked"
         for i in range(1, len(got)):
             where = f"{symbol} {opens[i]}"
             assert not got["gap"][i] and got["revision"][i] == 0, where
-            assert {name: columns[name][i] for name in FIELDS} == want[opens[i]], where
+            assert printed({name: columns[name][i] for name in FIELDS}) == want[opens[i]], where
 
 
 @pytest.mark.parametrize(
