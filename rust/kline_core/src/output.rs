@@ -154,13 +154,7 @@ impl Drop for StagedFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("kline_core-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::replay::tests::scratch;
 
     #[test]
     fn a_csv_sink_writes_flushes_and_hands_back_its_writers_counting_lines() {

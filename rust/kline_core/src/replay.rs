@@ -585,11 +585,12 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
-    fn scratch(name: &str) -> PathBuf {
+    /// A fresh folder for one test (also used by `output`'s tests).
+    pub(crate) fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("kline_core-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
