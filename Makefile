@@ -6,7 +6,7 @@ DEPS := $(VENV)/.deps-installed
 SRC := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock pyproject.toml
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test test-rust test-python soak run bench lint fmt develop develop-release clean mutants
+.PHONY: test test-rust test-python soak run bench lint fmt develop develop-release clean mutants mutants-py
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -46,13 +46,25 @@ soak: develop
 
 # Mutation testing of the exactness-critical Rust modules with cargo-mutants (about 1 100
 # mutants, hours on 2 cores: not part of `make test`). `make mutants MUTATE="kline rollup"`
-# runs a subset; the survivors are in target/mutants/mutants.out/missed.txt (see TESTING.md).
+# runs a subset, `SHARD=1/4` a quarter of it; the survivors are in
+# $(MUTANTS_OUT)/mutants.out/missed.txt (see TESTING.md).
 MUTATE ?= decimal interval kline plausible aggregate rollup output engine/table engine/partition
+MUTANTS_OUT ?= target/mutants
 mutants:
 	test -x .tools/bin/cargo-mutants || cargo install --locked cargo-mutants --root .tools
 	KLINE_RS_DATA=$(abspath ../shared/data) \
 		.tools/bin/cargo-mutants mutants -p kline_core --test-workspace false -j 1 \
-		$(foreach m,$(MUTATE),-f rust/kline_core/src/$(m).rs) -o target/mutants
+		$(foreach m,$(MUTATE),-f rust/kline_core/src/$(m).rs) $(if $(SHARD),--shard $(SHARD)) \
+		-o $(MUTANTS_OUT)
+
+# mutmut over the Python storage rules (storage/base.py, live/persist.py; config in pyproject).
+# mutmut only knows the src/ layout: it runs in a copy of the repo where python/ is src/.
+mutants-py: develop
+	$(PY) -m pip install -q "mutmut>=3.8,<4"
+	rm -rf target/mutmut && mkdir -p target/mutmut
+	cp -r python target/mutmut/src && cp -r tests pyproject.toml target/mutmut/
+	cd target/mutmut && KLINE_RS_DATA=$(abspath ../shared/data) $(abspath $(VENV))/bin/mutmut run
+	cd target/mutmut && $(abspath $(VENV))/bin/mutmut results
 
 run: develop-release
 	$(VENV)/bin/kline-rs demo --duration 20

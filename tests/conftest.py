@@ -10,6 +10,11 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("KLINE_RS_DATA", REPO.parent / "shared" / "data")) / "binance"
 
+if REPO.name == "mutants":
+    # `make mutants-py`: mutmut runs the tests in its copy of the package (src/ there); any
+    # subprocess a test starts must import that mutated copy too, not the installed one.
+    os.environ["PYTHONPATH"] = str(REPO / "src")
+
 #: Skips CI accepts, as substrings of the skip reason, each with why. Empty: in CI every test
 #: runs (real data, PostgreSQL and pyarrow are all installed by `.ci/run` / `make`).
 ALLOWED_SKIPS: tuple[str, ...] = ()
