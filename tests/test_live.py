@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +45,28 @@ def upsert(table: Table, k: kline_rs.ClosedKline) -> None:
         table[key] = (k.revision, k.gap, {f: getattr(k, f) for f in FIELDS})
 
 
+#: Real seconds the pipeline may take, once the exchange stops trading, to deliver its klines
+#: exactly (late trades amended, holes repaired). A fast machine settles at once; the bound is
+#: for one several times slower, where the feed can lag by more than the grace.
+SETTLE_S = 60.0
+
+
 async def follow(
     market: SimulatedMarket,
     faults: Faults,
     seconds: float,
     *,
     during: Callable[[FakeExchange, LivePipeline], Awaitable[None]] | None = None,
+    expect: Callable[[Table], None] | None = None,
     **overrides: Any,
 ) -> Table:
-    """Runs the pipeline for ``seconds`` under ``faults`` (and ``during``), then 2.5 s clean."""
+    """Runs the pipeline for ``seconds`` under ``faults`` (and ``during``), then 2.5 s clean.
+
+    Then the exchange stops trading (its clock stops too) and, with ``expect``, the pipeline
+    runs on until ``expect(table)`` passes or SETTLE_S has gone by: however slow the machine,
+    what is compared is what the pipeline delivers once it has caught up, not what it had
+    done at a fixed moment. A wrong kline never passes, so it fails after SETTLE_S.
+    """
     table: Table = {}
     clock = kline_rs.ManualClock(market.clock_ms())
     async with FakeExchange(market, faults=faults) as fx:
@@ -90,14 +104,40 @@ async def follow(
                 await during(fx, pipeline)
 
             helpers.append(asyncio.create_task(act()))
+        run = asyncio.create_task(pipeline.run())
+        speed = market.speed
         try:
-            await pipeline.run(seconds + 2.5)
+            await asyncio.wait([run], timeout=seconds + 2.5)
+            market.speed = 0.0  # the exchange stops trading; from here on only progress counts
+            if expect is not None:
+                await settle(run, lambda: expect(table))
+            if run.done():
+                await run  # the pipeline failed: that is the error to report
         finally:
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+            market.speed = speed  # a later run finds the exchange trading again
             for t in helpers:
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
     return table
+
+
+async def settle(run: asyncio.Task[None], expect: Callable[[], None]) -> None:
+    """Waits until ``expect()`` passes (then 0.5 s more: a later revision must pass too), the
+    run ends, or SETTLE_S has gone by."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_S
+    while not run.done() and loop.time() < deadline:
+        try:
+            expect()
+        except AssertionError:
+            await asyncio.sleep(0.1)
+            continue
+        await asyncio.sleep(0.5)
+        return
 
 
 def truth(market: SimulatedMarket, symbol: str) -> dict[int, dict[str, Any]]:
@@ -153,7 +193,9 @@ def test_klines_equal_the_exchange_tape_whatever_the_fault(name: str) -> None:
 
     # 429s answer the first exchangeInfo: their waits count in the run's duration.
     held = FAULTS[name].rest_429 * FAULTS[name].retry_after_s
-    check(market, asyncio.run(follow(market, FAULTS[name], seconds=3.0 + held, during=keep)))
+    expect = partial(check, market)
+    table = asyncio.run(follow(market, FAULTS[name], 3.0 + held, during=keep, expect=expect))
+    check(market, table)
     if name == "malformed frames":
         # Counted, not fatal: the trades they hid were found by id and fetched over REST.
         assert engines[0].metrics()["malformed"] > 0
@@ -171,7 +213,9 @@ def test_rotation_before_the_24h_cut_off_loses_and_doubles_nothing() -> None:
     async def watch(fx: FakeExchange, pipeline: LivePipeline) -> None:
         feeds.append(pipeline.feed)
 
-    table = asyncio.run(follow(market, Faults(), 3.0, during=watch, rotate_after=0.7))
+    expect = partial(check, market)
+    run = follow(market, Faults(), 3.0, during=watch, expect=expect, rotate_after=0.7)
+    table = asyncio.run(run)
     assert feeds[0].stats.rotations >= 3
     check(market, table)
 
@@ -187,7 +231,8 @@ def test_server_shutdown_and_many_connections() -> None:
         await fx.server_shutdown()
         seen.append(pipeline.feed)
 
-    table = asyncio.run(follow(market, Faults(), 3.0, during=shut, max_streams=2))
+    expect = partial(check, market)
+    table = asyncio.run(follow(market, Faults(), 3.0, during=shut, expect=expect, max_streams=2))
     assert seen[0] == 3
     assert seen[1].stats.server_shutdowns >= 1
     check(market, table)
@@ -207,12 +252,14 @@ def test_a_listing_is_followed_and_a_delisting_leaves_no_state() -> None:
         states["streams"] = set(pipeline.feed.streams)
         states["metrics"] = pipeline.engine.metrics()
 
+    followed = [s for s in SYMBOLS if s != "XRPUSDT"] + ["NEWUSDT"]
     table = asyncio.run(
         follow(
             market,
             Faults(),
             3.0,
             during=lifecycle,
+            expect=partial(check, market, symbols=followed),
             selection=Selection(quote="USDT"),
             exchange_info_every=0.2,
         )
@@ -221,7 +268,7 @@ def test_a_listing_is_followed_and_a_delisting_leaves_no_state() -> None:
     assert "xrpusdt@aggTrade" not in states["streams"]
     assert sum(p["symbols"] for p in states["metrics"]["partitions"]) == len(SYMBOLS)
     assert any(s == "NEWUSDT" for s, _ in table)
-    check(market, table, [s for s in SYMBOLS if s != "XRPUSDT"] + ["NEWUSDT"])
+    check(market, table, followed)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -231,43 +278,45 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def lookback_from(market: SimulatedMarket, began: list[int]) -> Callable[..., Awaitable[None]]:
+    """A ``during`` that notes the market time once the pipeline has started: its lookback
+    counts from a moment before that, however long the start took."""
+
+    async def note(fx: FakeExchange, pipeline: LivePipeline) -> None:
+        began.append(market.clock_ms() - 5 * 60_000)
+
+    return note
+
+
+def history_reaches(opens: list[int], began: list[int]) -> bool:
+    """The first kline is at most a minute after the start of the 5-minute lookback."""
+    return bool(began) and opens[0] <= began[0] - began[0] % 60_000 + 60_000
+
+
 def test_history_at_start_up_joins_the_live_stream_without_double_counting() -> None:
     """Five market minutes before the start come from REST aggTrades; then live, exactly."""
     market = SimulatedMarket(SYMBOLS, seed=15, speed=60.0, trades_per_second=60.0)
     market.advance(market.clock_ms() + 5 * 60_000)  # the exchange has traded for 5 minutes
-    start = market.now_ms - 5 * 60_000
-    table = asyncio.run(follow(market, Faults(), 2.0, lookback_ms=5 * 60_000))
+    began: list[int] = []
+    expect = partial(check, market, skip_first=False)
+    during = lookback_from(market, began)
+    table = asyncio.run(
+        follow(market, Faults(), 2.0, during=during, expect=expect, lookback_ms=5 * 60_000)
+    )
     for symbol in SYMBOLS:
         opens = sorted(t for s, t in table if s == symbol)
-        assert opens[0] <= start - start % 60_000 + 60_000, f"{symbol}: history missing"
+        assert history_reaches(opens, began), f"{symbol}: history missing"
     check(market, table, skip_first=False)
 
 
-@pytest.mark.parametrize("stored", [False, True], ids=["handed on", "stored in SQLite"])
-def test_history_from_rest_klines_joins_live_and_the_partial_seam_is_replaced(
-    stored: bool, tmp_path: Path
-) -> None:
-    """Five market minutes before the start come from REST klines (Binance's own: quote
-    volumes at 8 decimals, no trade ids); the engine's partial first kline, marked gap, is
-    replaced by the exchange's once closed (revision 1); every minute once, none gap."""
-    market = SimulatedMarket(SYMBOLS, seed=16, speed=60.0, trades_per_second=60.0)
-    market.advance(market.clock_ms() + 5 * 60_000)
-    start = market.now_ms - 5 * 60_000
-    db = {"db": str(tmp_path / "k.sqlite"), "flush_every": 0.2} if stored else {}
-    table = asyncio.run(
-        follow(market, Faults(), 2.0, lookback_ms=5 * 60_000, history="klines", **db)
-    )
-    if stored:  # what the store holds is what was reported
-        for symbol in SYMBOLS:
-            rows = read_klines(tmp_path / "k.sqlite", symbol, "1m")
-            assert rows["open_time"].tolist() == sorted(t for s, t in table if s == symbol)
-            assert not rows["gap"].any(), f"{symbol}: a gap row stored"
+def check_rest_history(market: SimulatedMarket, began: list[int], table: Table) -> None:
+    """Every minute once from the lookback on, none gap, the seam replaced (revision 1); REST
+    klines equal the tape but for trade ids, the engine's own equal it in every field."""
     for symbol in SYMBOLS:
         want = truth(market, symbol)
         got = sorted((t, v) for (s, t), v in table.items() if s == symbol)
         opens = [t for t, _ in got]
-        # The pipeline's lookback counts from its own start, a little after `start`.
-        assert opens[0] <= start - start % 60_000 + 60_000, f"{symbol}: history missing"
+        assert opens and history_reaches(opens, began), f"{symbol}: history missing"
         assert opens == list(range(opens[0], opens[-1] + 1, 60_000)), f"{symbol}: not contiguous"
         assert any(rev == 1 for _, (rev, _, _) in got), f"{symbol}: the seam was not replaced"
         live = 0
@@ -281,6 +330,37 @@ def test_history_from_rest_klines_joins_live_and_the_partial_seam_is_replaced(
                 assert printed(fields) == w, f"{symbol} {open_time}"
                 live += fields["trades"] > 0
         assert live >= 1, f"{symbol}: no live kline"
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["handed on", "stored in SQLite"])
+def test_history_from_rest_klines_joins_live_and_the_partial_seam_is_replaced(
+    stored: bool, tmp_path: Path
+) -> None:
+    """Five market minutes before the start come from REST klines (Binance's own: quote
+    volumes at 8 decimals, no trade ids); the engine's partial first kline, marked gap, is
+    replaced by the exchange's once closed (revision 1); every minute once, none gap."""
+    market = SimulatedMarket(SYMBOLS, seed=16, speed=60.0, trades_per_second=60.0)
+    market.advance(market.clock_ms() + 5 * 60_000)
+    began: list[int] = []
+    db = {"db": str(tmp_path / "k.sqlite"), "flush_every": 0.2} if stored else {}
+    table = asyncio.run(
+        follow(
+            market,
+            Faults(),
+            2.0,
+            during=lookback_from(market, began),
+            expect=partial(check_rest_history, market, began),
+            lookback_ms=5 * 60_000,
+            history="klines",
+            **db,
+        )
+    )
+    if stored:  # what the store holds is what was reported
+        for symbol in SYMBOLS:
+            rows = read_klines(tmp_path / "k.sqlite", symbol, "1m")
+            assert rows["open_time"].tolist() == sorted(t for s, t in table if s == symbol)
+            assert not rows["gap"].any(), f"{symbol}: a gap row stored"
+    check_rest_history(market, began, table)
 
 
 def test_a_restart_heals_stored_gap_klines_with_the_exchanges_own(tmp_path: Path) -> None:
