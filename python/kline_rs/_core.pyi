@@ -79,6 +79,7 @@ class Engine:
         max_ahead_ms: int | None = ...,
         max_jump_ms: int | None = None,
         max_spill: int = 262144,
+        quote_rule: str = "per-trade",
     ) -> Self: ...
     @property
     def intervals(self) -> list[str]: ...
@@ -185,6 +186,7 @@ def replay(
     threads: int = 0,
     progress: bool = False,
     max_jump_ms: int | None = ...,
+    quote_rule: str = "per-trade",
 ) -> dict[str, Any]: ...
 def aggregate(
     agg_id: npt.NDArray[np.int64],
@@ -199,6 +201,7 @@ def aggregate(
     tz_offset: str | None = None,
     anchor_3d_ms: int | None = None,
     time_unit: str | None = None,
+    quote_rule: str = "per-trade",
 ) -> dict[str, Any]: ...
 def rollup_csv(
     lines: list[str],

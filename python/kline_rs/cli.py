@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse a trade this much after the previous one unless the next follows it "
         "(a halt); e.g. 30d, or none (default 7d)",
     )
+    r.add_argument(
+        "--quote-rule",
+        choices=["per-trade", "exact-sum"],
+        default="per-trade",
+        help="quote volume: each trade's p*q truncated to 8 decimals then summed, as Binance "
+        "spot and USD-M (default); exact-sum for COIN-M dumps",
+    )
     r.add_argument("--threads", type=int, default=0, help="parser threads (0: one per core)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -188,6 +195,7 @@ def _replay(args: argparse.Namespace) -> int:
         anchor_3d=args.anchor_3d,
         skip_bad=args.skip_bad,
         max_jump_ms=args.max_jump,
+        quote_rule=args.quote_rule,
         threads=args.threads,
         progress=not args.no_progress,
     )

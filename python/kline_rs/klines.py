@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -19,8 +20,13 @@ INTERVALS: tuple[str, ...] = (
 #: Prices and ``volume`` / ``taker_buy_volume`` are integers at this scale (1e-8).
 PRICE_SCALE = 10**8
 VOLUME_SCALE = 10**8
-#: ``quote_volume`` / ``taker_buy_quote_volume`` are exact Σ p·q at 1e-16.
+#: ``quote_volume`` / ``taker_buy_quote_volume`` at 1e-16, summed by the ``quote_rule`` (spot:
+#: each trade's p·q truncated to 8 decimals; COIN-M: the exact Σ p·q).
 QUOTE_SCALE = 10**16
+
+#: How a kline sums its trades' p·q: ``"per-trade"`` truncates each to 8 decimals then sums
+#: (Binance spot, Binance US, USD-M), ``"exact-sum"`` keeps the exact sum (COIN-M).
+QuoteRule = Literal["per-trade", "exact-sum"]
 
 #: One kline. Exact fields are integers with a known scale; the four volume sums can pass
 #: 2**63 at their scale, so they are Python ints (dtype object), never floats.
@@ -87,12 +93,15 @@ def aggregate(
     tz_offset: str | None = None,
     anchor_3d_ms: int | None = None,
     time_unit: str | None = None,
+    quote_rule: QuoteRule = "per-trade",
 ) -> Aggregation:
     """Aggregates one symbol's trades (in aggTrade id order) into klines for each interval.
 
     ``price`` and ``qty`` are int64 mantissas at 1e-8 (see :func:`kline_rs.parse_fixed8`);
     ``time`` is ms or µs (detected unless ``time_unit`` is ``"ms"`` or ``"us"``). Every
     period from the first trade's to the last trade's is returned, empty ones flat.
+    ``quote_rule``: ``"per-trade"`` (spot, USD-M: each trade's p·q truncated to 8 decimals,
+    then summed, as Binance does) or ``"exact-sum"`` (COIN-M).
     """
 
     def ints(a: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -110,6 +119,7 @@ def aggregate(
         tz_offset=tz_offset,
         anchor_3d_ms=anchor_3d_ms,
         time_unit=time_unit,
+        quote_rule=quote_rule,
     )
     counts = result["counts"]
     klines = {name: structured(cols) for name, cols in result["klines"].items()}

@@ -8,8 +8,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kline_rs import _core
+
+if TYPE_CHECKING:
+    from kline_rs.klines import QuoteRule
 
 #: A trade more than this after its symbol's previous one is refused unless the next trade
 #: follows it (the core's default: a week).
@@ -94,6 +98,7 @@ def replay(
     threads: int = 0,
     progress: bool = False,
     max_jump_ms: int | None = MAX_JUMP_MS,
+    quote_rule: QuoteRule = "per-trade",
 ) -> ReplaySummary:
     """Replays aggTrades dumps into ``out_dir/<SYMBOL>-<interval>.csv`` (Binance's format).
 
@@ -103,6 +108,8 @@ def replay(
     Raises :class:`kline_rs.ParseError` on the first bad row unless ``skip_bad``; a trade whose
     time is outside its file's unit, or more than ``max_jump_ms`` after the previous one and
     not followed by the next (a halt is), counts as a bad row (None: no jump bound).
+    ``quote_rule``: ``"per-trade"`` (spot, USD-M: each trade's p·q truncated to 8 decimals,
+    then summed, as Binance does) or ``"exact-sum"`` (COIN-M: the exact sum).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -117,6 +124,7 @@ def replay(
         threads=threads,
         progress=progress,
         max_jump_ms=max_jump_ms,
+        quote_rule=quote_rule,
     )
     raw["outputs"] = [Path(p) for p in raw["outputs"]]
     return ReplaySummary(**raw)

@@ -19,12 +19,16 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from kline_rs import _core
+
+if TYPE_CHECKING:
+    from kline_rs.klines import QuoteRule
 
 log = logging.getLogger("kline_rs.feed")
 
@@ -37,12 +41,18 @@ class Venue:
     ws_url: str
     rest_url: str
     messages_per_second: int
+    #: How its klines sum quote volume (docs/quote-volume-rounding.md): spot's per-trade
+    #: truncation (USD-M: no capture tells the rules apart; its REST trades carry the same
+    #: per-trade quoteQty), COIN-M's exact sum (real captures).
+    quote_rule: QuoteRule = "per-trade"
 
 
 VENUES = {
     "spot": Venue("spot", "wss://stream.binance.com:9443", "https://api.binance.com", 5),
     "usdm": Venue("usdm", "wss://fstream.binance.com", "https://fapi.binance.com", 10),
-    "coinm": Venue("coinm", "wss://dstream.binance.com", "https://dapi.binance.com", 10),
+    "coinm": Venue(
+        "coinm", "wss://dstream.binance.com", "https://dapi.binance.com", 10, "exact-sum"
+    ),
 }
 
 

@@ -176,6 +176,7 @@ class LivePipeline:
                 detect_id_gaps=True,
                 mark_partial_start=True,
                 push_wait_ms=5,
+                quote_rule=venue.quote_rule,
                 **self.engine_kwargs,
             ) as engine:
                 self.engine = engine

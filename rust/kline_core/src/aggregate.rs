@@ -1,5 +1,6 @@
 //! One symbol's trades → klines of several intervals at once, in aggTrade id order.
 
+use crate::decimal::QuoteRule;
 use crate::interval::Grid;
 use crate::kline::{FlatRun, Kline};
 use crate::plausible::{Implausible, TimeLimits};
@@ -89,6 +90,7 @@ pub struct Aggregator {
     /// The latest trade refused for its time, and why: for a caller that stops on the first.
     pub refused: Option<(Trade, Implausible)>,
     pub counts: Counts,
+    quote_rule: QuoteRule,
 }
 
 impl Aggregator {
@@ -110,7 +112,14 @@ impl Aggregator {
             suspect: None,
             refused: None,
             counts: Counts::default(),
+            quote_rule: QuoteRule::default(),
         }
+    }
+
+    /// How trades add to quote volume (default: per trade truncated, as Binance spot).
+    pub fn with_quote_rule(mut self, rule: QuoteRule) -> Self {
+        self.quote_rule = rule;
+        self
     }
 
     pub fn grids(&self) -> &[Grid] {
@@ -173,7 +182,7 @@ impl Aggregator {
         self.counts.applied += 1;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             match slot {
-                Some(s) if t.time < s.next => s.kline.apply(t),
+                Some(s) if t.time < s.next => s.kline.apply(t, self.quote_rule),
                 _ => {
                     let grid = &self.grids[i];
                     let start = grid.bucket_start(t.time);
@@ -187,7 +196,10 @@ impl Aggregator {
                             );
                         }
                     }
-                    *slot = Some(Slot { next, kline: Kline::open_with(t, start, next - 1) });
+                    *slot = Some(Slot {
+                        next,
+                        kline: Kline::open_with(t, start, next - 1, self.quote_rule),
+                    });
                     self.late_before = self.late_before.max(start);
                 }
             }
@@ -367,8 +379,9 @@ pub fn flat_periods(
 pub fn aggregate(
     grids: &[Grid],
     trades: &[Trade],
+    quote_rule: QuoteRule,
 ) -> Result<(Vec<Vec<Kline>>, Counts), FlatRunTooLong> {
-    let mut agg = Aggregator::new(grids.to_vec());
+    let mut agg = Aggregator::new(grids.to_vec()).with_quote_rule(quote_rule);
     let mut out = Collect::new(grids);
     for t in trades {
         let _ = agg.push(t, &mut out);
@@ -409,7 +422,7 @@ mod tests {
     fn a_trade_exactly_on_the_boundary_opens_the_next_minute() {
         let g = grids(&["1m"], TimeUnit::Millis);
         let trades = [trade(1, T0 + MINUTE_MS - 1, 100, 1), trade(2, T0 + MINUTE_MS, 200, 1)];
-        let (k, _) = aggregate(&g, &trades).unwrap();
+        let (k, _) = aggregate(&g, &trades, QuoteRule::PerTrade).unwrap();
         assert_eq!(k[0].len(), 2);
         assert_eq!((k[0][0].close, k[0][1].open, k[0][1].open_time), (100, 200, T0 + MINUTE_MS));
     }
@@ -420,7 +433,7 @@ mod tests {
         let b = T0 + MINUTE_MS;
         let trades =
             [trade(1, b - 1, 10, 1), trade(2, b, 20, 1), trade(3, b, 30, 1), trade(4, b, 25, 1)];
-        let (k, _) = aggregate(&g, &trades).unwrap();
+        let (k, _) = aggregate(&g, &trades, QuoteRule::PerTrade).unwrap();
         assert_eq!((k[0][1].open, k[0][1].high, k[0][1].low, k[0][1].close), (20, 30, 20, 25));
         assert_eq!(k[0][1].trades, 6);
         assert_eq!((k[0][1].first_trade_id, k[0][1].last_trade_id), (4, 9));
@@ -443,9 +456,12 @@ mod tests {
         agg.push(&trade(2, T0 + days, 90, 1), &mut runs).unwrap();
         assert_eq!(runs.0, vec![FlatRun { start: T0 + MINUTE_MS, end: T0 + days, price: 100 }]);
 
-        let (k, _) =
-            aggregate(&g, &[trade(1, T0 + 5, 100, 1), trade(2, T0 + 3 * MINUTE_MS, 90, 1)])
-                .unwrap();
+        let (k, _) = aggregate(
+            &g,
+            &[trade(1, T0 + 5, 100, 1), trade(2, T0 + 3 * MINUTE_MS, 90, 1)],
+            QuoteRule::PerTrade,
+        )
+        .unwrap();
         assert_eq!(k[0].len(), 4);
         assert_eq!(k[0][1], Kline::flat(T0 + MINUTE_MS, T0 + 2 * MINUTE_MS - 1, 100));
         assert_eq!(k[0][2].first_trade_id, -1);
@@ -473,7 +489,7 @@ mod tests {
             Trade { price: -5, ..trade(5, T0 + MINUTE_MS, 1, 1) },
             trade(6, T0 + MINUTE_MS + 1, 102, 1),
         ];
-        let (k, counts) = aggregate(&g, &trades).unwrap();
+        let (k, counts) = aggregate(&g, &trades, QuoteRule::PerTrade).unwrap();
         assert_eq!(
             counts,
             Counts {
@@ -495,6 +511,7 @@ mod tests {
         let (k, _) = aggregate(
             &g,
             &[trade(1, T0 * 1000 + 59_999_999, 7, 1), trade(2, T0 * 1000 + 60_000_000, 8, 1)],
+            QuoteRule::PerTrade,
         )
         .unwrap();
         assert_eq!(k[0][0].close_time, T0 * 1000 + 59_999_999);
@@ -506,7 +523,7 @@ mod tests {
         let g = grids(&["1d"], TimeUnit::Millis);
         let qty = 90_000_000_000 * crate::decimal::SCALE; // 9e10 coins per trade
         let trades: Vec<Trade> = (1..=1000).map(|i| trade(i, T0 + i, 1, qty)).collect();
-        let (k, _) = aggregate(&g, &trades).unwrap();
+        let (k, _) = aggregate(&g, &trades, QuoteRule::PerTrade).unwrap();
         let k = k[0][0];
         assert_eq!(crate::decimal::format_fixed8(k.volume), "90000000000000.00000000");
         assert_eq!(k.quote_volume, 1000 * i128::from(qty));
@@ -573,7 +590,7 @@ mod tests {
         #[test]
         fn any_split_of_the_input_gives_the_same_klines(trades in arb_trades(), cut in any::<prop::sample::Index>()) {
             let g = grids(&["1m", "5m", "1h"], TimeUnit::Millis);
-            let (whole, _) = aggregate(&g, &trades).unwrap();
+            let (whole, _) = aggregate(&g, &trades, QuoteRule::PerTrade).unwrap();
             let cut = cut.index(trades.len() + 1);
             let mut agg = Aggregator::new(g.clone());
             let mut out = Collect::new(&g);
@@ -590,7 +607,7 @@ mod tests {
         fn rolled_up_1m_equals_direct_aggregation(trades in arb_trades()) {
             let names = ["1m", "5m", "15m", "1h", "1d", "1w", "1M"];
             let g = grids(&names, TimeUnit::Millis);
-            let (direct, _) = aggregate(&g, &trades).unwrap();
+            let (direct, _) = aggregate(&g, &trades, QuoteRule::PerTrade).unwrap();
             for (i, coarse) in g.iter().enumerate().skip(1) {
                 let rolled = rollup(&direct[0], coarse).unwrap();
                 prop_assert_eq!(&rolled, &direct[i], "{}", names[i]);
@@ -600,14 +617,14 @@ mod tests {
         #[test]
         fn duplicates_change_nothing(trades in arb_trades(), dups in prop::collection::vec(any::<prop::sample::Index>(), 0..50)) {
             let g = grids(&["1m", "1h"], TimeUnit::Millis);
-            let (clean, _) = aggregate(&g, &trades).unwrap();
+            let (clean, _) = aggregate(&g, &trades, QuoteRule::PerTrade).unwrap();
             let mut noisy = trades.clone();
             for d in &dups {
                 let at = d.index(noisy.len());
                 let back = d.index(at + 1);
                 noisy.insert(at + 1, noisy[back]);
             }
-            let (again, counts) = aggregate(&g, &noisy).unwrap();
+            let (again, counts) = aggregate(&g, &noisy, QuoteRule::PerTrade).unwrap();
             prop_assert_eq!(again, clean);
             prop_assert_eq!(counts.duplicates, noisy.len() as u64 - trades.len() as u64);
         }

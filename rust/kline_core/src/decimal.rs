@@ -166,6 +166,56 @@ pub fn product(price: i64, qty: i64) -> i128 {
     i128::from(price) * i128::from(qty)
 }
 
+/// How a kline sums its trades' quote values p·q (see `docs/quote-volume-rounding.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuoteRule {
+    /// Spot, Binance US and USD-M: each trade's p·q truncated to 8 decimals, then summed (a real
+    /// spot XMRBTC minute and REST `quoteQty`). From aggTrades this is exact where each aggTrade
+    /// is one raw trade or its p·q fits 8 decimals.
+    #[default]
+    PerTrade,
+    /// COIN-M: the exact sum, brought to 8 decimals once, when printed (real COIN-M captures).
+    ExactSum,
+}
+
+impl QuoteRule {
+    /// One trade's contribution to quote volume, at 1e-16.
+    #[inline]
+    pub fn value(self, price: i64, qty: i64) -> i128 {
+        let pq = product(price, qty);
+        match self {
+            // p > 0 and q ≥ 0 for any trade applied: the remainder truncates toward zero.
+            QuoteRule::PerTrade => pq - pq % i128::from(SCALE),
+            QuoteRule::ExactSum => pq,
+        }
+    }
+
+    /// Whether `t`'s contribution may differ from Binance's: several raw trades in one aggTrade
+    /// whose p·q does not fit 8 decimals (Binance truncates each raw trade's p·q).
+    #[inline]
+    pub fn inexact(self, price: i64, qty: i64, raw_trades: u64) -> bool {
+        self == QuoteRule::PerTrade
+            && raw_trades > 1
+            && product(price, qty) % i128::from(SCALE) != 0
+    }
+
+    /// `"per-trade"` or `"exact-sum"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuoteRule::PerTrade => "per-trade",
+            QuoteRule::ExactSum => "exact-sum",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<QuoteRule> {
+        match name {
+            "per-trade" => Some(QuoteRule::PerTrade),
+            "exact-sum" => Some(QuoteRule::ExactSum),
+            _ => None,
+        }
+    }
+}
+
 /// A 1e-16 amount brought to 1e-8 the way Binance prints quote volumes.
 ///
 /// ROUNDING: see `docs/quote-volume-rounding.md` for the evidence behind the rule.
@@ -187,6 +237,41 @@ mod tests {
         let exact = product(577_300, 4_200_000) + product(578_000, 7_000_000);
         assert_eq!(exact, 6_470_660_000_000);
         assert_eq!(quote_to_fixed8(exact), 64_706);
+    }
+
+    #[test]
+    fn spot_quote_volume_truncates_each_trade_then_sums() {
+        // Real spot XMRBTC minute 2021-08-14 14:46 UTC (cryptofeed capture, issue 12): after
+        // the 2nd, 3rd and 4th trade Binance printed q = 0.00064706, 0.00196330, 0.00222308.
+        // The exact sum truncated once prints …331 and …309 for the last two.
+        let trades = [(577_300, 4_200_000), (578_000, 7_000_000), (577_300, 22_800_000)];
+        let trades = [trades[0], trades[1], trades[2], (577_300, 4_500_000)];
+        let mut per_trade = 0;
+        let mut exact = 0;
+        let mut printed = vec![];
+        for (i, &(p, q)) in trades.iter().enumerate() {
+            per_trade += QuoteRule::PerTrade.value(p, q);
+            exact += QuoteRule::ExactSum.value(p, q);
+            if i > 0 {
+                printed.push((quote_to_fixed8(per_trade), quote_to_fixed8(exact)));
+            }
+        }
+        assert_eq!(printed, [(64_706, 64_706), (196_330, 196_331), (222_308, 222_309)]);
+        // REST trade records: quoteQty 0.03577 × 0.1267 = 0.004532059 → 0.00453205.
+        assert_eq!(QuoteRule::PerTrade.value(3_577_000, 12_670_000), 453_205 * 100_000_000);
+    }
+
+    #[test]
+    fn a_several_trade_aggtrade_is_inexact_only_when_its_product_passes_8_decimals() {
+        let r = QuoteRule::PerTrade;
+        assert!(r.inexact(577_300, 4_200_000, 2)); // 0.0002424660 has 10 decimals
+        assert!(!r.inexact(577_300, 4_200_000, 1)); // one raw trade: truncated as Binance does
+        assert!(!r.inexact(100_000_000, 4_200_000, 5)); // 1 × 0.042 fits
+        assert!(!QuoteRule::ExactSum.inexact(577_300, 4_200_000, 2));
+        for r in [QuoteRule::PerTrade, QuoteRule::ExactSum] {
+            assert_eq!(QuoteRule::parse(r.name()), Some(r));
+        }
+        assert_eq!(QuoteRule::parse("half-up"), None);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The kline record and the rules that build it from trades and from finer klines.
 
-use crate::decimal::product;
+use crate::decimal::QuoteRule;
 use crate::trade::Trade;
 
 /// One kline, exact. Prices at 1e-8; `volume` and `taker_buy_volume` at 1e-8;
-/// `quote_volume` and `taker_buy_quote_volume` at 1e-16 (Σ p·q, unrounded).
+/// `quote_volume` and `taker_buy_quote_volume` at 1e-16, summed by the venue's [`QuoteRule`]
+/// (spot: each trade's p·q truncated to 8 decimals; COIN-M: the exact Σ p·q).
 ///
 /// A flat kline (`trades == 0`) carries the previous close in all four prices and
 /// `first_trade_id = last_trade_id = -1`, as Binance prints empty periods.
@@ -28,10 +29,10 @@ pub struct Kline {
 impl Kline {
     /// A kline opened by its first trade.
     #[inline]
-    pub fn open_with(trade: &Trade, open_time: i64, close_time: i64) -> Self {
+    pub fn open_with(trade: &Trade, open_time: i64, close_time: i64, rule: QuoteRule) -> Self {
         let mut k = Kline::flat(open_time, close_time, trade.price);
         k.first_trade_id = trade.first_id;
-        k.apply(trade);
+        k.apply(trade, rule);
         k
     }
 
@@ -62,7 +63,7 @@ impl Kline {
 
     /// Adds a later trade of the same bucket.
     #[inline]
-    pub fn apply(&mut self, t: &Trade) {
+    pub fn apply(&mut self, t: &Trade, rule: QuoteRule) {
         if self.trades == 0 {
             self.open = t.price;
             self.high = t.price;
@@ -73,7 +74,7 @@ impl Kline {
         self.low = self.low.min(t.price);
         self.close = t.price;
         let q = i128::from(t.qty);
-        let pq = product(t.price, t.qty);
+        let pq = rule.value(t.price, t.qty);
         self.volume += q;
         self.quote_volume += pq;
         if !t.buyer_is_maker {

@@ -5,6 +5,7 @@
 //! aggregates them, one symbol at a time, writing klines as they close.
 
 use crate::aggregate::{Aggregator, Counts, FlatRunTooLong};
+use crate::decimal::QuoteRule;
 use crate::interval::{Grid, Interval, TimeUnit};
 use crate::output::{CsvSink, SinkError, StagedFiles};
 use crate::parse::csv::{is_header, parse_block};
@@ -46,6 +47,8 @@ pub struct ReplayOptions {
     /// A trade further than this (ms) after its symbol's previous one is refused unless the
     /// next trade follows it (a halt); `None`: not checked.
     pub max_jump_ms: Option<i64>,
+    /// How trades add to quote volume: spot and USD-M per trade, COIN-M exact.
+    pub quote_rule: QuoteRule,
 }
 
 /// Default jump bound of a replay: a week. Longer halts are confirmed by the trade after.
@@ -63,6 +66,7 @@ impl ReplayOptions {
             threads: 0,
             progress: false,
             max_jump_ms: Some(DEFAULT_MAX_JUMP_MS),
+            quote_rule: QuoteRule::PerTrade,
         }
     }
 }
@@ -385,7 +389,9 @@ impl Consumer<'_> {
             self.summary.outputs.push(path);
         }
         let limits = TimeLimits::from_ms(unit, None, self.opts.max_jump_ms);
-        Ok((Aggregator::with_limits(grids.clone(), limits), CsvSink::new(&grids, writers)))
+        let agg =
+            Aggregator::with_limits(grids.clone(), limits).with_quote_rule(self.opts.quote_rule);
+        Ok((agg, CsvSink::new(&grids, writers)))
     }
 
     fn handle(&mut self, mut p: Parsed, pools: &Pools) -> Result<(), ReplayError> {

@@ -1,6 +1,7 @@
 //! The streaming engine against the batch aggregator, and its lifecycle rules.
 
 use kline_core::aggregate::{aggregate, expand_flat_run};
+use kline_core::decimal::QuoteRule;
 use kline_core::engine::clock::ManualClock;
 use kline_core::engine::output::Record;
 use kline_core::engine::{Engine, EngineConfig, EngineError, Holes};
@@ -122,7 +123,7 @@ proptest! {
         let got = drain(&e);
         let grids: Vec<Grid> = e.grids().to_vec();
         for (k, trades) in symbols.iter().enumerate() {
-            let (want, _) = aggregate(&grids, trades).unwrap();
+            let (want, _) = aggregate(&grids, trades, QuoteRule::PerTrade).unwrap();
             for (i, want) in want.iter().enumerate() {
                 let got = got.get(&(syms[k].clone(), i as u16)).cloned().unwrap_or_default();
                 prop_assert_eq!(&got, want, "{} {}", syms[k], names[i]);
@@ -317,7 +318,7 @@ fn restore_from_a_snapshot_then_continue_equals_one_uninterrupted_run() {
     for (k, v) in drain(&second) {
         got.entry(k).or_default().extend(v);
     }
-    let (want, _) = aggregate(second.grids(), &trades).unwrap();
+    let (want, _) = aggregate(second.grids(), &trades, QuoteRule::PerTrade).unwrap();
     for (i, want) in want.iter().enumerate() {
         assert_eq!(&got[&("XRPUSDT".to_string(), i as u16)], want, "{}", grids_names[i]);
     }
@@ -381,7 +382,7 @@ fn a_held_restore_closes_nothing_until_the_missed_trades_are_in_then_all_at_revi
             }
         }
     }
-    let (want, _) = aggregate(second.grids(), &trades).unwrap();
+    let (want, _) = aggregate(second.grids(), &trades, QuoteRule::PerTrade).unwrap();
     for (i, want) in want.iter().enumerate() {
         let g = &got[&(i as u16)];
         assert_eq!(&g[..want.len()], &want[..], "{}", names[i]);
@@ -526,7 +527,7 @@ fn a_declared_gap_is_marked_then_replaced_exactly_by_the_backfill() {
     clock.set(trades[399].time);
     e.remove_symbol("BTCUSDT").unwrap();
     drain_upsert(&e, &mut table);
-    let (want, _) = aggregate(e.grids(), &trades).unwrap();
+    let (want, _) = aggregate(e.grids(), &trades, QuoteRule::PerTrade).unwrap();
     for (i, want) in want.iter().enumerate() {
         let got: Vec<(Kline, bool)> =
             table.iter().filter(|(k, _)| k.1 == i as u16).map(|(_, (_, k, g))| (*k, *g)).collect();
@@ -661,7 +662,7 @@ fn adding_and_removing_symbols_under_load_loses_nothing_and_stays_flat() {
     assert!(rounds > 5, "only {rounds} rounds");
     assert!(peak_allocated <= steady.len() + 50 + 2, "slots grew to {peak_allocated}");
     for (k, s) in steady.iter().enumerate() {
-        let (want, _) = aggregate(e.grids(), &sent[k]).unwrap();
+        let (want, _) = aggregate(e.grids(), &sent[k], QuoteRule::PerTrade).unwrap();
         for (i, want) in want.iter().enumerate() {
             assert_eq!(&churned[&(s.clone(), i as u16)], want, "{s} interval {i}");
         }
@@ -743,7 +744,7 @@ fn a_jump_in_aggtrade_ids_opens_a_gap_by_itself_and_the_backfill_closes_it_exact
     e.remove_symbol("BTCUSDT").unwrap();
     let mut table = std::collections::BTreeMap::new();
     drain_upsert(&e, &mut table);
-    let (want, _) = aggregate(e.grids(), &trades).unwrap();
+    let (want, _) = aggregate(e.grids(), &trades, QuoteRule::PerTrade).unwrap();
     for (i, want) in want.iter().enumerate() {
         let got: Vec<Kline> =
             table.iter().filter(|(k, _)| k.1 == i as u16).map(|(_, v)| v.1).collect();

@@ -2,6 +2,7 @@
 //! Missing data fails the tests; `KLINE_RS_NO_DATA_OK=1` turns that into a skip that says so
 //! (for a checkout without `../shared`; CI never sets it).
 
+use kline_core::decimal::QuoteRule;
 use kline_core::interval::{Grid, Interval, TimeUnit};
 use kline_core::output::kline_csv_line;
 use kline_core::parse::json::{parse_rest_agg_trades, parse_ws_message, Message};
@@ -45,7 +46,7 @@ fn agg_trades_reproduce_the_official_1m_lines_byte_for_byte() {
     let body = std::fs::read(dir.join("btcusdt_aggtrades_202790190.json")).unwrap();
     let trades = parse_rest_agg_trades(&body).unwrap();
     assert_eq!(trades.len(), 1000);
-    let (klines, counts) = aggregate(&[grid("1m")], &trades).unwrap();
+    let (klines, counts) = aggregate(&[grid("1m")], &trades, QuoteRule::PerTrade).unwrap();
     assert_eq!(counts.applied, 1000);
     let official: HashMap<i64, String> = official_1m(&dir, 2)
         .into_iter()
@@ -166,9 +167,10 @@ fn websocket_kline_updates_move_by_the_aggregate_of_the_trades_between_them() {
                 if !contiguous {
                     continue;
                 }
+                let rule = if coin_m { QuoteRule::ExactSum } else { QuoteRule::PerTrade };
                 let mut rebuilt = prev;
                 for t in &span {
-                    rebuilt.apply(t);
+                    rebuilt.apply(t, rule);
                 }
                 if coin_m {
                     // COIN-M q/Q are base-asset volume (contracts × size / price), not Σ p·q.

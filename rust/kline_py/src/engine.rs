@@ -113,7 +113,7 @@ fn closed_columns<'py>(
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None, late_policy="drop", allowed_lateness=0, detect_id_gaps=false, mark_partial_start=false, spin_us=50, max_ahead_ms=Some(kline_core::engine::DEFAULT_MAX_AHEAD_MS), max_jump_ms=None, max_spill=262144))]
+    #[pyo3(signature = (intervals, *, partitions=0, grace=250, ring_capacity=65536, outbox_capacity=65536, tz_offset=None, time_unit="ms", pin_threads=true, auto_add=false, push_wait_ms=100, clock=None, late_policy="drop", allowed_lateness=0, detect_id_gaps=false, mark_partial_start=false, spin_us=50, max_ahead_ms=Some(kline_core::engine::DEFAULT_MAX_AHEAD_MS), max_jump_ms=None, max_spill=262144, quote_rule="per-trade"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -136,6 +136,7 @@ impl Engine {
         max_ahead_ms: Option<i64>,
         max_jump_ms: Option<i64>,
         max_spill: usize,
+        quote_rule: &str,
     ) -> PyResult<Self> {
         let mut cfg =
             EngineConfig::new(intervals.iter().map(|s| interval(s)).collect::<PyResult<_>>()?);
@@ -144,6 +145,7 @@ impl Engine {
         cfg.max_ahead_ms = max_ahead_ms;
         cfg.max_jump_ms = max_jump_ms;
         cfg.max_spill = max_spill;
+        cfg.quote_rule = crate::quote_rule(quote_rule)?;
         cfg.ring_capacity = ring_capacity;
         cfg.outbox_capacity = outbox_capacity;
         cfg.tz_offset_ms = tz(tz_offset)?;

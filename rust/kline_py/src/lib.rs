@@ -2,7 +2,7 @@
 
 mod engine;
 
-use kline_core::decimal::{format_fixed8, parse_decimal};
+use kline_core::decimal::{format_fixed8, parse_decimal, QuoteRule};
 use kline_core::interval::{parse_tz_offset, Grid, Interval, TimeUnit};
 use kline_core::replay::{replay as core_replay, ReplayError, ReplayOptions};
 use kline_core::rollup::rollup as core_rollup;
@@ -31,6 +31,14 @@ create_exception!(_core, RollupError, KlineError, "Klines that cannot be rolled 
 pub(crate) fn interval(name: &str) -> PyResult<Interval> {
     name.parse()
         .map_err(|e: kline_core::interval::IntervalError| IntervalError::new_err(e.to_string()))
+}
+
+pub(crate) fn quote_rule(name: &str) -> PyResult<QuoteRule> {
+    QuoteRule::parse(name).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "quote_rule {name:?} is not \"per-trade\" or \"exact-sum\""
+        ))
+    })
 }
 
 pub(crate) fn tz(offset: Option<&str>) -> PyResult<i64> {
@@ -91,7 +99,7 @@ fn interval_name(name: &str) -> PyResult<String> {
 }
 
 #[pyfunction]
-#[pyo3(signature = (inputs, out_dir, intervals, *, symbol=None, tz_offset=None, anchor_3d_ms=None, skip_bad=false, threads=0, progress=false, max_jump_ms=Some(kline_core::replay::DEFAULT_MAX_JUMP_MS)))]
+#[pyo3(signature = (inputs, out_dir, intervals, *, symbol=None, tz_offset=None, anchor_3d_ms=None, skip_bad=false, threads=0, progress=false, max_jump_ms=Some(kline_core::replay::DEFAULT_MAX_JUMP_MS), quote_rule="per-trade"))]
 #[allow(clippy::too_many_arguments)]
 fn replay<'py>(
     py: Python<'py>,
@@ -105,6 +113,7 @@ fn replay<'py>(
     threads: usize,
     progress: bool,
     max_jump_ms: Option<i64>,
+    quote_rule: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut opts = ReplayOptions::new(
         intervals.iter().map(|s| interval(s)).collect::<PyResult<_>>()?,
@@ -117,6 +126,7 @@ fn replay<'py>(
     opts.threads = threads;
     opts.progress = progress;
     opts.max_jump_ms = max_jump_ms;
+    opts.quote_rule = crate::quote_rule(quote_rule)?;
     let summary = py.detach(|| core_replay(&inputs, &opts)).map_err(|e| match e {
         ReplayError::BadRow(_) | ReplayError::Implausible { .. } => {
             ParseError::new_err(e.to_string())
@@ -206,7 +216,7 @@ pub(crate) fn trades_from(
 
 /// Trades (parallel int64/bool arrays, prices and quantities at 1e-8) → klines per interval.
 #[pyfunction]
-#[pyo3(signature = (agg_id, price, qty, first_id, last_id, time, buyer_is_maker, intervals, *, tz_offset=None, anchor_3d_ms=None, time_unit=None))]
+#[pyo3(signature = (agg_id, price, qty, first_id, last_id, time, buyer_is_maker, intervals, *, tz_offset=None, anchor_3d_ms=None, time_unit=None, quote_rule="per-trade"))]
 #[allow(clippy::too_many_arguments)]
 fn aggregate<'py>(
     py: Python<'py>,
@@ -221,7 +231,9 @@ fn aggregate<'py>(
     tz_offset: Option<&str>,
     anchor_3d_ms: Option<i64>,
     time_unit: Option<&str>,
+    quote_rule: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let rule = crate::quote_rule(quote_rule)?;
     let trades =
         trades_from(&[&agg_id, &price, &qty, &first_id, &last_id, &time], &buyer_is_maker)?;
     let unit = match time_unit {
@@ -234,7 +246,7 @@ fn aggregate<'py>(
         .map(|s| Ok(Grid::new(interval(s)?, unit, offset, anchor_3d_ms.unwrap_or(0))))
         .collect::<PyResult<Vec<_>>>()?;
     let (klines, counts) = py
-        .detach(|| kline_core::aggregate(&grids, &trades))
+        .detach(|| kline_core::aggregate(&grids, &trades, rule))
         .map_err(|e| KlineError::new_err(e.to_string()))?;
     let result = PyDict::new(py);
     for (name, ks) in intervals.iter().zip(&klines) {

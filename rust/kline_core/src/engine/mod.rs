@@ -20,6 +20,7 @@ pub mod wake;
 pub mod worker;
 
 use crate::aggregate::split_run;
+use crate::decimal::QuoteRule;
 use crate::interval::{Grid, Interval, TimeUnit, DAY_MS, MAX_TZ_OFFSET_MS, MIN_TZ_OFFSET_MS};
 use crate::parse::json::{parse_ws_message, Message};
 use crate::plausible::TimeLimits;
@@ -79,6 +80,8 @@ pub struct EngineConfig {
     /// Closed records a partition may hold behind a full outbox; past it, its worker takes
     /// no more items (producers get backpressure) until a consumer polls.
     pub max_spill: usize,
+    /// How trades add to quote volume: per trade truncated (spot, USD-M) or exact (COIN-M).
+    pub quote_rule: QuoteRule,
 }
 
 impl EngineConfig {
@@ -102,6 +105,7 @@ impl EngineConfig {
             max_ahead_ms: Some(DEFAULT_MAX_AHEAD_MS),
             max_jump_ms: None,
             max_spill: 1 << 18,
+            quote_rule: QuoteRule::PerTrade,
         }
     }
 
@@ -310,6 +314,7 @@ impl Engine {
                     engine.cfg.max_ahead_ms,
                     engine.cfg.max_jump_ms,
                 ),
+                quote_rule: engine.cfg.quote_rule,
             });
             let cx = worker::WorkerContext {
                 index,

@@ -6,6 +6,7 @@ use super::durable::Durable;
 use super::metrics::{PartitionCounters, Tally};
 use super::output::{Checkpoint, IdGap, LateTrade, PartitionSnapshot, Record, SlotSnapshot};
 use super::table::{grow_to, SlotState, SlotValue, Table};
+use crate::decimal::QuoteRule;
 use crate::interval::{Grid, Interval};
 use crate::kline::{FlatRun, Kline};
 use crate::plausible::{Implausible, TimeLimits, MAX_IDS_PER_SECOND};
@@ -231,6 +232,7 @@ pub struct BookConfig {
     pub mark_partial_start: bool,
     /// What a trade's time is held to (against the clock, the symbol's last trade, the unit).
     pub limits: TimeLimits,
+    pub quote_rule: QuoteRule,
 }
 
 /// What `feed_up` does about aggTrade ids still missing after the backfill.
@@ -303,13 +305,14 @@ pub struct Book {
 impl Book {
     pub fn new(cfg: BookConfig) -> Self {
         let n = cfg.grids.len();
+        let table = Table { quote_rule: cfg.quote_rule, ..Table::default() };
         Book {
             bounds: Bounds::of(&cfg.limits),
             cfg,
             n,
             symbols: Vec::new(),
             free: Vec::new(),
-            table: Table::default(),
+            table,
             checkpoints: DirtySet::default(),
             last_closed: Vec::new(),
             swept: Vec::new(),
@@ -629,7 +632,7 @@ impl Book {
                 continue;
             }
             let Some((mut k, revision)) = self.last_closed[idx] else { continue };
-            k.apply(t);
+            k.apply(t, self.cfg.quote_rule);
             if self.table.state[idx] == SlotState::Flat {
                 self.table.close[idx] = k.close; // quiet periods after it carry its close
             }

@@ -4,7 +4,7 @@
 //! last acknowledged snapshot) carry an O(1) flag and sit once in the dirty list.
 
 use super::dirty::DirtySet;
-use crate::decimal::product;
+use crate::decimal::QuoteRule;
 use crate::kline::Kline;
 use crate::trade::Trade;
 
@@ -73,6 +73,8 @@ pub struct Table {
     pub first_id: Vec<i64>,
     pub last_id: Vec<i64>,
     pub dirty: DirtySet,
+    /// How trades add to `quote` and `taker_quote` (the venue's rule).
+    pub quote_rule: QuoteRule,
 }
 
 impl Table {
@@ -152,7 +154,7 @@ impl Table {
         self.low[idx] = t.price;
         self.close[idx] = t.price;
         let q = i128::from(t.qty);
-        let pq = product(t.price, t.qty);
+        let pq = self.quote_rule.value(t.price, t.qty);
         let taker = !t.buyer_is_maker;
         self.volume[idx] = q;
         self.quote[idx] = pq;
@@ -181,7 +183,7 @@ impl Table {
         let taker_quote = &mut self.taker_quote[r.clone()];
         let trades = &mut self.trades[r.clone()];
         let last_id = &mut self.last_id[r];
-        let (p, q, pq) = (t.price, i128::from(t.qty), product(t.price, t.qty));
+        let (p, q, pq) = (t.price, i128::from(t.qty), self.quote_rule.value(t.price, t.qty));
         let (taker, raw) = (!t.buyer_is_maker, t.raw_trades());
         let mut roll = 0u64;
         for i in 0..n {
@@ -212,7 +214,7 @@ impl Table {
         self.low[idx] = self.low[idx].min(t.price);
         self.close[idx] = t.price;
         let q = i128::from(t.qty);
-        let pq = product(t.price, t.qty);
+        let pq = self.quote_rule.value(t.price, t.qty);
         self.volume[idx] += q;
         self.quote[idx] += pq;
         if !t.buyer_is_maker {
