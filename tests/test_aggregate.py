@@ -208,14 +208,20 @@ def test_dtype_and_exact_scales() -> None:
     assert list(k["volume"]) == [4 * q, q]
     quote = k["quote_volume"][0]
     assert type(quote) is int
-    assert quote == p * q + (p + 1) * 3 * q  # exact at 1e-16
+    # At 1e-16, each trade's p·q truncated to 8 decimals (Binance spot's rule), then summed.
+    cut = lambda v: v - v % E8  # noqa: E731
+    assert (p * q) % E8 == 0 and ((p + 1) * 3 * q) % E8 != 0
+    assert quote == p * q + cut((p + 1) * 3 * q)
     assert kline_rs.QUOTE_SCALE == E16 and kline_rs.PRICE_SCALE == kline_rs.VOLUME_SCALE == E8
     assert list(k["taker_buy_volume"]) == [q, q]
-    assert list(k["taker_buy_quote_volume"]) == [p * q, (p - 7) * q]
+    assert list(k["taker_buy_quote_volume"]) == [p * q, cut((p - 7) * q)]
     assert list(k["trades"]) == [4, 1]
     assert list(k["first_trade_id"]) == [10, 14] and list(k["last_trade_id"]) == [13, 14]
+    # Trade 2 holds three raw trades and its p·q passes 8 decimals: not known to be exact.
+    assert list(k["inexact_trades"]) == [1, 0] and result.inexact == 1
     (hour,) = result.klines["1h"]
-    assert int(hour["quote_volume"]) == sum(t.p * t.q for t in trades)
+    assert int(hour["quote_volume"]) == sum(cut(t.p * t.q) for t in trades)
+    assert hour["inexact_trades"] == 1
     assert result.trades == 3 and result.duplicates == result.placeholders == 0
 
 
@@ -305,10 +311,11 @@ def test_tiny_price_and_huge_quantities_stay_exact() -> None:
     (day,) = result.klines["1d"]
     assert day["volume"] == n * qty
     assert day["volume"] > 10**13 * E8  # more than 1e13 coins in a day
-    assert day["quote_volume"] == n * qty  # p = 1e-8: Σ p·q at 1e-16 is Σ q
+    # p = 1e-8: p·q at 1e-16 is q, each truncated to 8 decimals (Binance spot), then summed.
+    assert day["quote_volume"] == n * (qty - qty % E8)
     assert day["taker_buy_volume"] == (n // 2) * qty
     assert kline_rs.format_fixed8(day["volume"]) == "17999999999999.99999800"
-    assert kline_rs.format_fixed8(int(day["quote_volume"]) // E8) == "179999.99999999"
+    assert kline_rs.format_fixed8(int(day["quote_volume"]) // E8) == "179999.99999800"
     minutes = result.klines["1m"]
     assert sum(int(v) for v in minutes["volume"]) == n * qty
 

@@ -192,3 +192,50 @@ def test_an_older_revision_does_not_replace_a_newer_one(tmp_path: Path) -> None:
     assert [(d.stored, d.stale) for d in done] == [(1, 0), (0, 1)]
     got = read_klines(path, "AAA", str(kline["interval"][0]))
     assert got["revision"].tolist() == [1] and got["close"].tolist() == newer["close"].tolist()
+
+
+def test_inexact_counts_survive_the_store_and_an_older_database_gains_the_column(
+    tmp_path: Path,
+) -> None:
+    """A kline whose quote volume may differ from Binance's (an aggTrade of three raw trades,
+    p·q past 8 decimals) says so in the store, closed and open (restored from its slot); a
+    database written before the column existed is brought up to date, its rows read as 0."""
+    from kline_rs.storage.sqlite import SCHEMA
+
+    path = tmp_path / "k.sqlite"
+    old_schema = "\n".join(x for x in SCHEMA.splitlines() if "inexact_trades" not in x)
+    assert old_schema != SCHEMA
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(old_schema)
+        db.execute(
+            "INSERT INTO klines VALUES ('spot', 'OLD', '1m', 0, 59999, '1.00000000', "
+            "'1.00000000', '1.00000000', '1.00000000', '1.00000000', "
+            "'1.0000000000000000', 1, '0.00000000', '0.0000000000000000', 1, 1, 0, 0, 0)"
+        )
+        db.commit()
+    p, q = kline_rs.parse_fixed8("0.00577300"), kline_rs.parse_fixed8("0.04200000")
+    ids = np.array([1, 2, 3], dtype=np.int64)
+    clock = kline_rs.ManualClock(T0)
+    with Engine(["1m"], partitions=1, clock=clock, max_ahead_ms=None) as engine:
+        engine.add_symbol("AAA")
+        # 1: one raw trade; 2: raw 2..4 (inexact); 3: raw 5..7, next minute, stays open.
+        first, last = np.array([1, 2, 5]), np.array([1, 4, 7])
+        times = np.array([T0 + 1, T0 + 2, T0 + 60_001])
+        engine.push_trades("AAA", ids, ids * 0 + p, ids * 0 + q, first, last, times, ids > 0)
+        clock.set(T0 + 61_000)
+        engine.sync()
+        snapshot = engine.snapshot()
+        records = engine.poll_records().klines
+    assert records["inexact_trades"].tolist() == [1]
+    run(write(path, (records, snapshot)))
+    assert read_klines(path, "AAA", "1m")["inexact_trades"].tolist() == [1]
+    assert read_klines(path, "OLD", "1m")["inexact_trades"].tolist() == [0]
+    state = run(SqliteSink(path).open())
+    with Engine(["1m"], partitions=1, clock=clock, max_ahead_ms=None) as again:
+        again.add_symbol("AAA")
+        again.restore(state.slots, state.checkpoints)
+        clock.set(T0 + 121_000)
+        again.sync()
+        got = again.poll_klines().klines
+    assert got["open_time"].tolist() == [T0 + 60_000]
+    assert got["inexact_trades"].tolist() == [1] and got["trades"].tolist() == [3]

@@ -72,6 +72,8 @@ class ClosedKline(NamedTuple):
     last_trade_id: int
     revision: int
     gap: bool
+    #: aggTrades whose quote value may differ from Binance's (0: quote volumes exact).
+    inexact_trades: int = 0
 
 
 class Batch(NamedTuple):
@@ -424,4 +426,5 @@ def closed_kline(row: np.void) -> ClosedKline:
         last_trade_id=int(row["last_trade_id"]),
         revision=int(row["revision"]),
         gap=bool(row["gap"]),
+        inexact_trades=int(row["inexact_trades"]),
     )

@@ -45,6 +45,9 @@ KLINE_DTYPE = np.dtype(
         ("taker_buy_quote_volume", "O"),
         ("first_trade_id", "<i8"),
         ("last_trade_id", "<i8"),
+        # aggTrades whose quote value may differ from Binance's (several raw trades, p·q past 8
+        # decimals); 0: quote volumes exactly Binance's. Not a Binance column.
+        ("inexact_trades", "<i8"),
     ]
 )
 
@@ -67,6 +70,8 @@ class Aggregation:
     implausible_jump: int = 0
     #: Refused for an aggTrade id further ahead than the market could trade in the time.
     implausible_id: int = 0
+    #: Applied aggTrades whose quote value may differ from Binance's (see ``inexact_trades``).
+    inexact: int = 0
 
 
 def structured(

@@ -37,6 +37,9 @@ class ReplaySummary:
     implausible_unit: int
     implausible_jump: int
     implausible_id: int
+    #: Applied aggTrades whose quote value may differ from Binance's: several raw trades whose
+    #: p·q passes 8 decimals (Binance truncates each raw trade's; an aggTrade hides them).
+    inexact: int
     bad_rows: int
     klines_written: int
     seconds: float
@@ -56,6 +59,11 @@ class ReplaySummary:
             "times or ids",
             f"wrote {self.klines_written:,} klines to {len(self.outputs)} files",
         ]
+        if self.inexact:
+            parts.append(
+                f"quote volume not known to be exact: {self.inexact:,} aggTrades hold several "
+                "raw trades whose p·q passes 8 decimals (raw trades would make it exact)"
+            )
         parts += [f"bad row: {b}" for b in self.bad_examples]
         parts += [f"warning: {w}" for w in self.warnings]
         return "\n".join(parts)

@@ -43,7 +43,7 @@ def records(
         out[i] = (
             int(r[0]), int(r[6]), parse_fixed8(r[1]), parse_fixed8(r[2]), parse_fixed8(r[3]),
             parse_fixed8(r[4]), parse_fixed8(r[5]), parse_fixed8(r[7]) * scale, int(r[8]),
-            parse_fixed8(r[9]), parse_fixed8(r[10]) * scale, -1, -1, symbol, interval,
+            parse_fixed8(r[9]), parse_fixed8(r[10]) * scale, -1, -1, 0, symbol, interval,
             revision, False, False,
         )  # fmt: skip
     return out

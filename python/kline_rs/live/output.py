@@ -30,6 +30,7 @@ def kline_json(k: ClosedKline) -> str:
             "taker_buy_quote_volume": format_fixed8(k.taker_buy_quote_volume // E8),
             "revision": k.revision,
             "gap": k.gap,
+            "inexact_trades": k.inexact_trades,
         },
         separators=(",", ":"),
     )

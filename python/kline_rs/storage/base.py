@@ -88,6 +88,8 @@ class Row(NamedTuple):
     revision: int
     gap: bool
     flat: bool
+    #: aggTrades whose quote value may differ from Binance's (0: the quote volumes are exact).
+    inexact_trades: int = 0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -328,8 +330,12 @@ def empty_slots() -> npt.NDArray[np.void]:
 SLOT_COLUMNS: tuple[str, ...] = (
     "symbol", "interval", "state", "open_time", "close_time", "open", "high", "low", "close",
     "volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume",
-    "first_trade_id", "last_trade_id",
+    "first_trade_id", "last_trade_id", "inexact_trades",
 )  # fmt: skip
+
+#: Columns added since the first schema, with their value in older rows: each store adds the
+#: missing ones to both tables when it opens a database (SQLite and PostgreSQL alike).
+ADDED_COLUMNS: tuple[tuple[str, int], ...] = (("inexact_trades", 0),)
 
 
 def slot_rows(snapshot: Snapshot) -> list[tuple[Any, ...]]:
@@ -345,7 +351,7 @@ def slot_rows(snapshot: Snapshot) -> list[tuple[Any, ...]]:
                 fixed_text(s["quote_volume"], QUOTE_DIGITS), int(s["trades"]),
                 fixed_text(s["taker_buy_volume"], VOLUME_DIGITS),
                 fixed_text(s["taker_buy_quote_volume"], QUOTE_DIGITS),
-                int(s["first_trade_id"]), int(s["last_trade_id"]),
+                int(s["first_trade_id"]), int(s["last_trade_id"]), int(s["inexact_trades"]),
             )
         )  # fmt: skip
     return out

@@ -31,6 +31,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 
 from kline_rs.engine import Snapshot
 from kline_rs.storage.base import (
+    ADDED_COLUMNS,
     ROW_COLUMNS,
     SLOT_COLUMNS,
     Placement,
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS klines (
     taker_buy_volume TEXT NOT NULL, taker_buy_quote_volume TEXT NOT NULL,
     first_trade_id BIGINT NOT NULL, last_trade_id BIGINT NOT NULL,
     revision BIGINT NOT NULL, gap BOOLEAN NOT NULL, flat BOOLEAN NOT NULL,
+    inexact_trades BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (venue, symbol, interval, open_time)
 );
 CREATE TABLE IF NOT EXISTS open_klines (
@@ -68,6 +70,7 @@ CREATE TABLE IF NOT EXISTS open_klines (
     volume TEXT NOT NULL, quote_volume TEXT NOT NULL, trades BIGINT NOT NULL,
     taker_buy_volume TEXT NOT NULL, taker_buy_quote_volume TEXT NOT NULL,
     first_trade_id BIGINT NOT NULL, last_trade_id BIGINT NOT NULL,
+    inexact_trades BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (venue, symbol, interval)
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -75,7 +78,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (venue, symbol)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+""" + "".join(
+    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} BIGINT NOT NULL DEFAULT {default};\n"
+    for table in ("klines", "open_klines")
+    for name, default in ADDED_COLUMNS
+)
 
 #: Serialises schema creation between sinks starting together (any fixed 64-bit number).
 SCHEMA_LOCK = 0x6B6C696E655F7273

@@ -119,6 +119,7 @@ def to_array(
         for name, value in [
             ("trades", r.trades), ("first_trade_id", r.first_trade_id),
             ("last_trade_id", r.last_trade_id), ("revision", r.revision), ("gap", r.gap),
+            ("inexact_trades", r.inexact_trades),
         ]:  # fmt: skip
             part[name] = value
     return arr

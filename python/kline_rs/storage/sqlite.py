@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from kline_rs.engine import Snapshot
 from kline_rs.storage.base import (
+    ADDED_COLUMNS,
     ROW_COLUMNS,
     SLOT_COLUMNS,
     Placement,
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS klines (
     taker_buy_volume TEXT NOT NULL, taker_buy_quote_volume TEXT NOT NULL,
     first_trade_id INTEGER NOT NULL, last_trade_id INTEGER NOT NULL,
     revision INTEGER NOT NULL, gap INTEGER NOT NULL, flat INTEGER NOT NULL,
+    inexact_trades INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (venue, symbol, interval, open_time)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS open_klines (
@@ -51,6 +53,7 @@ CREATE TABLE IF NOT EXISTS open_klines (
     volume TEXT NOT NULL, quote_volume TEXT NOT NULL, trades INTEGER NOT NULL,
     taker_buy_volume TEXT NOT NULL, taker_buy_quote_volume TEXT NOT NULL,
     first_trade_id INTEGER NOT NULL, last_trade_id INTEGER NOT NULL,
+    inexact_trades INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (venue, symbol, interval)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -61,6 +64,19 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 """
 
 _COLS = ", ".join(ROW_COLUMNS)
+
+
+def add_columns(db: sqlite3.Connection) -> None:
+    """Brings a database written by an older kline_rs to today's columns."""
+    for table in ("klines", "open_klines"):
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, default in ADDED_COLUMNS:
+            if name not in have:
+                db.execute(
+                    f"ALTER TABLE {table} ADD COLUMN {name} INTEGER NOT NULL DEFAULT {default}"
+                )
+
+
 _KEY = "venue = ? AND symbol = ? AND interval = ?"
 
 
@@ -128,6 +144,7 @@ class SqliteSink(ThreadedSink):
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(f"PRAGMA synchronous={self.synchronous}")
                 db.executescript(SCHEMA)
+                add_columns(db)
                 # Given: it is the engine's now. Not given: keep what is stored, else UTC.
                 verb = "INSERT OR REPLACE" if self.tz_offset else "INSERT OR IGNORE"
                 db.execute(

@@ -28,6 +28,9 @@ pub struct Counts {
     pub implausible_jump: u64,
     /// aggTrade ids further ahead than the market could trade (see `crate::plausible`).
     pub implausible_id: u64,
+    /// Applied aggTrades whose quote value may differ from Binance's (several raw trades, p·q
+    /// past 8 decimals: see `QuoteRule::of_aggtrade`).
+    pub inexact: u64,
 }
 
 impl Counts {
@@ -40,6 +43,7 @@ impl Counts {
         self.implausible_unit += other.implausible_unit;
         self.implausible_jump += other.implausible_jump;
         self.implausible_id += other.implausible_id;
+        self.inexact += other.inexact;
     }
 
     /// Trades refused for their time.
@@ -180,6 +184,8 @@ impl Aggregator {
         self.last_id = Some(t.id);
         self.last_time = Some(self.last_time.map_or(t.time, |l| l.max(t.time)));
         self.counts.applied += 1;
+        self.counts.inexact +=
+            u64::from(self.quote_rule.of_aggtrade(t.price, t.qty, t.raw_trades()).1);
         for (i, slot) in self.slots.iter_mut().enumerate() {
             match slot {
                 Some(s) if t.time < s.next => s.kline.apply(t, self.quote_rule),
@@ -498,6 +504,8 @@ mod tests {
                 placeholders: 1,
                 invalid: 1,
                 late: 1,
+                // Two raw trades each, p·q at 1e-14: each may differ from Binance's.
+                inexact: 3,
                 ..Counts::default()
             }
         );

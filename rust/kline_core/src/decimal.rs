@@ -182,21 +182,26 @@ impl QuoteRule {
     /// One trade's contribution to quote volume, at 1e-16.
     #[inline]
     pub fn value(self, price: i64, qty: i64) -> i128 {
-        let pq = product(price, qty);
-        match self {
-            // p > 0 and q ≥ 0 for any trade applied: the remainder truncates toward zero.
-            QuoteRule::PerTrade => pq - pq % i128::from(SCALE),
-            QuoteRule::ExactSum => pq,
-        }
+        self.of_aggtrade(price, qty, 1).0
     }
 
-    /// Whether `t`'s contribution may differ from Binance's: several raw trades in one aggTrade
-    /// whose p·q does not fit 8 decimals (Binance truncates each raw trade's p·q).
+    /// An aggTrade's contribution to quote volume at 1e-16, and whether it may differ from
+    /// Binance's: under the per-trade rule, when it holds several raw trades and its p·q does
+    /// not fit 8 decimals (Binance truncates each raw trade's p·q, which an aggTrade hides; the
+    /// difference is at most `(raw_trades − 1) × 1e-8`).
     #[inline]
-    pub fn inexact(self, price: i64, qty: i64, raw_trades: u64) -> bool {
-        self == QuoteRule::PerTrade
-            && raw_trades > 1
-            && product(price, qty) % i128::from(SCALE) != 0
+    pub fn of_aggtrade(self, price: i64, qty: i64, raw_trades: u64) -> (i128, bool) {
+        let pq = product(price, qty);
+        match self {
+            QuoteRule::PerTrade => {
+                // (p·q) mod 1e8 from p mod 1e8 and q mod 1e8: 64-bit arithmetic, no i128
+                // division on the trade path. p > 0 and q ≥ 0 for any trade applied, so the
+                // remainder is what truncation toward zero removes.
+                let cut = (price % SCALE) * (qty % SCALE) % SCALE;
+                (pq - i128::from(cut), cut != 0 && raw_trades > 1)
+            }
+            QuoteRule::ExactSum => (pq, false),
+        }
     }
 
     /// `"per-trade"` or `"exact-sum"`.
@@ -264,10 +269,13 @@ mod tests {
     #[test]
     fn a_several_trade_aggtrade_is_inexact_only_when_its_product_passes_8_decimals() {
         let r = QuoteRule::PerTrade;
-        assert!(r.inexact(577_300, 4_200_000, 2)); // 0.0002424660 has 10 decimals
-        assert!(!r.inexact(577_300, 4_200_000, 1)); // one raw trade: truncated as Binance does
-        assert!(!r.inexact(100_000_000, 4_200_000, 5)); // 1 × 0.042 fits
-        assert!(!QuoteRule::ExactSum.inexact(577_300, 4_200_000, 2));
+        // 0.005773 × 0.042 = 0.000242466 has 9 decimals.
+        assert_eq!(r.of_aggtrade(577_300, 4_200_000, 2), (24_246 * 100_000_000, true));
+        // One raw trade: truncated as Binance truncates it.
+        assert_eq!(r.of_aggtrade(577_300, 4_200_000, 1), (24_246 * 100_000_000, false));
+        assert_eq!(r.of_aggtrade(100_000_000, 4_200_000, 5), (4_200_000 * 100_000_000, false));
+        let exact = QuoteRule::ExactSum.of_aggtrade(577_300, 4_200_000, 2);
+        assert_eq!(exact, (2_424_660_000_000, false));
         for r in [QuoteRule::PerTrade, QuoteRule::ExactSum] {
             assert_eq!(QuoteRule::parse(r.name()), Some(r));
         }
@@ -322,6 +330,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn per_trade_quote_is_the_product_truncated_to_8_decimals(p in 1..i64::MAX, q in 0..i64::MAX, raw in 1u64..4) {
+            let pq = product(p, q);
+            let cut = pq % i128::from(SCALE);
+            let (value, inexact) = QuoteRule::PerTrade.of_aggtrade(p, q, raw);
+            prop_assert_eq!(value, pq - cut);
+            prop_assert_eq!(inexact, cut != 0 && raw > 1);
+            prop_assert_eq!(QuoteRule::ExactSum.of_aggtrade(p, q, raw), (pq, false));
+        }
+
         #[test]
         fn text_round_trips(v in any::<i64>()) {
             prop_assert_eq!(parse_decimal(&format_fixed8(i128::from(v))), Ok(v));

@@ -24,6 +24,9 @@ pub struct Kline {
     pub taker_buy_quote_volume: i128,
     pub first_trade_id: i64,
     pub last_trade_id: i64,
+    /// aggTrades whose quote value may differ from Binance's (see [`QuoteRule::of_aggtrade`]):
+    /// 0 means the quote volumes are Binance's exactly.
+    pub inexact_trades: u64,
 }
 
 impl Kline {
@@ -53,6 +56,7 @@ impl Kline {
             taker_buy_quote_volume: 0,
             first_trade_id: -1,
             last_trade_id: -1,
+            inexact_trades: 0,
         }
     }
 
@@ -74,14 +78,16 @@ impl Kline {
         self.low = self.low.min(t.price);
         self.close = t.price;
         let q = i128::from(t.qty);
-        let pq = rule.value(t.price, t.qty);
+        let raw = t.raw_trades();
+        let (pq, inexact) = rule.of_aggtrade(t.price, t.qty, raw);
+        self.inexact_trades += u64::from(inexact);
         self.volume += q;
         self.quote_volume += pq;
         if !t.buyer_is_maker {
             self.taker_buy_volume += q;
             self.taker_buy_quote_volume += pq;
         }
-        self.trades += t.raw_trades();
+        self.trades += raw;
         self.last_trade_id = t.last_id;
     }
 
@@ -108,6 +114,7 @@ impl Kline {
         self.trades += finer.trades;
         self.taker_buy_volume += finer.taker_buy_volume;
         self.taker_buy_quote_volume += finer.taker_buy_quote_volume;
+        self.inexact_trades += finer.inexact_trades;
         self.last_trade_id = finer.last_trade_id;
     }
 }

@@ -364,9 +364,17 @@ impl Engine {
         );
         let (trades, first, last) =
             (ints("trades")?, ints("first_trade_id")?, ints("last_trade_id")?);
+        let inexact = ints("inexact_trades")?;
         let n = symbols.len();
-        let lens =
-            [intervals.len(), states.len(), open_time.len(), close.len(), volume.len(), last.len()];
+        let lens = [
+            intervals.len(),
+            states.len(),
+            open_time.len(),
+            close.len(),
+            volume.len(),
+            last.len(),
+            inexact.len(),
+        ];
         if lens.iter().any(|&l| l != n) {
             return Err(PyValueError::new_err("restore: columns differ in length"));
         }
@@ -395,6 +403,7 @@ impl Engine {
                         taker_buy_quote_volume: tquote[i],
                         first_trade_id: first[i],
                         last_trade_id: last[i],
+                        inexact_trades: inexact[i] as u64,
                     },
                     next: close_time[i] + 1,
                 },

@@ -89,6 +89,7 @@ fn kline_csv_line(
         taker_buy_quote_volume,
         first_trade_id: -1,
         last_trade_id: -1,
+        inexact_trades: 0,
     })
 }
 
@@ -145,6 +146,7 @@ fn replay<'py>(
     d.set_item("implausible_unit", summary.counts.implausible_unit)?;
     d.set_item("implausible_jump", summary.counts.implausible_jump)?;
     d.set_item("implausible_id", summary.counts.implausible_id)?;
+    d.set_item("inexact", summary.counts.inexact)?;
     d.set_item("bad_rows", summary.bad_rows)?;
     let bad: Vec<String> = summary.bad_examples.iter().map(ToString::to_string).collect();
     d.set_item("bad_examples", bad)?;
@@ -171,6 +173,7 @@ pub(crate) fn kline_columns<'py>(
     d.set_item("trades", col(|k| k.trades as i64))?;
     d.set_item("first_trade_id", col(|k| k.first_trade_id))?;
     d.set_item("last_trade_id", col(|k| k.last_trade_id))?;
+    d.set_item("inexact_trades", col(|k| k.inexact_trades as i64))?;
     let wide = |f: fn(&Kline) -> i128| PyList::new(py, klines.iter().map(f));
     d.set_item("volume", wide(|k| k.volume)?)?;
     d.set_item("quote_volume", wide(|k| k.quote_volume)?)?;
@@ -261,6 +264,7 @@ fn aggregate<'py>(
     c.set_item("implausible_unit", counts.implausible_unit)?;
     c.set_item("implausible_jump", counts.implausible_jump)?;
     c.set_item("implausible_id", counts.implausible_id)?;
+    c.set_item("inexact", counts.inexact)?;
     let out = PyDict::new(py);
     out.set_item("klines", result)?;
     out.set_item("counts", c)?;

@@ -137,6 +137,7 @@ pub fn encode(values: &[SlotValue], last_id: i64) -> Box<[u8]> {
                 );
                 put(&mut out, diff(k.first_trade_id, last_id));
                 put(&mut out, diff(k.last_trade_id, k.first_trade_id));
+                put(&mut out, i128::from(k.inexact_trades));
             }
         }
     }
@@ -173,6 +174,7 @@ pub fn decode(blob: &[u8], n: usize) -> (Vec<SlotValue>, i64) {
                     take(blob, at).wrapping_add(guess(taker_buy_volume, open));
                 let first_trade_id = (i128::from(last_id) + take(blob, at)) as i64;
                 let last_trade_id = (i128::from(first_trade_id) + take(blob, at)) as i64;
+                let inexact_trades = take(blob, at) as u64;
                 let kline = Kline {
                     open_time,
                     close_time,
@@ -187,6 +189,7 @@ pub fn decode(blob: &[u8], n: usize) -> (Vec<SlotValue>, i64) {
                     taker_buy_quote_volume,
                     first_trade_id,
                     last_trade_id,
+                    inexact_trades,
                 };
                 SlotValue::Open { kline, next }
             }
@@ -203,8 +206,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_value() -> impl Strategy<Value = SlotValue> {
-        let kline = (any::<[i64; 8]>(), any::<[i128; 4]>(), any::<u64>(), any::<i64>()).prop_map(
-            |(t, v, trades, next)| {
+        let counts = (any::<u64>(), any::<u64>());
+        let kline = (any::<[i64; 8]>(), any::<[i128; 4]>(), counts, any::<i64>()).prop_map(
+            |(t, v, (trades, inexact_trades), next)| {
                 let k = Kline {
                     open_time: t[0],
                     close_time: t[1],
@@ -219,6 +223,7 @@ mod tests {
                     taker_buy_quote_volume: v[3],
                     first_trade_id: t[6],
                     last_trade_id: t[7],
+                    inexact_trades,
                 };
                 SlotValue::Open { kline: k, next }
             },
@@ -257,6 +262,7 @@ mod tests {
             taker_buy_quote_volume: 634_567_890 * 9_512_345_000_000 - 23_456_000_000_000_000,
             first_trade_id: 3_300_123_456,
             last_trade_id: 3_300_124_267,
+            inexact_trades: 0,
         };
         let blob = encode(&[SlotValue::Open { kline: k, next: 1_732_550_460_000 }], 3_300_124_267);
         assert!(blob.len() <= 75, "{} bytes", blob.len());

@@ -70,6 +70,8 @@ pub struct Table {
     pub taker_volume: Vec<i128>,
     pub taker_quote: Vec<i128>,
     pub trades: Vec<u64>,
+    /// aggTrades whose quote value may differ from Binance's (see `QuoteRule::of_aggtrade`).
+    pub inexact: Vec<u64>,
     pub first_id: Vec<i64>,
     pub last_id: Vec<i64>,
     pub dirty: DirtySet,
@@ -107,13 +109,14 @@ impl Table {
             grow_to(v, len, 0);
         }
         grow_to(&mut self.trades, len, 0);
+        grow_to(&mut self.inexact, len, 0);
         self.dirty.grow(len);
     }
 
     /// Bytes of state per slot (both the table and a snapshot copy of it).
     pub const fn bytes_per_slot() -> usize {
         std::mem::size_of::<SlotState>()
-            + 10 * std::mem::size_of::<i64>()
+            + 11 * std::mem::size_of::<i64>()
             + 4 * std::mem::size_of::<i128>()
             + std::mem::size_of::<u8>()
             + std::mem::size_of::<u32>()
@@ -140,6 +143,7 @@ impl Table {
             taker_buy_quote_volume: self.taker_quote[idx],
             first_trade_id: self.first_id[idx],
             last_trade_id: self.last_id[idx],
+            inexact_trades: self.inexact[idx],
         }
     }
 
@@ -154,13 +158,15 @@ impl Table {
         self.low[idx] = t.price;
         self.close[idx] = t.price;
         let q = i128::from(t.qty);
-        let pq = self.quote_rule.value(t.price, t.qty);
+        let raw = t.raw_trades();
+        let (pq, inexact) = self.quote_rule.of_aggtrade(t.price, t.qty, raw);
         let taker = !t.buyer_is_maker;
         self.volume[idx] = q;
         self.quote[idx] = pq;
         self.taker_volume[idx] = if taker { q } else { 0 };
         self.taker_quote[idx] = if taker { pq } else { 0 };
-        self.trades[idx] = t.raw_trades();
+        self.trades[idx] = raw;
+        self.inexact[idx] = u64::from(inexact);
         self.first_id[idx] = t.first_id;
         self.last_id[idx] = t.last_id;
         self.mark_dirty(idx);
@@ -182,9 +188,12 @@ impl Table {
         let taker_volume = &mut self.taker_volume[r.clone()];
         let taker_quote = &mut self.taker_quote[r.clone()];
         let trades = &mut self.trades[r.clone()];
+        let inexact = &mut self.inexact[r.clone()];
         let last_id = &mut self.last_id[r];
-        let (p, q, pq) = (t.price, i128::from(t.qty), self.quote_rule.value(t.price, t.qty));
         let (taker, raw) = (!t.buyer_is_maker, t.raw_trades());
+        let (p, q) = (t.price, i128::from(t.qty));
+        let (pq, cut) = self.quote_rule.of_aggtrade(t.price, t.qty, raw);
+        let cut = u64::from(cut);
         let mut roll = 0u64;
         for i in 0..n {
             if state[i] != SlotState::Open || t.time >= next[i] {
@@ -201,6 +210,7 @@ impl Table {
                 taker_quote[i] += pq;
             }
             trades[i] += raw;
+            inexact[i] += cut;
             last_id[i] = t.last_id;
             self.dirty.mark(base + i);
         }
@@ -214,14 +224,16 @@ impl Table {
         self.low[idx] = self.low[idx].min(t.price);
         self.close[idx] = t.price;
         let q = i128::from(t.qty);
-        let pq = self.quote_rule.value(t.price, t.qty);
+        let raw = t.raw_trades();
+        let (pq, inexact) = self.quote_rule.of_aggtrade(t.price, t.qty, raw);
         self.volume[idx] += q;
         self.quote[idx] += pq;
         if !t.buyer_is_maker {
             self.taker_volume[idx] += q;
             self.taker_quote[idx] += pq;
         }
-        self.trades[idx] += t.raw_trades();
+        self.trades[idx] += raw;
+        self.inexact[idx] += u64::from(inexact);
         self.last_id[idx] = t.last_id;
         self.mark_dirty(idx);
     }
@@ -251,6 +263,7 @@ impl Table {
                 self.taker_volume[idx] = kline.taker_buy_volume;
                 self.taker_quote[idx] = kline.taker_buy_quote_volume;
                 self.trades[idx] = kline.trades;
+                self.inexact[idx] = kline.inexact_trades;
                 self.first_id[idx] = kline.first_trade_id;
                 self.last_id[idx] = kline.last_trade_id;
             }

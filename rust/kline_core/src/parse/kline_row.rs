@@ -35,6 +35,7 @@ pub fn parse_kline_fields(f: &[&str]) -> Result<Kline, String> {
         taker_buy_quote_volume: quote(10)?,
         first_trade_id: -1,
         last_trade_id: -1,
+        inexact_trades: 0,
     })
 }
 
