@@ -23,7 +23,7 @@ from kline_rs.live.pipeline import BackgroundTaskError, LivePipeline, PipelineCo
 from kline_rs.live.store import DbTargetError
 from kline_rs.live.symbols import Selection
 from kline_rs.storage import open_sink
-from kline_rs.testing import FakeExchange, SimulatedMarket
+from kline_rs.testing import FakeExchange, Faults, SimulatedMarket
 
 T0 = 1_577_836_800_000  # 2020-01-01 00:00 UTC
 MINUTE = 60_000
@@ -155,7 +155,7 @@ def frozen_market() -> SimulatedMarket:
 
 
 def huge_trades(market: SimulatedMarket, symbol: str) -> None:
-    """Two trades whose kline volume (PEPE-sized) the REST history cannot parse."""
+    """Two trades whose kline volume is PEPE-sized (past 2**63 at 1e-8)."""
     tape = market.tapes[symbol]
     a = tape.a[-1] + 1 if len(tape) else 1
     f = tape.l[-1] + 1 if len(tape) else 1
@@ -164,11 +164,15 @@ def huge_trades(market: SimulatedMarket, symbol: str) -> None:
         tape.append(a + i, 100_000_000, HUGE_QTY, f + i, f + i, t, False)
 
 
+def bad_history(symbol: str) -> Faults:
+    """REST klines of ``symbol`` carry a volume that is not a decimal: its history fails."""
+    return Faults(bad_klines=frozenset({symbol}))
+
+
 def test_a_dying_background_task_stops_run_with_one_line() -> None:
     async def scenario() -> None:
         market = frozen_market()
-        huge_trades(market, "BTCUSDT")
-        async with FakeExchange(market) as fx:
+        async with FakeExchange(market, faults=bad_history("BTCUSDT")) as fx:
             code, _, err, took = await acli(
                 "run", "--symbols", "BTCUSDT", *at(fx), "--history", "klines",
                 "--lookback", "3m", "--duration", "8",
@@ -176,7 +180,7 @@ def test_a_dying_background_task_stops_run_with_one_line() -> None:
             assert code == 1 and took < 6, err
             errors = [line for line in err.splitlines() if line.startswith("kline-rs: error:")]
             assert len(errors) == 1 and "kline-rs history BTCUSDT failed" in errors[0]
-            assert "out of range" in errors[0]
+            assert 'field 5: malformed number "1e9"' in errors[0]
             assert "Traceback" not in err and "never retrieved" not in err
 
     run(scenario())
@@ -185,7 +189,7 @@ def test_a_dying_background_task_stops_run_with_one_line() -> None:
 def test_a_symbol_listed_later_whose_history_fails_stops_the_pipeline() -> None:
     async def scenario() -> None:
         market = frozen_market()
-        async with FakeExchange(market) as fx:
+        async with FakeExchange(market, faults=bad_history("PEPEUSDT")) as fx:
             config = PipelineConfig(
                 selection=Selection(quote="USDT"), ws_url=fx.ws_url, rest_url=fx.rest_url,
                 lookback_ms=5 * MINUTE, history="klines", exchange_info_every=0.2,

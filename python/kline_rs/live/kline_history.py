@@ -20,8 +20,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from kline_rs._core import parse_fixed8
+from kline_rs import _core
 from kline_rs.engine import RECORD_DTYPE, ClosedKline
+from kline_rs.klines import KLINE_DTYPE
 from kline_rs.rest.venues import interval_ms_at_least
 
 log = logging.getLogger("kline_rs.history")
@@ -36,16 +37,14 @@ class KlineRest(Protocol):
 def records(
     symbol: str, interval: str, rows: Sequence[Sequence[Any]], revision: int
 ) -> npt.NDArray[np.void]:
-    """Binance REST kline rows → :data:`RECORD_DTYPE` records (exact decimals, ids -1)."""
+    """Binance REST kline rows → :data:`RECORD_DTYPE` records (exact decimals of any size,
+    ids -1), parsed by the core; :class:`kline_rs.ParseError` names the row and field."""
+    columns = _core.parse_kline_rows([list(r) for r in rows])
     out = np.empty(len(rows), dtype=RECORD_DTYPE)
-    scale = 10**8  # quote volumes are kept at 1e-16
-    for i, r in enumerate(rows):
-        out[i] = (
-            int(r[0]), int(r[6]), parse_fixed8(r[1]), parse_fixed8(r[2]), parse_fixed8(r[3]),
-            parse_fixed8(r[4]), parse_fixed8(r[5]), parse_fixed8(r[7]) * scale, int(r[8]),
-            parse_fixed8(r[9]), parse_fixed8(r[10]) * scale, -1, -1, 0, symbol, interval,
-            revision, False, False,
-        )  # fmt: skip
+    for name in KLINE_DTYPE.names or ():
+        out[name] = columns[name]
+    out["symbol"], out["interval"], out["revision"] = symbol, interval, revision
+    out["gap"] = out["flat"] = False
     return out
 
 

@@ -46,6 +46,9 @@ class Faults:
     retry_after_s: int = 1
     #: Time between the ``serverShutdown`` event and the close.
     shutdown_grace_ms: int = 100
+    #: Symbols whose REST klines come back with a volume that is not a decimal ("1e9"): the
+    #: client must stop with a clear error, not hang.
+    bad_klines: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -45,6 +45,31 @@ pub(crate) fn tz(offset: Option<&str>) -> PyResult<i64> {
     offset.map_or(Ok(0), |s| parse_tz_offset(s).map_err(|e| TimeZoneError::new_err(e.to_string())))
 }
 
+/// Binance kline rows (REST arrays, or the fields of kline CSV lines) → kline columns, with
+/// the core's parser: volumes of any size (i128), quote volumes at 1e-16, trade ids -1.
+#[pyfunction]
+fn parse_kline_rows<'py>(
+    py: Python<'py>,
+    rows: Vec<Vec<Bound<'py, PyAny>>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut klines = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let fields = row
+            .iter()
+            .map(|v| match v.extract::<i64>() {
+                Ok(n) => Ok(n.to_string()),
+                Err(_) => v.extract::<String>(),
+            })
+            .collect::<PyResult<Vec<String>>>()
+            .map_err(|_| ParseError::new_err(format!("kline row {i}: a field is not text or int")))?;
+        let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let k = kline_core::parse::kline_row::parse_kline_fields(&refs)
+            .map_err(|e| ParseError::new_err(format!("kline row {i}: {e}")))?;
+        klines.push(k);
+    }
+    kline_columns(py, &klines)
+}
+
 /// Text → mantissa at 1e-8.
 #[pyfunction]
 fn parse_fixed8(text: &str) -> PyResult<i64> {
@@ -345,6 +370,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ReplayFailed", py.get_type::<ReplayFailed>())?;
     m.add("RollupError", py.get_type::<RollupError>())?;
     m.add_function(wrap_pyfunction!(parse_fixed8, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_kline_rows, m)?)?;
     m.add_function(wrap_pyfunction!(format_fixed8_py, m)?)?;
     m.add_function(wrap_pyfunction!(interval_name, m)?)?;
     m.add_function(wrap_pyfunction!(replay, m)?)?;
