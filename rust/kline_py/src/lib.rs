@@ -61,7 +61,9 @@ fn parse_kline_rows<'py>(
                 Err(_) => v.extract::<String>(),
             })
             .collect::<PyResult<Vec<String>>>()
-            .map_err(|_| ParseError::new_err(format!("kline row {i}: a field is not text or int")))?;
+            .map_err(|_| {
+                ParseError::new_err(format!("kline row {i}: a field is not text or int"))
+            })?;
         let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
         let k = kline_core::parse::kline_row::parse_kline_fields(&refs)
             .map_err(|e| ParseError::new_err(format!("kline row {i}: {e}")))?;
