@@ -29,6 +29,7 @@ __all__ = [
     "interval_name",
     "kline_csv_line",
     "parse_fixed8",
+    "parse_kline_rows",
     "replay",
     "rollup_csv",
     "symbol_name",
