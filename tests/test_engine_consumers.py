@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from pathlib import Path
 
 import kline_rs
@@ -300,27 +301,57 @@ def test_push_many_on_a_closed_engine_raises_instead_of_spinning() -> None:
 
 
 def test_push_many_gives_up_with_backpressure_error_past_its_time_bound() -> None:
-    """A worker busy with a million trades and a ring of four items: sixteen symbols' frames
-    find no room for tens of ms, past a 5 ms bound."""
+    """Nobody polls: closed klines pass the outbox and the spill bound, so the worker takes no
+    more items and the ring (four items) fills. However fast or slow the machine, sixteen
+    symbols' frames then find no room, and push_many gives up after its 5 ms bound; once the
+    klines are polled there is room again."""
     symbols = [f"S{i:02d}USDT" for i in range(16)]
     engine = kline_rs.Engine(
         ["1m"],
         partitions=1,
         clock=kline_rs.ManualClock(T0 + 3_600_000),
         ring_capacity=4,
+        outbox_capacity=16,
+        max_spill=16,
         push_wait_ms=1,
         spin_us=0,
+        max_ahead_ms=None,
     )
     with engine:
         for s in [*symbols, "BIGUSDT"]:
             engine.add_symbol(s)
-        ids = np.arange(1, 1_000_001, dtype=np.int64)
-        flat = ids * 0 + E8
-        engine.push_trades("BIGUSDT", ids, flat, flat, ids, ids, T0 + ids // 1000, ids % 2 == 0)
+
+        # One trade a minute: each closes the previous minute's kline. Once the spill bound
+        # is reached the worker takes nothing more; four more items fill the ring.
+        def push(batch: int) -> bool:
+            ids = np.arange(batch * 10 + 1, batch * 10 + 11, dtype=np.int64)
+            one = ids * 0 + E8
+            try:
+                engine.push_trades(
+                    "BIGUSDT", ids, one, one, ids, ids, T0 + ids * 60_000, ids % 2 == 0
+                )
+            except kline_rs.BackpressureError:
+                return False
+            return True
+
+        def spilled() -> int:
+            return int(engine.metrics()["partitions"][0]["spilled"])
+
+        batch, deadline = 0, time.monotonic() + 30
+        while spilled() < 16:
+            assert time.monotonic() < deadline, "the spill bound was never reached"
+            batch += push(batch)
+        while push(batch):
+            batch += 1
+            assert batch < 10_000
+        (part,) = engine.metrics()["partitions"]
+        assert part["ring_depth"] == 4 and part["spilled"] >= 16
         frames = [frame(s, 1, T0) for s in symbols]
         with pytest.raises(kline_rs.BackpressureError, match="found no room"):
             engine.push_many(frames, timeout=0.005)
+        polled = 0
+        for b in engine.drain():
+            polled += len(b.klines)
+            engine.ack(b.token)
+        assert polled >= 32  # past outbox + spill
         assert engine.push_many(frames) <= len(symbols)  # room again: the rest goes in
-        engine.sync()
-        (part,) = engine.metrics()["partitions"]
-        assert part["trades"] == 1_000_000 + len(symbols)

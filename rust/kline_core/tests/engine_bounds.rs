@@ -350,3 +350,30 @@ fn symbol_names_are_normalised_and_checked() {
     e.remove_symbol("ethusdt").unwrap();
     assert!(e.symbols().is_empty());
 }
+
+#[test]
+fn a_control_request_waits_out_a_ring_full_of_trades() {
+    // Trades are refused past `push_wait` (the producer's backpressure), but a sync behind a
+    // ring the worker is emptying waits for room instead of failing.
+    let mut cfg = config(&["1m"]);
+    cfg.ring_capacity = 2;
+    cfg.push_wait = Duration::ZERO;
+    cfg.max_ahead_ms = None;
+    let e = Engine::start(cfg).unwrap();
+    e.add_symbol("BTCUSDT", None).unwrap();
+    let n = 2_000_000;
+    e.push_trades("BTCUSDT", (1..=n).map(|i| trade(i, T0 + i)).collect()).unwrap();
+    let mut i = n;
+    loop {
+        i += 1;
+        match e.push_trade("BTCUSDT", trade(i, T0 + i)) {
+            Ok(()) => assert!(i < n + 100, "the ring never filled"),
+            Err(err) => {
+                assert_eq!(err, EngineError::Backpressure(0));
+                break;
+            }
+        }
+    }
+    e.sync().unwrap();
+    assert_eq!(totals(&e).trades, (i - 1) as u64);
+}

@@ -162,6 +162,8 @@ const MAX_PARTITIONS: usize = 1024;
 const MAX_GRACE_MS: i64 = DAY_MS;
 /// How long a worker may sit at its spill bound before a caller waiting on it is told why.
 const SPILL_STALL: Duration = Duration::from_secs(1);
+/// How long a control request waits for room in a full ring before reporting backpressure.
+const CONTROL_ROOM_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EngineError {
@@ -404,11 +406,43 @@ impl Engine {
         }
     }
 
+    /// Enqueues trades: a full ring is waited out for `push_wait` at most, then backpressure
+    /// (the producer's to handle: retry, or consume faster).
     fn enqueue_or_fail(&self, partition: usize, item: Item) -> Result<(), EngineError> {
         if self.shutdown.load(Relaxed) {
             return Err(EngineError::ShutDown);
         }
         self.enqueue(partition, item).map_err(|_| EngineError::Backpressure(partition))
+    }
+
+    /// Enqueues a control request (sync, add, remove, …). A full ring is waited out, since
+    /// the worker empties it (trades pushed just before fill it for a moment): backpressure
+    /// only after CONTROL_ROOM_WAIT, and `Unpolled` at once when the worker is stopped at its
+    /// spill bound for SPILL_STALL (only a poll frees it).
+    fn enqueue_control(&self, partition: usize, item: Item) -> Result<(), EngineError> {
+        let start = Instant::now();
+        let mut stuck_since: Option<Instant> = None;
+        let mut item = item;
+        loop {
+            if self.shutdown.load(Relaxed) {
+                return Err(EngineError::ShutDown);
+            }
+            item = match self.enqueue(partition, item) {
+                Ok(()) => return Ok(()),
+                Err(item) => item,
+            };
+            let now = Instant::now();
+            if self.shared[partition].spilled.load(Relaxed) >= self.cfg.max_spill {
+                if now - *stuck_since.get_or_insert(now) >= SPILL_STALL {
+                    return Err(EngineError::Unpolled(partition));
+                }
+            } else {
+                stuck_since = None;
+            }
+            if now - start >= CONTROL_ROOM_WAIT {
+                return Err(EngineError::Backpressure(partition));
+            }
+        }
     }
 
     /// Adds symbols (idempotent for ones already there); the least loaded partition takes each.
@@ -436,7 +470,7 @@ impl Engine {
             let (tx, rx) = bounded(1);
             let name: Arc<str> = (*name).into();
             let item = Item::Add { name: name.clone(), anchor_3d, reply: tx };
-            if let Err(e) = self.enqueue_or_fail(partition, item) {
+            if let Err(e) = self.enqueue_control(partition, item) {
                 failed = Some(e);
                 break;
             }
@@ -470,7 +504,7 @@ impl Engine {
         });
         let (tx, rx) = bounded(1);
         let partition = r.partition as usize;
-        self.enqueue_or_fail(
+        self.enqueue_control(
             partition,
             Item::Remove { slot: r.slot, generation: r.generation, reply: tx },
         )?;
@@ -624,8 +658,8 @@ impl Engine {
         let mut waits = Vec::new();
         for p in 0..self.shared.len() {
             let (tx, rx) = bounded(1);
-            self.enqueue_or_fail(p, Item::Tick)?;
-            self.enqueue_or_fail(p, Item::Barrier(tx))?;
+            self.enqueue_control(p, Item::Tick)?;
+            self.enqueue_control(p, Item::Barrier(tx))?;
             waits.push((p, rx));
         }
         for (p, rx) in waits {
@@ -738,7 +772,7 @@ impl Engine {
         let mut waits = Vec::new();
         for p in 0..self.shared.len() {
             let (tx, rx) = bounded(1);
-            self.enqueue_or_fail(p, Item::Snapshot { seq, reply: tx })?;
+            self.enqueue_control(p, Item::Snapshot { seq, reply: tx })?;
             waits.push((p, rx));
         }
         let mut parts = Vec::with_capacity(waits.len());
@@ -763,7 +797,7 @@ impl Engine {
         let mut all = true;
         for part in &parts {
             let (tx, rx) = bounded(1);
-            self.enqueue_or_fail(part.partition, Item::AckSnapshot { seq: part.seq, reply: tx })?;
+            self.enqueue_control(part.partition, Item::AckSnapshot { seq: part.seq, reply: tx })?;
             let ok = rx
                 .recv_timeout(Duration::from_secs(30))
                 .map_err(|_| EngineError::Timeout(part.partition))?;
@@ -824,7 +858,7 @@ impl Engine {
                 continue;
             }
             let (tx, rx) = bounded(1);
-            self.enqueue_or_fail(p, Item::Restore { slots, checkpoints, hold, reply: tx })?;
+            self.enqueue_control(p, Item::Restore { slots, checkpoints, hold, reply: tx })?;
             applied +=
                 rx.recv_timeout(Duration::from_secs(30)).map_err(|_| EngineError::Timeout(p))?;
         }
@@ -854,7 +888,7 @@ impl Engine {
         hold: bool,
     ) -> Result<(), EngineError> {
         for (p, target) in self.target(symbol)? {
-            self.enqueue_or_fail(p, Item::FeedDown { target, since, hold })?;
+            self.enqueue_control(p, Item::FeedDown { target, since, hold })?;
         }
         Ok(())
     }
@@ -865,7 +899,7 @@ impl Engine {
         let r = self.lookup(symbol)?;
         let (tx, rx) = bounded(1);
         let p = r.partition as usize;
-        self.enqueue_or_fail(
+        self.enqueue_control(
             p,
             Item::Backfill { slot: r.slot, generation: r.generation, trades, reply: tx },
         )?;
@@ -880,7 +914,7 @@ impl Engine {
         let mut waits = Vec::new();
         for (p, target) in self.target(symbol)? {
             let (tx, rx) = bounded(1);
-            self.enqueue_or_fail(p, Item::FeedUp { target, now, holes, reply: tx })?;
+            self.enqueue_control(p, Item::FeedUp { target, now, holes, reply: tx })?;
             waits.push((p, rx));
         }
         for (p, rx) in waits {
@@ -895,7 +929,7 @@ impl Engine {
         let r = self.lookup(symbol)?;
         let (tx, rx) = bounded(1);
         let p = r.partition as usize;
-        self.enqueue_or_fail(p, Item::Read { slot: r.slot, generation: r.generation, reply: tx })?;
+        self.enqueue_control(p, Item::Read { slot: r.slot, generation: r.generation, reply: tx })?;
         rx.recv_timeout(Duration::from_secs(30)).map_err(|_| EngineError::Timeout(p))
     }
 
@@ -903,7 +937,7 @@ impl Engine {
     #[doc(hidden)]
     pub fn inject_panic(&self, symbol: &str) -> Result<(), EngineError> {
         let r = self.lookup(symbol)?;
-        self.enqueue_or_fail(r.partition as usize, Item::Panic { slot: r.slot })
+        self.enqueue_control(r.partition as usize, Item::Panic { slot: r.slot })
     }
 
     /// Holes found in aggTrade ids (with `detect_id_gaps`), oldest first, up to `max`.
