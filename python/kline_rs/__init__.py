@@ -22,6 +22,7 @@ from kline_rs._core import (
     interval_name,
     parse_fixed8,
 )
+from kline_rs.anchor import Anchor3dWarning
 from kline_rs.replay import ReplaySummary, replay
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ __all__ = [
     "SNAPSHOT_DTYPE",
     "VOLUME_SCALE",
     "Aggregation",
+    "Anchor3dWarning",
     "BackpressureError",
     "Batch",
     "ClosedKline",

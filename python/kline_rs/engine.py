@@ -9,12 +9,13 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from kline_rs import _core
+from kline_rs.anchor import warn_epoch_3d
 from kline_rs.klines import KLINE_DTYPE, structured
 
 #: Longest :meth:`Engine.push_many` retries frames that find no room, in all (s).
@@ -88,8 +89,27 @@ class Engine(_core.Engine):
 
     ``Engine(["1m", "1h"], partitions=0, grace=250, ...)``: ``partitions=0`` means one per
     usable CPU; ``grace`` is how long (ms) after a bucket's close time the clock waits for
-    stragglers before closing it.
+    stragglers before closing it. With 3d among the intervals, give each symbol its anchor
+    (``add_symbol(s, anchor_3d_ms=...)``, its listing day): without one its 3d klines are on
+    the epoch grid and an :class:`~kline_rs.Anchor3dWarning` says so.
     """
+
+    def __init__(self, intervals: list[str], **kwargs: Any) -> None:
+        if kwargs.get("auto_add"):
+            warn_epoch_3d(intervals, None)  # symbols added by their first trade have no anchor
+
+    def add_symbol(self, symbol: str, *, anchor_3d_ms: int | None = None) -> None:
+        warn_epoch_3d(self.intervals, anchor_3d_ms)
+        super().add_symbol(symbol, anchor_3d_ms=anchor_3d_ms)
+
+    def add_symbols(
+        self, symbols: list[str], *, anchors_3d_ms: dict[str, int] | None = None
+    ) -> None:
+        """Adds ``symbols`` at once; ``anchors_3d_ms``: each one's 3d anchor (listing day)."""
+        anchors = anchors_3d_ms or {}
+        if any(s not in anchors for s in symbols):
+            warn_epoch_3d(self.intervals, None)
+        super().add_symbols(symbols, anchors_3d_ms=anchors)
 
     def __enter__(self) -> Engine:
         return self

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kline_rs import _core
+from kline_rs.anchor import warn_epoch_3d
 
 #: Binance's intervals, finest first. Custom fixed ones (``"10s"``, ``"7m"``) work too.
 INTERVALS: tuple[str, ...] = (
@@ -112,6 +113,7 @@ def aggregate(
     def ints(a: npt.ArrayLike) -> npt.NDArray[np.int64]:
         return np.ascontiguousarray(a, dtype=_INT)
 
+    warn_epoch_3d(intervals, anchor_3d_ms)
     result = _core.aggregate(
         ints(agg_id),
         ints(price),
@@ -156,6 +158,7 @@ def rollup_csv(
     anchor_3d_ms: int | None = None,
 ) -> list[str]:
     """Rolls Binance kline CSV lines up to a coarser interval, exactly (flat rows included)."""
+    warn_epoch_3d([to_interval], anchor_3d_ms)
     return _core.rollup_csv(
         list(lines), to_interval, tz_offset=tz_offset, anchor_3d_ms=anchor_3d_ms
     )

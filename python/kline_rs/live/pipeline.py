@@ -11,10 +11,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import numpy as np
 import numpy.typing as npt
 
 from kline_rs._core import KlineError
+from kline_rs.anchor import first_days
 from kline_rs.engine import ClosedKline, Engine, closed_kline
 from kline_rs.feeds.binance import VENUES, BinanceFeed
 from kline_rs.live.history import load_history, resume
@@ -23,7 +25,7 @@ from kline_rs.live.persist import Persister
 from kline_rs.live.repair import GapRepairer
 from kline_rs.live.store import check_db_target, open_store
 from kline_rs.live.symbols import Selection, SymbolManager
-from kline_rs.rest import BinanceRest, VenueName
+from kline_rs.rest import BinanceRest, RestError, VenueName
 from kline_rs.storage import Sink, StorageError, StoredState, open_sink
 
 log = logging.getLogger("kline_rs.live")
@@ -127,6 +129,9 @@ class LivePipeline:
         self.persister: Persister | None = None
         self.kline_history: KlineHistory | None = None
         self._stored: StoredState | None = None
+        self._sink: Sink | None = None
+        #: 3d anchors known (stored, or found over REST this run).
+        self._anchors: dict[str, int] = {}
         self._redo_from: dict[str, int] = {}
         self._started = asyncio.Event()
         self._last = (time.monotonic(), 0)
@@ -152,6 +157,7 @@ class LivePipeline:
                 if deadline is not None:
                     wait = max(0.0, min(wait, deadline - loop.time()))
                 self._stored = await open_store(sink, wait)
+                self._sink, self._anchors = sink, dict(self._stored.anchors)
                 # A restored symbol replays everything from its stored open klines on,
                 # exactly: only what lies before them is left to heal from REST.
                 for row in self._stored.slots:
@@ -306,9 +312,27 @@ class LivePipeline:
         assert self._side_error is not None
         raise self._side_error
 
+    async def _anchors_of(self, symbols: list[str]) -> dict[str, int]:
+        """With 3d among the intervals, each symbol's 3d anchor: stored, else its first 1d
+        kline over REST (one request per symbol, then stored). A symbol whose anchor cannot
+        be found goes on with the epoch grid, and the engine warns."""
+        if "3d" not in self.config.intervals or self.rest is None:
+            return {}
+        missing = [s for s in symbols if s not in self._anchors]
+        if missing:
+            try:
+                found = await first_days(self.rest, missing)
+            except (RestError, aiohttp.ClientError) as e:
+                log.warning("3d anchors of %d symbols not found (%s)", len(missing), e)
+                found = {}
+            self._anchors |= found
+            if self._sink is not None and found:
+                await self._sink.save_anchors(found)
+        return {s: self._anchors[s] for s in symbols if s in self._anchors}
+
     async def _add(self, symbols: list[str]) -> None:
         assert self.engine is not None and self.feed is not None and self.manager is not None
-        self.engine.add_symbols(symbols)
+        self.engine.add_symbols(symbols, anchors_3d_ms=await self._anchors_of(symbols))
         resumed: dict[str, int | None] = {}
         if self._stored is not None:
             # Stored state of these symbols: restored held, then the trades after each

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
@@ -299,10 +299,12 @@ class Placer:
 
 @dataclass
 class StoredState:
-    """What a store gives back on start: open slots and per-symbol checkpoints."""
+    """What a store gives back on start: open slots, per-symbol checkpoints and 3d anchors."""
 
     slots: npt.NDArray[np.void]
     checkpoints: dict[str, int]
+    #: Each symbol's 3d anchor (its first 1d kline's open time), as found once over REST.
+    anchors: dict[str, int] = field(default_factory=dict)
 
     def only(self, symbols: Iterable[str]) -> StoredState:
         """The part for ``symbols`` (the ones followed now)."""
@@ -311,6 +313,7 @@ class StoredState:
         return StoredState(
             self.slots[mask] if len(self.slots) else self.slots,
             {s: i for s, i in self.checkpoints.items() if s in keep},
+            self.anchors,
         )
 
     def without(self, symbols: Iterable[str]) -> StoredState:
@@ -320,6 +323,7 @@ class StoredState:
         return StoredState(
             self.slots[mask] if len(self.slots) else self.slots,
             {s: i for s, i in self.checkpoints.items() if s not in drop},
+            self.anchors,
         )
 
 
@@ -398,6 +402,14 @@ class ThreadedSink:
     def _gaps(self) -> list[tuple[str, str, int, int, int]]:
         raise NotImplementedError
 
+    def _save_anchors(self, anchors: dict[str, int]) -> None:
+        raise NotImplementedError
+
+    async def save_anchors(self, anchors: dict[str, int]) -> None:
+        """Keeps symbols' 3d anchors (found over REST) for the next start."""
+        if anchors:
+            await self._run(self._save_anchors, dict(anchors))
+
     async def open(self) -> StoredState:
         return await self._run(self._open)
 
@@ -432,6 +444,9 @@ class Sink(Protocol):
 
     async def gaps(self) -> list[tuple[str, str, int, int, int]]:
         """Stored rows marked gap: (symbol, interval, open_time, close_time, revision)."""
+
+    async def save_anchors(self, anchors: dict[str, int]) -> None:
+        """Keeps symbols' 3d anchors (found over REST) for the next start."""
 
     async def write(
         self,

@@ -78,6 +78,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (venue, symbol)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS anchors (
+    venue TEXT NOT NULL, symbol TEXT NOT NULL, anchor_3d_ms BIGINT NOT NULL,
+    PRIMARY KEY (venue, symbol)
+);
 """ + "".join(
     f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} BIGINT NOT NULL DEFAULT {default};\n"
     for table in ("klines", "open_klines")
@@ -244,9 +248,24 @@ class PostgresSink(ThreadedSink):
             checkpoints = db.execute(
                 "SELECT symbol, last_id FROM checkpoints WHERE venue = %s", (self.venue,)
             ).fetchall()
-            return StoredState(slots_from_db(slots), dict(checkpoints))
+            anchors = db.execute(
+                "SELECT symbol, anchor_3d_ms FROM anchors WHERE venue = %s", (self.venue,)
+            ).fetchall()
+            return StoredState(slots_from_db(slots), dict(checkpoints), dict(anchors))
 
         return self._on_connection(read)
+
+    def _save_anchors(self, anchors: dict[str, int]) -> None:
+        def save(db: Connection) -> None:
+            with db.transaction(), db.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO anchors (venue, symbol, anchor_3d_ms) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (venue, symbol) "
+                    "DO UPDATE SET anchor_3d_ms = EXCLUDED.anchor_3d_ms",
+                    [(self.venue, s, t) for s, t in anchors.items()],
+                )
+
+        self._on_connection(save)
 
     def _write(
         self, records: npt.NDArray[np.void], snapshot: Snapshot | None, forget: Sequence[str]

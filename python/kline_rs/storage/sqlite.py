@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (venue, symbol)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS anchors (
+    venue TEXT NOT NULL, symbol TEXT NOT NULL, anchor_3d_ms INTEGER NOT NULL,
+    PRIMARY KEY (venue, symbol)
+) WITHOUT ROWID;
 """
 
 _COLS = ", ".join(ROW_COLUMNS)
@@ -177,10 +181,27 @@ class SqliteSink(ThreadedSink):
             checkpoints = dict(
                 db.execute("SELECT symbol, last_id FROM checkpoints WHERE venue = ?", (self.venue,))
             )
+            anchors = dict(
+                db.execute(
+                    "SELECT symbol, anchor_3d_ms FROM anchors WHERE venue = ?", (self.venue,)
+                )
+            )
         except sqlite3.Error as e:
             self._drop()
             raise StoreUnavailable(f"{self.path}: {describe(e)}") from e
-        return StoredState(slots_from_db(slots), checkpoints)
+        return StoredState(slots_from_db(slots), checkpoints, anchors)
+
+    def _save_anchors(self, anchors: dict[str, int]) -> None:
+        db = self._connect()
+        try:
+            with db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO anchors (venue, symbol, anchor_3d_ms) VALUES (?, ?, ?)",
+                    [(self.venue, s, t) for s, t in anchors.items()],
+                )
+        except sqlite3.Error as e:
+            self._drop()
+            raise StoreUnavailable(f"{self.path}: {describe(e)}") from e
 
     def _write(
         self, records: npt.NDArray[np.void], snapshot: Snapshot | None, forget: Sequence[str]

@@ -106,6 +106,7 @@ class RestApi:
     ) -> Handler:
         async def handle(request: web.Request) -> web.Response:
             self.stats.rest_requests += 1
+            self.stats.recent_requests.append(request.path_qs)
             forced = self.faults.retry_after_s if self.faults.rest_429 > 0 else None
             verdict = self.limiter.admit(weight(request.query), forced_retry_after=forced)
             if verdict.status == 429 and forced is not None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+
+#: REST requests remembered (path and query), newest last.
+RECENT_REQUESTS = 10_000
 
 
 @dataclass
@@ -15,5 +19,7 @@ class ExchangeStats:
     frames_duplicated: int = 0
     server_closes: int = 0
     rest_requests: int = 0
+    #: The latest RECENT_REQUESTS REST requests, as path?query.
+    recent_requests: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
     rest_429: int = 0
     rest_418: int = 0

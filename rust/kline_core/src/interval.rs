@@ -144,6 +144,16 @@ impl fmt::Display for Interval {
 /// Parses Binance's `timeZone` forms, `[+-]H[H][:MM]` within [-12:00, +14:00] (`+08:00`,
 /// `-05:30`, `8`, `-1:00`, `0`), into an offset in ms. Nothing else: `Z`, `UTC`, `+0800` and
 /// `8:60` are refused rather than guessed.
+/// Why 3d without an anchor differs from Binance; `None` when no 3d is asked or an anchor is
+/// given. Every entry point that takes intervals says it (replay in its summary, Python as a
+/// warning): the epoch grid is used then, and 8 of 10 real symbols' 3d klines differ.
+pub fn epoch_3d_warning(intervals: &[Interval], anchor_3d_ms: Option<i64>) -> Option<&'static str> {
+    (anchor_3d_ms.is_none() && intervals.contains(&Interval::ThreeDay)).then_some(
+        "3d klines are stepped from the Unix epoch; Binance steps each symbol's 3d grid from its \
+         listing day (its first 1d kline): give that day as the 3d anchor to match Binance",
+    )
+}
+
 pub fn parse_tz_offset(s: &str) -> Result<i64, IntervalError> {
     let bad = || IntervalError::TimeZone(s.chars().take(40).collect());
     let t = s.trim();

@@ -6,7 +6,7 @@
 
 use crate::aggregate::{Aggregator, Counts, FlatRunTooLong};
 use crate::decimal::QuoteRule;
-use crate::interval::{Grid, Interval, TimeUnit};
+use crate::interval::{epoch_3d_warning, Grid, Interval, TimeUnit};
 use crate::output::{CsvSink, SinkError, StagedFiles};
 use crate::parse::csv::{is_header, parse_block};
 use crate::parse::source::{content_len, for_each_csv, symbol_from_file_name};
@@ -517,12 +517,8 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
         line_base: 0,
         bar: progress_bar(total, opts.progress),
     };
-    if opts.intervals.contains(&Interval::ThreeDay) && opts.anchor_3d_ms.is_none() {
-        consumer.summary.warnings.push(
-            "3d klines are stepped from the Unix epoch; Binance steps each symbol's 3d grid from its \
-             listing day: give the anchor (--anchor-3d YYYY-MM-DD) to match Binance"
-                .into(),
-        );
+    if let Some(warning) = epoch_3d_warning(&opts.intervals, opts.anchor_3d_ms) {
+        consumer.summary.warnings.push(format!("{warning} (--anchor-3d YYYY-MM-DD)"));
     }
     let result: Result<(), ReplayError> = std::thread::scope(|s| {
         let (block_tx, block_rx) = bounded::<Block>(2 * threads);

@@ -191,8 +191,16 @@ impl Engine {
         py.detach(|| self.inner.add_symbol(symbol, anchor_3d_ms)).map_err(engine_err)
     }
 
-    fn add_symbols(&self, py: Python<'_>, symbols: Vec<String>) -> PyResult<()> {
-        let list: Vec<(&str, Option<i64>)> = symbols.iter().map(|s| (s.as_str(), None)).collect();
+    #[pyo3(signature = (symbols, *, anchors_3d_ms=None))]
+    fn add_symbols(
+        &self,
+        py: Python<'_>,
+        symbols: Vec<String>,
+        anchors_3d_ms: Option<HashMap<String, i64>>,
+    ) -> PyResult<()> {
+        let anchors = anchors_3d_ms.unwrap_or_default();
+        let list: Vec<(&str, Option<i64>)> =
+            symbols.iter().map(|s| (s.as_str(), anchors.get(s).copied())).collect();
         py.detach(|| self.inner.add_symbols(&list)).map_err(engine_err)
     }
 

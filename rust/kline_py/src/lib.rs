@@ -72,6 +72,14 @@ fn parse_kline_rows<'py>(
     kline_columns(py, &klines)
 }
 
+/// The core's warning for 3d klines on the epoch grid (no anchor given), or None.
+#[pyfunction]
+#[pyo3(signature = (intervals, anchor_3d_ms=None))]
+fn epoch_3d_warning(intervals: Vec<String>, anchor_3d_ms: Option<i64>) -> PyResult<Option<String>> {
+    let parsed = intervals.iter().map(|s| interval(s)).collect::<PyResult<Vec<_>>>()?;
+    Ok(kline_core::interval::epoch_3d_warning(&parsed, anchor_3d_ms).map(str::to_string))
+}
+
 /// Text → mantissa at 1e-8.
 #[pyfunction]
 fn parse_fixed8(text: &str) -> PyResult<i64> {
@@ -373,6 +381,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RollupError", py.get_type::<RollupError>())?;
     m.add_function(wrap_pyfunction!(parse_fixed8, m)?)?;
     m.add_function(wrap_pyfunction!(parse_kline_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(epoch_3d_warning, m)?)?;
     m.add_function(wrap_pyfunction!(format_fixed8_py, m)?)?;
     m.add_function(wrap_pyfunction!(interval_name, m)?)?;
     m.add_function(wrap_pyfunction!(replay, m)?)?;
