@@ -17,6 +17,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+mod halt;
+
 /// One symbol of a partition as (slot, generation), or `None` for all of them.
 pub type Target = Option<(u32, u32)>;
 
@@ -85,6 +87,21 @@ pub enum Item {
         checkpoints: Vec<(u32, u32, i64)>,
         hold: bool,
         reply: Sender<usize>,
+    },
+    /// The exchange halted the symbol (`BREAK`/`HALT`) at clock time `now`: it keeps its state
+    /// and emits no quiet periods until `Resume`.
+    Halt {
+        slot: u32,
+        generation: u32,
+        now: i64,
+        reply: Sender<()>,
+    },
+    /// Trading again since clock time `now`; the halted span stays without rows.
+    Resume {
+        slot: u32,
+        generation: u32,
+        now: i64,
+        reply: Sender<()>,
     },
     /// Look at the clock now (tests with a manual clock).
     Tick,
@@ -189,6 +206,9 @@ struct SymbolState {
     /// A feed-down declared before the first trade promises every trade from this time on
     /// (history rebuilt from REST): only what opens before it can be partial.
     complete_from: i64,
+    /// While the exchange has halted the symbol, when the engine learnt of it (`i64::MAX`:
+    /// trading). No quiet period from the one holding it on is emitted (see `halt.rs`).
+    halted_at: i64,
 }
 
 /// A declared feed-down period of one symbol. Klines keep closing on the clock (marked gap);
@@ -440,6 +460,7 @@ impl Book {
                     holes: Vec::new(),
                     partial_before: i64::MIN,
                     complete_from: i64::MAX,
+                    halted_at: i64::MAX,
                 });
                 self.table.grow(self.n);
                 self.checkpoints.grow(self.symbols.len());
@@ -465,6 +486,7 @@ impl Book {
         s.holes.clear();
         s.partial_before = i64::MIN;
         s.complete_from = i64::MAX;
+        s.halted_at = i64::MAX;
         (slot, s.generation)
     }
 
@@ -579,6 +601,10 @@ impl Book {
             roll &= roll - 1;
             self.roll(shared, sym, i, t);
         }
+        if self.symbols[sym].halted_at <= t.time {
+            // A trade after the halt: trading resumed (the trades tell before exchangeInfo).
+            self.symbols[sym].halted_at = i64::MAX;
+        }
     }
 
     /// The full check of a trade that failed the plain bounds: counts it by reason and says
@@ -658,16 +684,17 @@ impl Book {
             SlotState::Open => {
                 let kline = self.table.kline(idx);
                 self.emit_kline(shared, sym, i, kline);
-                if kline.close_time + 1 < start {
-                    let run =
-                        FlatRun { start: kline.close_time + 1, end: start, price: kline.close };
+                let end = self.quiet_until(sym, i, start);
+                if kline.close_time + 1 < end {
+                    let run = FlatRun { start: kline.close_time + 1, end, price: kline.close };
                     self.emit_flat(shared, sym, i, run);
                 }
             }
             SlotState::Flat => {
                 let since = self.table.open_time[idx];
-                if since < start {
-                    let run = FlatRun { start: since, end: start, price: self.table.close[idx] };
+                let end = self.quiet_until(sym, i, start);
+                if since < end {
+                    let run = FlatRun { start: since, end, price: self.table.close[idx] };
                     self.emit_flat(shared, sym, i, run);
                 }
             }
@@ -750,14 +777,19 @@ impl Book {
         } else {
             self.bucket_end(i, horizon)
         };
-        if end > since {
-            let run = FlatRun { start: since, end, price: self.table.close[idx] };
+        let quiet_end = self.quiet_until(sym, i, end);
+        if quiet_end > since {
+            let run = FlatRun { start: since, end: quiet_end, price: self.table.close[idx] };
             self.emit_flat(shared, sym, i, run);
-            self.table.open_time[idx] = end;
+            self.table.open_time[idx] = quiet_end;
             let s = &mut self.symbols[sym];
-            s.late_before = s.late_before.max(end);
+            s.late_before = s.late_before.max(quiet_end);
         }
-        self.table.next[idx] = grid.next_start(self.table.open_time[idx]);
+        self.table.next[idx] = if quiet_end < end {
+            i64::MAX // halted: nothing more until `resume`
+        } else {
+            grid.next_start(self.table.open_time[idx])
+        };
     }
 
     /// The feed of the symbol is down since `since`: what closes from now on is marked gap,
