@@ -4,7 +4,7 @@
 
 use kline_core::engine::clock::ManualClock;
 use kline_core::engine::output::Record;
-use kline_core::engine::{Engine, EngineConfig, EngineError};
+use kline_core::engine::{Engine, EngineConfig, EngineError, Holes};
 use kline_core::interval::{HOUR_MS, MINUTE_MS};
 use kline_core::Trade;
 use std::sync::Arc;
@@ -123,4 +123,35 @@ fn halting_an_unknown_symbol_says_so() {
     let e = engine(Arc::new(ManualClock::new(HALT_DAY)));
     assert!(matches!(e.halt("NOPEUSDT"), Err(EngineError::UnknownSymbol(_))));
     assert!(matches!(e.resume("NOPEUSDT"), Err(EngineError::UnknownSymbol(_))));
+}
+
+#[test]
+fn a_feed_gap_over_the_resume_replays_without_rows_for_the_halted_span() {
+    // The first trade after the resume skips ids: the feed goes down, the symbol is rewound to
+    // before the halt and replayed. The halted span still gets no rows.
+    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
+    let mut cfg = EngineConfig::new(vec!["1m".parse().unwrap(), "1h".parse().unwrap()]);
+    (cfg.partitions, cfg.pin_threads, cfg.grace, cfg.clock) = (1, false, GRACE, clock.clone());
+    cfg.detect_id_gaps = true;
+    let e = Engine::start(cfg).unwrap();
+    e.add_symbol("BNBUSDT", None).unwrap();
+    e.push_trades("BNBUSDT", vec![trade(1, HALT_DAY + 10_000, 9), trade(2, LAST_TRADE, 8)])
+        .unwrap();
+    e.sync().unwrap();
+    e.halt("BNBUSDT").unwrap();
+    at(&clock, &e, RESUMED + 5_000);
+    e.resume("BNBUSDT").unwrap();
+    e.push_trade("BNBUSDT", trade(5, RESUMED + 20_000, 10)).unwrap();
+    at(&clock, &e, RESUMED + 3 * MINUTE_MS + GRACE);
+    e.feed_up(Some("BNBUSDT"), Holes::Accept).unwrap();
+    at(&clock, &e, RESUMED + 4 * MINUTE_MS + GRACE);
+    let got = periods(&e);
+    let halted = |&(i, t, _): &(u16, i64, bool)| {
+        let first_quiet = [HALT_DAY + 29 * MINUTE_MS, HALT_DAY + HOUR_MS][i as usize];
+        first_quiet <= t && t < RESUMED
+    };
+    assert_eq!(got.iter().filter(|p| halted(p)).count(), 0, "{got:?}");
+    assert!(
+        got.contains(&(0, RESUMED, true)) && got.contains(&(0, RESUMED + 3 * MINUTE_MS, false))
+    );
 }

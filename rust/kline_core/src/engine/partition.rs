@@ -206,9 +206,10 @@ struct SymbolState {
     /// A feed-down declared before the first trade promises every trade from this time on
     /// (history rebuilt from REST): only what opens before it can be partial.
     complete_from: i64,
-    /// While the exchange has halted the symbol, when the engine learnt of it (`i64::MAX`:
-    /// trading). No quiet period from the one holding it on is emitted (see `halt.rs`).
+    /// The last exchange halt: when the engine learnt of it and when trading resumed
+    /// (`i64::MAX`: never halted / still halted). Its span gets no quiet periods (`halt.rs`).
     halted_at: i64,
+    resumed_at: i64,
 }
 
 /// A declared feed-down period of one symbol. Klines keep closing on the clock (marked gap);
@@ -461,6 +462,7 @@ impl Book {
                     partial_before: i64::MIN,
                     complete_from: i64::MAX,
                     halted_at: i64::MAX,
+                    resumed_at: i64::MAX,
                 });
                 self.table.grow(self.n);
                 self.checkpoints.grow(self.symbols.len());
@@ -486,7 +488,7 @@ impl Book {
         s.holes.clear();
         s.partial_before = i64::MIN;
         s.complete_from = i64::MAX;
-        s.halted_at = i64::MAX;
+        (s.halted_at, s.resumed_at) = (i64::MAX, i64::MAX);
         (slot, s.generation)
     }
 
@@ -595,15 +597,12 @@ impl Book {
         c.trades += 1;
         s.max_time = s.max_time.max(t.time);
         c.watermark = c.watermark.max(t.time);
+        self.resumed_by_trade(sym, t.time);
         let mut roll = self.table.apply_run(sym * self.n, self.n, t);
         while roll != 0 {
             let i = roll.trailing_zeros() as usize;
             roll &= roll - 1;
             self.roll(shared, sym, i, t);
-        }
-        if self.symbols[sym].halted_at <= t.time {
-            // A trade after the halt: trading resumed (the trades tell before exchangeInfo).
-            self.symbols[sym].halted_at = i64::MAX;
         }
     }
 
@@ -684,19 +683,11 @@ impl Book {
             SlotState::Open => {
                 let kline = self.table.kline(idx);
                 self.emit_kline(shared, sym, i, kline);
-                let end = self.quiet_until(sym, i, start);
-                if kline.close_time + 1 < end {
-                    let run = FlatRun { start: kline.close_time + 1, end, price: kline.close };
-                    self.emit_flat(shared, sym, i, run);
-                }
+                self.emit_quiet(shared, sym, i, kline.close_time + 1, start, kline.close);
             }
             SlotState::Flat => {
-                let since = self.table.open_time[idx];
-                let end = self.quiet_until(sym, i, start);
-                if since < end {
-                    let run = FlatRun { start: since, end, price: self.table.close[idx] };
-                    self.emit_flat(shared, sym, i, run);
-                }
+                let (since, price) = (self.table.open_time[idx], self.table.close[idx]);
+                self.emit_quiet(shared, sym, i, since, start, price);
             }
             SlotState::Empty => {}
         }
@@ -777,18 +768,17 @@ impl Book {
         } else {
             self.bucket_end(i, horizon)
         };
-        let quiet_end = self.quiet_until(sym, i, end);
-        if quiet_end > since {
-            let run = FlatRun { start: since, end: quiet_end, price: self.table.close[idx] };
-            self.emit_flat(shared, sym, i, run);
-            self.table.open_time[idx] = quiet_end;
+        let halted = self.halted_before(sym, i, end);
+        let end = halted.map_or(end, |from| from.max(since));
+        if end > since {
+            self.emit_quiet(shared, sym, i, since, end, self.table.close[idx]);
+            self.table.open_time[idx] = end;
             let s = &mut self.symbols[sym];
-            s.late_before = s.late_before.max(quiet_end);
+            s.late_before = s.late_before.max(end);
         }
-        self.table.next[idx] = if quiet_end < end {
-            i64::MAX // halted: nothing more until `resume`
-        } else {
-            grid.next_start(self.table.open_time[idx])
+        self.table.next[idx] = match halted {
+            Some(_) => i64::MAX, // nothing more until trading resumes
+            None => grid.next_start(self.table.open_time[idx]),
         };
     }
 
