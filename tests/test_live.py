@@ -23,7 +23,7 @@ import pytest
 from kline_rs.engine import closed_kline
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
 from kline_rs.live.repair import MAX_ATTEMPTS, GapRepairer, RepairStats
-from kline_rs.live.symbols import Selection
+from kline_rs.live.symbols import Selection, SymbolManager
 from kline_rs.live.trades import agg_trade_arrays
 from kline_rs.rest import BinanceRest
 from kline_rs.storage import read_klines
@@ -262,6 +262,7 @@ def test_a_listing_is_followed_and_a_delisting_leaves_no_state() -> None:
             expect=partial(check, market, symbols=followed),
             selection=Selection(quote="USDT"),
             exchange_info_every=0.2,
+            max_halt=0.5,  # Binance keeps a delisted pair as BREAK: halted, then dropped
         )
     )
     assert states["listed"]
@@ -269,6 +270,90 @@ def test_a_listing_is_followed_and_a_delisting_leaves_no_state() -> None:
     assert sum(p["symbols"] for p in states["metrics"]["partitions"]) == len(SYMBOLS)
     assert any(s == "NEWUSDT" for s, _ in table)
     check(market, table, followed)
+
+
+def test_a_halted_symbol_keeps_its_state_makes_no_flat_klines_and_resumes() -> None:
+    """HALT, 2 s (120 market seconds) of it, TRADING again: the symbol stays in the engine,
+    the halted span has no klines, and after the resume its klines are the tape's again."""
+    market = SimulatedMarket(SYMBOLS, seed=16, speed=60.0, trades_per_second=60.0)
+    marks: dict[str, Any] = {}
+
+    async def halt_and_resume(fx: FakeExchange, pipeline: LivePipeline) -> None:
+        engine, manager = pipeline.engine, pipeline.manager
+        assert engine is not None and manager is not None
+        await asyncio.sleep(0.5)
+        market.set_status("BTCUSDT", "HALT")
+        await until(lambda: manager.statuses.get("BTCUSDT") == "HALT")
+        marks["learnt"] = market.clock_ms()
+        await asyncio.sleep(2.0)
+        marks["kept"] = "BTCUSDT" in engine.symbols()
+        marks["resumed"] = market.now_ms  # trades come again from here (not the clock's now)
+        market.list_symbol("BTCUSDT")  # TRADING again
+        await until(lambda: manager.statuses.get("BTCUSDT") == "TRADING")
+
+    table = asyncio.run(
+        follow(
+            market,
+            Faults(),
+            3.0,
+            during=halt_and_resume,
+            expect=partial(check, market),
+            exchange_info_every=0.2,
+        )
+    )
+    assert marks["kept"], "the halted symbol was removed"
+    minute = 60_000
+    # The minute in which the halt was learnt may hold trades from before it; none after is
+    # flat, and none before the minute trading resumed in has a row.
+    learnt = marks["learnt"] - marks["learnt"] % minute
+    silent_from, silent_to = learnt + minute, marks["resumed"] - marks["resumed"] % minute
+    assert silent_to - silent_from >= minute
+    assert ("BTCUSDT", learnt) not in table or table["BTCUSDT", learnt][2]["trades"] > 0
+    btc = sorted(t for (s, t) in table if s == "BTCUSDT")
+    assert not [(t, table["BTCUSDT", t]) for t in btc if silent_from <= t < silent_to], (
+        f"klines while halted, {marks}"
+    )
+    assert any(t >= silent_to for t in btc), "no kline after the resume"
+    check(market, table)
+
+
+def test_the_symbol_manager_halts_resumes_and_drops_a_symbol_halted_too_long() -> None:
+    status = {"BTCUSDT": "TRADING", "ETHUSDT": "TRADING"}
+    now = [0.0]
+    calls: list[tuple[str, list[str]]] = []
+
+    async def info() -> dict[str, Any]:
+        return {"symbols": [{"symbol": k, "status": v} for k, v in status.items()]}
+
+    def note(what: str) -> Callable[[list[str]], Awaitable[None]]:
+        async def call(symbols: list[str]) -> None:
+            calls.append((what, symbols))
+
+        return call
+
+    manager = SymbolManager(
+        info, Selection(), add=note("add"), remove=note("remove"), halt=note("halt"),
+        resume=note("resume"), max_halt=100.0, clock=lambda: now[0],
+    )  # fmt: skip
+
+    async def polls() -> None:
+        await manager.refresh()
+        status["BTCUSDT"], status["ETHUSDT"] = "HALT", "BREAK"
+        await manager.refresh()
+        now[0] = 99.0
+        status["BTCUSDT"] = "TRADING"
+        await manager.refresh()  # BTCUSDT trades again; ETHUSDT is still within the bound
+        now[0] = 100.0
+        await manager.refresh()  # ETHUSDT halted 100 s: a delisting (Binance keeps it BREAK)
+
+    asyncio.run(polls())
+    assert calls == [
+        ("add", ["BTCUSDT", "ETHUSDT"]),
+        ("halt", ["BTCUSDT", "ETHUSDT"]),
+        ("resume", ["BTCUSDT"]),
+        ("remove", ["ETHUSDT"]),
+    ]
+    assert manager.following == {"BTCUSDT"} and manager.halted == {}
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import kline_rs
+import pytest
 
 
 def official_1m(data: Path, day: int) -> list[str]:
@@ -53,3 +54,43 @@ def test_official_1m_rolls_up_to_rest_5m_and_1d(binance_data: Path) -> None:
     assert len(rolled) == 3
     for line in rolled:
         assert line == days[line.split(",")[0]]
+
+
+#: Real BTCUSDT, ETHUSDT and BNBUSDT rows around Binance's 2018-02-08 halt (provenance in
+#: tests/fixtures/README.md: finom/static-klines @ fa298d63c3886d6a1b3540cb8c68a35a350872c4).
+HALT = json.loads(
+    (Path(__file__).resolve().parent / "fixtures" / "klines_halt_2018_02_08.json").read_text()
+)["symbols"]
+HALT_DAY = 1518048000000  # 2018-02-08 00:00 UTC
+BTC_ANCHOR_3D = 1502928000000  # BTCUSDT's first 1d kline, 2017-08-17 (3d grid, same here)
+
+
+def halt_lines(symbol: str, interval: str) -> list[str]:
+    return [",".join(str(v) for v in row) for row in HALT[symbol][interval]]
+
+
+@pytest.mark.parametrize("symbol", list(HALT))
+def test_roll_up_over_the_2018_halt_is_binances_byte_for_byte(symbol: str) -> None:
+    """Real 1h rows of 02-08 (one, cut short at the halt) and 02-09 (from the resume at 10:00)
+    roll up to Binance's own 2h … 1d rows: no row for the halted span, and the rows holding
+    the halt end at it (close_time 00:28:1x, not the grid's)."""
+    hours = halt_lines(symbol, "1h")
+    cut = hours[0].split(",")
+    assert int(cut[0]) == HALT_DAY and int(cut[6]) < HALT_DAY + 3_600_000 - 1
+    for interval in ["2h", "4h", "6h", "8h", "12h"]:
+        assert kline_rs.rollup_csv(hours, interval) == halt_lines(symbol, interval), interval
+    days = [line for line in halt_lines(symbol, "1d") if int(line.split(",")[0]) >= HALT_DAY]
+    assert kline_rs.rollup_csv(hours, "1d") == days[:2]
+    assert [line.split(",")[6] for line in days[:1]] == [cut[6]]
+
+
+@pytest.mark.parametrize("symbol", list(HALT))
+def test_a_coarser_period_in_which_trading_resumed_ends_on_its_grid(symbol: str) -> None:
+    """1d rows 02-05 … 02-11 (02-08 cut short, trading back on 02-09) roll up to Binance's 3d
+    row of 02-07 and 1w row of 02-05: both end where their last row ends, on the grid."""
+    days = halt_lines(symbol, "1d")
+    rolled_3d = kline_rs.rollup_csv(days, "3d", anchor_3d_ms=BTC_ANCHOR_3D)
+    assert [line for line in rolled_3d if int(line.split(",")[0]) == HALT_DAY - 86_400_000] == (
+        halt_lines(symbol, "3d")
+    )
+    assert kline_rs.rollup_csv(days, "1w") == halt_lines(symbol, "1w")

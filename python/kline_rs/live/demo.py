@@ -88,6 +88,7 @@ async def run_demo(
             ws_url=fx.ws_url,
             rest_url=fx.rest_url,
             exchange_info_every=1.0,
+            max_halt=2.0,  # the delisted symbol shows as BREAK: halted, dropped after 2 s
             grace_ms=int(250 * speed),
             db=db,
             flush_every=0.5,

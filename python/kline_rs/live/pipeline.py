@@ -24,7 +24,7 @@ from kline_rs.live.kline_history import KlineHistory, gap_spans, heal
 from kline_rs.live.persist import Persister
 from kline_rs.live.repair import GapRepairer
 from kline_rs.live.store import check_db_target, open_store
-from kline_rs.live.symbols import Selection, SymbolManager
+from kline_rs.live.symbols import MAX_HALT_S, Selection, SymbolManager
 from kline_rs.rest import BinanceRest, RestError, VenueName
 from kline_rs.storage import Sink, StorageError, StoredState, open_sink
 
@@ -51,6 +51,8 @@ class PipelineConfig:
     partitions: int = 0
     grace_ms: int = 250
     exchange_info_every: float = 60.0
+    #: Seconds a symbol may stay BREAK/HALT (state kept) before it counts as delisted.
+    max_halt: float = MAX_HALT_S
     rotate_after: float = 23.5 * 3600
     max_streams: int = 1024
     #: History for each new symbol (ms, market time before it joins).
@@ -200,7 +202,10 @@ class LivePipeline:
                     cfg.selection,
                     add=self._add,
                     remove=self._remove,
+                    halt=self._halt,
+                    resume=self._resume,
                     every=cfg.exchange_info_every,
+                    max_halt=cfg.max_halt,
                 )
                 self.manager = manager
                 self.repairer = GapRepairer(engine, rest)
@@ -374,6 +379,18 @@ class LivePipeline:
             self.engine.remove_symbol(s)  # open klines leave as final
         if self.persister is not None:
             self.persister.forget(symbols)
+
+    async def _halt(self, symbols: list[str]) -> None:
+        """Halted by the exchange: the engine keeps their state and makes no flat klines; the
+        streams stay subscribed for when trading resumes."""
+        assert self.engine is not None
+        for s in symbols:
+            self.engine.halt(s)
+
+    async def _resume(self, symbols: list[str]) -> None:
+        assert self.engine is not None
+        for s in symbols:
+            self.engine.resume(s)
 
     async def _consume(self, engine: Engine) -> None:
         async for k in engine.closed():

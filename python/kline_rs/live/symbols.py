@@ -6,6 +6,7 @@ import asyncio
 import difflib
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,13 @@ from kline_rs._core import KlineError
 from kline_rs.feeds.binance import symbol_name
 
 log = logging.getLogger("kline_rs.symbols")
+
+#: Statuses of a symbol the exchange has stopped for now: it keeps its state, makes no klines.
+HALTED_STATUSES = frozenset({"BREAK", "HALT"})
+
+#: Seconds a followed symbol may stay halted before it counts as delisted (Binance keeps
+#: delisted pairs in exchangeInfo as BREAK). Its halts last hours: 2018-02-08's, 33.5 h.
+MAX_HALT_S = 7 * 86_400.0
 
 
 class UnknownSymbolsError(KlineError):
@@ -60,11 +68,15 @@ class Selection:
 class SymbolEvents:
     listed: list[str] = field(default_factory=list)
     delisted: list[str] = field(default_factory=list)
+    halted: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
 
 
 class SymbolManager:
-    """Polls ``exchangeInfo``: a new TRADING symbol is added; one that leaves TRADING is
-    removed (its open klines flushed as final by the engine, its stream unsubscribed)."""
+    """Polls ``exchangeInfo``: a new TRADING symbol is added; a followed one that turns BREAK or
+    HALT is halted (state kept, no flat klines) and resumed once TRADING again; one that
+    leaves TRADING otherwise, or stays halted longer than ``max_halt`` seconds, is removed
+    (its open klines flushed as final by the engine, its stream unsubscribed)."""
 
     def __init__(
         self,
@@ -73,14 +85,24 @@ class SymbolManager:
         *,
         add: Callable[[list[str]], Awaitable[None]],
         remove: Callable[[list[str]], Awaitable[None]],
+        halt: Callable[[list[str]], Awaitable[None]],
+        resume: Callable[[list[str]], Awaitable[None]],
         every: float = 60.0,
+        max_halt: float = MAX_HALT_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.exchange_info = exchange_info
         self.selection = selection
         self.add = add
         self.remove = remove
+        self.halt = halt
+        self.resume = resume
         self.every = every
+        self.max_halt = max_halt
+        self.clock = clock
         self.following: set[str] = set()
+        #: Followed symbols the exchange has halted → when this manager saw it (``clock``).
+        self.halted: dict[str, float] = {}
         self.statuses: dict[str, str] = {}
         self.events = SymbolEvents()
 
@@ -98,18 +120,34 @@ class SymbolManager:
             if old is not None and old != status:
                 log.info("%s: status %s -> %s", name, old, status)
         self.statuses = statuses
-        wanted = {
-            s["symbol"]
-            for s in info.get("symbols", [])
-            if s.get("status") == "TRADING" and self.selection.wants(s)
-        }
+        chosen = [s for s in info.get("symbols", []) if self.selection.wants(s)]
+        wanted = {s["symbol"] for s in chosen if s.get("status") == "TRADING"}
+        stopped = {s["symbol"] for s in chosen if s.get("status") in HALTED_STATUSES}
+        now = self.clock()
+        too_long = {n for n, since in self.halted.items() if now - since >= self.max_halt}
+        kept = wanted | ((stopped & self.following) - too_long)
         added = sorted(wanted - self.following)
-        removed = sorted(self.following - wanted)
+        removed = sorted(self.following - kept)
+        halting = sorted((stopped & kept) - self.halted.keys())
+        resuming = sorted(self.halted.keys() & wanted)
         if removed:
             await self.remove(removed)
             self.following.difference_update(removed)
+            for name in removed:
+                self.halted.pop(name, None)
             self.events.delisted += removed
             log.info("stopped following %s", ", ".join(removed))
+        if halting:
+            await self.halt(halting)
+            self.halted.update(dict.fromkeys(halting, now))
+            self.events.halted += halting
+            log.info("halted by the exchange (state kept, no klines): %s", ", ".join(halting))
+        if resuming:
+            await self.resume(resuming)
+            for name in resuming:
+                del self.halted[name]
+            self.events.resumed += resuming
+            log.info("trading again: %s", ", ".join(resuming))
         if added:
             await self.add(added)
             self.following.update(added)

@@ -200,8 +200,12 @@ class SimulatedMarket(Market):
 
     def set_status(self, symbol: str, status: str) -> None:
         super().set_status(symbol, status)
-        if status != TRADING:
-            self._flows[symbol].pending = []
+        flow = self._flows[symbol]
+        if status != TRADING and flow.pending:
+            # Drawn but never traded: their ids go to the next trades (Binance's ids stay
+            # contiguous over a halt).
+            flow.next_agg, flow.next_raw = flow.pending[0][0], flow.pending[0][3]
+            flow.pending = []
 
     def _release(self, now_ms: int) -> list[tuple[str, Trade]]:
         per_symbol: list[list[tuple[int, str, Trade]]] = []

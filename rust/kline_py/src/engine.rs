@@ -208,6 +208,16 @@ impl Engine {
         py.detach(|| self.inner.remove_symbol(symbol)).map_err(engine_err)
     }
 
+    /// The exchange halted `symbol` (BREAK/HALT): it keeps its state, makes no flat klines.
+    fn halt(&self, py: Python<'_>, symbol: &str) -> PyResult<()> {
+        py.detach(|| self.inner.halt(symbol)).map_err(engine_err)
+    }
+
+    /// `symbol` trades again (TRADING): the halted span stays without rows.
+    fn resume(&self, py: Python<'_>, symbol: &str) -> PyResult<()> {
+        py.detach(|| self.inner.resume(symbol)).map_err(engine_err)
+    }
+
     fn symbols(&self) -> Vec<String> {
         self.inner.symbols()
     }

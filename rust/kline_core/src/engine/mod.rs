@@ -923,6 +923,45 @@ impl Engine {
         Ok(())
     }
 
+    /// The exchange halted `symbol` (status `BREAK`/`HALT`): it keeps its slots and state, its
+    /// open klines close as usual, and no quiet period from now on is emitted as flat until
+    /// [`Engine::resume`]. Binance writes no rows while trading is halted.
+    pub fn halt(&self, symbol: &str) -> Result<(), EngineError> {
+        let now = self.cfg.clock.now();
+        self.halt_or_resume(symbol, |slot, generation, reply| Item::Halt {
+            slot,
+            generation,
+            now,
+            reply,
+        })
+    }
+
+    /// `symbol` trades again (status `TRADING`): the halted span gets no rows; from the period
+    /// holding the clock's now on, quiet periods are flat again and the next trade opens a
+    /// kline. A trade timed after the halt resumes the symbol by itself; no effect on a
+    /// symbol that is not halted.
+    pub fn resume(&self, symbol: &str) -> Result<(), EngineError> {
+        let now = self.cfg.clock.now();
+        self.halt_or_resume(symbol, |slot, generation, reply| Item::Resume {
+            slot,
+            generation,
+            now,
+            reply,
+        })
+    }
+
+    fn halt_or_resume(
+        &self,
+        symbol: &str,
+        item: impl FnOnce(u32, u32, crossbeam_channel::Sender<()>) -> Item,
+    ) -> Result<(), EngineError> {
+        let r = self.lookup(symbol)?;
+        let (tx, rx) = bounded(1);
+        let p = r.partition as usize;
+        self.enqueue_or_fail(p, item(r.slot, r.generation, tx))?;
+        rx.recv_timeout(Duration::from_secs(30)).map_err(|_| EngineError::Timeout(p))
+    }
+
     /// The symbol's current state per interval (ordered after every push made before the
     /// call): what a reader sees of the open klines.
     pub fn read(&self, symbol: &str) -> Result<(Vec<SlotValue>, Option<i64>), EngineError> {

@@ -17,6 +17,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+mod halt;
+
 /// One symbol of a partition as (slot, generation), or `None` for all of them.
 pub type Target = Option<(u32, u32)>;
 
@@ -85,6 +87,21 @@ pub enum Item {
         checkpoints: Vec<(u32, u32, i64)>,
         hold: bool,
         reply: Sender<usize>,
+    },
+    /// The exchange halted the symbol (`BREAK`/`HALT`) at clock time `now`: it keeps its state
+    /// and emits no quiet periods until `Resume`.
+    Halt {
+        slot: u32,
+        generation: u32,
+        now: i64,
+        reply: Sender<()>,
+    },
+    /// Trading again since clock time `now`; the halted span stays without rows.
+    Resume {
+        slot: u32,
+        generation: u32,
+        now: i64,
+        reply: Sender<()>,
     },
     /// Look at the clock now (tests with a manual clock).
     Tick,
@@ -189,6 +206,10 @@ struct SymbolState {
     /// A feed-down declared before the first trade promises every trade from this time on
     /// (history rebuilt from REST): only what opens before it can be partial.
     complete_from: i64,
+    /// The last exchange halt: when the engine learnt of it and when trading resumed
+    /// (`i64::MAX`: never halted / still halted). Its span gets no quiet periods (`halt.rs`).
+    halted_at: i64,
+    resumed_at: i64,
 }
 
 /// A declared feed-down period of one symbol. Klines keep closing on the clock (marked gap);
@@ -440,6 +461,8 @@ impl Book {
                     holes: Vec::new(),
                     partial_before: i64::MIN,
                     complete_from: i64::MAX,
+                    halted_at: i64::MAX,
+                    resumed_at: i64::MAX,
                 });
                 self.table.grow(self.n);
                 self.checkpoints.grow(self.symbols.len());
@@ -465,6 +488,7 @@ impl Book {
         s.holes.clear();
         s.partial_before = i64::MIN;
         s.complete_from = i64::MAX;
+        (s.halted_at, s.resumed_at) = (i64::MAX, i64::MAX);
         (slot, s.generation)
     }
 
@@ -573,6 +597,7 @@ impl Book {
         c.trades += 1;
         s.max_time = s.max_time.max(t.time);
         c.watermark = c.watermark.max(t.time);
+        self.resumed_by_trade(sym, t.time);
         let mut roll = self.table.apply_run(sym * self.n, self.n, t);
         while roll != 0 {
             let i = roll.trailing_zeros() as usize;
@@ -658,18 +683,11 @@ impl Book {
             SlotState::Open => {
                 let kline = self.table.kline(idx);
                 self.emit_kline(shared, sym, i, kline);
-                if kline.close_time + 1 < start {
-                    let run =
-                        FlatRun { start: kline.close_time + 1, end: start, price: kline.close };
-                    self.emit_flat(shared, sym, i, run);
-                }
+                self.emit_quiet(shared, sym, i, kline.close_time + 1, start, kline.close);
             }
             SlotState::Flat => {
-                let since = self.table.open_time[idx];
-                if since < start {
-                    let run = FlatRun { start: since, end: start, price: self.table.close[idx] };
-                    self.emit_flat(shared, sym, i, run);
-                }
+                let (since, price) = (self.table.open_time[idx], self.table.close[idx]);
+                self.emit_quiet(shared, sym, i, since, start, price);
             }
             SlotState::Empty => {}
         }
@@ -750,14 +768,18 @@ impl Book {
         } else {
             self.bucket_end(i, horizon)
         };
+        let halted = self.halted_before(sym, i, end);
+        let end = halted.map_or(end, |from| from.max(since));
         if end > since {
-            let run = FlatRun { start: since, end, price: self.table.close[idx] };
-            self.emit_flat(shared, sym, i, run);
+            self.emit_quiet(shared, sym, i, since, end, self.table.close[idx]);
             self.table.open_time[idx] = end;
             let s = &mut self.symbols[sym];
             s.late_before = s.late_before.max(end);
         }
-        self.table.next[idx] = grid.next_start(self.table.open_time[idx]);
+        self.table.next[idx] = match halted {
+            Some(_) => i64::MAX, // nothing more until trading resumes
+            None => grid.next_start(self.table.open_time[idx]),
+        };
     }
 
     /// The feed of the symbol is down since `since`: what closes from now on is marked gap,

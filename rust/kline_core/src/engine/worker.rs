@@ -100,6 +100,19 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
             settle(book, shared);
             let _ = reply.send(());
         }
+        Item::Halt { slot, generation, now, reply } => {
+            if book.is_live(slot as usize, generation) {
+                book.halt(slot as usize, now);
+            }
+            let _ = reply.send(());
+        }
+        Item::Resume { slot, generation, now, reply } => {
+            if book.is_live(slot as usize, generation) {
+                book.resume(shared, slot as usize, now);
+            }
+            settle(book, shared);
+            let _ = reply.send(());
+        }
         Item::Tick => return true,
         Item::Panic { slot } => panic!("injected fault while applying a trade of slot {slot}"),
     }

@@ -1,0 +1,157 @@
+//! Exchange halts in the live engine (issue 12): a `BREAK`/`HALT` symbol keeps its state,
+//! the clock makes no flat klines for it, and after `resume` the halted span has no rows.
+//! Times are Binance's 2018-02-08 halt (00:28:14.788) and resume (02-09 10:00).
+
+use kline_core::engine::clock::ManualClock;
+use kline_core::engine::output::Record;
+use kline_core::engine::{Engine, EngineConfig, EngineError, Holes};
+use kline_core::interval::{HOUR_MS, MINUTE_MS};
+use kline_core::Trade;
+use std::sync::Arc;
+
+const HALT_DAY: i64 = 1_518_048_000_000; // 2018-02-08 00:00 UTC
+const LAST_TRADE: i64 = 1_518_049_694_788; // 00:28:14.788, when trading stopped
+const RESUMED: i64 = HALT_DAY + 34 * HOUR_MS; // 02-09 10:00
+const E8: i64 = 100_000_000;
+const GRACE: i64 = 500;
+
+fn engine(clock: Arc<ManualClock>) -> Engine {
+    let mut cfg = EngineConfig::new(vec!["1m".parse().unwrap(), "1h".parse().unwrap()]);
+    cfg.partitions = 1;
+    cfg.pin_threads = false;
+    cfg.grace = GRACE;
+    cfg.clock = clock;
+    Engine::start(cfg).unwrap()
+}
+
+fn trade(id: i64, time: i64, price: i64) -> Trade {
+    Trade { id, price: price * E8, qty: E8, first_id: id, last_id: id, time, buyer_is_maker: true }
+}
+
+/// Every period emitted so far as (interval, open time, traded), flat runs expanded.
+fn periods(e: &Engine) -> Vec<(u16, i64, bool)> {
+    let mut out = Vec::new();
+    loop {
+        let (token, batch) = e.poll(100_000, true);
+        if batch.is_empty() {
+            return out;
+        }
+        for r in batch {
+            match r {
+                Record::Kline { interval, kline, .. } => {
+                    out.push((interval, kline.open_time, !kline.is_flat()))
+                }
+                Record::FlatRun { interval, run, .. } => {
+                    let len = [MINUTE_MS, HOUR_MS][interval as usize];
+                    out.extend(
+                        (run.start..run.end).step_by(len as usize).map(|t| (interval, t, false)),
+                    );
+                }
+            }
+        }
+        e.ack(token);
+    }
+}
+
+fn at(clock: &ManualClock, e: &Engine, t: i64) {
+    clock.set(t);
+    e.sync().unwrap();
+}
+
+#[test]
+fn a_halted_symbol_makes_no_flat_klines_and_resumes_with_the_next_trade() {
+    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
+    let e = engine(clock.clone());
+    e.add_symbol("BTCUSDT", None).unwrap();
+    e.push_trades("BTCUSDT", vec![trade(1, HALT_DAY + 10_000, 7599), trade(2, LAST_TRADE, 7784)])
+        .unwrap();
+    e.sync().unwrap();
+    e.halt("BTCUSDT").unwrap();
+    // Halted: 34 hours go by; only what was trading before the halt comes out.
+    let mut halted = Vec::new();
+    at(&clock, &e, HALT_DAY + 29 * MINUTE_MS + GRACE);
+    for hour in 1..34 {
+        halted.extend(periods(&e));
+        at(&clock, &e, HALT_DAY + hour * HOUR_MS + GRACE);
+    }
+    halted.extend(periods(&e));
+    // 1m: 00:00 traded, 00:01 … 00:27 quiet before the halt (flat), 00:28 traded; then none.
+    let mut want: Vec<(u16, i64, bool)> =
+        (0..=28).map(|m| (0, HALT_DAY + m * MINUTE_MS, m == 0 || m == 28)).collect();
+    // 1h: the kline open at the halt closes as usual; no flat hour follows it.
+    want.push((1, HALT_DAY, true));
+    assert_eq!(halted, want);
+    assert_eq!(e.symbols(), vec!["BTCUSDT".to_string()], "halted, not removed");
+
+    at(&clock, &e, RESUMED + 5_000);
+    e.resume("BTCUSDT").unwrap();
+    assert_eq!(periods(&e), vec![], "resuming makes no rows for the halted span");
+    e.push_trade("BTCUSDT", trade(3, RESUMED + 20_000, 7790)).unwrap();
+    at(&clock, &e, RESUMED + HOUR_MS + 3 * MINUTE_MS + GRACE);
+    let after = periods(&e);
+    // The first trade after the resume opens 10:00 in both intervals; quiet periods after it
+    // are flat again.
+    let mut want: Vec<(u16, i64, bool)> =
+        (0..63).map(|m| (0, RESUMED + m * MINUTE_MS, m == 0)).collect();
+    want.push((1, RESUMED, true));
+    assert_eq!(after, want);
+}
+
+#[test]
+fn a_trade_after_the_halt_resumes_the_symbol_before_exchange_info_says_so() {
+    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
+    let e = engine(clock.clone());
+    e.add_symbol("ETHUSDT", None).unwrap();
+    e.push_trade("ETHUSDT", trade(1, LAST_TRADE, 880)).unwrap();
+    e.sync().unwrap();
+    e.halt("ETHUSDT").unwrap();
+    at(&clock, &e, RESUMED + 30_000);
+    assert_eq!(periods(&e), vec![(0, HALT_DAY + 28 * MINUTE_MS, true), (1, HALT_DAY, true)]);
+    e.push_trade("ETHUSDT", trade(2, RESUMED + 20_000, 790)).unwrap();
+    at(&clock, &e, RESUMED + 5 * MINUTE_MS + GRACE);
+    // No rows for the halted span; the new minute closes and quiet ones follow it, flat.
+    let want: Vec<(u16, i64, bool)> =
+        (0..5).map(|m| (0, RESUMED + m * MINUTE_MS, m == 0)).collect();
+    assert_eq!(periods(&e), want);
+    e.resume("ETHUSDT").unwrap(); // the poll catches up: nothing changes
+    at(&clock, &e, RESUMED + 6 * MINUTE_MS + GRACE);
+    assert_eq!(periods(&e), vec![(0, RESUMED + 5 * MINUTE_MS, false)]);
+}
+
+#[test]
+fn halting_an_unknown_symbol_says_so() {
+    let e = engine(Arc::new(ManualClock::new(HALT_DAY)));
+    assert!(matches!(e.halt("NOPEUSDT"), Err(EngineError::UnknownSymbol(_))));
+    assert!(matches!(e.resume("NOPEUSDT"), Err(EngineError::UnknownSymbol(_))));
+}
+
+#[test]
+fn a_feed_gap_over_the_resume_replays_without_rows_for_the_halted_span() {
+    // The first trade after the resume skips ids: the feed goes down, the symbol is rewound to
+    // before the halt and replayed. The halted span still gets no rows.
+    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
+    let mut cfg = EngineConfig::new(vec!["1m".parse().unwrap(), "1h".parse().unwrap()]);
+    (cfg.partitions, cfg.pin_threads, cfg.grace, cfg.clock) = (1, false, GRACE, clock.clone());
+    cfg.detect_id_gaps = true;
+    let e = Engine::start(cfg).unwrap();
+    e.add_symbol("BNBUSDT", None).unwrap();
+    e.push_trades("BNBUSDT", vec![trade(1, HALT_DAY + 10_000, 9), trade(2, LAST_TRADE, 8)])
+        .unwrap();
+    e.sync().unwrap();
+    e.halt("BNBUSDT").unwrap();
+    at(&clock, &e, RESUMED + 5_000);
+    e.resume("BNBUSDT").unwrap();
+    e.push_trade("BNBUSDT", trade(5, RESUMED + 20_000, 10)).unwrap();
+    at(&clock, &e, RESUMED + 3 * MINUTE_MS + GRACE);
+    e.feed_up(Some("BNBUSDT"), Holes::Accept).unwrap();
+    at(&clock, &e, RESUMED + 4 * MINUTE_MS + GRACE);
+    let got = periods(&e);
+    let halted = |&(i, t, _): &(u16, i64, bool)| {
+        let first_quiet = [HALT_DAY + 29 * MINUTE_MS, HALT_DAY + HOUR_MS][i as usize];
+        first_quiet <= t && t < RESUMED
+    };
+    assert_eq!(got.iter().filter(|p| halted(p)).count(), 0, "{got:?}");
+    assert!(
+        got.contains(&(0, RESUMED, true)) && got.contains(&(0, RESUMED + 3 * MINUTE_MS, false))
+    );
+}
