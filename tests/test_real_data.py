@@ -42,6 +42,66 @@ def test_replay_of_real_agg_trades_matches_official_minutes(
         assert line == official[line.split(",")[0]]
 
 
+def raw_trade_rows(trades: list[dict[str, object]]) -> list[tuple[int, str, str, int, bool]]:
+    """The recorded aggTrades as the raw trades they stand for: an aggTrade of n raw trades
+    (ids f..l, one price, one taker side) split into n trades, all but the first of the
+    quantity step 0.000001, so every p·q still fits 8 decimals as the real trades' did."""
+    rows = []
+    for t in trades:
+        f, n = int(t["f"]), int(t["l"]) - int(t["f"]) + 1  # type: ignore[call-overload]
+        q = kline_rs.parse_fixed8(str(t["q"]))
+        step = 100  # 0.000001 at 1e-8
+        assert q > (n - 1) * step
+        for i in range(n):
+            qty = q - (n - 1) * step if i == 0 else step
+            rows.append(
+                (f + i, str(t["p"]), kline_rs.format_fixed8(qty), int(t["T"]), bool(t["m"]))
+            )  # type: ignore[call-overload]
+    return rows
+
+
+@pytest.mark.parametrize("venue", ["spot", "futures"])
+def test_replay_of_raw_trades_matches_official_minutes(
+    venue: str, binance_data: Path, tmp_path: Path
+) -> None:
+    """Binance's trades dumps (spot: 7 columns, no header; futures: a header, 6 columns),
+    built from the recorded aggTrades, give the official 1m lines byte for byte."""
+    trades = json.loads((binance_data / "btcusdt_aggtrades_202790190.json").read_text())
+    rows = raw_trade_rows(trades)
+    assert len(rows) == 1024  # raw trade ids 222825297..222826320
+    dump = tmp_path / "in" / "BTCUSDT-trades-2020-01-02.csv"
+    dump.parent.mkdir()
+
+    def quote(p: str, q: str) -> str:
+        cut = kline_rs.parse_fixed8(p) * kline_rs.parse_fixed8(q) // 10**8
+        return kline_rs.format_fixed8(cut)
+
+    if venue == "spot":
+        lines = [f"{i},{p},{q},{quote(p, q)},{t},{m},True" for i, p, q, t, m in rows]
+    else:
+        lines = ["id,price,qty,quote_qty,time,is_buyer_maker"]
+        lines += [f"{i},{p},{q},{quote(p, q)},{t},{str(m).lower()}" for i, p, q, t, m in rows]
+    dump.write_text("\n".join(lines) + "\n")
+    summary = kline_rs.replay(dump, tmp_path / "out", ["1m"])
+    assert summary.trades == 1024 and summary.bad_rows == 0 and summary.inexact == 0
+    got = (tmp_path / "out" / "BTCUSDT-1m.csv").read_text().splitlines()
+    official = {line.split(",")[0]: line for line in official_1m(binance_data, 2)}
+    assert len(got) == 9
+    for line in got[1:-1]:  # first and last minutes are partial
+        assert line == official[line.split(",")[0]]
+
+
+def test_aggtrades_and_trades_of_one_symbol_are_not_mixed(tmp_path: Path) -> None:
+    (tmp_path / "BTCUSDT-aggTrades-2020-01-02.csv").write_text(
+        "1,1.0,1.0,1,1,1577977823305,True,True\n"
+    )
+    (tmp_path / "BTCUSDT-trades-2020-01-02.csv").write_text(
+        "1,1.0,1.0,1.0,1577977823305,True,True\n"
+    )
+    with pytest.raises(kline_rs.ReplayFailed, match="both aggTrades and trades"):
+        kline_rs.replay(tmp_path, tmp_path / "out", ["1m"])
+
+
 def test_official_1m_rolls_up_to_rest_5m_and_1d(binance_data: Path) -> None:
     minutes = [line for day in (1, 2, 3) for line in official_1m(binance_data, day)]
     assert kline_rs.rollup_csv(minutes, "5m")[:24] == rest_lines(

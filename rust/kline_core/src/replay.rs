@@ -8,7 +8,7 @@ use crate::aggregate::{Aggregator, Counts, FlatRunTooLong};
 use crate::decimal::QuoteRule;
 use crate::interval::{epoch_3d_warning, Grid, Interval, TimeUnit};
 use crate::output::{CsvSink, SinkError, StagedFiles};
-use crate::parse::csv::{is_header, parse_block};
+use crate::parse::csv::{header, parse_block, Layout};
 use crate::parse::source::{content_len, for_each_csv, symbol_from_file_name};
 use crate::parse::BadRow;
 use crate::plausible::{Implausible, TimeLimits};
@@ -109,6 +109,10 @@ pub enum ReplayError {
     Symbol(#[from] crate::symbol::SymbolError),
     #[error("no intervals given")]
     NoIntervals,
+    #[error(
+        "{symbol}: both aggTrades and trades inputs (their ids differ); replay them separately"
+    )]
+    MixedKinds { symbol: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReplayError + '_ {
@@ -148,6 +152,13 @@ fn plan(inputs: &[PathBuf], symbol: Option<&str>) -> Result<Vec<(String, PathBuf
         .collect::<Result<Vec<_>, ReplayError>>()?;
     planned.sort_by(|a, b| (&a.0, a.1.file_name()).cmp(&(&b.0, b.1.file_name())));
     planned.dedup();
+    for pair in planned.windows(2) {
+        let kind = |p: &Path| p.file_name()?.to_str().and_then(Layout::of_file_name);
+        let (a, b) = (kind(&pair[0].1), kind(&pair[1].1));
+        if pair[0].0 == pair[1].0 && a.is_some() && b.is_some() && a != b {
+            return Err(ReplayError::MixedKinds { symbol: pair[0].0.clone() });
+        }
+    }
     if planned.is_empty() {
         return Err(ReplayError::NoInput);
     }
@@ -163,6 +174,7 @@ struct Block {
     first: bool,
     /// Lines skipped at the start (a header).
     skipped: u64,
+    layout: Layout,
     data: Vec<u8>,
     skip_bytes: usize,
 }
@@ -210,8 +222,12 @@ impl Pools {
     }
 }
 
+/// Reads one source (a file, or a zip entry) into blocks of whole lines. `kind`: what its file
+/// name says it holds; without it, its header says, else aggTrades.
+#[allow(clippy::too_many_arguments)]
 fn read_source(
     name: &str,
+    kind: Option<Layout>,
     r: &mut dyn Read,
     file: usize,
     seq: &mut u64,
@@ -221,6 +237,7 @@ fn read_source(
     let source: Arc<str> = name.into();
     let mut carry = Vec::new();
     let mut first = true;
+    let mut layout = kind.unwrap_or_default();
     loop {
         let mut buf = pools.bytes();
         buf.append(&mut carry);
@@ -248,7 +265,15 @@ fn read_source(
         }
         let mut skip_bytes = 0;
         let mut skipped = 0;
-        if first && is_header(&buf) {
+        if let Some(says) = header(&buf).filter(|_| first) {
+            if kind.is_some_and(|k| k != says) {
+                return Err(io::Error::other(format!(
+                    "{name}: the file name says {} but its header is a {} header",
+                    layout.name(),
+                    says.name()
+                )));
+            }
+            layout = says;
             skip_bytes = memchr::memchr(b'\n', &buf).map_or(buf.len(), |i| i + 1);
             skipped = 1;
         }
@@ -258,6 +283,7 @@ fn read_source(
             source: source.clone(),
             first,
             skipped,
+            layout,
             data: buf,
             skip_bytes,
         };
@@ -276,7 +302,7 @@ fn parse_worker(rx: Receiver<Block>, tx: Sender<Parsed>, pools: &Pools) {
     for b in rx {
         let mut trades = pools.trades();
         let mut bad = Vec::new();
-        let lines = parse_block(&b.data[b.skip_bytes..], &mut trades, &mut bad);
+        let lines = parse_block(b.layout, &b.data[b.skip_bytes..], &mut trades, &mut bad);
         let bytes = b.data.len() as u64;
         let _ = pools.bytes.0.send(b.data);
         let parsed = Parsed {
@@ -529,8 +555,9 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
         s.spawn(move || {
             let mut seq = 0;
             for (i, (_, path)) in files.iter().enumerate() {
+                let kind = path.file_name().and_then(|n| n.to_str()).and_then(Layout::of_file_name);
                 let res = for_each_csv(path, |name, r| {
-                    read_source(name, r, i, &mut seq, &block_tx, pools)
+                    read_source(name, kind, r, i, &mut seq, &block_tx, pools)
                 });
                 if let Err(e) = res {
                     *reader_error.lock().expect("not poisoned") = Some(io_err(path)(e));

@@ -1,7 +1,11 @@
-//! Binance public-data aggTrades CSV.
+//! Binance public-data aggTrades and trades CSV.
 //!
-//! Spot: no header, 8 columns `a,p,q,f,l,T,m,M` (`True`/`False`), T in ms before 2025 and µs
-//! after. USD-M / COIN-M futures: a header line, 7 columns `a,p,q,f,l,T,m` (`true`/`false`).
+//! aggTrades, spot: no header, 8 columns `a,p,q,f,l,T,m,M` (`True`/`False`), T in ms before
+//! 2025 and µs after. USD-M / COIN-M futures: a header line, 7 columns `a,p,q,f,l,T,m`.
+//!
+//! trades (raw trades), spot: no header, 7 columns `id,price,qty,quoteQty,time,isBuyerMaker,
+//! isBestMatch`; futures: a header line, 6 columns `id,price,qty,quote_qty,time,is_buyer_maker`.
+//! A raw trade is an aggTrade of one trade (`f = l = id`), so every quote value is exact.
 
 use super::{excerpt, parse_int};
 use crate::decimal::parse_fixed8;
@@ -17,6 +21,39 @@ fn parse_bool(s: &[u8]) -> Option<bool> {
     }
 }
 
+/// Which kind of dump a file holds: from its name (`BTCUSDT-trades-2024-01-02.zip`), else its
+/// header, else aggTrades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    #[default]
+    AggTrades,
+    Trades,
+}
+
+impl Layout {
+    /// The kind a Binance public-data file name says (`SYMBOL-aggTrades-…`, `SYMBOL-trades-…`).
+    pub fn of_file_name(name: &str) -> Option<Layout> {
+        let rest = name.split_once('-')?.1;
+        if rest.starts_with("aggTrades") {
+            Some(Layout::AggTrades)
+        } else if rest.starts_with("trades") {
+            Some(Layout::Trades)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::AggTrades => "aggTrades",
+            Layout::Trades => "trades",
+        }
+    }
+}
+
+const TRADE_NAMES: [&str; 7] =
+    ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"];
+
 const NAMES: [&str; 8] = [
     "agg_trade_id",
     "price",
@@ -28,15 +65,25 @@ const NAMES: [&str; 8] = [
     "is_best_match",
 ];
 
-/// Whether the first line of `text` is Binance's header: `agg_trade_id` then column names
-/// only. Any other line is data, so a corrupt first row is a bad row, not a silent skip.
-pub fn is_header(text: &[u8]) -> bool {
+/// The kind of dump whose header the first line of `text` is: `agg_trade_id` (aggTrades) or
+/// `id` (trades) then column names only. Any other line is data, so a corrupt first row is a
+/// bad row, not a silent skip.
+pub fn header(text: &[u8]) -> Option<Layout> {
     let line = &text[..memchr(b'\n', text).unwrap_or(text.len())];
     let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut fields = line.split(|&c| c == b',');
-    fields.next().is_some_and(|f| f.eq_ignore_ascii_case(b"agg_trade_id"))
-        && fields.all(|f| NAMES.iter().any(|n| f.eq_ignore_ascii_case(n.as_bytes())))
+    let (layout, names): (Layout, &[&str]) = match fields.next()? {
+        f if f.eq_ignore_ascii_case(b"agg_trade_id") => (Layout::AggTrades, &NAMES),
+        f if f.eq_ignore_ascii_case(b"id") => (Layout::Trades, &TRADE_NAMES),
+        _ => return None,
+    };
+    fields.all(|f| names.iter().any(|n| f.eq_ignore_ascii_case(n.as_bytes()))).then_some(layout)
+}
+
+/// Whether the first line of `text` is a header of either kind.
+pub fn is_header(text: &[u8]) -> bool {
+    header(text).is_some()
 }
 
 /// Parses one data row (without its line ending).
@@ -83,6 +130,37 @@ pub fn parse_row(line: &[u8]) -> Result<Trade, String> {
         first_id: int(3)?,
         last_id: int(4)?,
         time: int(5)?,
+        buyer_is_maker,
+    })
+}
+
+/// Parses one raw-trade row (without its line ending): `id,price,qty,quoteQty,time,m[,M]`.
+pub fn parse_trade_row(line: &[u8]) -> Result<Trade, String> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let fields: Vec<&[u8]> = line.split(|&c| c == b',').collect();
+    if fields.len() < 6 || fields.len() > 7 {
+        let n = fields.len();
+        return Err(format!("{n} columns, expected 6 (futures trades) or 7 (spot trades)"));
+    }
+    let int = |i: usize| {
+        parse_int(fields[i])
+            .ok_or_else(|| format!("{} is not an integer: {}", TRADE_NAMES[i], excerpt(fields[i])))
+    };
+    let dec = |i: usize| parse_fixed8(fields[i]).map_err(|e| format!("{}: {e}", TRADE_NAMES[i]));
+    crate::decimal::parse_fixed8_wide(fields[3]).map_err(|e| format!("quote_qty: {e}"))?;
+    let buyer_is_maker = parse_bool(fields[5])
+        .ok_or_else(|| format!("is_buyer_maker is not a boolean: {}", excerpt(fields[5])))?;
+    if fields.len() == 7 && parse_bool(fields[6]).is_none() {
+        return Err(format!("is_best_match is not a boolean: {}", excerpt(fields[6])));
+    }
+    let id = int(0)?;
+    Ok(Trade {
+        id,
+        price: dec(1)?,
+        qty: dec(2)?,
+        first_id: id,
+        last_id: id,
+        time: int(4)?,
         buyer_is_maker,
     })
 }
@@ -201,6 +279,41 @@ impl Fast<'_> {
         Some(v)
     }
 
+    /// One raw-trade row (`id,p,q,quoteQty,T,m[,M]`) up to and including its `\n`.
+    #[inline]
+    fn trade_row(&mut self) -> Option<Trade> {
+        let id = self.int()?;
+        self.sep()?;
+        let price = self.decimal()?;
+        self.sep()?;
+        let qty = self.decimal()?;
+        self.sep()?;
+        self.decimal()?; // quoteQty: Binance's own trunc8(p·q), the rule the core applies
+        self.sep()?;
+        let time = self.int()?;
+        self.sep()?;
+        let buyer_is_maker = self.boolean()?;
+        self.end_of_row(Trade { id, price, qty, first_id: id, last_id: id, time, buyer_is_maker })
+    }
+
+    /// An optional `,isBestMatch`, then the line ending.
+    #[inline]
+    fn end_of_row(&mut self, t: Trade) -> Option<Trade> {
+        if self.s.get(self.i) == Some(&b',') {
+            self.i += 1;
+            self.boolean()?;
+        }
+        if self.s.get(self.i) == Some(&b'\r') {
+            self.i += 1;
+        }
+        match self.s.get(self.i) {
+            Some(b'\n') => self.i += 1,
+            None => {}
+            Some(_) => return None,
+        }
+        Some(t)
+    }
+
     /// One row up to and including its `\n` (or the end of the block).
     #[inline]
     fn row(&mut self) -> Option<Trade> {
@@ -217,19 +330,7 @@ impl Fast<'_> {
         let time = self.int()?;
         self.sep()?;
         let buyer_is_maker = self.boolean()?;
-        if self.s.get(self.i) == Some(&b',') {
-            self.i += 1;
-            self.boolean()?;
-        }
-        if self.s.get(self.i) == Some(&b'\r') {
-            self.i += 1;
-        }
-        match self.s.get(self.i) {
-            Some(b'\n') => self.i += 1,
-            None => {}
-            Some(_) => return None,
-        }
-        Some(Trade { id, price, qty, first_id, last_id, time, buyer_is_maker })
+        self.end_of_row(Trade { id, price, qty, first_id, last_id, time, buyer_is_maker })
     }
 }
 
@@ -255,12 +356,25 @@ fn line_at(block: &[u8], start: usize) -> &[u8] {
 /// Parses a block of whole lines. Good rows go to `trades`; bad rows (unreadable, or values no
 /// kline can be built from) to `bad` as (0-based line index in the block, reason). Empty lines
 /// are skipped. Returns the line count.
-pub fn parse_block(block: &[u8], trades: &mut Vec<Trade>, bad: &mut Vec<(u64, String)>) -> u64 {
+pub fn parse_block(
+    layout: Layout,
+    block: &[u8],
+    trades: &mut Vec<Trade>,
+    bad: &mut Vec<(u64, String)>,
+) -> u64 {
+    let slow_row = match layout {
+        Layout::AggTrades => parse_row,
+        Layout::Trades => parse_trade_row,
+    };
     let mut idx = 0u64;
     let mut fast = Fast { s: block, i: 0 };
     while fast.i < block.len() {
         let start = fast.i;
-        if let Some(t) = fast.row() {
+        let row = match layout {
+            Layout::AggTrades => fast.row(),
+            Layout::Trades => fast.trade_row(),
+        };
+        if let Some(t) = row {
             match usable(t, || line_at(block, start)) {
                 Ok(t) => trades.push(t),
                 Err(reason) => bad.push((idx, reason)),
@@ -275,7 +389,7 @@ pub fn parse_block(block: &[u8], trades: &mut Vec<Trade>, bad: &mut Vec<(u64, St
         };
         fast.i = start + len;
         if !(line.is_empty() || line == b"\r") {
-            match parse_row(line).and_then(|t| usable(t, || line_at(block, start))) {
+            match slow_row(line).and_then(|t| usable(t, || line_at(block, start))) {
                 Ok(t) => trades.push(t),
                 Err(reason) => bad.push((idx, reason)),
             }
@@ -324,6 +438,50 @@ mod tests {
     }
 
     #[test]
+    fn raw_trade_rows_spot_and_futures() {
+        // Spot trades: id,price,qty,quoteQty,time,isBuyerMaker,isBestMatch (no header).
+        let spot = b"3380000000,42000.01000000,0.00120000,50.40001200,1704153600123,True,True\n\
+                     3380000001,42000.02000000,0.50000000,21000.01000000,1704153600456,False,True";
+        let (mut trades, mut bad) = (Vec::new(), Vec::new());
+        assert_eq!(parse_block(Layout::Trades, spot, &mut trades, &mut bad), 2);
+        assert!(bad.is_empty(), "{bad:?}");
+        let t = trades[0];
+        assert_eq!((t.id, t.first_id, t.last_id), (3_380_000_000, 3_380_000_000, 3_380_000_000));
+        assert_eq!(
+            (t.price, t.qty, t.time, t.buyer_is_maker),
+            (4_200_001_000_000, 120_000, 1_704_153_600_123, true)
+        );
+        assert!(!trades[1].buyer_is_maker);
+        // Futures trades: a header, then id,price,qty,quote_qty,time,is_buyer_maker.
+        let futures = b"id,price,qty,quote_qty,time,is_buyer_maker\n7,0.2468,3218,794.2024,1626992767899,true\n";
+        assert_eq!(header(futures), Some(Layout::Trades));
+        assert_eq!(header(b"agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"), Some(Layout::AggTrades));
+        let body = &futures[futures.iter().position(|&c| c == b'\n').unwrap() + 1..];
+        trades.clear();
+        assert_eq!(parse_block(Layout::Trades, body, &mut trades, &mut bad), 1);
+        assert_eq!(
+            (trades[0].id, trades[0].price, trades[0].qty),
+            (7, 24_680_000, 321_800_000_000)
+        );
+        // The careful path says what is wrong.
+        for (row, why) in [
+            (&b"1,2.0,3.0,6.0,5"[..], "5 columns"),
+            (b"1,2.0,3.0,6.0,5,maybe", "is_buyer_maker is not a boolean"),
+            (b"1,2.0,3.0,x,5,true", "quote_qty"),
+            (b"x,2.0,3.0,6.0,5,true", "id is not an integer"),
+        ] {
+            let err = parse_trade_row(row).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        assert_eq!(Layout::of_file_name("BTCUSDT-trades-2024-01-02.zip"), Some(Layout::Trades));
+        assert_eq!(
+            Layout::of_file_name("BTCUSDT-aggTrades-2024-01-02.zip"),
+            Some(Layout::AggTrades)
+        );
+        assert_eq!(Layout::of_file_name("BTCUSDT-1m-2024-01-02.zip"), None);
+    }
+
+    #[test]
     fn bad_rows_say_why() {
         let cases: [(&[u8], &str); 7] = [
             (b"1,2,3", "3 columns"),
@@ -362,7 +520,7 @@ mod tests {
                 assert_eq!(Some(t), careful, "{}", String::from_utf8_lossy(row));
             }
             let (mut trades, mut bad) = (Vec::new(), Vec::new());
-            parse_block(row, &mut trades, &mut bad);
+            parse_block(Layout::AggTrades, row, &mut trades, &mut bad);
             let usable = careful.and_then(|t| usable(t, || row).ok());
             assert_eq!(trades.first().copied(), usable, "{}", String::from_utf8_lossy(row));
         }
@@ -373,7 +531,7 @@ mod tests {
         fn fast_and_careful_parsers_agree_on_any_bytes(row in proptest::collection::vec(
             proptest::sample::select(b"0123456789.,-TrueFalsf\r".to_vec()), 0..80)) {
             let (mut trades, mut bad) = (Vec::new(), Vec::new());
-            parse_block(&row, &mut trades, &mut bad);
+            parse_block(Layout::AggTrades, &row, &mut trades, &mut bad);
             let careful = parse_row(&row).and_then(|t| usable(t, || line_at(&row, 0)));
             if !row.is_empty() && !row.contains(&b'\n') && row != b"\r" {
                 proptest::prop_assert_eq!(trades.first().copied(), careful.clone().ok());
@@ -388,7 +546,7 @@ mod tests {
                       4,1.0,1.0,1,1,-5,true\n5,1.0,1.0,0,9223372036854775807,5,true\n\
                       6,0,0,-1,-1,5,true\n7,1.0,1.0,1,1,5,true\n";
         let (mut trades, mut bad) = (Vec::new(), Vec::new());
-        assert_eq!(parse_block(block, &mut trades, &mut bad), 7);
+        assert_eq!(parse_block(Layout::AggTrades, block, &mut trades, &mut bad), 7);
         assert_eq!(trades.iter().map(|t| t.id).collect::<Vec<_>>(), [6, 7]);
         let reasons: Vec<_> = bad.iter().map(|(i, r)| (*i, r.split(':').next().unwrap())).collect();
         assert_eq!(
@@ -416,7 +574,7 @@ mod tests {
         ];
         for row in rows {
             let (mut trades, mut bad) = (Vec::new(), Vec::new());
-            parse_block(row.as_bytes(), &mut trades, &mut bad);
+            parse_block(Layout::AggTrades, row.as_bytes(), &mut trades, &mut bad);
             let reason = &bad[0].1;
             assert!(reason.len() < 200, "{} bytes: {:.200}", reason.len(), reason);
         }
@@ -426,7 +584,7 @@ mod tests {
     fn block_counts_lines_and_reports_bad_ones() {
         let block = b"1,1.0,1.0,1,1,5,true\n\nbad\n2,1.0,1.0,2,2,6,false\n";
         let (mut trades, mut bad) = (Vec::new(), Vec::new());
-        assert_eq!(parse_block(block, &mut trades, &mut bad), 4);
+        assert_eq!(parse_block(Layout::AggTrades, block, &mut trades, &mut bad), 4);
         assert_eq!(trades.len(), 2);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].0, 2);

@@ -1,16 +1,18 @@
 //! Input files: plain CSV or CSV inside Binance's `.zip`, and the symbol in their names.
 
+use super::csv::Layout;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-/// The symbol in a Binance public-data file name: `BTCUSDT-aggTrades-2020-01-02.csv` → `BTCUSDT`.
+/// The symbol in a Binance public-data file name of aggTrades or trades:
+/// `BTCUSDT-aggTrades-2020-01-02.csv` or `BTCUSDT-trades-2024-01-02.zip` → `BTCUSDT`.
 pub fn symbol_from_file_name(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
-    let (sym, rest) = name.split_once('-')?;
+    let (sym, _) = name.split_once('-')?;
     let ok = !sym.is_empty()
         && sym.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
-        && rest.starts_with("aggTrades");
+        && Layout::of_file_name(name).is_some();
     ok.then(|| sym.to_string())
 }
 
@@ -95,5 +97,6 @@ mod tests {
         assert_eq!(s("ETHUSD_PERP-aggTrades-2021-07-22.zip").as_deref(), Some("ETHUSD_PERP"));
         assert_eq!(s("BTCUSDT-1m-2020-01-02.csv"), None);
         assert_eq!(s("trades.csv"), None);
+        assert_eq!(s("BTCUSDT-trades-2024-01-02.zip").as_deref(), Some("BTCUSDT"));
     }
 }
