@@ -54,7 +54,10 @@ def columns(trades: Sequence[Trade]) -> dict[str, npt.NDArray[Any]]:
 
 
 def run(
-    trades: Sequence[Trade], intervals: Sequence[str], time_unit: str | None = None
+    trades: Sequence[Trade],
+    intervals: Sequence[str],
+    time_unit: str | None = None,
+    covers: tuple[int, int] | None = None,
 ) -> kline_rs.Aggregation:
     c = columns(trades)
     return kline_rs.aggregate(
@@ -67,6 +70,7 @@ def run(
         buyer_is_maker=c["buyer_is_maker"],
         intervals=intervals,
         time_unit=time_unit,
+        covers=covers,
     )
 
 
@@ -448,3 +452,14 @@ def test_a_leading_flat_minute_never_sets_the_5m_open_high_or_low() -> None:
     assert cols[0] == str(t) and cols[6] == str(t + 299_999)
     assert cols[1:5] == ["60.00000000", "61.00000000", "59.00000000", "60.50000000"]
     assert cols[5] == "2.00000000" and cols[8] == "3"
+
+
+def test_partial_edges_of_aggregate_follow_the_covered_span() -> None:
+    trades = [
+        Trade(1, E8, E8, 1, 1, T0 + 30_000, False),
+        Trade(2, E8, E8, 2, 2, T0 + 150_000, True),
+    ]
+    by_trades = run(trades, ["1m", "1h"])
+    assert by_trades.partial == {"1m": [T0, T0 + 2 * MINUTE], "1h": [T0]}
+    whole_hour = run(trades, ["1m", "1h"], covers=(T0, T0 + 60 * MINUTE))
+    assert whole_hour.partial == {"1m": [], "1h": []}

@@ -154,3 +154,35 @@ def test_a_coarser_period_in_which_trading_resumed_ends_on_its_grid(symbol: str)
         halt_lines(symbol, "3d")
     )
     assert kline_rs.rollup_csv(days, "1w") == halt_lines(symbol, "1w")
+
+
+def test_partial_edge_periods_are_reported_by_what_the_input_covers(
+    binance_data: Path, tmp_path: Path
+) -> None:
+    """A day's dump covers its day: its 1m and 1d periods are whole, its week is not. The same
+    trades in a file whose name says no day cover only their own span: the edge minutes, the
+    day and the week are partial. The CSV lines are the same either way."""
+    trades = json.loads((binance_data / "btcusdt_aggtrades_202790190.json").read_text())
+    rows = "".join(
+        f"{t['a']},{t['p']},{t['q']},{t['f']},{t['l']},{t['T']},{t['m']},{t['M']}\n" for t in trades
+    )
+    day = tmp_path / "day" / "BTCUSDT-aggTrades-2020-01-02.csv"
+    loose = tmp_path / "loose" / "recorded.csv"
+    for path in (day, loose):
+        path.parent.mkdir()
+        path.write_text(rows)
+    week = 1_577_664_000_000  # Monday 2019-12-30
+    dated = kline_rs.replay(day, tmp_path / "a", ["1m", "1d", "1w"])
+    assert dated.partial == [("BTCUSDT", "1w", week)]
+    undated = kline_rs.replay(loose, tmp_path / "b", ["1m", "1d", "1w"], symbol="BTCUSDT")
+    first, last = 1_577_977_800_000, 1_577_978_280_000  # 15:10 and 15:18
+    assert undated.partial == [
+        ("BTCUSDT", "1m", first),
+        ("BTCUSDT", "1m", last),
+        ("BTCUSDT", "1d", 1_577_923_200_000),
+        ("BTCUSDT", "1w", week),
+    ]
+    assert "partial" in undated.describe()
+    for interval in ("1m", "1d", "1w"):
+        name = f"BTCUSDT-{interval}.csv"
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()

@@ -210,6 +210,7 @@ def aggregate(
     anchor_3d_ms: int | None = None,
     time_unit: str | None = None,
     quote_rule: str = "per-trade",
+    covers: tuple[int, int] | None = None,
 ) -> dict[str, Any]: ...
 def rollup_csv(
     lines: list[str],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -73,6 +73,8 @@ class Aggregation:
     implausible_id: int = 0
     #: Applied aggTrades whose quote value may differ from Binance's (see ``inexact_trades``).
     inexact: int = 0
+    #: Per interval, open times of the first/last periods the input does not cover whole.
+    partial: dict[str, list[int]] = field(default_factory=dict)
 
 
 def structured(
@@ -100,6 +102,7 @@ def aggregate(
     anchor_3d_ms: int | None = None,
     time_unit: str | None = None,
     quote_rule: QuoteRule = "per-trade",
+    covers: tuple[int, int] | None = None,
 ) -> Aggregation:
     """Aggregates one symbol's trades (in aggTrade id order) into klines for each interval.
 
@@ -107,7 +110,10 @@ def aggregate(
     ``time`` is ms or µs (detected unless ``time_unit`` is ``"ms"`` or ``"us"``). Every
     period from the first trade's to the last trade's is returned, empty ones flat.
     ``quote_rule``: ``"per-trade"`` (spot, USD-M: each trade's p·q truncated to 8 decimals,
-    then summed, as Binance does) or ``"exact-sum"`` (COIN-M).
+    then summed, as Binance does) or ``"exact-sum"`` (COIN-M). ``covers``: the span
+    ``[start, end)`` the trades are all of (a day's dump); by default from the first trade to
+    just after the last. ``Aggregation.partial`` names the first and last periods it does not
+    cover whole (trades outside the input may belong to them).
     """
 
     def ints(a: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -127,10 +133,11 @@ def aggregate(
         anchor_3d_ms=anchor_3d_ms,
         time_unit=time_unit,
         quote_rule=quote_rule,
+        covers=covers,
     )
     counts = result["counts"]
     klines = {name: structured(cols) for name, cols in result["klines"].items()}
-    return Aggregation(klines=klines, **counts)
+    return Aggregation(klines=klines, partial=result["partial"], **counts)
 
 
 def as_float(klines: npt.NDArray[np.void]) -> dict[str, npt.NDArray[np.float64]]:

@@ -46,6 +46,10 @@ class ReplaySummary:
     outputs: list[Path] = field(default_factory=list)
     bad_examples: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: (symbol, interval, open_time) of the first/last periods the input does not cover whole
+    #: (by its file names' days or months, else from its first trade to its last): their CSV
+    #: lines hold only the input's trades and are not marked in the file.
+    partial: list[tuple[str, str, int]] = field(default_factory=list)
 
     def describe(self) -> str:
         """A short human summary."""
@@ -63,6 +67,12 @@ class ReplaySummary:
             parts.append(
                 f"quote volume not known to be exact: {self.inexact:,} aggTrades hold several "
                 "raw trades whose p·q passes 8 decimals (raw trades would make it exact)"
+            )
+        if self.partial:
+            parts.append(
+                f"{len(self.partial)} edge periods not fully covered by the input (partial): "
+                + ", ".join(f"{s} {i} {t}" for s, i, t in self.partial[:4])
+                + (" …" if len(self.partial) > 4 else "")
             )
         parts += [f"bad row: {b}" for b in self.bad_examples]
         parts += [f"warning: {w}" for w in self.warnings]

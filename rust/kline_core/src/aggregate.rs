@@ -88,6 +88,7 @@ pub struct Aggregator {
     limits: TimeLimits,
     /// Time of the latest applied trade: what a jump is measured from.
     last_time: Option<i64>,
+    first_time: Option<i64>,
     /// A trade too far after the previous one, held until the next trade tells a real jump
     /// (a halt: the next trade follows it) from a bad time (the next trade does not).
     suspect: Option<Trade>,
@@ -113,6 +114,7 @@ impl Aggregator {
             late_before: i64::MIN,
             limits: TimeLimits { max_ahead: None, ..limits },
             last_time: None,
+            first_time: None,
             suspect: None,
             refused: None,
             counts: Counts::default(),
@@ -128,6 +130,11 @@ impl Aggregator {
 
     pub fn grids(&self) -> &[Grid] {
         &self.grids
+    }
+
+    /// Times of the first and the latest applied trade.
+    pub fn span(&self) -> Option<(i64, i64)> {
+        self.first_time.zip(self.last_time)
     }
 
     /// Last applied aggTrade id: the checkpoint.
@@ -183,6 +190,7 @@ impl Aggregator {
     fn apply(&mut self, t: &Trade, out: &mut impl KlineSink) {
         self.last_id = Some(t.id);
         self.last_time = Some(self.last_time.map_or(t.time, |l| l.max(t.time)));
+        self.first_time.get_or_insert(t.time);
         self.counts.applied += 1;
         self.counts.inexact +=
             u64::from(self.quote_rule.of_aggtrade(t.price, t.qty, t.raw_trades()).1);
@@ -380,6 +388,37 @@ pub fn flat_periods(
     Ok(out)
 }
 
+/// The open times, among the first (`first`) and last (`last`) periods of a series, of those
+/// the input does not cover whole: `covered` is `[start, end)` (a dump's day, or from the first
+/// trade to just after the last). Their klines are partial: trades before or after the input
+/// may belong to them.
+pub fn partial_edges(grid: &Grid, first: i64, last: i64, covered: (i64, i64)) -> Vec<i64> {
+    let mut out = Vec::with_capacity(2);
+    if first < covered.0 || grid.next_start(first) > covered.1 {
+        out.push(first);
+    }
+    if last != first && grid.next_start(last) > covered.1 {
+        out.push(last);
+    }
+    out
+}
+
+/// [`partial_edges`] of each interval's klines (as [`aggregate`] returns them).
+pub fn partial_periods(
+    grids: &[Grid],
+    klines: &[Vec<Kline>],
+    covered: (i64, i64),
+) -> Vec<Vec<i64>> {
+    grids
+        .iter()
+        .zip(klines)
+        .map(|(grid, ks)| match (ks.first(), ks.last()) {
+            (Some(f), Some(l)) => partial_edges(grid, f.open_time, l.open_time, covered),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
 /// Aggregates a whole slice of trades (in id order) and closes everything at the end; an
 /// error if a flat run is too long to expand.
 pub fn aggregate(
@@ -471,6 +510,22 @@ mod tests {
         assert_eq!(k[0].len(), 4);
         assert_eq!(k[0][1], Kline::flat(T0 + MINUTE_MS, T0 + 2 * MINUTE_MS - 1, 100));
         assert_eq!(k[0][2].first_trade_id, -1);
+    }
+
+    #[test]
+    fn an_edge_period_is_partial_only_where_the_input_does_not_cover_it() {
+        let g = grids(&["1m"], TimeUnit::Millis)[0];
+        let day = (T0, T0 + 1440 * MINUTE_MS);
+        // A whole day covered: its first and last minutes are whole.
+        assert!(partial_edges(&g, T0, T0 + 1439 * MINUTE_MS, day).is_empty());
+        // Input from 00:00:30 to 00:09:59.999: both edge minutes are cut.
+        let cut = (T0 + 30_000, T0 + 10 * MINUTE_MS - 1);
+        assert_eq!(partial_edges(&g, T0, T0 + 9 * MINUTE_MS, cut), [T0, T0 + 9 * MINUTE_MS]);
+        // One period, cut at both ends, is named once.
+        assert_eq!(partial_edges(&g, T0, T0, (T0 + 1, T0 + 2)), [T0]);
+        // Ends exactly at the last period's end: only the start is cut.
+        let end = (T0 + 1, T0 + 10 * MINUTE_MS);
+        assert_eq!(partial_edges(&g, T0, T0 + 9 * MINUTE_MS, end), [T0]);
     }
 
     #[test]

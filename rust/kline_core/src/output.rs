@@ -51,6 +51,8 @@ pub struct CsvSink<W: Write> {
     writers: Vec<W>,
     buf: Vec<u8>,
     pub written: u64,
+    /// Per interval, the open times of the first and last period written.
+    pub edges: Vec<Option<(i64, i64)>>,
     /// The first error; later writes are skipped and the caller reports it.
     pub error: Option<SinkError>,
 }
@@ -63,6 +65,7 @@ impl<W: Write> CsvSink<W> {
             writers,
             buf: Vec::with_capacity(256),
             written: 0,
+            edges: vec![None; grids.len()],
             error: None,
         }
     }
@@ -71,6 +74,8 @@ impl<W: Write> CsvSink<W> {
         if self.error.is_some() {
             return;
         }
+        let first = self.edges[interval].map_or(k.open_time, |(first, _)| first);
+        self.edges[interval] = Some((first, k.open_time));
         self.buf.clear();
         write_kline_csv(&mut self.buf, k);
         match self.writers[interval].write_all(&self.buf) {

@@ -4,12 +4,14 @@
 //! threads turn blocks into trades, and the calling thread puts blocks back in order and
 //! aggregates them, one symbol at a time, writing klines as they close.
 
-use crate::aggregate::{Aggregator, Counts, FlatRunTooLong};
+use crate::aggregate::{partial_edges, Aggregator, Counts, FlatRunTooLong};
 use crate::decimal::QuoteRule;
 use crate::interval::{epoch_3d_warning, Grid, Interval, TimeUnit};
 use crate::output::{CsvSink, SinkError, StagedFiles};
 use crate::parse::csv::{header, parse_block, Layout};
-use crate::parse::source::{content_len, for_each_csv, symbol_from_file_name};
+use crate::parse::source::{
+    content_len, date_span_of_file_name, for_each_csv, symbol_from_file_name,
+};
 use crate::parse::BadRow;
 use crate::plausible::{Implausible, TimeLimits};
 use crate::symbol::symbol_name;
@@ -84,6 +86,18 @@ pub struct ReplaySummary {
     pub seconds: f64,
     pub outputs: Vec<PathBuf>,
     pub warnings: Vec<String>,
+    /// First or last periods the input does not cover whole (see `partial_edges`): their
+    /// lines are written as Binance would print them were nothing else traded, unmarked in
+    /// the CSV.
+    pub partial: Vec<PartialPeriod>,
+}
+
+/// A period at an edge of the input, with trades possibly outside the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialPeriod {
+    pub symbol: String,
+    pub interval: Interval,
+    pub open_time: i64,
 }
 
 #[derive(Debug, Error)]
@@ -383,6 +397,19 @@ impl Consumer<'_> {
         }
     }
 
+    /// What the symbol's input covers by its file names (days or months, in `unit`), when
+    /// every file of it is named so.
+    fn covered(&self, symbol: &str, unit: TimeUnit) -> Option<(i64, i64)> {
+        let per_ms = if unit == TimeUnit::Micros { 1000 } else { 1 };
+        let mut covered: Option<(i64, i64)> = None;
+        for (_, path) in self.files.iter().filter(|(s, _)| s == symbol) {
+            let (start, end) = date_span_of_file_name(path)?;
+            let (s, e) = covered.unwrap_or((start, end));
+            covered = Some((s.min(start), e.max(end)));
+        }
+        covered.map(|(s, e)| (s * per_ms, e * per_ms))
+    }
+
     fn finish_symbol(&mut self) -> Result<(), ReplayError> {
         let Some(mut cur) = self.current.take() else { return Ok(()) };
         if let (Some(agg), Some(mut sink)) = (cur.agg.as_mut(), cur.sink.take()) {
@@ -396,6 +423,22 @@ impl Consumer<'_> {
             }
             self.summary.counts.add(&agg.counts);
             self.summary.klines_written += sink.written;
+            if let (Some(span), Some(unit)) = (agg.span(), cur.unit) {
+                let covered = self.covered(&cur.symbol, unit).unwrap_or((span.0, span.1 + 1));
+                for ((grid, iv), edge) in
+                    agg.grids().iter().zip(&self.opts.intervals).zip(&sink.edges)
+                {
+                    let Some((first, last)) = *edge else { continue };
+                    for open_time in partial_edges(grid, first, last, covered) {
+                        let symbol = cur.symbol.clone();
+                        self.summary.partial.push(PartialPeriod {
+                            symbol,
+                            interval: *iv,
+                            open_time,
+                        });
+                    }
+                }
+            }
             sink.finish().map_err(|e| self.sink_failed(&cur.symbol, e))?;
         }
         Ok(())

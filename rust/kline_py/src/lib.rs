@@ -189,6 +189,12 @@ fn replay<'py>(
     d.set_item("seconds", summary.seconds)?;
     d.set_item("outputs", summary.outputs)?;
     d.set_item("warnings", summary.warnings)?;
+    let partial: Vec<(String, String, i64)> = summary
+        .partial
+        .iter()
+        .map(|p| (p.symbol.clone(), p.interval.to_string(), p.open_time))
+        .collect();
+    d.set_item("partial", partial)?;
     Ok(d)
 }
 
@@ -254,7 +260,7 @@ pub(crate) fn trades_from(
 
 /// Trades (parallel int64/bool arrays, prices and quantities at 1e-8) → klines per interval.
 #[pyfunction]
-#[pyo3(signature = (agg_id, price, qty, first_id, last_id, time, buyer_is_maker, intervals, *, tz_offset=None, anchor_3d_ms=None, time_unit=None, quote_rule="per-trade"))]
+#[pyo3(signature = (agg_id, price, qty, first_id, last_id, time, buyer_is_maker, intervals, *, tz_offset=None, anchor_3d_ms=None, time_unit=None, quote_rule="per-trade", covers=None))]
 #[allow(clippy::too_many_arguments)]
 fn aggregate<'py>(
     py: Python<'py>,
@@ -270,6 +276,7 @@ fn aggregate<'py>(
     anchor_3d_ms: Option<i64>,
     time_unit: Option<&str>,
     quote_rule: &str,
+    covers: Option<(i64, i64)>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let rule = crate::quote_rule(quote_rule)?;
     let trades =
@@ -290,6 +297,14 @@ fn aggregate<'py>(
     for (name, ks) in intervals.iter().zip(&klines) {
         result.set_item(name, kline_columns(py, ks)?)?;
     }
+    let span = trades.iter().map(|t| t.time);
+    let covered = covers.unwrap_or((span.clone().min().unwrap_or(0), span.max().unwrap_or(0) + 1));
+    let partial = PyDict::new(py);
+    for (name, opens) in
+        intervals.iter().zip(kline_core::aggregate::partial_periods(&grids, &klines, covered))
+    {
+        partial.set_item(name, opens)?;
+    }
     let c = PyDict::new(py);
     c.set_item("trades", counts.applied)?;
     c.set_item("duplicates", counts.duplicates)?;
@@ -303,6 +318,7 @@ fn aggregate<'py>(
     let out = PyDict::new(py);
     out.set_item("klines", result)?;
     out.set_item("counts", c)?;
+    out.set_item("partial", partial)?;
     Ok(out)
 }
 

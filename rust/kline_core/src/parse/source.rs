@@ -16,6 +16,35 @@ pub fn symbol_from_file_name(path: &Path) -> Option<String> {
     ok.then(|| sym.to_string())
 }
 
+/// The UTC span `[start, end)` in ms a Binance public-data file covers by its name: a day
+/// (`BTCUSDT-trades-2024-01-02.zip`) or a month (`BTCUSDT-aggTrades-2024-01.zip`).
+pub fn date_span_of_file_name(path: &Path) -> Option<(i64, i64)> {
+    use crate::interval::{days_from_civil, DAY_MS};
+    let name = path.file_name()?.to_str()?;
+    Layout::of_file_name(name)?;
+    let stem = name.split('.').next()?;
+    let parts: Vec<&str> = stem.rsplitn(4, '-').collect();
+    let num = |s: &str, len: usize| (s.len() == len).then(|| s.parse::<u32>().ok()).flatten();
+    let (y, m, d) = match parts.as_slice() {
+        [d, m, y, _] if num(d, 2).is_some() && num(m, 2).is_some() && num(y, 4).is_some() => {
+            (num(y, 4)?, num(m, 2)?, Some(num(d, 2)?))
+        }
+        [m, y, ..] if num(m, 2).is_some() && num(y, 4).is_some() => (num(y, 4)?, num(m, 2)?, None),
+        _ => return None,
+    };
+    if !(1..=12).contains(&m) || d.is_some_and(|d| !(1..=31).contains(&d)) {
+        return None;
+    }
+    let y = i64::from(y);
+    let start = days_from_civil(y, m, d.unwrap_or(1)) * DAY_MS;
+    let end = match d {
+        Some(_) => start + DAY_MS,
+        None if m == 12 => days_from_civil(y + 1, 1, 1) * DAY_MS,
+        None => days_from_civil(y, m + 1, 1) * DAY_MS,
+    };
+    Some((start, end))
+}
+
 /// Whether the path names a zip archive.
 pub fn is_zip(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"))
@@ -98,5 +127,20 @@ mod tests {
         assert_eq!(s("BTCUSDT-1m-2020-01-02.csv"), None);
         assert_eq!(s("trades.csv"), None);
         assert_eq!(s("BTCUSDT-trades-2024-01-02.zip").as_deref(), Some("BTCUSDT"));
+    }
+
+    #[test]
+    fn the_span_a_file_name_covers() {
+        let d = |p: &str| date_span_of_file_name(Path::new(p));
+        let jan2 = 1_704_153_600_000; // 2024-01-02 00:00 UTC
+        assert_eq!(d("/x/BTCUSDT-trades-2024-01-02.zip"), Some((jan2, jan2 + 86_400_000)));
+        assert_eq!(d("BTCUSDT-aggTrades-2024-01-02.csv"), Some((jan2, jan2 + 86_400_000)));
+        let jan1 = jan2 - 86_400_000;
+        assert_eq!(d("BTCUSDT-aggTrades-2024-01.zip"), Some((jan1, jan1 + 31 * 86_400_000)));
+        let dec1 = 1_701_388_800_000; // 2023-12-01
+        assert_eq!(d("ETHUSD_PERP-aggTrades-2023-12.zip"), Some((dec1, jan1)));
+        assert_eq!(d("BTCUSDT-aggTrades-2024-13.zip"), None);
+        assert_eq!(d("BTCUSDT-aggTrades.csv"), None);
+        assert_eq!(d("BTCUSDT-1m-2024-01-02.zip"), None);
     }
 }
