@@ -132,6 +132,13 @@ def _parser() -> argparse.ArgumentParser:
         default="aggtrades",
         help="lookback from REST aggTrades (exact, rebuilt) or REST klines (Binance's own)",
     )
+    live.add_argument(
+        "--stream",
+        choices=["aggTrade", "trade"],
+        default="aggTrade",
+        help="follow aggTrade streams, or raw trade streams (every quote volume exact; "
+        "history and gap repair from REST historicalTrades)",
+    )
     live.add_argument("--flush-every", type=float, default=1.0, help="seconds between commits")
     live.add_argument(
         "--grace", type=int, default=250, help="ms to wait for stragglers before closing"
@@ -220,6 +227,7 @@ def _run(args: argparse.Namespace) -> int:
         db=args.db,
         lookback_ms=args.lookback,
         history=args.history,
+        stream=args.stream,
         flush_every=args.flush_every,
         grace_ms=args.grace,
         store_wait=args.store_wait,

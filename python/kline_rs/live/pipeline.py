@@ -25,6 +25,7 @@ from kline_rs.live.persist import Persister
 from kline_rs.live.repair import GapRepairer
 from kline_rs.live.store import check_db_target, open_store
 from kline_rs.live.symbols import MAX_HALT_S, Selection, SymbolManager
+from kline_rs.live.trades import RawTradeRest
 from kline_rs.rest import BinanceRest, RestError, VenueName
 from kline_rs.storage import Sink, StorageError, StoredState, open_sink
 
@@ -60,6 +61,9 @@ class PipelineConfig:
     #: From REST "aggtrades" (rebuilt exactly, held until done) or "klines" (Binance's own,
     #: one request per 1000; the seam with live is replaced once closed).
     history: str = "aggtrades"
+    #: Follow ``aggTrade`` streams, or ``trade`` (raw trades: every quote volume exact, one
+    #: message per trade); history, resume and id-gap repair then use REST historicalTrades.
+    stream: str = "aggTrade"
     #: At start, replace stored klines marked gap (closed ones) with the exchange's own.
     heal_gaps: bool = True
     #: Store closed klines here (SQLite path or ``postgresql://`` URL) and resume from it.
@@ -125,6 +129,8 @@ class LivePipeline:
         self.repairer: GapRepairer | None = None
         self.klines = 0
         self.rest: BinanceRest | None = None
+        #: Where history, resume and repair get trades: aggTrades, or raw trades (``trade``).
+        self.trades_rest: BinanceRest | RawTradeRest | None = None
         self.now_ms: Callable[[], int] = now_ms or (lambda: int(time.time() * 1000))
         self._history: set[asyncio.Task[int]] = set()
         self._seams: set[asyncio.Task[int]] = set()
@@ -177,6 +183,9 @@ class LivePipeline:
         venue = VENUES[cfg.venue]
         async with BinanceRest(cfg.venue, base_url=cfg.rest_url or venue.rest_url) as rest:
             self.rest = rest
+            if cfg.stream not in ("aggTrade", "trade"):
+                raise ValueError(f"stream: 'aggTrade' or 'trade', not {cfg.stream!r}")
+            self.trades_rest = rest if cfg.stream == "aggTrade" else RawTradeRest(rest)
             with Engine(
                 cfg.intervals,
                 partitions=cfg.partitions,
@@ -195,6 +204,7 @@ class LivePipeline:
                     rotate_after=cfg.rotate_after,
                     max_streams=cfg.max_streams,
                     backoff=cfg.ws_backoff,
+                    stream=cfg.stream,
                 )
                 self.feed = feed
                 manager = SymbolManager(
@@ -208,7 +218,7 @@ class LivePipeline:
                     max_halt=cfg.max_halt,
                 )
                 self.manager = manager
-                self.repairer = GapRepairer(engine, rest)
+                self.repairer = GapRepairer(engine, self.trades_rest)
                 if cfg.history == "klines":
                     self.kline_history = KlineHistory(rest, cfg.intervals, self._emit)
                 elif cfg.history != "aggtrades":
@@ -349,10 +359,10 @@ class LivePipeline:
                 self.engine.restore(part.slots, part.checkpoints, hold=True)
         fresh = [s for s in symbols if s not in resumed]
         jobs = [
-            (f"kline-rs resume {s}", resume(self.engine, self.rest, s, last))
+            (f"kline-rs resume {s}", resume(self.engine, self.trades_rest, s, last))
             for s, last in resumed.items()
         ]
-        rest, lookback = self.rest, self.config.lookback_ms
+        rest, lookback = self.trades_rest, self.config.lookback_ms
         if lookback and rest is not None and fresh:
             now = self.now_ms()
             start = now - lookback

@@ -10,7 +10,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
@@ -143,24 +143,39 @@ class BinanceRest:
         Stops after ``until_id`` (inclusive; the last page is cut there) or at the first
         short page, which is where the exchange's history ends for now.
         """
-        page_size = self._venue.agg_trades_max
-        next_id = from_id
-        while until_id is None or next_id <= until_id:
-            page = await self.agg_trades(symbol, from_id=next_id, limit=page_size)
-            if not page:
-                return
-            last = int(page[-1]["a"])
-            if last < next_id:
-                raise RestError(f"aggTrades fromId={next_id} went back to id {last}")
-            if until_id is not None and last >= until_id:
-                head = [t for t in page if int(t["a"]) <= until_id]
-                if head:
-                    yield head
-                return
-            yield page
-            if len(page) < page_size:
-                return
-            next_id = last + 1
+
+        async def page(next_id: int) -> list[dict[str, Any]]:
+            return await self.agg_trades(symbol, from_id=next_id, limit=self._venue.agg_trades_max)
+
+        size = self._venue.agg_trades_max
+        async for p in _pages(page, "aggTrades", "a", from_id, until_id, size):
+            yield p
+
+    async def historical_trades(
+        self, symbol: str, *, from_id: int | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """``GET historicalTrades``: up to ``limit`` raw trades from ``from_id`` (``id price qty
+        quoteQty time isBuyerMaker``), oldest first."""
+        if not 1 <= limit <= self._venue.historical_trades_max:
+            top = self._venue.historical_trades_max
+            raise ValueError(f"historicalTrades limit must be 1..{top}: {limit}")
+        params = _params(symbol=symbol, fromId=from_id)
+        params["limit"] = str(limit)
+        trades = await self._get("historicalTrades", params, self._venue.historical_trades_weight)
+        return _json_list(trades, "historicalTrades")
+
+    async def historical_trades_from(
+        self, symbol: str, from_id: int, *, until_id: int | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of raw trades from id ``from_id`` on, as :meth:`agg_trades_from` pages."""
+
+        async def page(next_id: int) -> list[dict[str, Any]]:
+            top = self._venue.historical_trades_max
+            return await self.historical_trades(symbol, from_id=next_id, limit=top)
+
+        size = self._venue.historical_trades_max
+        async for p in _pages(page, "historicalTrades", "id", from_id, until_id, size):
+            yield p
 
     async def klines(
         self,
@@ -256,6 +271,35 @@ class BinanceRest:
         """Exponential in the attempt, capped, times a random factor in [0.5, 1)."""
         full = min(self._backoff_cap, self._backoff_base * 2.0 ** (attempt - 1))
         return full * (0.5 + random.random() / 2)
+
+
+async def _pages(
+    fetch: Callable[[int], Awaitable[list[dict[str, Any]]]],
+    endpoint: str,
+    key: str,
+    from_id: int,
+    until_id: int | None,
+    page_size: int,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Pages by id from ``from_id``: stops after ``until_id`` (inclusive; the last page cut
+    there) or at the first short page, where the exchange's history ends for now."""
+    next_id = from_id
+    while until_id is None or next_id <= until_id:
+        page = await fetch(next_id)
+        if not page:
+            return
+        last = int(page[-1][key])
+        if last < next_id:
+            raise RestError(f"{endpoint} fromId={next_id} went back to id {last}")
+        if until_id is not None and last >= until_id:
+            head = [t for t in page if int(t[key]) <= until_id]
+            if head:
+                yield head
+            return
+        yield page
+        if len(page) < page_size:
+            return
+        next_id = last + 1
 
 
 def _params(**values: str | int | None) -> dict[str, str]:

@@ -57,6 +57,10 @@ class Venue:
     exchange_info_weight: int
     agg_trades_weight: int
     agg_trades_max: int
+    #: ``historicalTrades`` (raw trades by ``fromId``): weight and largest ``limit``, as
+    #: Binance's docs give them (spot 25 / 1000, futures 20 / 500; not checked live here).
+    historical_trades_weight: int
+    historical_trades_max: int
     klines_max: int
     #: Futures charge klines by ``limit``; spot charges a flat weight.
     klines_flat_weight: int | None
@@ -88,6 +92,8 @@ VENUES: dict[VenueName, Venue] = {
         exchange_info_weight=20,
         agg_trades_weight=4,
         agg_trades_max=1000,
+        historical_trades_weight=25,
+        historical_trades_max=1000,
         klines_max=1000,
         klines_flat_weight=2,
         klines_max_span_ms=None,
@@ -100,6 +106,8 @@ VENUES: dict[VenueName, Venue] = {
         exchange_info_weight=1,
         agg_trades_weight=20,
         agg_trades_max=1000,
+        historical_trades_weight=20,
+        historical_trades_max=500,
         klines_max=1500,
         klines_flat_weight=None,
         klines_max_span_ms=None,
@@ -112,6 +120,8 @@ VENUES: dict[VenueName, Venue] = {
         exchange_info_weight=1,
         agg_trades_weight=20,
         agg_trades_max=1000,
+        historical_trades_weight=20,
+        historical_trades_max=500,
         klines_max=1500,
         klines_flat_weight=None,
         klines_max_span_ms=200 * _DAY_MS,

@@ -12,7 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from kline_rs.testing.events import dumps, venue_trade
+from kline_rs._core import format_fixed8, parse_fixed8
+from kline_rs.testing.events import dumps, raw_trade_events, venue_trade
 from kline_rs.testing.faults import Faults
 from kline_rs.testing.kline_rows import KlineBook
 from kline_rs.testing.market import Market
@@ -88,6 +89,10 @@ class RestApi:
             "time": (lambda _q: 1, lambda _q: {"serverTime": self.market.now_ms}),
             "exchangeInfo": (lambda _q: self.venue.exchange_info_weight, self.exchange_info),
             "aggTrades": (lambda _q: self.venue.agg_trades_weight, self.agg_trades),
+            "historicalTrades": (
+                lambda _q: self.venue.historical_trades_weight,
+                self.historical_trades,
+            ),
             "klines": (self._klines_weight, self.klines),
         }
         return [
@@ -249,6 +254,27 @@ class RestApi:
             lo = max(lo, hi - limit)
         hi = min(hi, lo + limit)
         return [venue_trade(self.venue, inst, tape.trade(i)) for i in range(lo, hi)]
+
+    def historical_trades(self, query: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Raw trades from ``fromId`` (the most recent without it), as the ``@trade`` stream
+        sends them (each aggTrade's quantity split on lots), in REST's keys."""
+        inst = self._instrument(query)
+        limit = limit_param(query, self.venue.historical_trades_max)
+        from_id = int_param(query, "fromId")
+        tape = self.market.tape(inst.symbol)
+        out: list[dict[str, Any]] = []
+        i = max(0, len(tape) - limit) if from_id is None else tape.index_of_raw_id(from_id)
+        while i < len(tape) and len(out) < limit:
+            for e in raw_trade_events(self.venue, inst, tape.trade(i), 0):
+                if from_id is not None and e["t"] < from_id:
+                    continue
+                p, q = e["p"], e["q"]
+                quote = format_fixed8(parse_fixed8(p) * parse_fixed8(q) // 10**8)
+                row = {"id": e["t"], "price": p, "qty": q, "quoteQty": quote, "time": e["T"],
+                       "isBuyerMaker": e["m"]}  # fmt: skip
+                out.append(row if self.venue.futures else row | {"isBestMatch": True})
+            i += 1
+        return out[-limit:] if from_id is None else out[:limit]
 
     def klines(self, query: Mapping[str, str]) -> list[list[Any]]:
         inst = self._instrument(query)

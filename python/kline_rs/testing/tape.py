@@ -126,6 +126,10 @@ class Tape:
         """Index of the first trade with id ≥ ``agg_id``."""
         return bisect.bisect_left(self.a, agg_id)
 
+    def index_of_raw_id(self, raw_id: int) -> int:
+        """Index of the aggTrade holding raw trade ``raw_id`` (or the first after it)."""
+        return max(0, bisect.bisect_right(self.f, raw_id) - 1) if raw_id >= 0 else 0
+
     def index_of_time(self, ms: int, *, after: bool = False) -> int:
         """Index of the first trade with time ≥ ``ms`` (> ``ms`` with ``after``)."""
         return (bisect.bisect_right if after else bisect.bisect_left)(self.t, ms)

@@ -32,6 +32,9 @@ class Venue:
     weight_limit: int
     exchange_info_weight: int
     agg_trades_weight: int
+    #: ``historicalTrades`` (raw trades by ``fromId``): its weight and its largest ``limit``.
+    historical_trades_weight: int
+    historical_trades_max: int
     klines_weight: Callable[[int], int]
     klines_max: int
     intervals: tuple[str, ...]
@@ -50,6 +53,8 @@ SPOT = Venue(
     weight_limit=6000,
     exchange_info_weight=20,
     agg_trades_weight=4,
+    historical_trades_weight=25,
+    historical_trades_max=1000,
     klines_weight=_flat(2),
     klines_max=1000,
     intervals=INTERVALS,
@@ -62,6 +67,8 @@ USDM = Venue(
     weight_limit=2400,
     exchange_info_weight=1,
     agg_trades_weight=20,
+    historical_trades_weight=20,
+    historical_trades_max=500,
     klines_weight=_futures_klines_weight,
     klines_max=1500,
     intervals=tuple(i for i in INTERVALS if i != "1s"),
@@ -75,6 +82,8 @@ COINM = Venue(
     weight_limit=2400,
     exchange_info_weight=1,
     agg_trades_weight=20,
+    historical_trades_weight=20,
+    historical_trades_max=500,
     klines_weight=_futures_klines_weight,
     klines_max=1500,
     intervals=USDM.intervals,
