@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 from kline_rs import _core
+
+if TYPE_CHECKING:
+    from kline_rs.rest import BinanceRest
 
 
 class Anchor3dWarning(UserWarning):
@@ -33,19 +36,7 @@ def warn_epoch_3d(intervals: Iterable[str], anchor_3d_ms: int | None, stacklevel
 MAX_CONCURRENT_LOOKUPS = 8
 
 
-class KlineSource(Protocol):
-    async def klines(
-        self,
-        symbol: str,
-        interval: str,
-        *,
-        start_time: int | None = None,
-        end_time: int | None = None,
-        limit: int | None = None,
-    ) -> list[list[Any]]: ...
-
-
-async def first_days(rest: KlineSource, symbols: Iterable[str]) -> dict[str, int]:
+async def first_days(rest: BinanceRest, symbols: Iterable[str]) -> dict[str, int]:
     """Each symbol's 3d anchor: the open time of its first 1d kline, one REST request per
     symbol. A symbol with no 1d kline yet (listed today) is left out."""
     gate = asyncio.Semaphore(MAX_CONCURRENT_LOOKUPS)

@@ -279,26 +279,24 @@ impl Fast<'_> {
         Some(v)
     }
 
-    /// One raw-trade row (`id,p,q,quoteQty,T,m[,M]`) up to and including its `\n`.
+    /// `id,price,qty,`: how both kinds of row start.
     #[inline]
-    fn trade_row(&mut self) -> Option<Trade> {
+    fn id_price_qty(&mut self) -> Option<(i64, i64, i64)> {
         let id = self.int()?;
         self.sep()?;
         let price = self.decimal()?;
         self.sep()?;
         let qty = self.decimal()?;
         self.sep()?;
-        self.decimal()?; // quoteQty: Binance's own trunc8(p·q), the rule the core applies
-        self.sep()?;
+        Some((id, price, qty))
+    }
+
+    /// `time,isBuyerMaker`, an optional `,isBestMatch`, then the line ending: how both end.
+    #[inline]
+    fn time_side_end(&mut self) -> Option<(i64, bool)> {
         let time = self.int()?;
         self.sep()?;
         let buyer_is_maker = self.boolean()?;
-        self.end_of_row(Trade { id, price, qty, first_id: id, last_id: id, time, buyer_is_maker })
-    }
-
-    /// An optional `,isBestMatch`, then the line ending.
-    #[inline]
-    fn end_of_row(&mut self, t: Trade) -> Option<Trade> {
         if self.s.get(self.i) == Some(&b',') {
             self.i += 1;
             self.boolean()?;
@@ -311,26 +309,29 @@ impl Fast<'_> {
             None => {}
             Some(_) => return None,
         }
-        Some(t)
+        Some((time, buyer_is_maker))
     }
 
-    /// One row up to and including its `\n` (or the end of the block).
+    /// One raw-trade row (`id,p,q,quoteQty,T,m[,M]`) up to and including its `\n`.
+    #[inline]
+    fn trade_row(&mut self) -> Option<Trade> {
+        let (id, price, qty) = self.id_price_qty()?;
+        self.decimal()?; // quoteQty: Binance's own trunc8(p·q), the rule the core applies
+        self.sep()?;
+        let (time, buyer_is_maker) = self.time_side_end()?;
+        Some(Trade { id, price, qty, first_id: id, last_id: id, time, buyer_is_maker })
+    }
+
+    /// One aggTrade row up to and including its `\n` (or the end of the block).
     #[inline]
     fn row(&mut self) -> Option<Trade> {
-        let id = self.int()?;
-        self.sep()?;
-        let price = self.decimal()?;
-        self.sep()?;
-        let qty = self.decimal()?;
-        self.sep()?;
+        let (id, price, qty) = self.id_price_qty()?;
         let first_id = self.int()?;
         self.sep()?;
         let last_id = self.int()?;
         self.sep()?;
-        let time = self.int()?;
-        self.sep()?;
-        let buyer_is_maker = self.boolean()?;
-        self.end_of_row(Trade { id, price, qty, first_id, last_id, time, buyer_is_maker })
+        let (time, buyer_is_maker) = self.time_side_end()?;
+        Some(Trade { id, price, qty, first_id, last_id, time, buyer_is_maker })
     }
 }
 
