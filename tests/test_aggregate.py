@@ -223,6 +223,8 @@ def test_dtype_and_exact_scales() -> None:
     assert list(k["first_trade_id"]) == [10, 14] and list(k["last_trade_id"]) == [13, 14]
     # Trade 2 holds three raw trades and its p·q passes 8 decimals: not known to be exact.
     assert list(k["inexact_trades"]) == [1, 0] and result.inexact == 1
+    # The exact Σ p·q stays beside Binance's figure.
+    assert list(k["quote_volume_exact"]) == [p * q + (p + 1) * 3 * q, (p - 7) * q]
     (hour,) = result.klines["1h"]
     assert int(hour["quote_volume"]) == sum(cut(t.p * t.q) for t in trades)
     assert hour["inexact_trades"] == 1

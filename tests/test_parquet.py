@@ -24,7 +24,7 @@ pytest_plugins = ["postgres_server"]
 T0 = 1_577_836_800_000
 SCALES = {
     "open": 8, "high": 8, "low": 8, "close": 8, "volume": 8, "quote_volume": 16,
-    "taker_buy_volume": 8, "taker_buy_quote_volume": 16,
+    "taker_buy_volume": 8, "taker_buy_quote_volume": 16, "quote_volume_exact": 16,
 }  # fmt: skip
 #: A trade whose quote (price times qty, at 1e-16) has 33 digits: more than a float or the default
 #: 28-digit Decimal context holds exactly.

@@ -64,6 +64,7 @@ def test_aggregate_prints_binances_q_after_each_trade(rule: str) -> None:
         k = kline_rs.aggregate(**columns(TRADES[:n]), quote_rule=rule).klines["1m"]  # type: ignore[arg-type]
         assert len(k) == 1 and k[0]["open_time"] == OPEN
         assert text8(k[0]["quote_volume"]) == want, n
+        assert text8(k[0]["quote_volume_exact"]) == EXACT_SUM_Q[n - 2], n  # kept beside it
         assert text8(k[0]["taker_buy_quote_volume"]) == BINANCE_TAKER_Q
 
 

@@ -228,8 +228,14 @@ def test_inexact_counts_survive_the_store_and_an_older_database_gains_the_column
         records = engine.poll_records().klines
     assert records["inexact_trades"].tolist() == [1]
     run(write(path, (records, snapshot)))
-    assert read_klines(path, "AAA", "1m")["inexact_trades"].tolist() == [1]
-    assert read_klines(path, "OLD", "1m")["inexact_trades"].tolist() == [0]
+    (aaa,) = read_klines(path, "AAA", "1m")
+    assert aaa["inexact_trades"] == 1
+    # Binance's figure (each trade cut to 8 decimals) and the exact sum, side by side.
+    assert aaa["quote_volume"] == 2 * (p * q - p * q % 10**8)
+    assert aaa["quote_volume_exact"] == 2 * p * q != aaa["quote_volume"]
+    (old,) = read_klines(path, "OLD", "1m")
+    assert old["inexact_trades"] == 0
+    assert old["quote_volume_exact"] == old["quote_volume"] == 10**16
     state = run(SqliteSink(path).open())
     with Engine(["1m"], partitions=1, clock=clock, max_ahead_ms=None) as again:
         again.add_symbol("AAA")

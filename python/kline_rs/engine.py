@@ -75,6 +75,8 @@ class ClosedKline(NamedTuple):
     gap: bool
     #: aggTrades whose quote value may differ from Binance's (0: quote volumes exact).
     inexact_trades: int = 0
+    #: The exact Σ p·q at 1e-16 (``quote_volume`` is Binance's, by the venue's rule).
+    quote_volume_exact: int = 0
 
 
 class Batch(NamedTuple):
@@ -447,4 +449,5 @@ def closed_kline(row: np.void) -> ClosedKline:
         revision=int(row["revision"]),
         gap=bool(row["gap"]),
         inexact_trades=int(row["inexact_trades"]),
+        quote_volume_exact=row["quote_volume_exact"],
     )

@@ -49,6 +49,9 @@ KLINE_DTYPE = np.dtype(
         # aggTrades whose quote value may differ from Binance's (several raw trades, p·q past 8
         # decimals); 0: quote volumes exactly Binance's. Not a Binance column.
         ("inexact_trades", "<i8"),
+        # The exact Σ p·q at 1e-16 whatever the quote rule (beside Binance's ``quote_volume``).
+        # Not a Binance column; klines taken from Binance's own (REST) carry their print.
+        ("quote_volume_exact", "O"),
     ]
 )
 
@@ -151,6 +154,7 @@ def as_float(klines: npt.NDArray[np.void]) -> dict[str, npt.NDArray[np.float64]]
         "quote_volume": QUOTE_SCALE,
         "taker_buy_volume": VOLUME_SCALE,
         "taker_buy_quote_volume": QUOTE_SCALE,
+        "quote_volume_exact": QUOTE_SCALE,
     }
     out = {name: klines[name].astype(np.float64) / scale for name, scale in scales.items()}
     out["trades"] = klines["trades"].astype(np.float64)

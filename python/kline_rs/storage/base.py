@@ -90,6 +90,8 @@ class Row(NamedTuple):
     flat: bool
     #: aggTrades whose quote value may differ from Binance's (0: the quote volumes are exact).
     inexact_trades: int = 0
+    #: The exact Σ p·q (16 decimals); rows stored before it existed hold their quote volume.
+    quote_volume_exact: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -113,7 +115,7 @@ ROW_COLUMNS: tuple[str, ...] = Row._fields
 TEXT_DIGITS = {
     "open": PRICE_DIGITS, "high": PRICE_DIGITS, "low": PRICE_DIGITS, "close": PRICE_DIGITS,
     "volume": VOLUME_DIGITS, "quote_volume": QUOTE_DIGITS, "taker_buy_volume": VOLUME_DIGITS,
-    "taker_buy_quote_volume": QUOTE_DIGITS,
+    "taker_buy_quote_volume": QUOTE_DIGITS, "quote_volume_exact": QUOTE_DIGITS,
 }  # fmt: skip
 
 
@@ -334,12 +336,17 @@ def empty_slots() -> npt.NDArray[np.void]:
 SLOT_COLUMNS: tuple[str, ...] = (
     "symbol", "interval", "state", "open_time", "close_time", "open", "high", "low", "close",
     "volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume",
-    "first_trade_id", "last_trade_id", "inexact_trades",
+    "first_trade_id", "last_trade_id", "inexact_trades", "quote_volume_exact",
 )  # fmt: skip
 
-#: Columns added since the first schema, with their value in older rows: each store adds the
-#: missing ones to both tables when it opens a database (SQLite and PostgreSQL alike).
-ADDED_COLUMNS: tuple[tuple[str, int], ...] = (("inexact_trades", 0),)
+#: Columns added since the first schema: (name, "int" or "text", the column older rows take
+#: it from, or None for 0). Each store adds the missing ones to both tables when it opens a
+#: database (SQLite and PostgreSQL alike). Before the per-trade rule, ``quote_volume`` was the
+#: exact sum, so older rows' exact sum is their quote volume.
+ADDED_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    ("inexact_trades", "int", None),
+    ("quote_volume_exact", "text", "quote_volume"),
+)
 
 
 def slot_rows(snapshot: Snapshot) -> list[tuple[Any, ...]]:
@@ -356,6 +363,7 @@ def slot_rows(snapshot: Snapshot) -> list[tuple[Any, ...]]:
                 fixed_text(s["taker_buy_volume"], VOLUME_DIGITS),
                 fixed_text(s["taker_buy_quote_volume"], QUOTE_DIGITS),
                 int(s["first_trade_id"]), int(s["last_trade_id"]), int(s["inexact_trades"]),
+                fixed_text(s["quote_volume_exact"], QUOTE_DIGITS),
             )
         )  # fmt: skip
     return out
@@ -368,6 +376,7 @@ def slots_from_db(rows: Sequence[Sequence[Any]]) -> npt.NDArray[np.void]:
         "open": PRICE_DIGITS, "high": PRICE_DIGITS, "low": PRICE_DIGITS, "close": PRICE_DIGITS,
         "volume": VOLUME_DIGITS, "quote_volume": QUOTE_DIGITS,
         "taker_buy_volume": VOLUME_DIGITS, "taker_buy_quote_volume": QUOTE_DIGITS,
+        "quote_volume_exact": QUOTE_DIGITS,
     }  # fmt: skip
     for i, row in enumerate(rows):
         for name, value in zip(SLOT_COLUMNS, row, strict=True):

@@ -28,7 +28,7 @@ PRECISION = 38
 DECIMALS = {
     "open": PRICE_DIGITS, "high": PRICE_DIGITS, "low": PRICE_DIGITS, "close": PRICE_DIGITS,
     "volume": VOLUME_DIGITS, "quote_volume": QUOTE_DIGITS, "taker_buy_volume": VOLUME_DIGITS,
-    "taker_buy_quote_volume": QUOTE_DIGITS,
+    "taker_buy_quote_volume": QUOTE_DIGITS, "quote_volume_exact": QUOTE_DIGITS,
 }  # fmt: skip
 
 

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS klines (
     taker_buy_volume TEXT NOT NULL, taker_buy_quote_volume TEXT NOT NULL,
     first_trade_id BIGINT NOT NULL, last_trade_id BIGINT NOT NULL,
     revision BIGINT NOT NULL, gap BOOLEAN NOT NULL, flat BOOLEAN NOT NULL,
-    inexact_trades BIGINT NOT NULL DEFAULT 0,
+    inexact_trades BIGINT NOT NULL DEFAULT 0, quote_volume_exact TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (venue, symbol, interval, open_time)
 );
 CREATE TABLE IF NOT EXISTS open_klines (
@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS open_klines (
     volume TEXT NOT NULL, quote_volume TEXT NOT NULL, trades BIGINT NOT NULL,
     taker_buy_volume TEXT NOT NULL, taker_buy_quote_volume TEXT NOT NULL,
     first_trade_id BIGINT NOT NULL, last_trade_id BIGINT NOT NULL,
-    inexact_trades BIGINT NOT NULL DEFAULT 0,
+    inexact_trades BIGINT NOT NULL DEFAULT 0, quote_volume_exact TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (venue, symbol, interval)
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -82,11 +82,29 @@ CREATE TABLE IF NOT EXISTS anchors (
     venue TEXT NOT NULL, symbol TEXT NOT NULL, anchor_3d_ms BIGINT NOT NULL,
     PRIMARY KEY (venue, symbol)
 );
-""" + "".join(
-    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} BIGINT NOT NULL DEFAULT {default};\n"
-    for table in ("klines", "open_klines")
-    for name, default in ADDED_COLUMNS
-)
+"""
+
+
+def add_columns(db: Connection) -> None:
+    """Brings a database written by an older kline_rs to today's columns (under the schema
+    lock, in the schema's transaction)."""
+    for table in ("klines", "open_klines"):
+        have = {
+            r[0]
+            for r in db.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s",
+                (table,),
+            )
+        }
+        for name, kind, source in ADDED_COLUMNS:
+            if name not in have:
+                sql_type = (
+                    "BIGINT NOT NULL DEFAULT 0" if kind == "int" else "TEXT NOT NULL DEFAULT ''"
+                )
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+                if source is not None:
+                    db.execute(f"UPDATE {table} SET {name} = {source}")
+
 
 #: Serialises schema creation between sinks starting together (any fixed 64-bit number).
 SCHEMA_LOCK = 0x6B6C696E655F7273
@@ -189,6 +207,7 @@ class PostgresSink(ThreadedSink):
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                 db.execute(SCHEMA)
+                add_columns(db)
                 # Given: it is the engine's now. Not given: keep what is stored, else UTC.
                 db.execute(
                     "INSERT INTO meta (key, value) VALUES ('tz_offset', %s) ON CONFLICT (key) "

@@ -114,6 +114,7 @@ def to_array(
             ("volume", r.volume, VOLUME_DIGITS), ("quote_volume", r.quote_volume, QUOTE_DIGITS),
             ("taker_buy_volume", r.taker_buy_volume, VOLUME_DIGITS),
             ("taker_buy_quote_volume", r.taker_buy_quote_volume, QUOTE_DIGITS),
+            ("quote_volume_exact", r.quote_volume_exact or r.quote_volume, QUOTE_DIGITS),
         ]:  # fmt: skip
             part[name] = parse_fixed_text(text, digits)
         for name, value in [

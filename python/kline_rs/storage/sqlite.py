@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS klines (
     taker_buy_volume TEXT NOT NULL, taker_buy_quote_volume TEXT NOT NULL,
     first_trade_id INTEGER NOT NULL, last_trade_id INTEGER NOT NULL,
     revision INTEGER NOT NULL, gap INTEGER NOT NULL, flat INTEGER NOT NULL,
-    inexact_trades INTEGER NOT NULL DEFAULT 0,
+    inexact_trades INTEGER NOT NULL DEFAULT 0, quote_volume_exact TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (venue, symbol, interval, open_time)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS open_klines (
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS open_klines (
     volume TEXT NOT NULL, quote_volume TEXT NOT NULL, trades INTEGER NOT NULL,
     taker_buy_volume TEXT NOT NULL, taker_buy_quote_volume TEXT NOT NULL,
     first_trade_id INTEGER NOT NULL, last_trade_id INTEGER NOT NULL,
-    inexact_trades INTEGER NOT NULL DEFAULT 0,
+    inexact_trades INTEGER NOT NULL DEFAULT 0, quote_volume_exact TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (venue, symbol, interval)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -74,11 +74,14 @@ def add_columns(db: sqlite3.Connection) -> None:
     """Brings a database written by an older kline_rs to today's columns."""
     for table in ("klines", "open_klines"):
         have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        for name, default in ADDED_COLUMNS:
+        for name, kind, source in ADDED_COLUMNS:
             if name not in have:
-                db.execute(
-                    f"ALTER TABLE {table} ADD COLUMN {name} INTEGER NOT NULL DEFAULT {default}"
+                sql_type = (
+                    "INTEGER NOT NULL DEFAULT 0" if kind == "int" else "TEXT NOT NULL DEFAULT ''"
                 )
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+                if source is not None:
+                    db.execute(f"UPDATE {table} SET {name} = {source}")
 
 
 _KEY = "venue = ? AND symbol = ? AND interval = ?"

@@ -1,6 +1,6 @@
 //! The kline record and the rules that build it from trades and from finer klines.
 
-use crate::decimal::QuoteRule;
+use crate::decimal::{product, QuoteRule};
 use crate::trade::Trade;
 
 /// One kline, exact. Prices at 1e-8; `volume` and `taker_buy_volume` at 1e-8;
@@ -27,6 +27,9 @@ pub struct Kline {
     /// aggTrades whose quote value may differ from Binance's (see [`QuoteRule::of_aggtrade`]):
     /// 0 means the quote volumes are Binance's exactly.
     pub inexact_trades: u64,
+    /// The exact Σ p·q at 1e-16, whatever the rule (under the per-trade rule `quote_volume`
+    /// is this less what truncating each trade removed).
+    pub quote_volume_exact: i128,
 }
 
 impl Kline {
@@ -57,6 +60,7 @@ impl Kline {
             first_trade_id: -1,
             last_trade_id: -1,
             inexact_trades: 0,
+            quote_volume_exact: 0,
         }
     }
 
@@ -81,6 +85,7 @@ impl Kline {
         let raw = t.raw_trades();
         let (pq, inexact) = rule.of_aggtrade(t.price, t.qty, raw);
         self.inexact_trades += u64::from(inexact);
+        self.quote_volume_exact += product(t.price, t.qty);
         self.volume += q;
         self.quote_volume += pq;
         if !t.buyer_is_maker {
@@ -115,6 +120,7 @@ impl Kline {
         self.taker_buy_volume += finer.taker_buy_volume;
         self.taker_buy_quote_volume += finer.taker_buy_quote_volume;
         self.inexact_trades += finer.inexact_trades;
+        self.quote_volume_exact += finer.quote_volume_exact;
         self.last_trade_id = finer.last_trade_id;
     }
 }

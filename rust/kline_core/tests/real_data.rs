@@ -176,6 +176,7 @@ fn websocket_kline_updates_move_by_the_aggregate_of_the_trades_between_them() {
                     // COIN-M q/Q are base-asset volume (contracts × size / price), not Σ p·q.
                     rebuilt.quote_volume = next.quote_volume;
                     rebuilt.taker_buy_quote_volume = next.taker_buy_quote_volume;
+                    rebuilt.quote_volume_exact = next.quote_volume_exact;
                 }
                 assert_eq!(rebuilt, next, "{file} {symbol}");
                 checked += 1;

@@ -383,6 +383,7 @@ impl Engine {
         let (trades, first, last) =
             (ints("trades")?, ints("first_trade_id")?, ints("last_trade_id")?);
         let inexact = ints("inexact_trades")?;
+        let exact = wide("quote_volume_exact")?;
         let n = symbols.len();
         let lens = [
             intervals.len(),
@@ -392,6 +393,7 @@ impl Engine {
             volume.len(),
             last.len(),
             inexact.len(),
+            exact.len(),
         ];
         if lens.iter().any(|&l| l != n) {
             return Err(PyValueError::new_err("restore: columns differ in length"));
@@ -422,6 +424,7 @@ impl Engine {
                         first_trade_id: first[i],
                         last_trade_id: last[i],
                         inexact_trades: inexact[i] as u64,
+                        quote_volume_exact: exact[i],
                     },
                     next: close_time[i] + 1,
                 },

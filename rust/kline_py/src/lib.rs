@@ -125,6 +125,7 @@ fn kline_csv_line(
         first_trade_id: -1,
         last_trade_id: -1,
         inexact_trades: 0,
+        quote_volume_exact: quote_volume,
     })
 }
 
@@ -220,6 +221,7 @@ pub(crate) fn kline_columns<'py>(
     d.set_item("quote_volume", wide(|k| k.quote_volume)?)?;
     d.set_item("taker_buy_volume", wide(|k| k.taker_buy_volume)?)?;
     d.set_item("taker_buy_quote_volume", wide(|k| k.taker_buy_quote_volume)?)?;
+    d.set_item("quote_volume_exact", wide(|k| k.quote_volume_exact)?)?;
     Ok(d)
 }
 

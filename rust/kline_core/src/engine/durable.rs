@@ -138,6 +138,7 @@ pub fn encode(values: &[SlotValue], last_id: i64) -> Box<[u8]> {
                 put(&mut out, diff(k.first_trade_id, last_id));
                 put(&mut out, diff(k.last_trade_id, k.first_trade_id));
                 put(&mut out, i128::from(k.inexact_trades));
+                put(&mut out, k.quote_volume_exact.wrapping_sub(k.quote_volume));
             }
         }
     }
@@ -175,6 +176,7 @@ pub fn decode(blob: &[u8], n: usize) -> (Vec<SlotValue>, i64) {
                 let first_trade_id = (i128::from(last_id) + take(blob, at)) as i64;
                 let last_trade_id = (i128::from(first_trade_id) + take(blob, at)) as i64;
                 let inexact_trades = take(blob, at) as u64;
+                let quote_volume_exact = take(blob, at).wrapping_add(quote_volume);
                 let kline = Kline {
                     open_time,
                     close_time,
@@ -190,6 +192,7 @@ pub fn decode(blob: &[u8], n: usize) -> (Vec<SlotValue>, i64) {
                     first_trade_id,
                     last_trade_id,
                     inexact_trades,
+                    quote_volume_exact,
                 };
                 SlotValue::Open { kline, next }
             }
@@ -224,6 +227,7 @@ mod tests {
                     first_trade_id: t[6],
                     last_trade_id: t[7],
                     inexact_trades,
+                    quote_volume_exact: v[1] ^ i128::from(t[0]),
                 };
                 SlotValue::Open { kline: k, next }
             },
@@ -263,6 +267,8 @@ mod tests {
             first_trade_id: 3_300_123_456,
             last_trade_id: 3_300_124_267,
             inexact_trades: 0,
+            // BTCUSDT's p·q fits 8 decimals: Binance's sum and the exact one agree.
+            quote_volume_exact: 1_234_567_890 * 9_512_345_000_000 + 61_234_000_000_000_000,
         };
         let blob = encode(&[SlotValue::Open { kline: k, next: 1_732_550_460_000 }], 3_300_124_267);
         assert!(blob.len() <= 75, "{} bytes", blob.len());

@@ -4,7 +4,7 @@
 //! last acknowledged snapshot) carry an O(1) flag and sit once in the dirty list.
 
 use super::dirty::DirtySet;
-use crate::decimal::QuoteRule;
+use crate::decimal::{product, QuoteRule};
 use crate::kline::Kline;
 use crate::trade::Trade;
 
@@ -72,6 +72,8 @@ pub struct Table {
     pub trades: Vec<u64>,
     /// aggTrades whose quote value may differ from Binance's (see `QuoteRule::of_aggtrade`).
     pub inexact: Vec<u64>,
+    /// Exact Σ p·q at 1e-16 (`quote` is by the rule).
+    pub quote_exact: Vec<i128>,
     pub first_id: Vec<i64>,
     pub last_id: Vec<i64>,
     pub dirty: DirtySet,
@@ -104,8 +106,13 @@ impl Table {
         ] {
             grow_to(v, len, 0);
         }
-        for v in [&mut self.volume, &mut self.quote, &mut self.taker_volume, &mut self.taker_quote]
-        {
+        for v in [
+            &mut self.volume,
+            &mut self.quote,
+            &mut self.taker_volume,
+            &mut self.taker_quote,
+            &mut self.quote_exact,
+        ] {
             grow_to(v, len, 0);
         }
         grow_to(&mut self.trades, len, 0);
@@ -117,7 +124,7 @@ impl Table {
     pub const fn bytes_per_slot() -> usize {
         std::mem::size_of::<SlotState>()
             + 11 * std::mem::size_of::<i64>()
-            + 4 * std::mem::size_of::<i128>()
+            + 5 * std::mem::size_of::<i128>()
             + std::mem::size_of::<u8>()
             + std::mem::size_of::<u32>()
     }
@@ -144,6 +151,7 @@ impl Table {
             first_trade_id: self.first_id[idx],
             last_trade_id: self.last_id[idx],
             inexact_trades: self.inexact[idx],
+            quote_volume_exact: self.quote_exact[idx],
         }
     }
 
@@ -167,6 +175,7 @@ impl Table {
         self.taker_quote[idx] = if taker { pq } else { 0 };
         self.trades[idx] = raw;
         self.inexact[idx] = u64::from(inexact);
+        self.quote_exact[idx] = product(t.price, t.qty);
         self.first_id[idx] = t.first_id;
         self.last_id[idx] = t.last_id;
         self.mark_dirty(idx);
@@ -189,11 +198,13 @@ impl Table {
         let taker_quote = &mut self.taker_quote[r.clone()];
         let trades = &mut self.trades[r.clone()];
         let inexact = &mut self.inexact[r.clone()];
+        let quote_exact = &mut self.quote_exact[r.clone()];
         let last_id = &mut self.last_id[r];
         let (taker, raw) = (!t.buyer_is_maker, t.raw_trades());
         let (p, q) = (t.price, i128::from(t.qty));
         let (pq, cut) = self.quote_rule.of_aggtrade(t.price, t.qty, raw);
         let cut = u64::from(cut);
+        let exact = product(t.price, t.qty);
         let mut roll = 0u64;
         for i in 0..n {
             if state[i] != SlotState::Open || t.time >= next[i] {
@@ -211,6 +222,7 @@ impl Table {
             }
             trades[i] += raw;
             inexact[i] += cut;
+            quote_exact[i] += exact;
             last_id[i] = t.last_id;
             self.dirty.mark(base + i);
         }
@@ -234,6 +246,7 @@ impl Table {
         }
         self.trades[idx] += raw;
         self.inexact[idx] += u64::from(inexact);
+        self.quote_exact[idx] += product(t.price, t.qty);
         self.last_id[idx] = t.last_id;
         self.mark_dirty(idx);
     }
@@ -264,6 +277,7 @@ impl Table {
                 self.taker_quote[idx] = kline.taker_buy_quote_volume;
                 self.trades[idx] = kline.trades;
                 self.inexact[idx] = kline.inexact_trades;
+                self.quote_exact[idx] = kline.quote_volume_exact;
                 self.first_id[idx] = kline.first_trade_id;
                 self.last_id[idx] = kline.last_trade_id;
             }

@@ -36,6 +36,8 @@ pub fn parse_kline_fields(f: &[&str]) -> Result<Kline, String> {
         first_trade_id: -1,
         last_trade_id: -1,
         inexact_trades: 0,
+        // Binance prints the quote volume only: the exact sum is not known; its print is kept.
+        quote_volume_exact: quote(7)?,
     })
 }
 
