@@ -150,7 +150,7 @@ def test_sigkill_at_random_moments_then_restart_ends_with_the_uninterrupted_data
             # …and both are the exchange's own klines: exact, final, none marked gap.
             tape = tape_klines(market, symbol, interval)
             for row in got:
-                *fields, _inexact, revision, gap = row
+                *fields, _inexact, _exact, revision, gap = row
                 assert (revision, gap) == (0, False), f"{symbol} {interval} {row}"
                 if int(fields[8]) > 0:  # traded periods (quiet ones are flat runs after)
                     mine = oracle.printed(dict(zip(oracle.FIELDS, fields, strict=True)))
