@@ -242,7 +242,9 @@ def test_later_flat_runs_extend_the_tail_and_a_kline_after_them_does_not(tmp_pat
     path = tmp_path / "k.sqlite"
     done = write_one_sink(
         path,
-        records(record(T0, 100, periods=2, flat=True), record(T0 + 2 * M, 100, periods=3, flat=True)),
+        records(
+            record(T0, 100, periods=2, flat=True), record(T0 + 2 * M, 100, periods=3, flat=True)
+        ),
         records(record(T0 + 5 * M, 100, periods=1, flat=True), record(T0 + 6 * M, 100)),
         records(record(T0 + 7 * M, 100, periods=2, flat=True)),
     )
@@ -331,11 +333,12 @@ def test_stored_state_splits_by_symbol_and_keeps_the_anchors() -> None:
     )
     now = state.only(["AAA", "CCC", "XXX"])
     rest = state.without(["AAA", "CCC", "XXX"])
-    assert list(zip(now.slots["symbol"], now.slots["interval"], now.slots["open_time"])) == [
+    kept = now.slots
+    assert list(zip(kept["symbol"], kept["interval"], kept["open_time"], strict=True)) == [
         ("AAA", "1m", T0), ("AAA", "5m", T0 + 2), ("CCC", "1m", T0 + 3)
     ]  # fmt: skip
     assert now.checkpoints == {"AAA": 10, "CCC": 30}
-    assert list(zip(rest.slots["symbol"], rest.slots["interval"])) == [("BBB", "1m")]
+    assert list(zip(rest.slots["symbol"], rest.slots["interval"], strict=True)) == [("BBB", "1m")]
     assert rest.checkpoints == {"BBB": 20, "DDD": 40}
     assert now.anchors == rest.anchors == {"AAA": 7, "EEE": 8}
     assert len(state.slots) == 4 and len(state.checkpoints) == 4  # the whole is unchanged
