@@ -185,11 +185,12 @@ def test_a_flat_run_merges_with_the_runs_on_both_sides(tmp_path: Path) -> None:
 )
 def test_flat_runs_that_differ_do_not_merge(tmp_path: Path, neighbour: dict[str, Any]) -> None:
     path = tmp_path / "k.sqlite"
-    p = neighbour.pop("price", 100)
+    kind = {k: v for k, v in neighbour.items() if k != "price"}
+    p = neighbour.get("price", 100)
     done = write(
         path,
-        records(record(T0, p, periods=5, flat=True, **neighbour)),
-        records(record(T0 + 10 * M, p, periods=5, flat=True, **neighbour)),
+        records(record(T0, p, periods=5, flat=True, **kind)),
+        records(record(T0 + 10 * M, p, periods=5, flat=True, **kind)),
         records(record(T0 + 5 * M, 100, periods=5, flat=True)),
     )
     assert counts(done) == [(1, 0, 0, 0), (1, 0, 0, 0), (1, 0, 0, 0)]
