@@ -347,3 +347,34 @@ def test_stored_state_splits_by_symbol_and_keeps_the_anchors() -> None:
     assert len(empty.only(["AAA"]).slots) == len(empty.without(["AAA"]).slots) == 0
     assert empty.only(["AAA"]).slots.dtype == SNAPSHOT_DTYPE
     assert (empty.only(["AAA"]).checkpoints, empty.without(["AAA"]).checkpoints) == ({"AAA": 1}, {})
+
+
+def test_counts_add_up_over_the_rows_of_one_write(tmp_path: Path) -> None:
+    path = tmp_path / "k.sqlite"
+    first = records(
+        record(T0, 100, periods=5, flat=True, revision=1),
+        record(T0 + 5 * M, 101, periods=5, flat=True),
+        record(T0 + 20 * M, 102),
+        record(T0, 300, periods=5, flat=True, symbol="CCC"),
+        record(T0 + 5 * M, 301, periods=5, flat=True, symbol="CCC"),
+        record(T0 + 20 * M, 302, symbol="CCC"),
+    )
+    second = records(
+        record(T0 + M, 9),  # stale (the run it falls in is revision 1)
+        record(T0 + 2 * M, 9),  # stale too
+        # A run at the first run's price over the start of the second: it joins the first.
+        record(T0 + 5 * M, 100, periods=3, flat=True, revision=1),
+        record(T0 + 5 * M, 300, periods=3, flat=True, symbol="CCC"),
+    )
+    done = write(path, first, second)
+    assert counts(done) == [(6, 0, 0, 0), (2, 2, 2, 2)]
+    assert raw(path) == [
+        (T0, T0 + 8 * M - 1, price(100), 1, True),
+        (T0 + 8 * M, T0 + 10 * M - 1, price(101), 0, True),
+        (T0 + 20 * M, T0 + 21 * M - 1, price(102), 0, False),
+    ]
+    assert raw(path, "CCC") == [
+        (T0, T0 + 8 * M - 1, price(300), 0, True),
+        (T0 + 8 * M, T0 + 10 * M - 1, price(301), 0, True),
+        (T0 + 20 * M, T0 + 21 * M - 1, price(302), 0, False),
+    ]
