@@ -310,3 +310,35 @@ def test_forgotten_symbols_lose_their_open_slots_once_a_write_commits(tmp_path: 
             await sink.close()
 
     asyncio.run(go())
+
+
+def test_a_write_that_did_not_drain_the_outbox_stores_no_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot goes with a write only when every record closed before it is in the same
+    write; else the stored checkpoint could run ahead of the stored klines. One poll per write
+    here (the bound is 64), so the first write cannot know the outbox is empty."""
+    db = tmp_path / "k.sqlite"
+    monkeypatch.setattr("kline_rs.live.persist.MAX_POLLS", 1)
+
+    def checkpoints() -> dict[str, int]:
+        with contextlib.closing(sqlite3.connect(db)) as c:
+            return dict(c.execute("SELECT symbol, last_id FROM checkpoints").fetchall())
+
+    async def go() -> None:
+        clock = kline_rs.ManualClock(T0)
+        with Engine(["1m"], partitions=1, clock=clock, max_ahead_ms=None) as e:
+            e.add_symbol("AAA")
+            sink = SqliteSink(db)
+            await sink.open()
+            p = Persister(e, sink)
+            push(e, 1, 9)  # minutes 0-2 close
+            e.sync()
+            assert await p.flush()
+            assert len(read_klines(db, "AAA", "1m")) == 3
+            assert checkpoints() == {}
+            assert await p.flush()
+            assert checkpoints() == {"AAA": 9}
+            await sink.close()
+
+    asyncio.run(go())
