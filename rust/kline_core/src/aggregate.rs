@@ -554,23 +554,34 @@ mod tests {
             implausible_id: 8,
             inexact: 9,
         };
+        let ten = Counts {
+            applied: 10,
+            duplicates: 20,
+            placeholders: 30,
+            invalid: 40,
+            late: 50,
+            implausible_unit: 60,
+            implausible_jump: 70,
+            implausible_id: 80,
+            inexact: 90,
+        };
         let mut sum = one;
-        sum.add(&Counts { applied: 10, inexact: 90, ..one });
+        sum.add(&ten);
         assert_eq!(
             sum,
             Counts {
                 applied: 11,
-                duplicates: 4,
-                placeholders: 6,
-                invalid: 8,
-                late: 10,
-                implausible_unit: 12,
-                implausible_jump: 14,
-                implausible_id: 16,
+                duplicates: 22,
+                placeholders: 33,
+                invalid: 44,
+                late: 55,
+                implausible_unit: 66,
+                implausible_jump: 77,
+                implausible_id: 88,
                 inexact: 99,
             }
         );
-        assert_eq!(sum.implausible(), 12 + 14 + 16);
+        assert_eq!(sum.implausible(), 66 + 77 + 88);
     }
 
     #[test]
