@@ -378,3 +378,22 @@ def test_counts_add_up_over_the_rows_of_one_write(tmp_path: Path) -> None:
         (T0 + 8 * M, T0 + 10 * M - 1, price(301), 0, True),
         (T0 + 20 * M, T0 + 21 * M - 1, price(302), 0, False),
     ]
+
+
+def test_saved_anchors_come_back_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "k.sqlite"
+
+    async def go() -> dict[str, int]:
+        sink = SqliteSink(path)
+        await sink.open()
+        await sink.save_anchors({"AAA": T0, "BBB": T0 + 86_400_000})
+        await sink.save_anchors({})  # nothing to keep: no write
+        await sink.save_anchors({"AAA": T0 - 86_400_000})
+        await sink.close()
+        again = SqliteSink(path)
+        try:
+            return (await again.open()).anchors
+        finally:
+            await again.close()
+
+    assert asyncio.run(go()) == {"AAA": T0 - 86_400_000, "BBB": T0 + 86_400_000}
