@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pytest
 from kline_rs.engine import RECORD_DTYPE, SNAPSHOT_DTYPE
 from kline_rs.storage import SqliteSink, StoredState
-from kline_rs.storage.base import Placement
+from kline_rs.storage.base import Placement, fixed_text, parse_fixed_text
 
 T0 = 1_577_836_800_000
 M = 60_000  # one minute
@@ -397,3 +397,19 @@ def test_saved_anchors_come_back_on_open(tmp_path: Path) -> None:
             await again.close()
 
     assert asyncio.run(go()) == {"AAA": T0 - 86_400_000, "BBB": T0 + 86_400_000}
+
+
+def test_decimals_are_stored_as_exact_text_of_their_digits(tmp_path: Path) -> None:
+    path = tmp_path / "k.sqlite"
+    write(path, records(record(T0, 100, periods=2, flat=True), record(T0 + 2 * M, 12345)))
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        got = db.execute(
+            "SELECT close, volume, quote_volume FROM klines ORDER BY open_time"
+        ).fetchall()
+    assert got == [
+        ("0.00000100", "0.00000000", "0.0000000000000000"),
+        ("0.00012345", "3.00000000", "0.0003703500000000"),
+    ]
+    for value, text in [(-1, "-0.00000001"), (-(10**8) - 5, "-1.00000005"), (0, "0.00000000")]:
+        assert fixed_text(value, 8) == text
+        assert parse_fixed_text(text, 8) == value
