@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pytest
 from kline_rs.engine import RECORD_DTYPE, SNAPSHOT_DTYPE
 from kline_rs.storage import SqliteSink, StoredState
-from kline_rs.storage.base import Placement, fixed_text, parse_fixed_text
+from kline_rs.storage.base import Placement, fixed_text, is_postgres_url, parse_fixed_text
 
 T0 = 1_577_836_800_000
 M = 60_000  # one minute
@@ -413,3 +413,9 @@ def test_decimals_are_stored_as_exact_text_of_their_digits(tmp_path: Path) -> No
     for value, text in [(-1, "-0.00000001"), (-(10**8) - 5, "-1.00000005"), (0, "0.00000000")]:
         assert fixed_text(value, 8) == text
         assert parse_fixed_text(text, 8) == value
+
+
+def test_a_postgresql_url_in_either_scheme_is_not_a_file() -> None:
+    assert is_postgres_url("postgresql://u@localhost/k")
+    assert is_postgres_url("postgres://u@localhost/k")
+    assert not is_postgres_url(Path("postgres/k.sqlite"))
