@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from kline_rs.engine import RECORD_DTYPE, SNAPSHOT_DTYPE
-from kline_rs.storage import SqliteSink, StoredState
+from kline_rs.storage import SqliteSink, StorageError, StoredState
 from kline_rs.storage.base import Placement, fixed_text, is_postgres_url, parse_fixed_text
 
 T0 = 1_577_836_800_000
@@ -413,6 +413,8 @@ def test_decimals_are_stored_as_exact_text_of_their_digits(tmp_path: Path) -> No
     for value, text in [(-1, "-0.00000001"), (-(10**8) - 5, "-1.00000005"), (0, "0.00000000")]:
         assert fixed_text(value, 8) == text
         assert parse_fixed_text(text, 8) == value
+    with pytest.raises(StorageError, match=r"stored decimal '1\.5' does not have 8 decimals"):
+        parse_fixed_text("1.5", 8)
 
 
 def test_a_postgresql_url_in_either_scheme_is_not_a_file() -> None:
