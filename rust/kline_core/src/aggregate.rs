@@ -461,6 +461,9 @@ mod tests {
         agg.push(&trade(1, T0 + 5, 100, 1), &mut runs).unwrap();
         agg.push(&trade(2, T0 + days, 90, 1), &mut runs).unwrap();
         assert_eq!(runs.0, vec![FlatRun { start: T0 + MINUTE_MS, end: T0 + days, price: 100 }]);
+        // The next minute straight after: no silence, no run (not even an empty one).
+        agg.push(&trade(3, T0 + days + MINUTE_MS, 95, 1), &mut runs).unwrap();
+        assert_eq!(runs.0.len(), 1);
 
         let (k, _) = aggregate(
             &g,
