@@ -51,12 +51,12 @@ def records(*rows: dict[str, Any]) -> npt.NDArray[np.void]:
 
 
 @contextlib.contextmanager
-def refusing(db: Path) -> Iterator[None]:
+def refusing(db: Path, why: str = "kline insert refused") -> Iterator[None]:
     """Every kline insert aborts its transaction (a real SQLite trigger)."""
     with contextlib.closing(sqlite3.connect(db)) as c:
         c.execute(
             "CREATE TRIGGER no_klines BEFORE INSERT ON klines "
-            "BEGIN SELECT RAISE(ABORT, 'kline insert refused'); END"
+            f"BEGIN SELECT RAISE(ABORT, '{why}'); END"
         )
         c.commit()
     try:
@@ -342,3 +342,38 @@ def test_a_write_that_did_not_drain_the_outbox_stores_no_checkpoint(
             await sink.close()
 
     asyncio.run(go())
+
+
+def test_a_failing_store_is_logged_once_per_error_and_once_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "k.sqlite"
+
+    async def go() -> None:
+        clock = kline_rs.ManualClock(T0)
+        with Engine(["1m"], partitions=1, clock=clock, max_ahead_ms=None) as e:
+            e.add_symbol("AAA")
+            sink = SqliteSink(db)
+            await sink.open()
+            p = Persister(e, sink)
+            push(e, 1, 6)  # minutes 0 and 1 close
+            e.sync()
+            with refusing(db, "disk says no"):
+                assert not await p.flush()
+                assert not await p.flush()  # the same error: not logged again
+            with refusing(db, "disk still says no"):
+                push(e, 7, 9)
+                e.sync()
+                assert not await p.flush()
+            assert await p.flush()
+            await sink.close()
+
+    with caplog.at_level(logging.INFO, logger="kline_rs.store"):
+        asyncio.run(go())
+    got = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in got] == ["ERROR", "ERROR", "WARNING"]
+    assert got[0][1] == f"store failed, holding 2 records and retrying: {db}: disk says no"
+    assert got[1][1] == f"store still failing (3 records held): {db}: disk still says no"
+    assert got[2][1].startswith("store back after ") and got[2][1].endswith(
+        " s: 3 records committed"
+    )
