@@ -329,10 +329,6 @@ class StoredState:
         )
 
 
-def empty_slots() -> npt.NDArray[np.void]:
-    return np.empty(0, dtype=SNAPSHOT_DTYPE)
-
-
 SLOT_COLUMNS: tuple[str, ...] = (
     "symbol", "interval", "state", "open_time", "close_time", "open", "high", "low", "close",
     "volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume",

@@ -500,6 +500,9 @@ mod tests {
         agg.push(&trade(1, T0 + 5, 100, 1), &mut runs).unwrap();
         agg.push(&trade(2, T0 + days, 90, 1), &mut runs).unwrap();
         assert_eq!(runs.0, vec![FlatRun { start: T0 + MINUTE_MS, end: T0 + days, price: 100 }]);
+        // The next minute straight after: no silence, no run (not even an empty one).
+        agg.push(&trade(3, T0 + days + MINUTE_MS, 95, 1), &mut runs).unwrap();
+        assert_eq!(runs.0.len(), 1);
 
         let (k, _) = aggregate(
             &g,
@@ -594,6 +597,121 @@ mod tests {
             crate::decimal::format_fixed8(crate::decimal::quote_to_fixed8(k.quote_volume)),
             "900000.00000000"
         );
+    }
+
+    #[test]
+    fn counts_add_field_by_field() {
+        let one = Counts {
+            applied: 1,
+            duplicates: 2,
+            placeholders: 3,
+            invalid: 4,
+            late: 5,
+            implausible_unit: 6,
+            implausible_jump: 7,
+            implausible_id: 8,
+            inexact: 9,
+        };
+        let ten = Counts {
+            applied: 10,
+            duplicates: 20,
+            placeholders: 30,
+            invalid: 40,
+            late: 50,
+            implausible_unit: 60,
+            implausible_jump: 70,
+            implausible_id: 80,
+            inexact: 90,
+        };
+        let mut sum = one;
+        sum.add(&ten);
+        assert_eq!(
+            sum,
+            Counts {
+                applied: 11,
+                duplicates: 22,
+                placeholders: 33,
+                invalid: 44,
+                late: 55,
+                implausible_unit: 66,
+                implausible_jump: 77,
+                implausible_id: 88,
+                inexact: 99,
+            }
+        );
+        assert_eq!(sum.implausible(), 66 + 77 + 88);
+    }
+
+    #[test]
+    fn the_checkpoint_and_the_open_klines_follow_what_was_applied() {
+        let g = grids(&["1m", "5m"], TimeUnit::Millis);
+        let mut agg = Aggregator::new(g.clone());
+        let mut out = Collect::new(&g);
+        assert_eq!((agg.last_id(), agg.open_klines().count()), (None, 0));
+        assert_eq!(agg.grids(), &g[..]);
+        agg.push(&trade(5, T0 + 10, 100, 1), &mut out).unwrap();
+        agg.push(&trade(6, T0 + MINUTE_MS, 101, 1), &mut out).unwrap();
+        assert!(agg.push(&trade(4, T0 + MINUTE_MS, 102, 1), &mut out).is_err()); // duplicate
+        assert!(agg.push(&trade(7, -1, 102, 1), &mut out).is_err()); // invalid time
+        assert_eq!(agg.last_id(), Some(6));
+        let open: Vec<(usize, i64, i64)> =
+            agg.open_klines().map(|(i, k)| (i, k.open_time, k.close)).collect();
+        assert_eq!(open, vec![(0, T0 + MINUTE_MS, 101), (1, T0, 101)]);
+        agg.finish(&mut out);
+        assert_eq!(agg.open_klines().count(), 0);
+        assert_eq!(agg.last_id(), Some(6));
+    }
+
+    #[test]
+    fn a_held_jump_is_confirmed_only_by_a_later_id_at_or_after_its_time_within_the_bound() {
+        const DAY: i64 = 86_400_000;
+        let g = grids(&["1d"], TimeUnit::Millis);
+        let limits = TimeLimits::from_ms(TimeUnit::Millis, None, Some(DAY));
+        let held = trade(2, T0 + 10 * DAY, 100, 1);
+        // (the trade after the held one; trades applied, jumps refused, after `finish`)
+        let cases = [
+            (trade(3, held.time, 100, 1), (3, 0)), // a halt: the next trade follows it
+            (trade(2, held.time + 5, 100, 1), (1, 2)), // the same id again
+            (trade(3, held.time - DAY, 100, 1), (1, 2)), // a later id, earlier than it
+            (trade(3, held.time + 2 * DAY, 100, 1), (1, 2)), // too far after it too
+        ];
+        for (next, (applied, jumps)) in cases {
+            let mut agg = Aggregator::with_limits(g.clone(), limits);
+            let mut out = Collect::new(&g);
+            for t in [trade(1, T0, 100, 1), held, next] {
+                let _ = agg.push(&t, &mut out);
+            }
+            agg.finish(&mut out);
+            let c = agg.counts;
+            assert_eq!((c.applied, c.implausible_jump), (applied, jumps), "{next:?}");
+            let raw: u64 = out.klines[0].iter().map(|k| k.trades).sum();
+            assert_eq!(raw, 2 * applied, "{next:?}");
+        }
+    }
+
+    #[test]
+    fn a_month_run_clipped_at_a_month_start_begins_there() {
+        let m = Grid::utc(Interval::Month, TimeUnit::Millis);
+        let year = FlatRun { start: T0, end: m.advance(T0, 12).unwrap(), price: 1 };
+        let (mar, may) = (m.advance(T0, 2).unwrap(), m.advance(T0, 4).unwrap());
+        let got = flat_periods(&m, &year, mar, may, None).unwrap();
+        assert_eq!(
+            got,
+            vec![(mar, m.advance(T0, 3).unwrap() - 1), (m.advance(T0, 3).unwrap(), may - 1)]
+        );
+        assert_eq!(clip_run(&m, &year, may, may), None);
+    }
+
+    #[test]
+    fn a_run_of_exactly_the_bound_is_expanded() {
+        let g = Grid::utc(Interval::Fixed { ms: 1 }, TimeUnit::Millis);
+        let run = FlatRun { start: T0, end: T0 + MAX_FLAT_PERIODS, price: 7 };
+        let mut n = 0i64;
+        assert_eq!(expand_flat_run(&g, &run, |_| n += 1), Ok(()));
+        assert_eq!(n, MAX_FLAT_PERIODS);
+        let longer = FlatRun { end: run.end + 1, ..run };
+        assert!(expand_flat_run(&g, &longer, |_| n += 1).is_err());
+        assert_eq!(n, MAX_FLAT_PERIODS, "a refused run calls f for none");
     }
 
     fn arb_trades() -> impl Strategy<Value = Vec<Trade>> {

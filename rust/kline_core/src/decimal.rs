@@ -296,6 +296,25 @@ mod tests {
     }
 
     #[test]
+    fn the_usual_texts_take_the_short_path_and_the_rest_do_not() {
+        // Same values either way (a property below); this pins which path parses them.
+        assert_eq!(parse_fixed8_short(b"7195.24000000"), Some(719_524_000_000));
+        assert_eq!(parse_fixed8_short(b"0.00000001"), Some(1));
+        assert_eq!(parse_fixed8_short(b"12"), Some(1_200_000_000));
+        assert_eq!(parse_fixed8_short(b"1.5"), Some(150_000_000));
+        assert_eq!(parse_fixed8_short(b"9999999999.99999999"), Some(999_999_999_999_999_999));
+        for other in [&b"-2.25"[..], b"1.000000000", b"12345678901", b"1.", b".5", b"", b"1e5"] {
+            assert_eq!(parse_fixed8_short(other), None, "{}", text(other));
+        }
+    }
+
+    #[test]
+    fn one_times_one_is_one_unit_of_the_product_scale() {
+        assert_eq!(product(SCALE, SCALE), SCALE_SQ);
+        assert_eq!(format_fixed16(SCALE_SQ), "1.0000000000000000");
+    }
+
+    #[test]
     fn refuses_bad_texts_by_name() {
         assert_eq!(parse_decimal(""), Err(DecimalError::Empty));
         for bad in ["abc", "1.", ".5", "1e5", "+1", " 1", "1 ", "1.2.3", "-", "1,5", "0x10"] {
