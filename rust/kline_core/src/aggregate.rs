@@ -532,6 +532,34 @@ mod tests {
     }
 
     #[test]
+    fn a_single_period_reaching_past_the_input_is_partial_and_one_within_it_is_not() {
+        let day = grids(&["1d"], TimeUnit::Millis)[0];
+        const HOUR: i64 = 60 * MINUTE_MS;
+        // One hour of input inside a day: the day is partial; the whole day covered: it is not.
+        assert_eq!(partial_edges(&day, T0, T0, (T0, T0 + HOUR)), [T0]);
+        assert!(partial_edges(&day, T0, T0, (T0, T0 + 24 * HOUR)).is_empty());
+    }
+
+    #[test]
+    fn partial_periods_and_the_span_come_from_what_was_aggregated() {
+        let g = grids(&["1m", "1h"], TimeUnit::Millis);
+        let trades = [trade(1, T0 + 30_000, 100, 1), trade(2, T0 + 150_000, 101, 1)];
+        let mut agg = Aggregator::new(g.clone());
+        let mut out = Collect::new(&g);
+        for t in &trades {
+            agg.push(t, &mut out).unwrap();
+        }
+        assert_eq!(agg.span(), Some((T0 + 30_000, T0 + 150_000)));
+        agg.finish(&mut out);
+        let covered = (T0 + 30_000, T0 + 150_001);
+        let want: Vec<Vec<i64>> = vec![vec![T0, T0 + 2 * MINUTE_MS], vec![T0]];
+        assert_eq!(partial_periods(&g, &out.klines, covered), want);
+        let hour = (T0, T0 + 60 * MINUTE_MS);
+        assert_eq!(partial_periods(&g, &out.klines, hour), vec![Vec::<i64>::new(), vec![]]);
+        assert_eq!(Aggregator::new(g.clone()).span(), None);
+    }
+
+    #[test]
     fn duplicates_placeholders_invalid_and_late_are_counted_not_applied() {
         let g = grids(&["1m", "5m"], TimeUnit::Millis);
         let placeholder = Trade {
