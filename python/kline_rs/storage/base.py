@@ -345,6 +345,22 @@ ADDED_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
 )
 
 
+def column_additions(table: str, have: set[str], int_type: str) -> list[str]:
+    """The statements that bring ``table``, whose columns are ``have``, to today's columns
+    (``int_type``: the store's 64-bit integer type)."""
+    out = []
+    for name, kind, source in ADDED_COLUMNS:
+        if name not in have:
+            default = "0" if kind == "int" else "''"
+            sql_type = int_type if kind == "int" else "TEXT"
+            out.append(
+                f"ALTER TABLE {table} ADD COLUMN {name} {sql_type} NOT NULL DEFAULT {default}"
+            )
+            if source is not None:
+                out.append(f"UPDATE {table} SET {name} = {source}")
+    return out
+
+
 def slot_rows(snapshot: Snapshot) -> list[tuple[Any, ...]]:
     """A snapshot's slots as rows (``SLOT_COLUMNS`` order), decimals as exact text."""
     out = []

@@ -31,7 +31,6 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 
 from kline_rs.engine import Snapshot
 from kline_rs.storage.base import (
-    ADDED_COLUMNS,
     ROW_COLUMNS,
     SLOT_COLUMNS,
     Placement,
@@ -42,6 +41,7 @@ from kline_rs.storage.base import (
     StoredState,
     StoreUnavailable,
     ThreadedSink,
+    column_additions,
     row_from_db,
     rows_from_records,
     slot_rows,
@@ -96,14 +96,8 @@ def add_columns(db: Connection) -> None:
                 (table,),
             )
         }
-        for name, kind, source in ADDED_COLUMNS:
-            if name not in have:
-                sql_type = (
-                    "BIGINT NOT NULL DEFAULT 0" if kind == "int" else "TEXT NOT NULL DEFAULT ''"
-                )
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
-                if source is not None:
-                    db.execute(f"UPDATE {table} SET {name} = {source}")
+        for statement in column_additions(table, have, "BIGINT"):
+            db.execute(statement)
 
 
 #: Serialises schema creation between sinks starting together (any fixed 64-bit number).

@@ -18,7 +18,6 @@ import numpy.typing as npt
 
 from kline_rs.engine import Snapshot
 from kline_rs.storage.base import (
-    ADDED_COLUMNS,
     ROW_COLUMNS,
     SLOT_COLUMNS,
     Placement,
@@ -27,6 +26,7 @@ from kline_rs.storage.base import (
     StoredState,
     StoreUnavailable,
     ThreadedSink,
+    column_additions,
     rows_from_records,
     slot_rows,
     slots_from_db,
@@ -74,14 +74,8 @@ def add_columns(db: sqlite3.Connection) -> None:
     """Brings a database written by an older kline_rs to today's columns."""
     for table in ("klines", "open_klines"):
         have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        for name, kind, source in ADDED_COLUMNS:
-            if name not in have:
-                sql_type = (
-                    "INTEGER NOT NULL DEFAULT 0" if kind == "int" else "TEXT NOT NULL DEFAULT ''"
-                )
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
-                if source is not None:
-                    db.execute(f"UPDATE {table} SET {name} = {source}")
+        for statement in column_additions(table, have, "INTEGER"):
+            db.execute(statement)
 
 
 _KEY = "venue = ? AND symbol = ? AND interval = ?"
