@@ -377,3 +377,38 @@ fn a_control_request_waits_out_a_ring_full_of_trades() {
     e.sync().unwrap();
     assert_eq!(totals(&e).trades, (i - 1) as u64);
 }
+
+#[test]
+fn holes_that_find_the_gaps_queue_full_are_reported_once_it_has_room() {
+    let mut cfg = config(&["1m"]);
+    cfg.clock = Arc::new(ManualClock::new(T0));
+    cfg.max_ahead_ms = None;
+    cfg.detect_id_gaps = true;
+    cfg.outbox_capacity = 1; // the gaps queue holds one hole
+    let e = Engine::start(cfg).unwrap();
+    let symbols = ["AAAUSDT", "BBBUSDT", "CCCUSDT"];
+    for s in symbols {
+        e.add_symbol(s, None).unwrap();
+        e.push_trades(s, vec![trade(1, T0), trade(5, T0 + 1_000)]).unwrap(); // 2..=4 lost
+    }
+    e.sync().unwrap();
+    let mut asked = Vec::new();
+    for _ in 0..symbols.len() {
+        let got = e.poll_gaps(10);
+        assert_eq!(got.len(), 1, "one fits at a time; the rest wait, in order");
+        asked.extend(got);
+        e.sync().unwrap(); // the worker hands on the next waiting hole
+    }
+    assert!(e.poll_gaps(10).is_empty());
+    let names: Vec<&str> = asked.iter().map(|g| &*g.symbol).collect();
+    assert_eq!(names, symbols);
+    assert!(asked.iter().all(|g| (g.from_id, g.to_id) == (2, 4)));
+    assert_eq!(e.metrics().partitions[0].late_overflow, 0, "no hole dropped");
+    for s in symbols {
+        assert!(e.backfill(s, (2..=4).map(|i| trade(i, T0 + 500)).collect()).unwrap());
+    }
+    e.feed_up(None, kline_core::engine::Holes::Ask).unwrap();
+    for s in symbols {
+        assert_eq!(e.read(s).unwrap().1, Some(5), "{s} repaired and up");
+    }
+}

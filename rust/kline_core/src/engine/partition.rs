@@ -321,6 +321,10 @@ pub struct Book {
     /// `bucket_start(ends_at)` per interval (see `bucket_end`).
     ends: Vec<i64>,
     ends_at: Option<i64>,
+    /// Holes (slot, generation, hole) that found the gaps queue full, oldest first: handed on
+    /// as it empties (`report_waiting_gaps`). A symbol is down while its hole is unrepaired, so
+    /// it finds no new hole: at most one per slot waits here.
+    unreported: VecDeque<(usize, u32, IdGap)>,
 }
 
 impl Book {
@@ -343,6 +347,29 @@ impl Book {
             replaying: false,
             ends: Vec::new(),
             ends_at: None,
+            unreported: VecDeque::new(),
+        }
+    }
+
+    /// Asks for a repair of `hole` in slot `sym`: on the gaps queue, or, while it is full,
+    /// after the ones already waiting (never dropped: the symbol stays down until repaired).
+    fn report_gap(&mut self, shared: &Shared, sym: usize, hole: IdGap) {
+        let generation = self.symbols[sym].generation;
+        self.unreported.push_back((sym, generation, hole));
+        self.report_waiting_gaps(shared);
+    }
+
+    /// Moves waiting holes onto the gaps queue as it has room, skipping those of symbols
+    /// removed or no longer down since.
+    pub fn report_waiting_gaps(&mut self, shared: &Shared) {
+        while let Some((sym, generation, hole)) = self.unreported.pop_front() {
+            if !self.is_live(sym, generation) || self.symbols[sym].gap.is_none() {
+                continue;
+            }
+            if let Err(hole) = shared.gaps.push(hole) {
+                self.unreported.push_front((sym, generation, hole));
+                return;
+            }
         }
     }
 
@@ -566,9 +593,7 @@ impl Book {
             c.id_gaps += 1;
             self.feed_down(sym, gap.since, false);
             self.hold(sym, t);
-            if shared.gaps.push(gap).is_err() {
-                self.tally.late_overflow += 1;
-            }
+            self.report_gap(shared, sym, gap);
             return;
         }
         match t.defect() {
@@ -921,9 +946,7 @@ impl Book {
                 to_id,
                 since: from,
             };
-            if shared.gaps.push(hole).is_err() {
-                self.tally.late_overflow += 1;
-            }
+            self.report_gap(shared, sym, hole);
             return;
         }
         self.sweep_symbol(shared, sym, now - self.cfg.grace);

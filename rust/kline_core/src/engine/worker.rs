@@ -133,6 +133,7 @@ fn sweep_if_due(book: &mut Book, cx: &WorkerContext, next_sweep_at: &mut i64) ->
 /// Before answering a caller: what was emitted is in the outbox and the counters are current.
 fn settle(book: &mut Book, shared: &Shared) {
     book.flush_spill(shared);
+    book.report_waiting_gaps(shared);
     book.tally.publish(&shared.counters);
 }
 
@@ -192,6 +193,7 @@ pub fn run(mut book: Book, cx: WorkerContext) {
         }
         let now = sweep_if_due(&mut book, &cx, &mut next_sweep_at);
         let drained = book.flush_spill(&shared);
+        book.report_waiting_gaps(&shared);
         book.tally.publish(&shared.counters);
         if book.emitted {
             book.emitted = false;
