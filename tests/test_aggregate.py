@@ -241,6 +241,8 @@ def test_as_float_is_close_to_the_exact_values() -> None:
     assert floats["quote_volume"][0] == pytest.approx(2 * 62000.12 * 0.00123)
     assert floats["taker_buy_quote_volume"][0] == pytest.approx(62000.12 * 0.00123)
     assert floats["trades"][0] == 2.0
+    assert floats["open_time"][0] == T0 - T0 % 60_000 and floats["open_time"].dtype == np.int64
+    assert floats["close_time"][0] == T0 - T0 % 60_000 + 59_999
 
 
 # --- edge cases ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from kline_rs.anchor import Anchor3dWarning
 from kline_rs.replay import ReplaySummary, replay
 
 if TYPE_CHECKING:
+    from kline_rs.arrow import arrow_klines, to_arrow, to_pandas, to_polars
     from kline_rs.engine import CLOSED_DTYPE, SNAPSHOT_DTYPE, Batch, ClosedKline, Engine, Snapshot
     from kline_rs.klines import (
         INTERVALS,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     )
 
 _ENGINE = {"CLOSED_DTYPE", "SNAPSHOT_DTYPE", "Batch", "ClosedKline", "Engine", "Snapshot"}
+_ARROW = {"arrow_klines", "to_arrow", "to_pandas", "to_polars"}
 _LAZY = {
     "INTERVALS",
     "KLINE_DTYPE",
@@ -58,6 +60,10 @@ def __getattr__(name: str) -> Any:
         from kline_rs import klines
 
         return getattr(klines, name)
+    if name in _ARROW:
+        from kline_rs import arrow
+
+        return getattr(arrow, name)
     if name in _ENGINE:
         from kline_rs import engine
 
@@ -92,10 +98,14 @@ __all__ = [
     "UnknownSymbolError",
     "__version__",
     "aggregate",
+    "arrow_klines",
     "as_float",
     "format_fixed8",
     "interval_name",
     "parse_fixed8",
     "replay",
     "rollup_csv",
+    "to_arrow",
+    "to_pandas",
+    "to_polars",
 ]

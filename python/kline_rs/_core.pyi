@@ -9,6 +9,7 @@ import numpy.typing as npt
 from typing_extensions import Self, disjoint_base
 
 __all__ = [
+    "ArrowKlines",
     "BackpressureError",
     "DecimalError",
     "Engine",
@@ -28,6 +29,7 @@ __all__ = [
     "flat_periods",
     "format_fixed8",
     "interval_name",
+    "kline_arrow",
     "kline_csv_line",
     "parse_fixed8",
     "parse_kline_rows",
@@ -152,6 +154,16 @@ class Engine:
     def arm(self) -> None: ...
     def close(self) -> None: ...
 
+@final
+class ArrowKlines:
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+    def __len__(self) -> int: ...
+    @property
+    def column_names(self) -> list[str]: ...
+
+def kline_arrow(
+    columns: Sequence[tuple[str, Any]], time_unit: str | None = None
+) -> ArrowKlines: ...
 def parse_kline_rows(rows: list[list[Any]]) -> dict[str, Any]: ...
 def epoch_3d_warning(intervals: list[str], anchor_3d_ms: int | None = None) -> str | None: ...
 def parse_fixed8(text: str) -> int: ...

@@ -143,8 +143,9 @@ def aggregate(
     return Aggregation(klines=klines, partial=result["partial"], **counts)
 
 
-def as_float(klines: npt.NDArray[np.void]) -> dict[str, npt.NDArray[np.float64]]:
-    """A float64 view for plotting and research: NOT exact (floats round the decimals)."""
+def as_float(klines: npt.NDArray[np.void]) -> dict[str, npt.NDArray[np.generic]]:
+    """A float64 view for plotting and research: NOT exact (floats round the decimals). The
+    open and close times are kept as they are (int64 ms or µs)."""
     scales = {
         "open": PRICE_SCALE,
         "high": PRICE_SCALE,
@@ -156,8 +157,12 @@ def as_float(klines: npt.NDArray[np.void]) -> dict[str, npt.NDArray[np.float64]]
         "taker_buy_quote_volume": QUOTE_SCALE,
         "quote_volume_exact": QUOTE_SCALE,
     }
-    out = {name: klines[name].astype(np.float64) / scale for name, scale in scales.items()}
+    out: dict[str, npt.NDArray[np.generic]] = {
+        name: klines[name].astype(np.float64) / scale for name, scale in scales.items()
+    }
     out["trades"] = klines["trades"].astype(np.float64)
+    out["open_time"] = klines["open_time"].copy()
+    out["close_time"] = klines["close_time"].copy()
     return out
 
 

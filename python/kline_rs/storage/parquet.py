@@ -63,8 +63,8 @@ def export_format(out_path: str | Path) -> str:
 
 def _pyarrow() -> tuple[Any, Any]:
     try:
-        import pyarrow as pa  # type: ignore[import-untyped]
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+        import pyarrow as pa
+        import pyarrow.parquet as pq
     except ImportError as e:
         raise ImportError("Parquet export needs pyarrow: pip install 'kline_rs[parquet]'") from e
     return pa, pq

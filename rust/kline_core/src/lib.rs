@@ -5,6 +5,7 @@
 //! Binance's public-data dumps.
 
 pub mod aggregate;
+pub mod arrow;
 pub mod decimal;
 pub mod engine;
 pub mod interval;

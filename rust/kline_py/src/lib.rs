@@ -1,5 +1,6 @@
 //! `kline_rs._core`: conversions and errors only; the logic lives in `kline_core`.
 
+mod arrow;
 mod engine;
 
 use kline_core::decimal::{format_fixed8, parse_decimal, QuoteRule};
@@ -410,5 +411,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(symbol_name, m)?)?;
     m.add_function(wrap_pyfunction!(kline_csv_line, m)?)?;
     engine::register(m)?;
+    arrow::register(m)?;
     Ok(())
 }
