@@ -149,19 +149,9 @@ impl Engine {
         cfg.ring_capacity = ring_capacity;
         cfg.outbox_capacity = outbox_capacity;
         cfg.tz_offset_ms = tz(tz_offset)?;
-        cfg.time_unit = time_unit_named(time_unit)?;
-        if time_unit == "us" && clock.is_none() {
-            cfg.clock = Arc::new(kline_core::engine::clock::SystemClock { micros: true });
-        }
-        cfg.late_policy = match late_policy {
-            "drop" => LatePolicy::Drop,
-            "amend" => LatePolicy::Amend { allowed_lateness },
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "late_policy {other:?} is not \"drop\" or \"amend\""
-                )))
-            }
-        };
+        cfg = cfg.with_time_unit(time_unit_named(time_unit)?);
+        cfg.late_policy = LatePolicy::named(late_policy, allowed_lateness)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         cfg.pin_threads = pin_threads;
         cfg.detect_id_gaps = detect_id_gaps;
         cfg.mark_partial_start = mark_partial_start;

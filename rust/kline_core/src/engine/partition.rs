@@ -5,6 +5,7 @@ use super::doorbell::Doorbell;
 use super::durable::Durable;
 use super::metrics::{PartitionCounters, Tally};
 use super::output::{Checkpoint, IdGap, LateTrade, PartitionSnapshot, Record, SlotSnapshot};
+use super::sync::lock;
 use super::table::{grow_to, SlotState, SlotValue, Table};
 use crate::decimal::QuoteRule;
 use crate::interval::{Grid, Interval};
@@ -164,7 +165,7 @@ impl Shared {
         if self.spilled.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let mut over = self.overflow.lock().unwrap_or_else(|e| e.into_inner());
+        let mut over = lock(&self.overflow);
         // Under the lock nothing moves from overflow to outbox: what the outbox holds is older.
         if let Some(chunk) = self.outbox.pop() {
             return Some(chunk);
@@ -447,7 +448,7 @@ impl Book {
 
     #[cold]
     fn overflow(&mut self, shared: &Shared, chunk: Option<Vec<Record>>) -> bool {
-        let mut over = shared.overflow.lock().unwrap_or_else(|e| e.into_inner());
+        let mut over = lock(&shared.overflow);
         if let Some(chunk) = chunk {
             shared.spilled.fetch_add(chunk.len(), Ordering::Release);
             over.push_back(chunk);

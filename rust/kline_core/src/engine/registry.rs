@@ -3,6 +3,7 @@
 //! Readers do one atomic load and never block or see half an update; writers (add/remove,
 //! rare) serialise on a mutex and publish a new map.
 
+use super::sync::lock;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,7 +37,7 @@ impl Registry {
 
     /// Serialises writers; the map is read through [`Registry::get`] meanwhile.
     pub fn lock(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.writer)
     }
 
     /// Publishes `f(current)`; hold [`Registry::lock`] around read-modify-publish.

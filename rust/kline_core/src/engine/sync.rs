@@ -18,3 +18,10 @@ pub(crate) fn park_timeout(d: std::time::Duration) {
     #[cfg(not(loom))]
     std::thread::park_timeout(d);
 }
+
+/// Locks `m`, ignoring poison: a panic while holding one of the engine's locks cannot leave
+/// its data half-changed (each critical section is a single insert, take or swap), and a
+/// caught worker panic must not make every later call panic too.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

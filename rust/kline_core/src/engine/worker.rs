@@ -3,6 +3,7 @@
 use super::clock::Clock;
 use super::metrics::bump;
 use super::partition::{Book, Item, Shared};
+use super::sync::lock;
 use super::wake::Notifier;
 use crossbeam_utils::Backoff;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -180,7 +181,7 @@ pub fn run(mut book: Book, cx: WorkerContext) {
                     .unwrap_or_else(|| "unknown panic".into());
                 let mut msg = format!("partition {}: worker panicked: {what}", cx.index);
                 if let Some(slot) = tainted {
-                    let durable = shared.durable.lock().unwrap_or_else(|e| e.into_inner());
+                    let durable = lock(&shared.durable);
                     if let Some((symbol, last_id)) = book.recover_symbol(&durable, slot) {
                         msg += &format!(
                             "; {symbol} restored to its last acknowledged snapshot (checkpoint {last_id}): \
@@ -188,7 +189,7 @@ pub fn run(mut book: Book, cx: WorkerContext) {
                         );
                     }
                 }
-                cx.errors.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+                lock(&cx.errors).push(msg);
             }
         }
         let now = sweep_if_due(&mut book, &cx, &mut next_sweep_at);
