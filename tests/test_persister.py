@@ -19,7 +19,7 @@ import numpy.typing as npt
 import pytest
 from kline_rs.engine import RECORD_DTYPE, ClosedKline, Engine
 from kline_rs.live.persist import MAX_ON_STORED_PERIODS, Persister
-from kline_rs.storage import BacklogFull, SqliteSink, read_klines
+from kline_rs.storage import BacklogFullError, SqliteSink, read_klines
 
 T0 = 1_577_836_800_000  # 2020-01-01 00:00 UTC
 M = 60_000
@@ -198,7 +198,7 @@ def test_a_failing_store_holds_counts_backs_off_and_stops_past_the_bound(tmp_pat
                 assert seen == []
                 push(e, 10, 12)  # minute 3 closes: four held, past the bound
                 e.sync()
-                with pytest.raises(BacklogFull, match=r"4 closed records waiting \(bound 3\)"):
+                with pytest.raises(BacklogFullError, match=r"4 closed records waiting \(bound 3\)"):
                     await p.flush()
                 assert (s.failures, s.backlog, s.peak_backlog) == (8, 4, 4)
             assert await p.flush()  # the store is back: everything held goes in one write

@@ -413,8 +413,13 @@ def test_decimals_are_stored_as_exact_text_of_their_digits(tmp_path: Path) -> No
     for value, text in [(-1, "-0.00000001"), (-(10**8) - 5, "-1.00000005"), (0, "0.00000000")]:
         assert fixed_text(value, 8) == text
         assert parse_fixed_text(text, 8) == value
-    with pytest.raises(StorageError, match=r"stored decimal '1\.5' does not have 8 decimals"):
-        parse_fixed_text("1.5", 8)
+    assert parse_fixed_text("1.5", 8) == 150_000_000  # fewer decimals: still exact
+    assert parse_fixed_text("-0.0000000000000001", 16) == -1
+    assert fixed_text(10**30 + 1, 16) == "100000000000000.0000000000000001"
+    with pytest.raises(StorageError, match=r"stored decimal '1\.5x': malformed number"):
+        parse_fixed_text("1.5x", 8)
+    with pytest.raises(StorageError, match=r"stored decimal '0\.000000001': more than 8 decimals"):
+        parse_fixed_text("0.000000001", 8)
 
 
 def test_a_postgresql_url_in_either_scheme_is_not_a_file() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from kline_rs.engine import RECORD_DTYPE, SNAPSHOT_DTYPE, Engine, Snapshot
-from kline_rs.storage import STORED_DTYPE, SqliteSink, StoreUnavailable, read_klines
+from kline_rs.storage import STORED_DTYPE, SqliteSink, StoreUnavailableError, read_klines
 
 if TYPE_CHECKING:
     from postgres_server import PostgresServer
@@ -205,9 +205,9 @@ def test_server_restart_between_writes(
         await sink.write(parts[0], None)
         postgres_server.stop()
         try:
-            with pytest.raises(StoreUnavailable, match="unreachable or connection lost"):
+            with pytest.raises(StoreUnavailableError, match="unreachable or connection lost"):
                 await sink.write(parts[1], None)
-            with pytest.raises(StoreUnavailable, match="unreachable or connection lost"):
+            with pytest.raises(StoreUnavailableError, match="unreachable or connection lost"):
                 await sink.write(parts[1], None)  # still down: fails again, nothing hangs
         finally:
             postgres_server.start()
@@ -255,7 +255,7 @@ def test_connection_lost_mid_write(
         await sink.write(parts[0], None)
         before = stored_rows(postgres_url, "AAA")
         monkeypatch.setattr(_Table, "flush", flush_then_lose)
-        with pytest.raises(StoreUnavailable, match=r"connection (ended by the server|lost)"):
+        with pytest.raises(StoreUnavailableError, match=r"connection (ended by the server|lost)"):
             await sink.write(parts[1], snapshot)
         assert len(killed) == 2  # the old connection, then the one retried on
         assert stored_rows(postgres_url, "AAA") == before  # nothing of the write is kept
@@ -275,12 +275,14 @@ def test_unreachable_server_is_store_unavailable(tmp_path: Path) -> None:
 
     async def main() -> None:
         sink = PostgresSink(url, connect_timeout=1)
-        with pytest.raises(StoreUnavailable, match=r"'nothing' at .*:5999: server unreachable"):
+        with pytest.raises(
+            StoreUnavailableError, match=r"'nothing' at .*:5999: server unreachable"
+        ):
             await sink.write(records(record(T0, 100)), None)
         await sink.close()
 
     run(main())
-    with pytest.raises(StoreUnavailable, match="server unreachable"):
+    with pytest.raises(StoreUnavailableError, match="server unreachable"):
         read_klines(url, "BBB", "1m")
 
 

@@ -98,7 +98,7 @@ def test_aggtrades_and_trades_of_one_symbol_are_not_mixed(tmp_path: Path) -> Non
     (tmp_path / "BTCUSDT-trades-2020-01-02.csv").write_text(
         "1,1.0,1.0,1.0,1577977823305,True,True\n"
     )
-    with pytest.raises(kline_rs.ReplayFailed, match="both aggTrades and trades"):
+    with pytest.raises(kline_rs.ReplayError, match="both aggTrades and trades"):
         kline_rs.replay(tmp_path, tmp_path / "out", ["1m"])
 
 

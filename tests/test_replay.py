@@ -451,7 +451,7 @@ def test_ms_and_us_files_of_one_symbol_are_refused(tmp_path: Path) -> None:
     write(src / "BTCUSDT-aggTrades-2024-03-04.csv", spot(TRADES[:2]))
     micro = [r._replace(t=(r.t + DAY) * 1000) for r in TRADES[2:]]
     write(src / "BTCUSDT-aggTrades-2024-03-05.csv", spot(micro))
-    with pytest.raises(kline_rs.ReplayFailed) as err:
+    with pytest.raises(kline_rs.ReplayError) as err:
         kline_rs.replay(src, tmp_path / "out", ["1m"])
     msg = str(err.value)
     assert "BTCUSDT-aggTrades-2024-03-05.csv" in msg

@@ -22,8 +22,8 @@ from kline_rs.rest import (
     VENUES,
     BinanceApiError,
     BinanceRest,
-    IpBanned,
-    RateLimited,
+    IpBannedError,
+    RateLimitedError,
     RestError,
     VenueName,
 )
@@ -378,7 +378,7 @@ def test_429_waits_retry_after_and_nobody_sends_meanwhile(retry_after: float | N
 
 def test_429_again_and_again_raises_rate_limited() -> None:
     async def scenario(fake: FakeBinance, rest: BinanceRest, clock: VirtualTime) -> Any:
-        with pytest.raises(RateLimited) as err:
+        with pytest.raises(RateLimitedError) as err:
             await rest.agg_trades("BTCUSDT", from_id=1)
         return err.value
 
@@ -394,10 +394,10 @@ def test_429_again_and_again_raises_rate_limited() -> None:
 
 def test_418_raises_ip_banned_and_sends_nothing_until_the_ban_ends() -> None:
     async def scenario(fake: FakeBinance, rest: BinanceRest, clock: VirtualTime) -> Any:
-        with pytest.raises(IpBanned) as first:
+        with pytest.raises(IpBannedError) as first:
             await rest.agg_trades("BTCUSDT", from_id=1)
         clock.now += 119
-        with pytest.raises(IpBanned) as second:
+        with pytest.raises(IpBannedError) as second:
             await rest.agg_trades("BTCUSDT", from_id=1)
         requests_while_banned = len(fake.hits)
         clock.now += 1

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from kline_rs.engine import SNAPSHOT_DTYPE, Engine, Snapshot
-from kline_rs.storage import SqliteSink, StoreUnavailable, read_klines
+from kline_rs.storage import SqliteSink, StoreUnavailableError, read_klines
 from test_live import FIELDS
 
 T = TypeVar("T")
@@ -156,7 +156,7 @@ def test_a_failed_write_leaves_nothing_and_the_retry_stores_all(tmp_path: Path, 
         await sink.write(first, None)
         before = stored(path)
         with fault(path) as message:
-            with pytest.raises(StoreUnavailable, match=message) as failed:
+            with pytest.raises(StoreUnavailableError, match=message) as failed:
                 await sink.write(rest, snapshot)
             assert str(path) in str(failed.value)
         assert stored(path) == before  # neither klines nor slots nor checkpoints

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from kline_rs.live.pipeline import LivePipeline
-from kline_rs.storage import BacklogFull, SqliteSink, StoredState, read_klines
+from kline_rs.storage import BacklogFullError, SqliteSink, StoredState, read_klines
 from kline_rs.testing import FakeExchange, Faults, SimulatedMarket
 from test_live import FIELDS, SYMBOLS, Table, follow, printed, truth, until
 
@@ -199,7 +199,7 @@ def test_a_store_down_past_the_backlog_bound_stops_the_pipeline(tmp_path: Path) 
     """1s klines fill the bound of 50 records within the first failed write (2 s of lock)."""
     market = SimulatedMarket(SYMBOLS, seed=22, speed=60.0, trades_per_second=60.0)
     path = tmp_path / "k.sqlite"
-    with pytest.raises(BacklogFull, match=r"closed records waiting \(bound 50\)"):
+    with pytest.raises(BacklogFullError, match=r"closed records waiting \(bound 50\)"):
         follow_with_fault(market, path, locked(path), 10.0, max_backlog=50, intervals=["1s", "1m"])
     state = asyncio.run(stored_state(path))
     # A quiet symbol may not have traded before the first commit: no checkpoint, no kline.

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from kline_rs import KlineError, interval_name
+from kline_rs import IntervalError, KlineError, _core, interval_name
 from kline_rs._core import tz_offset_name
 from kline_rs.feeds.binance import ws_base
 from kline_rs.live.store import check_db_target
@@ -184,12 +184,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _duration(text: str) -> int:
-    """``"90m"`` / ``"2h"`` / ``"1d"`` / ``"30s"`` → ms."""
-    units = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+    """``"90m"`` / ``"2h"`` / ``"1d"`` / ``"30s"`` / ``"1w"`` → ms (the core's interval lengths)."""
     try:
-        return int(float(text[:-1]) * units[text[-1]])
-    except (KeyError, ValueError, IndexError):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected e.g. 30s, 90m, 2h or 1d") from None
+        shortest, longest = _core.interval_ms(text)
+    except IntervalError:
+        shortest = longest = -1
+    if shortest != longest or shortest <= 0:  # months have no one length
+        raise argparse.ArgumentTypeError(f"{text!r}: expected e.g. 30s, 90m, 2h, 1d or 1w")
+    return shortest
 
 
 def _replay(args: argparse.Namespace) -> int:

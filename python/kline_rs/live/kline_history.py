@@ -23,7 +23,6 @@ import numpy.typing as npt
 from kline_rs import _core
 from kline_rs.engine import RECORD_DTYPE, ClosedKline
 from kline_rs.klines import KLINE_DTYPE
-from kline_rs.rest.venues import interval_ms_at_least
 
 log = logging.getLogger("kline_rs.history")
 
@@ -51,8 +50,7 @@ def records(
 def period_before(t: int, interval: str) -> int:
     """A time at least one whole ``interval`` before ``t``: asking REST from there includes
     the kline holding ``t`` (months count 31 days)."""
-    longest = interval_ms_at_least(interval)
-    return t - (longest // 28 * 31 if interval.endswith("M") else longest)
+    return t - _core.interval_ms(interval)[1]
 
 
 class KlineHistory:

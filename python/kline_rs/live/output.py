@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
-from kline_rs._core import format_fixed8
+from kline_rs._core import format_fixed8, format_quote
 from kline_rs.engine import ClosedKline
-
-E8 = 10**8
 
 
 def kline_json(k: ClosedKline) -> str:
@@ -24,10 +22,10 @@ def kline_json(k: ClosedKline) -> str:
             "low": format_fixed8(k.low),
             "close": format_fixed8(k.close),
             "volume": format_fixed8(k.volume),
-            "quote_volume": format_fixed8(k.quote_volume // E8),
+            "quote_volume": format_quote(k.quote_volume),
             "trades": k.trades,
             "taker_buy_volume": format_fixed8(k.taker_buy_volume),
-            "taker_buy_quote_volume": format_fixed8(k.taker_buy_quote_volume // E8),
+            "taker_buy_quote_volume": format_quote(k.taker_buy_quote_volume),
             "revision": k.revision,
             "gap": k.gap,
             "inexact_trades": k.inexact_trades,

@@ -5,7 +5,7 @@ snapshot is in the same transaction as the snapshot's open slots and checkpoints
 any moment restarts from a consistent point (records closed after the snapshot are stored
 twice at worst, which placement makes harmless). While the store fails, the polled records stay
 pending in memory (never acknowledged, never dropped) and the write is retried with backoff;
-past ``max_backlog`` records the pipeline stops with :class:`BacklogFull` — the checkpoints
+past ``max_backlog`` records the pipeline stops with :class:`BacklogFullError` — the checkpoints
 already stored let a restart rebuild what was not written, exactly.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kline_rs.engine import RECORD_DTYPE, Batch, ClosedKline, Engine, closed_kline
-from kline_rs.storage.base import BacklogFull, Placement, Sink, StorageError
+from kline_rs.storage.base import BacklogFullError, Placement, Sink, StorageError
 from kline_rs.storage.read import periods
 
 log = logging.getLogger("kline_rs.store")
@@ -155,7 +155,7 @@ class Persister:
         s.last_error = str(e)
         self._backoff = min(max(self._backoff * 2, 0.25), 5.0)
         if held > self.max_backlog:
-            raise BacklogFull(
+            raise BacklogFullError(
                 f"store down for {time.monotonic() - s.down_since:.0f} s and {held} closed "
                 f"records waiting (bound {self.max_backlog}); stopping — the stored "
                 f"checkpoints let a restart rebuild them exactly. Last error: {e}"

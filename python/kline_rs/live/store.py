@@ -8,7 +8,7 @@ import logging
 import re
 from pathlib import Path
 
-from kline_rs.storage import Sink, StorageError, StoredState, StoreUnavailable
+from kline_rs.storage import Sink, StorageError, StoredState, StoreUnavailableError
 from kline_rs.storage.base import is_postgres_url
 
 log = logging.getLogger("kline_rs.live")
@@ -51,7 +51,7 @@ async def open_store(sink: Sink, wait: float) -> StoredState:
     while True:
         try:
             return await sink.open()
-        except StoreUnavailable as e:
+        except StoreUnavailableError as e:
             left = deadline - loop.time()
             if left <= 0:
                 raise StoreWaitError(

@@ -5,7 +5,7 @@ documents about each API (weights, limits, with sources), ``errors`` the excepti
 """
 
 from kline_rs.rest.client import BinanceRest
-from kline_rs.rest.errors import BinanceApiError, IpBanned, RateLimited, RestError
+from kline_rs.rest.errors import BinanceApiError, IpBannedError, RateLimitedError, RestError
 from kline_rs.rest.limiter import WeightLimiter
 from kline_rs.rest.venues import VENUES, Venue, VenueName
 
@@ -13,8 +13,8 @@ __all__ = [
     "VENUES",
     "BinanceApiError",
     "BinanceRest",
-    "IpBanned",
-    "RateLimited",
+    "IpBannedError",
+    "RateLimitedError",
     "RestError",
     "Venue",
     "VenueName",

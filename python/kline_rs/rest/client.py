@@ -17,9 +17,10 @@ from typing import Any
 
 import aiohttp
 
-from kline_rs.rest.errors import BinanceApiError, IpBanned, RateLimited, RestError
+from kline_rs import _core
+from kline_rs.rest.errors import BinanceApiError, IpBannedError, RateLimitedError, RestError
 from kline_rs.rest.limiter import Clock, Sleep, WeightLimiter
-from kline_rs.rest.venues import KLINES_PAGE, VENUES, Venue, VenueName, interval_ms_at_least
+from kline_rs.rest.venues import KLINES_PAGE, VENUES, Venue, VenueName
 
 _WEIGHT_HEADER = "x-mbx-used-weight-1m"  # spot sends "-1M", futures "-1m"
 
@@ -202,7 +203,7 @@ class BinanceRest:
         span = self._venue.klines_max_span_ms
         if span is not None:
             # COIN-M answers a window holding more than `limit` klines with its newest ones.
-            span = min(span, KLINES_PAGE * interval_ms_at_least(interval))
+            span = min(span, KLINES_PAGE * _core.interval_ms(interval)[0])
         cursor = start
         while cursor <= end:
             window_end = end if span is None else min(end, cursor + span - 1)
@@ -249,11 +250,11 @@ class BinanceRest:
             retry_after = _retry_after(headers)
             if status == 418:
                 span = self._limiter.ban(retry_after)
-                raise IpBanned(f"GET {url}: IP banned by Binance (418) for {span:.0f} s", span)
+                raise IpBannedError(f"GET {url}: IP banned by Binance (418) for {span:.0f} s", span)
             if status == 429:
                 rate_limited += 1
                 if rate_limited > self._max_rate_limited:
-                    raise RateLimited(f"GET {url}: 429 {rate_limited} times", retry_after)
+                    raise RateLimitedError(f"GET {url}: 429 {rate_limited} times", retry_after)
                 self._limiter.back_off(retry_after)
                 continue
             if status >= 500 and failures < self._retries:

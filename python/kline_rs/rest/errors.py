@@ -9,7 +9,7 @@ class RestError(KlineError):
     """A REST call failed (network down after retries, unexpected reply, HTTP error)."""
 
 
-class RateLimited(RestError):
+class RateLimitedError(RestError):
     """Binance kept answering 429 after the allowed number of waits."""
 
     def __init__(self, message: str, retry_after: float | None) -> None:
@@ -18,7 +18,7 @@ class RateLimited(RestError):
         self.retry_after = retry_after
 
 
-class IpBanned(RestError):
+class IpBannedError(RestError):
     """Binance answered 418: this IP is banned; nothing is sent until the ban ends."""
 
     def __init__(self, message: str, retry_after: float) -> None:

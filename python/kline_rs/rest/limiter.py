@@ -13,7 +13,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable
 
-from kline_rs.rest.errors import IpBanned
+from kline_rs.rest.errors import IpBannedError
 from kline_rs.rest.venues import MINUTE
 
 Clock = Callable[[], float]
@@ -70,14 +70,14 @@ class WeightLimiter:
     async def acquire(self, weight: int) -> int:
         """Wait until ``weight`` fits, reserve it, and return the window it was counted in.
 
-        Raises :class:`IpBanned` at once while a 418 ban lasts.
+        Raises :class:`IpBannedError` at once while a 418 ban lasts.
         """
         async with self._lock:  # FIFO: the first caller waiting is the first to send
             while True:
                 now = self._clock()
                 if now < self._banned_until:
                     left = self._banned_until - now
-                    raise IpBanned(f"IP banned by Binance for {left:.0f} s more", left)
+                    raise IpBannedError(f"IP banned by Binance for {left:.0f} s more", left)
                 if now < self._resume_at:
                     await self._sleep(self._resume_at - now)
                     continue

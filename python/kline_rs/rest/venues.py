@@ -130,13 +130,3 @@ VENUES: dict[VenueName, Venue] = {
 
 #: Klines per page when paging: on futures 1000 cost 5 and 1500 cost 10, so 1000 is cheaper.
 KLINES_PAGE = 1000
-
-_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": _DAY_MS, "w": 7 * _DAY_MS}
-
-
-def interval_ms_at_least(interval: str) -> int:
-    """The shortest length of one ``interval`` in ms (a month counts as 28 days)."""
-    count, unit = interval[:-1], interval[-1]
-    if not count.isdigit() or int(count) == 0 or (unit not in _UNIT_MS and unit != "M"):
-        raise ValueError(f"unknown kline interval {interval!r}")
-    return int(count) * (28 * _DAY_MS if unit == "M" else _UNIT_MS[unit])

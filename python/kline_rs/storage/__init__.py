@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 from kline_rs.storage.base import (
-    BacklogFull,
+    BacklogFullError,
     Placement,
     Sink,
     StorageError,
     StoredState,
-    StoreUnavailable,
+    StoreUnavailableError,
     is_postgres_url,
 )
 from kline_rs.storage.read import STORED_DTYPE, read_klines
@@ -30,12 +30,12 @@ def open_sink(target: str, *, venue: str = "spot", tz_offset: str | None = None)
 
 __all__ = [
     "STORED_DTYPE",
-    "BacklogFull",
+    "BacklogFullError",
     "Placement",
     "Sink",
     "SqliteSink",
     "StorageError",
-    "StoreUnavailable",
+    "StoreUnavailableError",
     "StoredState",
     "open_sink",
     "read_klines",

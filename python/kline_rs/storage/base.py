@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from kline_rs._core import KlineError
+from kline_rs._core import DecimalError, KlineError, format_fixed, parse_fixed
 from kline_rs.engine import SNAPSHOT_DTYPE, Snapshot
 
 T = TypeVar("T")
@@ -36,11 +36,11 @@ class StorageError(KlineError):
     """The store failed; what was being written stays pending in the engine."""
 
 
-class StoreUnavailable(StorageError):
+class StoreUnavailableError(StorageError):
     """The store refused a write for now (locked, read-only, full, down); retried."""
 
 
-class BacklogFull(StorageError):
+class BacklogFullError(StorageError):
     """The store has been down so long that the records waiting for it passed the bound."""
 
 
@@ -50,21 +50,17 @@ def is_postgres_url(db: object) -> bool:
 
 
 def fixed_text(value: int, digits: int) -> str:
-    """An exact integer mantissa as decimal text with ``digits`` decimals (any size)."""
-    sign = "-" if value < 0 else ""
-    whole, frac = divmod(abs(int(value)), 10**digits)
-    return f"{sign}{whole}.{frac:0{digits}d}"
+    """An exact integer mantissa as decimal text with ``digits`` decimals (the core's rule)."""
+    return format_fixed(int(value), digits)
 
 
 def parse_fixed_text(text: str, digits: int) -> int:
-    """The inverse of :func:`fixed_text` (exactly ``digits`` decimals expected)."""
-    whole, _, frac = text.partition(".")
-    if len(frac) != digits:
-        raise StorageError(f"stored decimal {text!r} does not have {digits} decimals")
-    negative = whole.startswith("-")
-    scale: int = 10**digits
-    value = int(whole.lstrip("-") or "0") * scale + int(frac)
-    return -value if negative else value
+    """The inverse of :func:`fixed_text`: stored text that is not a decimal is a
+    :class:`StorageError` naming it."""
+    try:
+        return parse_fixed(text, digits)
+    except DecimalError as e:
+        raise StorageError(f"stored decimal {text!r}: {e}") from e
 
 
 class Row(NamedTuple):

@@ -9,7 +9,7 @@ was written (NUMERIC would come back as ``Decimal`` and need formatting again). 
 ``timescaledb`` extension can be created, ``klines`` becomes a hypertable on ``open_time``
 (best effort: without it, a plain table).
 
-A lost connection (server down, restarted, network) is a :class:`StoreUnavailable`; the next
+A lost connection (server down, restarted, network) is a :class:`StoreUnavailableError`; the next
 write connects again, and a write that finds its connection gone since the last one retries
 once on a new connection (placement is idempotent, so a repeat is harmless).
 """
@@ -39,7 +39,7 @@ from kline_rs.storage.base import (
     SqlTable,
     StorageError,
     StoredState,
-    StoreUnavailable,
+    StoreUnavailableError,
     ThreadedSink,
     column_additions,
     row_from_db,
@@ -196,7 +196,7 @@ class PostgresSink(ThreadedSink):
                 self.url, autocommit=True, connect_timeout=max(1, round(self.connect_timeout))
             )
         except psycopg.Error as e:
-            raise StoreUnavailable(f"{self.where}: {describe(e)}") from e
+            raise StoreUnavailableError(f"{self.where}: {describe(e)}") from e
         try:
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
@@ -211,7 +211,7 @@ class PostgresSink(ThreadedSink):
             self.hypertable = self._hypertable(db)
         except psycopg.Error as e:
             db.close()
-            raise StoreUnavailable(f"{self.where}: {describe(e)}") from e
+            raise StoreUnavailableError(f"{self.where}: {describe(e)}") from e
         self._db = db
         return db
 
@@ -251,7 +251,7 @@ class PostgresSink(ThreadedSink):
                 if db.broken and stale:
                     stale = False
                     continue
-                raise StoreUnavailable(f"{self.where}: {describe(e)}") from e
+                raise StoreUnavailableError(f"{self.where}: {describe(e)}") from e
 
     def _open(self) -> StoredState:
         def read(db: Connection) -> StoredState:
@@ -336,7 +336,7 @@ def _read(url: str, *queries: tuple[str, tuple[Any, ...]]) -> list[list[TupleRow
     except psycopg.errors.UndefinedTable as e:
         raise StorageError(f"{where}: no klines stored there ({describe(e)})") from e
     except psycopg.Error as e:
-        raise StoreUnavailable(f"{where}: {describe(e)}") from e
+        raise StoreUnavailableError(f"{where}: {describe(e)}") from e
 
 
 def fetch_rows(

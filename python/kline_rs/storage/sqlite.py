@@ -24,7 +24,7 @@ from kline_rs.storage.base import (
     Placer,
     SqlTable,
     StoredState,
-    StoreUnavailable,
+    StoreUnavailableError,
     ThreadedSink,
     column_additions,
     rows_from_records,
@@ -155,7 +155,7 @@ class SqliteSink(ThreadedSink):
             except sqlite3.Error as e:
                 if db is not None:
                     db.close()
-                raise StoreUnavailable(f"{self.path}: {describe(e)}") from e
+                raise StoreUnavailableError(f"{self.path}: {describe(e)}") from e
             self._db = db
         return self._db
 
@@ -185,7 +185,7 @@ class SqliteSink(ThreadedSink):
             )
         except sqlite3.Error as e:
             self._drop()
-            raise StoreUnavailable(f"{self.path}: {describe(e)}") from e
+            raise StoreUnavailableError(f"{self.path}: {describe(e)}") from e
         return StoredState(slots_from_db(slots), checkpoints, anchors)
 
     def _save_anchors(self, anchors: dict[str, int]) -> None:
@@ -198,7 +198,7 @@ class SqliteSink(ThreadedSink):
                 )
         except sqlite3.Error as e:
             self._drop()
-            raise StoreUnavailable(f"{self.path}: {describe(e)}") from e
+            raise StoreUnavailableError(f"{self.path}: {describe(e)}") from e
 
     def _write(
         self, records: npt.NDArray[np.void], snapshot: Snapshot | None, forget: Sequence[str]
@@ -220,7 +220,7 @@ class SqliteSink(ThreadedSink):
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             self._drop()
-            raise StoreUnavailable(f"{self.path}: {describe(e)}") from e
+            raise StoreUnavailableError(f"{self.path}: {describe(e)}") from e
         return done
 
     def _put_snapshot(self, db: sqlite3.Connection, snapshot: Snapshot) -> None:
@@ -244,7 +244,7 @@ class SqliteSink(ThreadedSink):
             return _Table(self._connect(), self.venue).gap_rows()
         except sqlite3.Error as e:
             self._drop()
-            raise StoreUnavailable(f"{self.path}: {describe(e)}") from e
+            raise StoreUnavailableError(f"{self.path}: {describe(e)}") from e
 
     def _close(self) -> None:
         if self._db is not None:

@@ -21,6 +21,8 @@ pub enum DecimalError {
     Malformed(String),
     #[error("more than 8 decimals in {0:?}")]
     TooPrecise(String),
+    #[error("more than {0} decimals in {1:?}")]
+    TooPreciseFor(usize, String),
     #[error("number {0:?} out of range (|x| must be below 92233720368.54775808)")]
     Overflow(String),
 }
@@ -77,6 +79,17 @@ fn parse_fixed8_short(s: &[u8]) -> Option<i64> {
 
 /// [`parse_fixed8`] for sums (volumes), which may pass `i64` at 1e-8: `i128` mantissa.
 pub fn parse_fixed8_wide(s: &[u8]) -> Result<i128, DecimalError> {
+    parse_scaled(s, DECIMALS)
+}
+
+/// The most decimals [`parse_scaled`] and [`format_scaled`] take (16: a p·q product's scale).
+pub const MAX_SCALED_DECIMALS: usize = 2 * DECIMALS;
+
+/// Parses `-?\d+(\.\d+)?` into an `i128` mantissa at `10^-decimals` (8: prices, volumes;
+/// 16: quote sums). Trailing zeros past the last decimal are accepted; any other digit there
+/// is [`DecimalError::TooPrecise`]. `decimals` above [`MAX_SCALED_DECIMALS`] is a caller bug.
+pub fn parse_scaled(s: &[u8], decimals: usize) -> Result<i128, DecimalError> {
+    assert!(decimals <= MAX_SCALED_DECIMALS, "at most {MAX_SCALED_DECIMALS} decimals");
     if s.is_empty() {
         return Err(DecimalError::Empty);
     }
@@ -112,17 +125,21 @@ pub fn parse_fixed8_wide(s: &[u8]) -> Result<i128, DecimalError> {
             if d > 9 {
                 return Err(DecimalError::Malformed(text(s)));
             }
-            if frac_digits < DECIMALS {
+            if frac_digits < decimals {
                 frac = frac * 10 + i128::from(d);
                 frac_digits += 1;
             } else if d != 0 {
-                return Err(DecimalError::TooPrecise(text(s)));
+                return Err(if decimals == DECIMALS {
+                    DecimalError::TooPrecise(text(s))
+                } else {
+                    DecimalError::TooPreciseFor(decimals, text(s))
+                });
             }
         }
     }
     let mantissa = int_part
-        .checked_mul(i128::from(SCALE))
-        .and_then(|v| v.checked_add(frac * i128::from(POW10[DECIMALS - frac_digits])))
+        .checked_mul(10i128.pow(decimals as u32))
+        .and_then(|v| v.checked_add(frac * 10i128.pow((decimals - frac_digits) as u32)))
         .ok_or_else(overflow)?;
     Ok(if neg { -mantissa } else { mantissa })
 }
@@ -146,18 +163,28 @@ pub fn write_fixed8(out: &mut Vec<u8>, v: i128) {
     write_scaled(out, v, DECIMALS);
 }
 
+/// `v / 10^decimals` as text with exactly `decimals` decimals (at most
+/// [`MAX_SCALED_DECIMALS`]): the exact text of a mantissa, the inverse of [`parse_scaled`].
+pub fn format_scaled(v: i128, decimals: usize) -> String {
+    assert!(decimals <= MAX_SCALED_DECIMALS, "at most {MAX_SCALED_DECIMALS} decimals");
+    let mut out = Vec::with_capacity(48);
+    write_scaled(&mut out, v, decimals);
+    String::from_utf8(out).expect("ascii")
+}
+
 /// A 1e-8 value as Binance's 8-decimal text.
 pub fn format_fixed8(v: i128) -> String {
-    let mut out = Vec::with_capacity(24);
-    write_fixed8(&mut out, v);
-    String::from_utf8(out).expect("ascii")
+    format_scaled(v, DECIMALS)
 }
 
 /// A 1e-16 value (a p·q product or its sum) with all 16 decimals, for diagnostics.
 pub fn format_fixed16(v: i128) -> String {
-    let mut out = Vec::with_capacity(48);
-    write_scaled(&mut out, v, 2 * DECIMALS);
-    String::from_utf8(out).expect("ascii")
+    format_scaled(v, 2 * DECIMALS)
+}
+
+/// A quote sum at 1e-16 as Binance prints it: 8 decimals, the rest truncated.
+pub fn format_quote(v: i128) -> String {
+    format_fixed8(quote_to_fixed8(v))
 }
 
 /// p·q at 1e-16; exact for any two `i64` mantissas.
@@ -233,6 +260,36 @@ pub fn quote_to_fixed8(v: i128) -> i128 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn text_at_8_and_16_decimals_round_trips_exactly() {
+        let huge = i128::MAX / 10; // volume sums pass i64; quote sums keep 16 decimals
+        for (v, d) in [(huge, 16), (-huge, 8), (0, 16), (-1, 16), (1, 8)] {
+            let t = format_scaled(v, d);
+            assert_eq!(t.rsplit('.').next().map(str::len), Some(d), "{t}");
+            assert_eq!(parse_scaled(t.as_bytes(), d), Ok(v), "{t}");
+        }
+        assert_eq!(format_scaled(-1, 16), "-0.0000000000000001");
+        assert_eq!(parse_scaled(b"0.00000000000000010", 16), Ok(1), "a trailing zero is exact");
+        assert_eq!(
+            parse_scaled(b"0.00000000000000001", 16),
+            Err(DecimalError::TooPreciseFor(16, "0.00000000000000001".into()))
+        );
+        assert_eq!(
+            DecimalError::TooPreciseFor(16, "x".into()).to_string(),
+            "more than 16 decimals in \"x\""
+        );
+        assert!(matches!(parse_scaled(b"1e5", 16), Err(DecimalError::Malformed(_))));
+        let past = format!("{}0", i128::MAX);
+        assert!(matches!(parse_scaled(past.as_bytes(), 8), Err(DecimalError::Overflow(_))));
+    }
+
+    #[test]
+    fn a_quote_sum_prints_truncated_to_8_decimals() {
+        assert_eq!(format_quote(12_345_678_999_999_999), "1.23456789");
+        assert_eq!(format_quote(99_999_999), "0.00000000");
+        assert_eq!(format_quote(i128::from(i64::MAX) * 1_000_000_000), "922337203685.47758070");
+    }
 
     #[test]
     fn quote_volume_text_truncates_as_binance_prints_it() {

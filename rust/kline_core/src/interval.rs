@@ -89,6 +89,15 @@ impl Interval {
         }
     }
 
+    /// The shortest a period can be in ms (a month: 28 days; a halt can still cut one short):
+    /// how far a page of `n` periods reaches at least.
+    pub const fn shortest_ms(self) -> i64 {
+        match self {
+            Interval::Month => 28 * DAY_MS,
+            other => other.nominal_ms(),
+        }
+    }
+
     /// Whether the time-zone offset moves this interval's boundaries (Binance: 1d and up).
     pub const fn follows_time_zone(self) -> bool {
         self.nominal_ms() >= DAY_MS
@@ -345,6 +354,16 @@ mod tests {
 
     fn iv(s: &str) -> Interval {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_shortest_period_is_a_february_for_months_and_the_length_otherwise() {
+        let got: Vec<i64> =
+            ["1s", "7m", "3d", "1w", "1M"].iter().map(|s| iv(s).shortest_ms()).collect();
+        assert_eq!(got, [1_000, 420_000, 3 * DAY_MS, 7 * DAY_MS, 28 * DAY_MS]);
+        let feb = Grid::utc(iv("1M"), MS);
+        let start = days_from_civil(2023, 2, 1) * DAY_MS;
+        assert_eq!(feb.next_start(start) - start, iv("1M").shortest_ms());
     }
 
     #[test]

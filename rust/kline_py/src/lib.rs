@@ -5,7 +5,7 @@ mod engine;
 
 use kline_core::decimal::{format_fixed8, parse_decimal, QuoteRule};
 use kline_core::interval::{parse_tz_offset, Grid, Interval, TimeUnit};
-use kline_core::replay::{replay as core_replay, ReplayError, ReplayOptions};
+use kline_core::replay::{replay as core_replay, ReplayError as CoreReplayError, ReplayOptions};
 use kline_core::rollup::rollup as core_rollup;
 use kline_core::{Kline, Trade};
 use numpy::{PyArray1, PyReadonlyArray1};
@@ -26,7 +26,7 @@ create_exception!(_core, IntervalError, KlineError, "An unknown interval or time
 create_exception!(_core, ParseError, KlineError, "A malformed input row or message.");
 create_exception!(_core, TimeZoneError, IntervalError, "A time-zone offset Binance does not take.");
 create_exception!(_core, SymbolError, KlineError, "A name that is not a symbol ([A-Z0-9_]{1,32}).");
-create_exception!(_core, ReplayFailed, KlineError, "A replay that could not finish.");
+create_exception!(_core, ReplayError, KlineError, "A replay that could not finish.");
 create_exception!(_core, RollupError, KlineError, "Klines that cannot be rolled up as asked.");
 
 pub(crate) fn interval(name: &str) -> PyResult<Interval> {
@@ -92,6 +92,45 @@ fn parse_fixed8(text: &str) -> PyResult<i64> {
 #[pyo3(name = "format_fixed8")]
 fn format_fixed8_py(value: i128) -> String {
     format_fixed8(value)
+}
+
+fn scale_of(decimals: usize) -> PyResult<usize> {
+    if decimals == 0 || decimals > kline_core::decimal::MAX_SCALED_DECIMALS {
+        let max = kline_core::decimal::MAX_SCALED_DECIMALS;
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "decimals {decimals} is not within 1..={max}"
+        )));
+    }
+    Ok(decimals)
+}
+
+/// Mantissa at `10^-decimals` (8: prices, volumes; 16: quote sums) → its exact text.
+#[pyfunction]
+#[pyo3(signature = (value, decimals=8))]
+fn format_fixed(value: i128, decimals: usize) -> PyResult<String> {
+    Ok(kline_core::decimal::format_scaled(value, scale_of(decimals)?))
+}
+
+/// Decimal text → mantissa at `10^-decimals` (any size up to i128).
+#[pyfunction]
+#[pyo3(signature = (text, decimals=8))]
+fn parse_fixed(text: &str, decimals: usize) -> PyResult<i128> {
+    kline_core::decimal::parse_scaled(text.as_bytes(), scale_of(decimals)?)
+        .map_err(|e| DecimalError::new_err(e.to_string()))
+}
+
+/// A quote sum at 1e-16 as Binance prints it (8 decimals, the rest truncated).
+#[pyfunction]
+fn format_quote(value: i128) -> String {
+    kline_core::decimal::format_quote(value)
+}
+
+/// `(shortest, longest)` length of one period of `interval` in ms (a month: 28 and 31 days),
+/// or IntervalError.
+#[pyfunction]
+fn interval_ms(name: &str) -> PyResult<(i64, i64)> {
+    let iv = interval(name)?;
+    Ok((iv.shortest_ms(), iv.nominal_ms()))
 }
 
 /// One kline as a line of Binance's kline CSV (without the newline): the core's text rules,
@@ -166,10 +205,10 @@ fn replay<'py>(
     opts.max_jump_ms = max_jump_ms;
     opts.quote_rule = crate::quote_rule(quote_rule)?;
     let summary = py.detach(|| core_replay(&inputs, &opts)).map_err(|e| match e {
-        ReplayError::BadRow(_) | ReplayError::Implausible { .. } => {
+        CoreReplayError::BadRow(_) | CoreReplayError::Implausible { .. } => {
             ParseError::new_err(e.to_string())
         }
-        _ => ReplayFailed::new_err(e.to_string()),
+        _ => ReplayError::new_err(e.to_string()),
     })?;
     let d = PyDict::new(py);
     d.set_item("files", summary.files)?;
@@ -396,12 +435,16 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ParseError", py.get_type::<ParseError>())?;
     m.add("TimeZoneError", py.get_type::<TimeZoneError>())?;
     m.add("SymbolError", py.get_type::<SymbolError>())?;
-    m.add("ReplayFailed", py.get_type::<ReplayFailed>())?;
+    m.add("ReplayError", py.get_type::<ReplayError>())?;
     m.add("RollupError", py.get_type::<RollupError>())?;
     m.add_function(wrap_pyfunction!(parse_fixed8, m)?)?;
     m.add_function(wrap_pyfunction!(parse_kline_rows, m)?)?;
     m.add_function(wrap_pyfunction!(epoch_3d_warning, m)?)?;
     m.add_function(wrap_pyfunction!(format_fixed8_py, m)?)?;
+    m.add_function(wrap_pyfunction!(format_fixed, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_fixed, m)?)?;
+    m.add_function(wrap_pyfunction!(format_quote, m)?)?;
+    m.add_function(wrap_pyfunction!(interval_ms, m)?)?;
     m.add_function(wrap_pyfunction!(interval_name, m)?)?;
     m.add_function(wrap_pyfunction!(replay, m)?)?;
     m.add_function(wrap_pyfunction!(aggregate, m)?)?;
