@@ -2,7 +2,7 @@
 
     python benchmarks/bench_live.py [--seconds 8] [--rate 20000]
 
-The fake exchange (``python -m kline_rs.testing.fake_exchange``) runs in its own process and
+The fake exchange (``python -m kline_rs.fake.fake_exchange``) runs in its own process and
 serves a simulated market of 20 symbols at ``--rate`` trades per second (market time is real
 time); this process runs only the pipeline (1 partition, 1s + 1m klines) and measures: frames
 received per second, this process's CPU time per frame (websocket client, push_raw, engine
@@ -29,7 +29,7 @@ GRACE_MS = 250
 
 
 def start_exchange(rate: float) -> tuple[subprocess.Popen[str], str, str]:
-    cmd = [sys.executable, "-m", "kline_rs.testing.fake_exchange", "--symbols", "20"]
+    cmd = [sys.executable, "-m", "kline_rs.fake.fake_exchange", "--symbols", "20"]
     cmd += ["--speed", "1", "--tps", str(rate), "--port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SIMULATE = HERE.parent / "python" / "kline_rs" / "simulate.py"
+SIMULATE = HERE.parent / "python" / "kline_rs" / "fake" / "simulate.py"
 PEERS = HERE / "peers"
 TIME = Path("/usr/bin/time")
 LAUNCHER = (

@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from benchinfo import machine as machine_info
 from kline_rs.engine import Engine, Snapshot
+from kline_rs.fake import FakeExchange, SimulatedMarket
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
 from kline_rs.live.symbols import Selection
 from kline_rs.rest import BinanceRest
@@ -54,7 +55,6 @@ from kline_rs.storage.base import (
     fixed_text,
     rows_from_records,
 )
-from kline_rs.testing import FakeExchange, SimulatedMarket
 
 MINUTE, HOUR = 60_000, 3_600_000
 #: 2024-01-01 00:00 UTC.

@@ -1,6 +1,6 @@
 """Generate a simulated day of Binance aggTrades dumps and replay it into klines.
 
-This is what ``make run`` shows: `kline_rs.simulate` writes one spot aggTrades CSV per symbol
+This is what ``make run`` shows: `kline_rs.fake.simulate` writes one spot aggTrades CSV per symbol
 (Binance's public-data format), `kline_rs.replay` turns them into 1m/5m/1h/1d kline files in
 Binance's format, and the script prints the summary and a few lines of the result.
 """
@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 import kline_rs
-from kline_rs.simulate import generate_day
+from kline_rs.fake.simulate import generate_day
 
 
 def main() -> None:

@@ -18,12 +18,12 @@ import kline_rs
 import numpy as np
 import pytest
 from kline_rs.engine import Engine
+from kline_rs.fake import FakeExchange, Faults, SimulatedMarket
 from kline_rs.feeds.binance import BinanceFeed, FeedError, SymbolNameError
 from kline_rs.live.pipeline import BackgroundTaskError, LivePipeline, PipelineConfig
 from kline_rs.live.store import DbTargetError
 from kline_rs.live.symbols import Selection
 from kline_rs.storage import open_sink
-from kline_rs.testing import FakeExchange, Faults, SimulatedMarket
 
 T0 = 1_577_836_800_000  # 2020-01-01 00:00 UTC
 MINUTE = 60_000

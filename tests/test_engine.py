@@ -11,7 +11,7 @@ from pathlib import Path
 import kline_rs
 import numpy as np
 import pytest
-from kline_rs.simulate import generate_day
+from kline_rs.fake.simulate import generate_day
 
 E8 = 10**8
 

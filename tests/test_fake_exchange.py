@@ -1,4 +1,4 @@
-"""The fake Binance exchange (``kline_rs.testing``) on loopback: real sockets, real servers.
+"""The fake Binance exchange (``kline_rs.fake``) on loopback: real sockets, real servers.
 
 Time is moved by hand (markets at ``speed=0`` and ``fx.pump(t)``) wherever a test needs to
 know what was sent, so nothing waits on luck; waits are for conditions, with timeouts.
@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import aiohttp
 import kline_rs
 import pytest
-from kline_rs.testing import FakeExchange, Faults, RecordedMarket, SimulatedMarket
-from kline_rs.testing.recorded import read_capture
+from kline_rs.fake import FakeExchange, Faults, RecordedMarket, SimulatedMarket
+from kline_rs.fake.recorded import read_capture
 
 T0 = 1_699_999_980_000  # 2023-11-14 22:13:00 UTC, a minute boundary
 MINUTE = 60_000

@@ -12,8 +12,8 @@ from pathlib import Path
 import kline_rs
 import oracle
 import pytest
+from kline_rs.fake import FakeExchange, SimulatedMarket
 from kline_rs.storage import read_klines
-from kline_rs.testing import FakeExchange, SimulatedMarket
 from test_cli_fail_loud import acli, at, cli, frozen_market
 
 #: 89 999 999 999.99999999 coins in one trade (the largest i64 mantissa is 92 233 720 368.5…).

@@ -21,13 +21,13 @@ import numpy as np
 import oracle
 import pytest
 from kline_rs.engine import closed_kline
+from kline_rs.fake import FakeExchange, Faults, SimulatedMarket
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
 from kline_rs.live.repair import MAX_ATTEMPTS, GapRepairer, RepairStats
 from kline_rs.live.symbols import Selection, SymbolManager
 from kline_rs.live.trades import agg_trade_arrays
 from kline_rs.rest import BinanceRest
 from kline_rs.storage import read_klines
-from kline_rs.testing import FakeExchange, Faults, SimulatedMarket
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"]
 FIELDS = [

@@ -9,9 +9,9 @@ import sqlite3
 import time
 from pathlib import Path
 
+from kline_rs.fake import FakeExchange, SimulatedMarket
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
 from kline_rs.live.symbols import Selection
-from kline_rs.testing import FakeExchange, SimulatedMarket
 
 DAY = 86_400_000
 THREE_DAYS = 3 * DAY

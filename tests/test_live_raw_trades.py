@@ -10,9 +10,9 @@ from typing import Any
 
 import oracle
 import pytest
-from kline_rs.testing import FakeExchange, Faults, SimulatedMarket
-from kline_rs.testing.events import raw_trade_events
-from kline_rs.testing.venues import SPOT
+from kline_rs.fake import FakeExchange, Faults, SimulatedMarket
+from kline_rs.fake.events import raw_trade_events
+from kline_rs.fake.venues import SPOT
 from test_live import SYMBOLS, Table, compare, follow
 
 E8 = 10**8

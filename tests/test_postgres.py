@@ -291,7 +291,7 @@ def test_the_live_pipeline_rides_out_a_postgresql_restart(
 ) -> None:
     """The server stopped for 2 s mid-run, then started again: the pipeline keeps ingesting,
     holds the closed klines, reconnects, and the stored series ends contiguous and exact."""
-    from kline_rs.testing import SimulatedMarket
+    from kline_rs.fake import SimulatedMarket
     from test_storage_faults import check_store, follow_with_fault
 
     async def restart(seconds: float) -> None:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import kline_rs
 import pytest
-from kline_rs.simulate import generate_day
+from kline_rs.fake.simulate import generate_day
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

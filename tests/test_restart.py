@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import oracle
+from kline_rs.fake import FakeExchange, SimulatedMarket
 from kline_rs.storage import read_klines
-from kline_rs.testing import FakeExchange, SimulatedMarket
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT"]
 INTERVALS = ["1s", "1m"]

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kline_rs.fake import FakeExchange, Faults, SimulatedMarket
 from kline_rs.live.pipeline import LivePipeline
 from kline_rs.storage import BacklogFullError, SqliteSink, StoredState, read_klines
-from kline_rs.testing import FakeExchange, Faults, SimulatedMarket
 from test_live import FIELDS, SYMBOLS, Table, follow, printed, truth, until
 
 MINUTE = 60_000

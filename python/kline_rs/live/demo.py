@@ -17,11 +17,11 @@ from typing import TextIO
 
 from kline_rs._core import ManualClock, format_fixed8
 from kline_rs.engine import ClosedKline
+from kline_rs.fake import FakeExchange, SimulatedMarket
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
 from kline_rs.live.symbols import Selection
 from kline_rs.storage import read_klines
 from kline_rs.storage.read import read_only
-from kline_rs.testing import FakeExchange, SimulatedMarket
 
 
 def _line(k: ClosedKline) -> str:

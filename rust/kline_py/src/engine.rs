@@ -527,29 +527,9 @@ impl Engine {
         let parts = PyList::empty(py);
         for p in &m.partitions {
             let pd = PyDict::new(py);
-            pd.set_item("trades", p.trades)?;
-            pd.set_item("duplicates", p.duplicates)?;
-            pd.set_item("placeholders", p.placeholders)?;
-            pd.set_item("invalid", p.invalid)?;
-            pd.set_item("late", p.late)?;
-            pd.set_item("late_amended", p.late_amended)?;
-            pd.set_item("late_overflow", p.late_overflow)?;
-            pd.set_item("stale_symbol", p.stale_symbol)?;
-            pd.set_item("closed", p.closed)?;
-            pd.set_item("flat_runs", p.flat_runs)?;
-            pd.set_item("watermark", p.watermark)?;
-            pd.set_item("lag", p.lag)?;
-            pd.set_item("allocated", p.allocated)?;
-            pd.set_item("panics", p.panics)?;
-            pd.set_item("gap_overflow", p.gap_overflow)?;
-            pd.set_item("id_gaps", p.id_gaps)?;
-            pd.set_item("implausible_unit", p.implausible_unit)?;
-            pd.set_item("implausible_ahead", p.implausible_ahead)?;
-            pd.set_item("implausible_jump", p.implausible_jump)?;
-            pd.set_item("implausible_id", p.implausible_id)?;
-            pd.set_item("spilled", p.spilled)?;
-            pd.set_item("ring_depth", p.ring_depth)?;
-            pd.set_item("symbols", p.symbols)?;
+            for (name, value) in p.named() {
+                pd.set_item(name, value)?;
+            }
             parts.append(pd)?;
         }
         d.set_item("partitions", parts)?;

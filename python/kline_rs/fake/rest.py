@@ -13,14 +13,14 @@ from typing import Any
 from aiohttp import web
 
 from kline_rs._core import format_fixed8, parse_fixed8
-from kline_rs.testing.events import dumps, raw_trade_events, venue_trade
-from kline_rs.testing.faults import Faults
-from kline_rs.testing.kline_rows import KlineBook
-from kline_rs.testing.market import Market
-from kline_rs.testing.ratelimit import Verdict, WeightLimiter
-from kline_rs.testing.stats import ExchangeStats
-from kline_rs.testing.tape import TRADING, Instrument, decimals_of, fixed8, trim
-from kline_rs.testing.venues import Venue
+from kline_rs.fake.events import dumps, raw_trade_events, venue_trade
+from kline_rs.fake.faults import Faults
+from kline_rs.fake.kline_rows import KlineBook
+from kline_rs.fake.market import Market
+from kline_rs.fake.ratelimit import Verdict, WeightLimiter
+from kline_rs.fake.stats import ExchangeStats
+from kline_rs.fake.tape import TRADING, Instrument, decimals_of, fixed8, trim
+from kline_rs.fake.venues import Venue
 
 AGG_TRADES_MAX = 1000
 DEFAULT_LIMIT = 500

@@ -17,10 +17,10 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from kline_rs.testing.events import dumps
-from kline_rs.testing.faults import Faults, FrameFaults
-from kline_rs.testing.stats import ExchangeStats
-from kline_rs.testing.venues import Venue
+from kline_rs.fake.events import dumps
+from kline_rs.fake.faults import Faults, FrameFaults
+from kline_rs.fake.stats import ExchangeStats
+from kline_rs.fake.venues import Venue
 
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 I64 = 2**63

@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from kline_rs import parse_fixed8
-from kline_rs.testing.market import Market
-from kline_rs.testing.tape import TRADING, Instrument, Tape, Trade
+from kline_rs.fake.market import Market
+from kline_rs.fake.tape import TRADING, Instrument, Tape, Trade
 
 EVENT_KEYS = ("e", "E", "s")
 

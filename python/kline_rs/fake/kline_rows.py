@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from kline_rs.fake.tape import SCALE, Instrument, Tape, fixed8
 from kline_rs.klines import aggregate
-from kline_rs.testing.tape import SCALE, Instrument, Tape, fixed8
 
 KlineRow = list[Any]
 """Binance's 12-field kline array: times and trade count as ints, the rest as text."""

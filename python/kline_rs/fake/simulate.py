@@ -224,7 +224,7 @@ def generate_day(
 
 
 def main() -> None:
-    """Command line: python -m kline_rs.simulate OUT [--symbols N] [--trades N] ..."""
+    """Command line: python -m kline_rs.fake.simulate OUT [--symbols N] [--trades N] ..."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out", type=pathlib.Path)
     ap.add_argument("--symbols", type=int, default=50)

@@ -6,7 +6,7 @@
 
 A background task moves the market clock every ``tick_ms`` and pushes the new trades to the
 subscribed websockets; ``pump(t)`` does the same at once for a given market time (tests use it
-with ``speed=0`` to move time themselves). ``python -m kline_rs.testing.fake_exchange`` runs
+with ``speed=0`` to move time themselves). ``python -m kline_rs.fake.fake_exchange`` runs
 one standalone.
 """
 
@@ -22,7 +22,7 @@ from types import TracebackType
 
 from aiohttp import WSCloseCode, web
 
-from kline_rs.testing.events import (
+from kline_rs.fake.events import (
     SHUTDOWN_STREAM,
     agg_trade_event,
     combined,
@@ -30,15 +30,15 @@ from kline_rs.testing.events import (
     raw_trade_events,
     shutdown_event,
 )
-from kline_rs.testing.faults import Faults
-from kline_rs.testing.market import DAY_MS, Market, SimulatedMarket
-from kline_rs.testing.ratelimit import WeightLimiter
-from kline_rs.testing.recorded import RecordedMarket
-from kline_rs.testing.rest import RestApi
-from kline_rs.testing.stats import ExchangeStats
-from kline_rs.testing.streams import Connection
-from kline_rs.testing.tape import Trade
-from kline_rs.testing.venues import Venue, venue_named
+from kline_rs.fake.faults import Faults
+from kline_rs.fake.market import DAY_MS, Market, SimulatedMarket
+from kline_rs.fake.ratelimit import WeightLimiter
+from kline_rs.fake.recorded import RecordedMarket
+from kline_rs.fake.rest import RestApi
+from kline_rs.fake.stats import ExchangeStats
+from kline_rs.fake.streams import Connection
+from kline_rs.fake.tape import Trade
+from kline_rs.fake.venues import Venue, venue_named
 
 #: Websocket paths: Binance's own, and the USD-M ``/public`` and ``/market`` routes.
 WS_PREFIXES = ("", "/public", "/market")
@@ -277,7 +277,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: python -m kline_rs.testing.fake_exchange [--symbols 20] [--speed 10] …"""
+    """Command line: python -m kline_rs.fake.fake_exchange [--symbols 20] [--speed 10] …"""
     ap = argparse.ArgumentParser(description="A fake Binance exchange on loopback.")
     ap.add_argument("--symbols", default="20", help="a count, or names: BTCUSDT,ETHUSDT")
     ap.add_argument("--recorded", nargs="+", metavar="CAPTURE", help="replay cryptofeed captures")

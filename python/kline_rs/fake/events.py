@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from kline_rs import parse_fixed8
-from kline_rs.testing.tape import Instrument, Trade, decimals_of, fixed8, trim
-from kline_rs.testing.venues import Venue
+from kline_rs.fake.tape import Instrument, Trade, decimals_of, fixed8, trim
+from kline_rs.fake.venues import Venue
 
 SHUTDOWN_STREAM = "!serverShutdown"
 

@@ -1,7 +1,7 @@
 """Markets the fake exchange serves: the clock, the listings and the trade history.
 
 :class:`SimulatedMarket` makes trades up as its clock moves; :class:`RecordedMarket`
-(``kline_rs.testing.recorded``) replays websocket captures. Either is the source of truth a
+(``kline_rs.fake.recorded``) replays websocket captures. Either is the source of truth a
 test compares klines with.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kline_rs.simulate import CATALOGUE, MAX_FIXED, RAW_SIZES, instruments
-from kline_rs.testing.tape import SCALE, TRADING, Instrument, Tape, Trade
+from kline_rs.fake.simulate import CATALOGUE, MAX_FIXED, RAW_SIZES, instruments
+from kline_rs.fake.tape import SCALE, TRADING, Instrument, Tape, Trade
 
 BREAK = "BREAK"
 BLOCK_MS = 10_000  # trades are drawn 10 s of market time at a time, on a fixed grid
