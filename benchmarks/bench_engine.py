@@ -89,6 +89,12 @@ class Trades:
         return (self.agg_id, self.price, self.qty, self.first_id, self.last_id, self.time,
                 self.maker)  # fmt: skip
 
+    def trade_array(self) -> npt.NDArray[np.void]:
+        """The trades as one :data:`kline_rs.TRADE_DTYPE` array (what Engine.push_trades takes)."""
+        c = self.columns()
+        return kline_rs.trades(agg_id=c[0], price=c[1], qty=c[2], first_id=c[3], last_id=c[4],
+                               time=c[5], buyer_is_maker=c[6])  # fmt: skip
+
     def rows(self) -> Iterator[tuple[int, int, int, int, int, int, bool]]:
         """(agg_id, price, qty, first_id, last_id, time, buyer_is_maker) as Python values."""
         return zip(*(c.tolist() for c in self.columns()), strict=True)
@@ -299,12 +305,13 @@ def partition(e: kline_rs.Engine) -> dict[str, Any]:
 
 def numpy_ingest(data: dict[str, Trades], chunk: int) -> Timing:
     """push_trades per symbol in chunks, timed until sync() returns."""
+    arrays = {symbol: tr.trade_array() for symbol, tr in data.items()}  # built before timing
     with engine(kline_rs.ManualClock(0), list(data)) as e:
 
         def run() -> None:
-            for symbol, tr in data.items():
-                for start in range(0, len(tr), chunk):
-                    e.push_trades(symbol, *tr.part(start, start + chunk).columns())
+            for symbol, rows in arrays.items():
+                for start in range(0, len(rows), chunk):
+                    e.push_trades(symbol, rows[start : start + chunk])
             e.sync()
 
         timing, _ = timed(run)
@@ -703,7 +710,18 @@ def bench_spin(seconds: float = 2.0) -> list[str]:
             while time.perf_counter() - t0 < seconds:
                 i += 1
                 a = np.array([i], dtype=np.int64)
-                e.push_trades("A", a, a * E8, a, a, a, a + MONDAY_JAN_1, np.zeros(1, np.bool_))
+                e.push_trades(
+                    "A",
+                    kline_rs.trades(
+                        agg_id=a,
+                        price=a * E8,
+                        qty=a,
+                        first_id=a,
+                        last_id=a,
+                        time=a + MONDAY_JAN_1,
+                        buyer_is_maker=np.zeros(1, np.bool_),
+                    ),
+                )
                 time.sleep(0.001)
             wall = time.perf_counter() - t0
             cpu = worker_cpu() - cpu0

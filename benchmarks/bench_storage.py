@@ -166,7 +166,18 @@ def engine_records(n_symbols: int, minutes: int, seed: int) -> tuple[Records, Sn
             t = T0 + np.sort(rng.integers(0, (minutes + 1) * MINUTE, n))
             price = 100 * 10**8 + np.cumsum(rng.integers(-3, 4, n)) * 10**6
             qty = rng.integers(1, 2_000_000, n) * 100
-            engine.push_trades(symbol, ids, price, qty, ids, ids, t, rng.random(n) < 0.5)
+            engine.push_trades(
+                symbol,
+                kline_rs.trades(
+                    agg_id=ids,
+                    price=price,
+                    qty=qty,
+                    first_id=ids,
+                    last_id=ids,
+                    time=t,
+                    buyer_is_maker=rng.random(n) < 0.5,
+                ),
+            )
         clock.set(T0 + minutes * MINUTE + 1_000)  # inside the last minute: it stays open
         engine.sync()
         snapshot = engine.snapshot()

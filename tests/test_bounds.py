@@ -40,7 +40,18 @@ def totals(e: Engine) -> dict[str, int]:
 def push(e: Engine, symbol: str, ids: list[int], times: list[int]) -> None:
     a = np.array(ids, dtype=np.int64)
     t = np.array(times, dtype=np.int64)
-    e.push_trades(symbol, a, a * 0 + 100 * E8, a * 0 + E8, a, a, t, np.zeros(len(a), dtype=bool))
+    e.push_trades(
+        symbol,
+        kline_rs.trades(
+            agg_id=a,
+            price=a * 0 + 100 * E8,
+            qty=a * 0 + E8,
+            first_id=a,
+            last_id=a,
+            time=t,
+            buyer_is_maker=np.zeros(len(a), dtype=bool),
+        ),
+    )
 
 
 def test_a_frame_from_the_year_3000_or_in_microseconds_is_refused_and_counted() -> None:
@@ -53,7 +64,7 @@ def test_a_frame_from_the_year_3000_or_in_microseconds_is_refused_and_counted() 
             frame(3, now * 1_000),  # µs in an ms engine
             frame(4, now),
         ]
-        assert e.push_raw(frames)["trades"] == 4
+        assert e.push_raw(frames).trades == 4
         e.sync()
         t = totals(e)
         assert (t["trades"], t["implausible_ahead"], t["implausible_unit"]) == (2, 1, 1)
@@ -160,7 +171,7 @@ def test_engine_settings_and_names_are_checked() -> None:
         e.add_symbols(["ethusdt"])
         assert e.symbols() == ["ETHUSDT"]
         now = int(time.time() * 1000)
-        assert e.push_raw([frame(1, now, "ETHUSDT")])["unknown_symbol"] == 0
+        assert e.push_raw([frame(1, now, "ETHUSDT")]).unknown_symbol == 0
         for bad in ["../../X", "", "A\0B", 'BTC","x', "X" * 1_000_000]:
             with pytest.raises(kline_rs.EngineError) as err:
                 e.add_symbol(bad)

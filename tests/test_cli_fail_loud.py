@@ -312,7 +312,18 @@ def store(path: Path, intervals: list[str]) -> Path:
         for a, p, q, t in trade_rows():  # on the engine's clock, as live
             clock.set(t)
             a1, p1, q1, t1 = (np.array([v], dtype=np.int64) for v in (a, p, q, t))
-            engine.push_trades("BTCUSDT", a1, p1, q1, a1, a1, t1, np.array([a % 3 == 0]))
+            engine.push_trades(
+                "BTCUSDT",
+                kline_rs.trades(
+                    agg_id=a1,
+                    price=p1,
+                    qty=q1,
+                    first_id=a1,
+                    last_id=a1,
+                    time=t1,
+                    buyer_is_maker=np.array([a % 3 == 0]),
+                ),
+            )
         clock.set(trade_rows()[-1][3] + DAY)
         engine.sync()
         parts = []

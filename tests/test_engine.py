@@ -133,10 +133,10 @@ def test_real_websocket_captures_give_the_klines_of_replay(
     ) as engine:
         engine.add_symbols(sorted(rows))
         report = engine.push_raw(frames)
-        assert report["consumed"] == len(frames)
-        assert report["trades"] == sum(len(v) for v in rows.values())
-        assert report["malformed"] == 0
-        assert report["other_events"] == len(frames) - report["trades"]
+        assert report.consumed == len(frames)
+        assert report.trades == sum(len(v) for v in rows.values())
+        assert report.malformed == 0
+        assert report.other_events == len(frames) - report.trades
         for symbol in rows:
             engine.remove_symbol(symbol)
         got = drain(engine)
@@ -165,9 +165,9 @@ def test_bad_input_is_counted_with_its_reason() -> None:
     ) as engine:
         engine.add_symbol("BTCUSDT")
         report = engine.push_raw(bad)
-        assert report["malformed"] == len(bad)
-        assert report["consumed"] == len(bad)
-        assert any("more than 8 decimals" in e for e in report["errors"])
+        assert report.malformed == len(bad)
+        assert report.consumed == len(bad)
+        assert any("more than 8 decimals" in e for e in report.errors)
         absurd = [
             json.dumps({**good, "a": 2, "p": "0", "q": "0", "f": -1, "l": -1}).encode(),
             json.dumps({**good, "a": 3, "p": "-5"}).encode(),
@@ -177,7 +177,7 @@ def test_bad_input_is_counted_with_its_reason() -> None:
             json.dumps({**good, "s": "NOPE"}).encode(),
         ]
         report = engine.push_raw(absurd)
-        assert report["unknown_symbol"] == 1
+        assert report.unknown_symbol == 1
         engine.sync()
         (part,) = engine.metrics()["partitions"]
         assert (part["placeholders"], part["invalid"], part["trades"]) == (1, 2, 1)
@@ -200,7 +200,18 @@ def test_numpy_batches_and_the_async_closed_stream() -> None:
             price = np.full(n, 30 * E8, dtype=np.int64)
             qty = np.full(n, E8, dtype=np.int64)
             maker = ids % 2 == 0
-            engine.push_trades("SOLUSDT", ids, price, qty, ids, ids, times, maker)
+            engine.push_trades(
+                "SOLUSDT",
+                kline_rs.trades(
+                    agg_id=ids,
+                    price=price,
+                    qty=qty,
+                    first_id=ids,
+                    last_id=ids,
+                    time=times,
+                    buyer_is_maker=maker,
+                ),
+            )
             seen: list[kline_rs.ClosedKline] = []
 
             async def consume() -> None:
@@ -236,7 +247,18 @@ def test_unknown_symbols_and_removal() -> None:
         assert engine.symbols() == ["AAA", "BBB"]
         assert engine.read("BBB")["state"].tolist() == ["empty", "empty"]
         one = np.ones(1, dtype=np.int64)
-        engine.push_trades("BBB", one, one * 5, one, one, one, one * 60_000, one == 0)
+        engine.push_trades(
+            "BBB",
+            kline_rs.trades(
+                agg_id=one,
+                price=one * 5,
+                qty=one,
+                first_id=one,
+                last_id=one,
+                time=one * 60_000,
+                buyer_is_maker=one == 0,
+            ),
+        )
         seen = engine.read("BBB")
         assert seen["state"].tolist() == ["open", "open"]
         assert seen["open_time"].tolist() == [60_000, 0]
@@ -245,9 +267,31 @@ def test_unknown_symbols_and_removal() -> None:
         with pytest.raises(kline_rs.UnknownSymbolError):
             engine.remove_symbol("AAA")
         with pytest.raises(kline_rs.UnknownSymbolError):
-            engine.push_trades("AAA", one, one, one, one, one, one, np.zeros(1, dtype=bool))
+            engine.push_trades(
+                "AAA",
+                kline_rs.trades(
+                    agg_id=one,
+                    price=one,
+                    qty=one,
+                    first_id=one,
+                    last_id=one,
+                    time=one,
+                    buyer_is_maker=np.zeros(1, dtype=bool),
+                ),
+            )
         with pytest.raises(ValueError, match="differ in length"):
-            engine.push_trades("BBB", one, one, one, one, one, one, np.zeros(2, dtype=bool))
+            engine.push_trades(
+                "BBB",
+                kline_rs.trades(
+                    agg_id=one,
+                    price=one,
+                    qty=one,
+                    first_id=one,
+                    last_id=one,
+                    time=one,
+                    buyer_is_maker=np.zeros(2, dtype=bool),
+                ),
+            )
     assert engine.closed_engine
     with pytest.raises(kline_rs.EngineError):
         engine.add_symbol("CCC")
@@ -313,19 +357,22 @@ def test_feed_down_marks_gap_and_backfill_replaces_it_exactly(tmp_path: Path) ->
     maker = np.array([r[6] == "True" for r in text])
     ids, first, last, times = cols.T.copy()
 
-    def part(sl: slice) -> tuple[np.ndarray, ...]:  # type: ignore[type-arg]
-        return (ids[sl], price[sl], qty[sl], first[sl], last[sl], times[sl], maker[sl])
+    def part(sl: slice) -> np.ndarray:  # type: ignore[type-arg]
+        return kline_rs.trades(
+            agg_id=ids[sl], price=price[sl], qty=qty[sl], first_id=first[sl],
+            last_id=last[sl], time=times[sl], buyer_is_maker=maker[sl],
+        )  # fmt: skip
 
     clock = kline_rs.ManualClock(int(times[0]))
     table: dict[str, tuple[int, str, bool]] = {}
     with kline_rs.Engine(["1m"], partitions=1, clock=clock, max_ahead_ms=None) as engine:
         engine.add_symbol(symbol)
-        engine.push_trades(symbol, *part(slice(0, 1000)))
+        engine.push_trades(symbol, part(slice(0, 1000)))
         engine.feed_down(symbol, int(times[999]))
-        engine.push_trades(symbol, *part(slice(2000, 3000)))  # live again, ids jumped
+        engine.push_trades(symbol, part(slice(2000, 3000)))  # live again, ids jumped
         clock.set(int(times[1999]))
         engine.sync()
-        assert engine.backfill(symbol, *part(slice(900, 2100)))  # overlaps both sides
+        assert engine.backfill(symbol, part(slice(900, 2100)))  # overlaps both sides
         engine.feed_up(symbol)
         engine.remove_symbol(symbol)
         while len((batch := engine.poll_klines()).klines):
@@ -345,7 +392,18 @@ def test_late_policies_from_python() -> None:
 
     def push(engine: kline_rs.Engine, i: int, t: int, price: int) -> None:
         a = one * i
-        engine.push_trades("X", a, one * price, one, a, a, one * t, np.zeros(1, dtype=bool))
+        engine.push_trades(
+            "X",
+            kline_rs.trades(
+                agg_id=a,
+                price=one * price,
+                qty=one,
+                first_id=a,
+                last_id=a,
+                time=one * t,
+                buyer_is_maker=np.zeros(1, dtype=bool),
+            ),
+        )
 
     for policy, amended in (("drop", 0), ("amend", 1)):
         engine = kline_rs.Engine(

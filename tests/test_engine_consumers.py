@@ -31,7 +31,18 @@ def closed_engine_with_klines() -> kline_rs.Engine:
     clock.set(int(times[-1]))
     for symbol, base in SYMBOLS:
         price = (base + ids) * E8
-        engine.push_trades(symbol, ids, price, ids * 0 + E8, ids, ids, times, ids % 2 == 0)
+        engine.push_trades(
+            symbol,
+            kline_rs.trades(
+                agg_id=ids,
+                price=price,
+                qty=ids * 0 + E8,
+                first_id=ids,
+                last_id=ids,
+                time=times,
+                buyer_is_maker=ids % 2 == 0,
+            ),
+        )
     clock.set(T0 + 11 * 60_000)
     engine.sync()
     return engine
@@ -77,7 +88,18 @@ def test_two_closed_consumers_share_the_klines_and_both_end_on_close() -> None:
         assert not any(seen)  # both wait on the fd
         ids = np.arange(1, 61, dtype=np.int64)
         times = T0 + ids * 1000  # one trade a second for a minute
-        engine.push_trades("SOLUSDT", ids, ids * E8, ids * 0 + E8, ids, ids, times, ids > 30)
+        engine.push_trades(
+            "SOLUSDT",
+            kline_rs.trades(
+                agg_id=ids,
+                price=ids * E8,
+                qty=ids * 0 + E8,
+                first_id=ids,
+                last_id=ids,
+                time=times,
+                buyer_is_maker=ids > 30,
+            ),
+        )
         clock.set(T0 + 5 * 60_000)
         engine.sync()
         for _ in range(200):
@@ -116,7 +138,18 @@ def test_a_waiter_beside_a_closed_consumer_is_woken_by_records_and_by_close() ->
         await asyncio.sleep(0.05)
         assert not waiter.done()
         one = np.ones(1, dtype=np.int64)
-        engine.push_trades("SOLUSDT", one, one * E8, one * E8, one, one, one * T0, one == 0)
+        engine.push_trades(
+            "SOLUSDT",
+            kline_rs.trades(
+                agg_id=one,
+                price=one * E8,
+                qty=one * E8,
+                first_id=one,
+                last_id=one,
+                time=one * T0,
+                buyer_is_maker=one == 0,
+            ),
+        )
         clock.set(T0 + 2 * 60_000)
         engine.sync()
         by_records = await asyncio.wait_for(waiter, 5)
@@ -259,7 +292,18 @@ def test_drain_finds_records_behind_a_full_outbox_of_small_chunks() -> None:
         engine.add_symbols(symbols)
         one = np.ones(1, dtype=np.int64)
         for s in symbols:
-            engine.push_trades(s, one, one * E8, one * E8, one, one, one * T0, one == 0)
+            engine.push_trades(
+                s,
+                kline_rs.trades(
+                    agg_id=one,
+                    price=one * E8,
+                    qty=one * E8,
+                    first_id=one,
+                    last_id=one,
+                    time=one * T0,
+                    buyer_is_maker=one == 0,
+                ),
+            )
         for s in symbols:
             engine.remove_symbol(s)  # its open kline leaves as final, in a chunk of its own
         got = []
@@ -328,7 +372,16 @@ def test_push_many_gives_up_with_backpressure_error_past_its_time_bound() -> Non
             one = ids * 0 + E8
             try:
                 engine.push_trades(
-                    "BIGUSDT", ids, one, one, ids, ids, T0 + ids * 60_000, ids % 2 == 0
+                    "BIGUSDT",
+                    kline_rs.trades(
+                        agg_id=ids,
+                        price=one,
+                        qty=one,
+                        first_id=ids,
+                        last_id=ids,
+                        time=T0 + ids * 60_000,
+                        buyer_is_maker=ids % 2 == 0,
+                    ),
                 )
             except kline_rs.BackpressureError:
                 return False

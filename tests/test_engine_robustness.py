@@ -59,15 +59,15 @@ def mangled(draw: st.DrawFn) -> bytes:
 @given(st.lists(st.one_of(st.binary(max_size=200), mangled()), max_size=20))
 def test_any_frames_are_counted_never_fatal(frames: list[bytes]) -> None:
     report = ENGINE.push_raw(frames)
-    assert report["consumed"] == len(frames)
-    counted = report["trades"] + report["malformed"] + report["other_events"]
-    assert counted + report["unknown_symbol"] == len(frames)
-    assert len(report["errors"]) == min(report["malformed"], 8)
+    assert report.consumed == len(frames)
+    counted = report.trades + report.malformed + report.other_events
+    assert counted + report.unknown_symbol == len(frames)
+    assert len(report.errors) == min(report.malformed, 8)
 
 
 def test_huge_message_is_counted() -> None:
     frame = json.dumps({**GOOD, "pad": "x" * 5_000_000}).encode()
-    assert ENGINE.push_raw([frame])["consumed"] == 1
+    assert ENGINE.push_raw([frame]).consumed == 1
     ENGINE.sync()
     assert ENGINE.take_errors() == []
 
@@ -106,7 +106,8 @@ def test_interpreter_exit_with_a_live_engine_does_not_hang() -> None:
         "e = kline_rs.Engine(['1s', '1m'], partitions=2)\n"
         "e.add_symbols(['A', 'B'])\n"
         "one = np.ones(1000, dtype=np.int64)\n"
-        "e.push_trades('A', np.arange(1, 1001), one, one, one, one, one, one == 0)\n"
+        "e.push_trades('A', kline_rs.trades(agg_id=np.arange(1, 1001), price=one, qty=one,"
+        " first_id=one, last_id=one, time=one, buyer_is_maker=one == 0))\n"
         "GLOBAL = e  # never closed\n"
     )
     done = subprocess.run([sys.executable, "-c", script], timeout=30, capture_output=True)

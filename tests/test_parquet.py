@@ -43,7 +43,18 @@ def engine_records() -> npt.NDArray[np.void]:
             qty = ids * 1000
             qty[-1] = HUGE_QTY
             price = 123_456_78901234 + ids * (n + 1)
-            engine.push_trades(symbol, ids, price, qty, ids, ids, t, ids % 3 == 0)
+            engine.push_trades(
+                symbol,
+                kline_rs.trades(
+                    agg_id=ids,
+                    price=price,
+                    qty=qty,
+                    first_id=ids,
+                    last_id=ids,
+                    time=t,
+                    buyer_is_maker=ids % 3 == 0,
+                ),
+            )
         clock.set(T0 + 5 * 3_600_000)
         engine.sync()
         return engine.poll_records().klines

@@ -29,8 +29,11 @@ E8 = 10**8
 def push(e: Engine, first: int, last: int) -> None:
     """aggTrades ``first..last`` of AAA, one every 20 s from T0 (three a minute)."""
     ids = np.arange(first, last + 1, dtype=np.int64)
-    e.push_trades("AAA", ids, ids * 0 + 100 * E8, ids * 0 + E8, ids, ids,
-                  T0 + ids * 20_000, ids % 2 == 0)  # fmt: skip
+    trades = kline_rs.trades(
+        agg_id=ids, price=ids * 0 + 100 * E8, qty=ids * 0 + E8, first_id=ids, last_id=ids,
+        time=T0 + ids * 20_000, buyer_is_maker=ids % 2 == 0,
+    )  # fmt: skip
+    e.push_trades("AAA", trades)
 
 
 def flat(interval: str, open_time: int, close_time: int, *, revision: int = 0) -> dict[str, Any]:
@@ -295,7 +298,18 @@ def test_forgotten_symbols_lose_their_open_slots_once_a_write_commits(tmp_path: 
             p = Persister(e, sink)
             push(e, 1, 2)
             ids = np.array([1], dtype=np.int64)
-            e.push_trades("CCC", ids, ids * E8, ids * E8, ids, ids, ids * 0 + T0, ids > 0)
+            e.push_trades(
+                "CCC",
+                kline_rs.trades(
+                    agg_id=ids,
+                    price=ids * E8,
+                    qty=ids * E8,
+                    first_id=ids,
+                    last_id=ids,
+                    time=ids * 0 + T0,
+                    buyer_is_maker=ids > 0,
+                ),
+            )
             e.sync()
             assert await p.flush()
             assert slots() == ["AAA", "CCC"]

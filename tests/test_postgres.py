@@ -41,7 +41,18 @@ def engine_output() -> tuple[npt.NDArray[np.void], Snapshot]:
         ids = np.arange(1, 51)
         t = T0 + ids * 7000
         t[30:] += 3_600_000
-        engine.push_trades("AAA", ids, 100_00000000 + ids, ids * 1000, ids, ids, t, ids % 2 == 0)
+        engine.push_trades(
+            "AAA",
+            kline_rs.trades(
+                agg_id=ids,
+                price=100_00000000 + ids,
+                qty=ids * 1000,
+                first_id=ids,
+                last_id=ids,
+                time=t,
+                buyer_is_maker=ids % 2 == 0,
+            ),
+        )
         clock.set(int(t[-1]) + 3 * 3_600_000)
         engine.sync()
         snapshot = engine.snapshot()

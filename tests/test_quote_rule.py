@@ -94,7 +94,7 @@ def test_the_engine_prints_binances_q_after_each_trade_and_at_close(rule: str) -
         engine.add_symbol("XMRBTC")
         seen = []
         for i, trade in enumerate(TRADES):
-            assert engine.push_raw([frame(*trade)])["trades"] == 1
+            assert engine.push_raw([frame(*trade)]).trades == 1
             engine.sync()
             if i:
                 (slot,) = engine.read("XMRBTC")

@@ -55,7 +55,16 @@ def fed(trades: Trades) -> Iterator[Engine]:
         ids = np.arange(1, len(times) + 1)
         t = np.array(times, dtype=np.int64)
         engine.push_trades(
-            "AAA", ids, 100_00000000 + ids * 1000, ids * 1000, ids, ids, t, ids % 2 == 0
+            "AAA",
+            kline_rs.trades(
+                agg_id=ids,
+                price=100_00000000 + ids * 1000,
+                qty=ids * 1000,
+                first_id=ids,
+                last_id=ids,
+                time=t,
+                buyer_is_maker=ids % 2 == 0,
+            ),
         )
         clock.set(end)
         engine.sync()
@@ -221,7 +230,18 @@ def test_inexact_counts_survive_the_store_and_an_older_database_gains_the_column
         # 1: one raw trade; 2: raw 2..4 (inexact); 3: raw 5..7, next minute, stays open.
         first, last = np.array([1, 2, 5]), np.array([1, 4, 7])
         times = np.array([T0 + 1, T0 + 2, T0 + 60_001])
-        engine.push_trades("AAA", ids, ids * 0 + p, ids * 0 + q, first, last, times, ids > 0)
+        engine.push_trades(
+            "AAA",
+            kline_rs.trades(
+                agg_id=ids,
+                price=ids * 0 + p,
+                qty=ids * 0 + q,
+                first_id=first,
+                last_id=last,
+                time=times,
+                buyer_is_maker=ids > 0,
+            ),
+        )
         clock.set(T0 + 61_000)
         engine.sync()
         snapshot = engine.snapshot()

@@ -21,8 +21,11 @@ E8 = 10**8
 
 def push(e: Engine, first: int, last: int) -> None:
     ids = np.arange(first, last + 1, dtype=np.int64)
-    e.push_trades("BTCUSDT", ids, ids * 0 + 100 * E8, ids * 0 + E8, ids, ids,
-                  T0 + ids * 20_000, ids % 2 == 0)  # fmt: skip
+    trades = kline_rs.trades(
+        agg_id=ids, price=ids * 0 + 100 * E8, qty=ids * 0 + E8, first_id=ids, last_id=ids,
+        time=T0 + ids * 20_000, buyer_is_maker=ids % 2 == 0,
+    )  # fmt: skip
+    e.push_trades("BTCUSDT", trades)
 
 
 def stored(db: Path) -> tuple[dict[str, int], int]:

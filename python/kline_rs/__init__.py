@@ -27,31 +27,51 @@ from kline_rs.replay import ReplaySummary, replay
 
 if TYPE_CHECKING:
     from kline_rs.arrow import arrow_klines, to_arrow, to_pandas, to_polars
-    from kline_rs.engine import CLOSED_DTYPE, SNAPSHOT_DTYPE, Batch, ClosedKline, Engine, Snapshot
+    from kline_rs.engine import (
+        CLOSED_DTYPE,
+        SNAPSHOT_DTYPE,
+        Batch,
+        ClosedKline,
+        Engine,
+        PushReport,
+        Snapshot,
+    )
     from kline_rs.klines import (
         INTERVALS,
         KLINE_DTYPE,
         PRICE_SCALE,
         QUOTE_SCALE,
+        TRADE_DTYPE,
         VOLUME_SCALE,
         Aggregation,
         aggregate,
         as_float,
         rollup_csv,
+        trades,
     )
 
-_ENGINE = {"CLOSED_DTYPE", "SNAPSHOT_DTYPE", "Batch", "ClosedKline", "Engine", "Snapshot"}
+_ENGINE = {
+    "CLOSED_DTYPE",
+    "SNAPSHOT_DTYPE",
+    "Batch",
+    "ClosedKline",
+    "Engine",
+    "PushReport",
+    "Snapshot",
+}
 _ARROW = {"arrow_klines", "to_arrow", "to_pandas", "to_polars"}
 _LAZY = {
     "INTERVALS",
     "KLINE_DTYPE",
     "PRICE_SCALE",
     "QUOTE_SCALE",
+    "TRADE_DTYPE",
     "VOLUME_SCALE",
     "Aggregation",
     "aggregate",
     "as_float",
     "rollup_csv",
+    "trades",
 }
 
 
@@ -78,6 +98,7 @@ __all__ = [
     "PRICE_SCALE",
     "QUOTE_SCALE",
     "SNAPSHOT_DTYPE",
+    "TRADE_DTYPE",
     "VOLUME_SCALE",
     "Aggregation",
     "Anchor3dWarning",
@@ -91,6 +112,7 @@ __all__ = [
     "KlineError",
     "ManualClock",
     "ParseError",
+    "PushReport",
     "ReplayError",
     "ReplaySummary",
     "RollupError",
@@ -108,4 +130,5 @@ __all__ = [
     "to_arrow",
     "to_pandas",
     "to_polars",
+    "trades",
 ]

@@ -6,9 +6,11 @@ from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
-from typing_extensions import Self, disjoint_base
+from typing_extensions import Self
 
 __all__ = [
+    "DEFAULT_MAX_AHEAD_MS",
+    "TRADE_DTYPE",
     "ArrowKlines",
     "BackpressureError",
     "DecimalError",
@@ -18,6 +20,7 @@ __all__ = [
     "KlineError",
     "ManualClock",
     "ParseError",
+    "PushReport",
     "ReplayError",
     "RollupError",
     "SymbolError",
@@ -44,6 +47,8 @@ __all__ = [
 ]
 
 __version__: str
+TRADE_DTYPE: np.dtype[np.void]
+DEFAULT_MAX_AHEAD_MS: int
 
 class KlineError(Exception): ...
 class DecimalError(KlineError): ...
@@ -63,7 +68,24 @@ class ManualClock:
     def set(self, now: int) -> None: ...
     def now(self) -> int: ...
 
-@disjoint_base
+@final
+class PushReport:
+    @property
+    def consumed(self) -> int: ...
+    @property
+    def trades(self) -> int: ...
+    @property
+    def unknown_symbol(self) -> int: ...
+    @property
+    def malformed(self) -> int: ...
+    @property
+    def other_events(self) -> int: ...
+    @property
+    def backpressure(self) -> bool: ...
+    @property
+    def errors(self) -> list[str]: ...
+
+@final
 class Engine:
     def __new__(
         cls,
@@ -103,24 +125,14 @@ class Engine:
     def halt(self, symbol: str) -> None: ...
     def resume(self, symbol: str) -> None: ...
     def symbols(self) -> list[str]: ...
-    def push_raw(self, frames: bytes | Sequence[bytes]) -> dict[str, Any]: ...
-    def push_trades(
-        self,
-        symbol: str,
-        agg_id: npt.NDArray[np.int64],
-        price: npt.NDArray[np.int64],
-        qty: npt.NDArray[np.int64],
-        first_id: npt.NDArray[np.int64],
-        last_id: npt.NDArray[np.int64],
-        time: npt.NDArray[np.int64],
-        buyer_is_maker: npt.NDArray[np.bool_],
-    ) -> int: ...
+    def push_raw(self, frames: bytes | Sequence[bytes]) -> PushReport: ...
+    def push_trades(self, symbol: str, trades: npt.NDArray[np.void]) -> int: ...
     def sync(self) -> None: ...
     def poll(
         self, max_records: int = 65536, *, expand: bool = True
     ) -> tuple[int, dict[str, Any]]: ...
     def ack(self, token: int) -> bool: ...
-    def snapshot_columns(self) -> tuple[int, dict[str, Any], dict[str, int], int]: ...
+    def snapshot_columns(self) -> tuple[int, dict[str, Any], dict[str, int]]: ...
     def ack_snapshot(self, token: int) -> bool: ...
     def read_columns(self, symbol: str) -> dict[str, Any]: ...
     def last_id(self, symbol: str) -> int | None: ...
@@ -130,17 +142,7 @@ class Engine:
     ) -> int: ...
     def inject_panic(self, symbol: str) -> None: ...
     def feed_down(self, symbol: str | None, since: int, *, hold: bool = False) -> None: ...
-    def backfill(
-        self,
-        symbol: str,
-        agg_id: npt.NDArray[np.int64],
-        price: npt.NDArray[np.int64],
-        qty: npt.NDArray[np.int64],
-        first_id: npt.NDArray[np.int64],
-        last_id: npt.NDArray[np.int64],
-        time: npt.NDArray[np.int64],
-        buyer_is_maker: npt.NDArray[np.bool_],
-    ) -> bool: ...
+    def backfill(self, symbol: str, trades: npt.NDArray[np.void]) -> bool: ...
     def feed_up(
         self,
         symbol: str | None = None,
@@ -217,13 +219,7 @@ def replay(
     quote_rule: str = "per-trade",
 ) -> dict[str, Any]: ...
 def aggregate(
-    agg_id: npt.NDArray[np.int64],
-    price: npt.NDArray[np.int64],
-    qty: npt.NDArray[np.int64],
-    first_id: npt.NDArray[np.int64],
-    last_id: npt.NDArray[np.int64],
-    time: npt.NDArray[np.int64],
-    buyer_is_maker: npt.NDArray[np.bool_],
+    trades: npt.NDArray[np.void],
     intervals: list[str],
     *,
     tz_offset: str | None = None,

@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import select
-import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from kline_rs import _core
 from kline_rs.anchor import warn_epoch_3d
-from kline_rs.klines import KLINE_DTYPE, structured
+from kline_rs.consumers import Consumers, readable
+from kline_rs.klines import QuoteRule, structured
+from kline_rs.records import (
+    CLOSED_DTYPE,
+    RECORD_DTYPE,
+    SNAPSHOT_DTYPE,
+    Batch,
+    ClosedKline,
+    Snapshot,
+    closed_kline,
+)
+
+__all__ = [
+    "CLOSED_DTYPE",
+    "RECORD_DTYPE",
+    "SNAPSHOT_DTYPE",
+    "Batch",
+    "ClosedKline",
+    "Engine",
+    "PushReport",
+    "Snapshot",
+    "closed_kline",
+]
 
 #: Longest :meth:`Engine.push_many` retries frames that find no room, in all (s).
 PUSH_TIMEOUT = 60.0
@@ -24,69 +43,14 @@ PUSH_TIMEOUT = 60.0
 #: sync() rounds :meth:`Engine.drain` makes at most (producers pushing meanwhile keep it going).
 MAX_DRAIN_ROUNDS = 10_000
 
-#: A closed kline as :meth:`Engine.poll` returns it: :data:`KLINE_DTYPE` plus where it
-#: belongs (symbol, interval), its revision (> 0: amended) and whether it covers a feed gap.
-CLOSED_DTYPE = np.dtype(
-    [*KLINE_DTYPE.descr, ("symbol", "O"), ("interval", "O"), ("revision", "<i8"), ("gap", "?")]
-)
+#: What one :meth:`Engine.push_raw` call did with its frames.
+PushReport = _core.PushReport
+
+LatePolicy = Literal["drop", "amend"]
+TimeUnit = Literal["ms", "us"]
 
 
-#: A slot of a snapshot: state "open" (a kline), "flat" (quiet since ``open_time`` at
-#: ``close``) or "empty", for (symbol, interval).
-SNAPSHOT_DTYPE = np.dtype([*KLINE_DTYPE.descr, ("symbol", "O"), ("interval", "O"), ("state", "O")])
-
-
-#: A closed record as :meth:`Engine.poll_records` returns it: a kline, or with ``flat`` set one
-#: row for a whole run of quiet periods ``open_time .. close_time`` at price ``close``.
-RECORD_DTYPE = np.dtype([*CLOSED_DTYPE.descr, ("flat", "?")])
-
-
-class Snapshot(NamedTuple):
-    """What changed since the last acknowledged snapshot; ``ack_snapshot(token)`` when stored."""
-
-    token: int
-    slots: npt.NDArray[np.void]
-    #: Last applied aggTrade id per symbol: replay resumes after it.
-    checkpoints: dict[str, int]
-    #: Closed records emitted before the snapshot that no poll can see yet (the outbox was
-    #: full). Store the snapshot with polled records only when this is 0.
-    behind: int = 0
-
-
-class ClosedKline(NamedTuple):
-    """One closed kline; prices at 1e-8, volumes at 1e-8, quote volumes at 1e-16."""
-
-    symbol: str
-    interval: str
-    open_time: int
-    close_time: int
-    open: int
-    high: int
-    low: int
-    close: int
-    volume: int
-    quote_volume: int
-    trades: int
-    taker_buy_volume: int
-    taker_buy_quote_volume: int
-    first_trade_id: int
-    last_trade_id: int
-    revision: int
-    gap: bool
-    #: aggTrades whose quote value may differ from Binance's (0: quote volumes exact).
-    inexact_trades: int = 0
-    #: The exact Σ p·q at 1e-16 (``quote_volume`` is Binance's, by the venue's rule).
-    quote_volume_exact: int = 0
-
-
-class Batch(NamedTuple):
-    """Closed klines and the token that acknowledges them (:meth:`Engine.ack`)."""
-
-    token: int
-    klines: npt.NDArray[np.void]
-
-
-class Engine(_core.Engine):
+class Engine:
     """Partitioned kline engine (Rust threads); a context manager that closes on exit.
 
     ``Engine(["1m", "1h"], partitions=0, grace=250, ...)``: ``partitions=0`` means one per
@@ -94,24 +58,80 @@ class Engine(_core.Engine):
     stragglers before closing it. With 3d among the intervals, give each symbol its anchor
     (``add_symbol(s, anchor_3d_ms=...)``, its listing day): without one its 3d klines are on
     the epoch grid and an :class:`~kline_rs.Anchor3dWarning` says so.
+
+    Trades go in as one :data:`~kline_rs.TRADE_DTYPE` array (:func:`kline_rs.trades`), or as
+    Binance websocket frames (:meth:`push_raw`, :meth:`push_many`).
     """
 
-    def __init__(self, intervals: list[str], **kwargs: Any) -> None:
-        if kwargs.get("auto_add"):
-            warn_epoch_3d(intervals, None)  # symbols added by their first trade have no anchor
-
-    def add_symbol(self, symbol: str, *, anchor_3d_ms: int | None = None) -> None:
-        warn_epoch_3d(self.intervals, anchor_3d_ms)
-        super().add_symbol(symbol, anchor_3d_ms=anchor_3d_ms)
-
-    def add_symbols(
-        self, symbols: list[str], *, anchors_3d_ms: dict[str, int] | None = None
+    def __init__(
+        self,
+        intervals: Sequence[str],
+        *,
+        partitions: int = 0,
+        grace: int = 250,
+        ring_capacity: int = 65536,
+        outbox_capacity: int = 65536,
+        tz_offset: str | None = None,
+        time_unit: TimeUnit = "ms",
+        pin_threads: bool = True,
+        auto_add: bool = False,
+        push_wait_ms: int = 100,
+        clock: _core.ManualClock | None = None,
+        late_policy: LatePolicy = "drop",
+        allowed_lateness: int = 0,
+        detect_id_gaps: bool = False,
+        mark_partial_start: bool = False,
+        spin_us: int = 50,
+        max_ahead_ms: int | None = _core.DEFAULT_MAX_AHEAD_MS,
+        max_jump_ms: int | None = None,
+        max_spill: int = 262144,
+        quote_rule: QuoteRule = "per-trade",
     ) -> None:
-        """Adds ``symbols`` at once; ``anchors_3d_ms``: each one's 3d anchor (listing day)."""
-        anchors = anchors_3d_ms or {}
-        if any(s not in anchors for s in symbols):
-            warn_epoch_3d(self.intervals, None)
-        super().add_symbols(symbols, anchors_3d_ms=anchors)
+        if auto_add:
+            warn_epoch_3d(intervals, None)  # symbols added by their first trade have no anchor
+        self._core = _core.Engine(
+            list(intervals),
+            partitions=partitions,
+            grace=grace,
+            ring_capacity=ring_capacity,
+            outbox_capacity=outbox_capacity,
+            tz_offset=tz_offset,
+            time_unit=time_unit,
+            pin_threads=pin_threads,
+            auto_add=auto_add,
+            push_wait_ms=push_wait_ms,
+            clock=clock,
+            late_policy=late_policy,
+            allowed_lateness=allowed_lateness,
+            detect_id_gaps=detect_id_gaps,
+            mark_partial_start=mark_partial_start,
+            spin_us=spin_us,
+            max_ahead_ms=max_ahead_ms,
+            max_jump_ms=max_jump_ms,
+            max_spill=max_spill,
+            quote_rule=quote_rule,
+        )
+        self._consumers = Consumers()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def intervals(self) -> list[str]:
+        return self._core.intervals
+
+    @property
+    def partitions(self) -> int:
+        return self._core.partitions
+
+    @property
+    def closed_engine(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._core.closed_engine
+
+    def close(self) -> None:
+        """Stops the workers after they apply what is on their rings; closed klines stay
+        pollable."""
+        self._core.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -124,83 +144,97 @@ class Engine(_core.Engine):
     ) -> None:
         self.close()
 
-    def snapshot(self) -> Snapshot:
-        """Open slots and checkpoints changed since the last acknowledged snapshot.
+    # -- symbols --------------------------------------------------------------------------
 
-        Until :meth:`ack_snapshot` is called with its token, every later snapshot carries
-        these entries again (a failed store loses nothing).
+    def add_symbol(self, symbol: str, *, anchor_3d_ms: int | None = None) -> None:
+        warn_epoch_3d(self.intervals, anchor_3d_ms)
+        self._core.add_symbol(symbol, anchor_3d_ms=anchor_3d_ms)
+
+    def add_symbols(
+        self, symbols: Sequence[str], *, anchors_3d_ms: dict[str, int] | None = None
+    ) -> None:
+        """Adds ``symbols`` at once; ``anchors_3d_ms``: each one's 3d anchor (listing day)."""
+        anchors = anchors_3d_ms or {}
+        if any(s not in anchors for s in symbols):
+            warn_epoch_3d(self.intervals, None)
+        self._core.add_symbols(list(symbols), anchors_3d_ms=anchors)
+
+    def remove_symbol(self, symbol: str) -> None:
+        """Emits the symbol's open klines as final and frees its slots."""
+        self._core.remove_symbol(symbol)
+
+    def symbols(self) -> list[str]:
+        return self._core.symbols()
+
+    def halt(self, symbol: str) -> None:
+        """The exchange halted ``symbol``: no quiet period is emitted as flat until
+        :meth:`resume` (Binance writes no rows while trading is halted)."""
+        self._core.halt(symbol)
+
+    def resume(self, symbol: str) -> None:
+        self._core.resume(symbol)
+
+    # -- trades in ------------------------------------------------------------------------
+
+    def push_trades(self, symbol: str, trades: npt.NDArray[np.void]) -> int:
+        """One symbol's trades in aggTrade id order, as a :data:`~kline_rs.TRADE_DTYPE`
+        array (see :func:`kline_rs.trades`); returns how many."""
+        return self._core.push_trades(symbol, trades)
+
+    def push_raw(self, frames: bytes | Sequence[bytes]) -> PushReport:
+        """Binance websocket frames (aggTrade / trade, plain or combined): parsed and routed
+        in Rust. On backpressure ``consumed`` says where to resume."""
+        return self._core.push_raw(frames)
+
+    def push_many(self, frames: Sequence[bytes], *, timeout: float = PUSH_TIMEOUT) -> int:
+        """Pushes websocket frames, retrying the rest while backpressure lasts; returns trades.
+
+        Raises :class:`EngineError` once the engine is closed, and :class:`BackpressureError`
+        when frames still find no room after ``timeout`` seconds in all.
         """
-        token, columns, checkpoints, behind = self.snapshot_columns()
-        return Snapshot(token, structured(columns, SNAPSHOT_DTYPE), checkpoints, behind)
+        trades = 0
+        rest = list(frames)
+        deadline = time.monotonic() + timeout
+        while rest:
+            if self.closed_engine:
+                raise _core.EngineError(
+                    f"push_many: the engine is closed ({len(rest)} of {len(frames)} frames "
+                    "not pushed)"
+                )
+            report = self.push_raw(rest)
+            trades += report.trades
+            rest = rest[report.consumed :]
+            if rest and time.monotonic() >= deadline:
+                raise _core.BackpressureError(
+                    f"push_many: {len(rest)} of {len(frames)} frames found no room in "
+                    f"{timeout} s (consume closed klines faster, or use more partitions)"
+                )
+        return trades
 
-    def read(self, symbol: str) -> npt.NDArray[np.void]:
-        """The symbol's current state per interval (open klines), after all earlier pushes."""
-        return structured(self.read_columns(symbol), SNAPSHOT_DTYPE)
+    def sync(self) -> None:
+        """Returns once everything pushed before has been applied (and the clock looked at)."""
+        self._core.sync()
 
-    def restore(
-        self, slots: npt.NDArray[np.void], checkpoints: dict[str, int], *, hold: bool = False
-    ) -> int:
-        """Puts stored slots (as :meth:`snapshot` gave them) and checkpoints back.
-
-        With ``hold``, each restored symbol then waits for the trades after its checkpoint:
-        its live trades are held and nothing of it closes until :meth:`backfill` and
-        :meth:`feed_up`, so what was missed while down comes out once, exact, at revision 0.
-        """
-        columns = {name: slots[name].tolist() for name in SNAPSHOT_DTYPE.names or ()}
-        return self.restore_columns(columns, checkpoints, hold=hold)
+    # -- klines out -----------------------------------------------------------------------
 
     def poll_klines(self, max_records: int = 65536) -> Batch:
         """Closed klines (flat runs expanded) as a structured array, pending until acked."""
-        token, columns = self.poll(max_records)
+        token, columns = self._core.poll(max_records)
         return Batch(token, structured(columns, CLOSED_DTYPE))
 
     def poll_records(self, max_records: int = 65536) -> Batch:
         """Closed records with flat runs kept whole (:data:`RECORD_DTYPE`), pending until acked:
         what a store keeps compactly."""
-        token, columns = self.poll(max_records, expand=False)
+        token, columns = self._core.poll(max_records, expand=False)
         return Batch(token, structured(columns, RECORD_DTYPE))
 
-    def arm(self) -> None:
-        """Call before waiting (:meth:`wait_for_records`), then poll once more: the next closed
-        record wakes the waiters. A wake still pending is passed on to them, not swallowed."""
-        consumers = self._consumers()
-        if consumers.waiting() and _readable(self.wake_fd()):
-            consumers.wake_all()
-        super().arm()
+    def ack(self, token: int) -> bool:
+        """The batch of ``token`` is durably handled: it will not come again."""
+        return self._core.ack(token)
 
-    async def wait_for_records(self, timeout: float | None = None) -> bool:
-        """Waits until closed records may be waiting (or :meth:`close`); False after ``timeout``.
-
-        Call :meth:`arm` first, then poll once more. Any number of consumers, on any loops, may
-        wait on one engine at once: one reader per loop on the wake fd wakes them all.
-        """
-        return await self._consumers().waker(asyncio.get_running_loop(), self).wait(timeout)
-
-    async def closed(self, *, batch: int = 4096) -> AsyncIterator[ClosedKline]:
-        """Closed klines as they come, woken through a file descriptor (no polling loop).
-
-        Several consumers may read one engine, beside others waiting through
-        :meth:`wait_for_records`: each kline goes to one of them, once. A consumer that leaves
-        mid-batch (break, return or an exception) leaves the rest to the next one, in order,
-        at once; when the last one leaves, the rest goes back to the engine for any poll (a
-        flat run handed out in part comes again whole). Ends after ``close()``.
-        """
-        shared = self._consumers()
-        shared.enter()
-        try:
-            while True:
-                k = shared.take(self, batch)
-                if k is None:
-                    self.arm()
-                    k = shared.take(self, batch)  # one may have closed before arming
-                if k is not None:
-                    yield k
-                    continue
-                if self.closed_engine:
-                    return
-                await self.wait_for_records()
-        finally:
-            shared.leave(self)
+    def nack(self, token: int) -> bool:
+        """The batch of ``token`` could not be handled: it comes again on the next poll."""
+        return self._core.nack(token)
 
     def drain(self, max_records: int = 65536, *, expand: bool = True) -> Iterator[Batch]:
         """Every record closed by what was pushed before the call, in batches pending until
@@ -229,225 +263,128 @@ class Engine(_core.Engine):
             "(are producers pushing meanwhile?)"
         )
 
-    def push_many(self, frames: Sequence[bytes], *, timeout: float = PUSH_TIMEOUT) -> int:
-        """Pushes websocket frames, retrying the rest while backpressure lasts; returns trades.
+    def arm(self) -> None:
+        """Call before waiting (:meth:`wait_for_records`), then poll once more: the next closed
+        record wakes the waiters. A wake still pending is passed on to them, not swallowed."""
+        if self._consumers.waiting() and readable(self.wake_fd()):
+            self._consumers.wake_all()
+        self._core.arm()
 
-        Raises :class:`EngineError` once the engine is closed, and :class:`BackpressureError`
-        when frames still find no room after ``timeout`` seconds in all.
+    def wake_fd(self) -> int:
+        """A file descriptor that turns readable when closed records may wait (after
+        :meth:`arm`)."""
+        return self._core.wake_fd()
+
+    async def wait_for_records(self, timeout: float | None = None) -> bool:
+        """Waits until closed records may be waiting (or :meth:`close`); False after ``timeout``.
+
+        Call :meth:`arm` first, then poll once more. Any number of consumers, on any loops, may
+        wait on one engine at once: one reader per loop on the wake fd wakes them all.
         """
-        trades = 0
-        rest = list(frames)
-        deadline = time.monotonic() + timeout
-        while rest:
-            if self.closed_engine:
-                raise _core.EngineError(
-                    f"push_many: the engine is closed ({len(rest)} of {len(frames)} frames "
-                    "not pushed)"
-                )
-            report = self.push_raw(rest)
-            trades += report["trades"]
-            rest = rest[report["consumed"] :]
-            if rest and time.monotonic() >= deadline:
-                raise _core.BackpressureError(
-                    f"push_many: {len(rest)} of {len(frames)} frames found no room in "
-                    f"{timeout} s (consume closed klines faster, or use more partitions)"
-                )
-        return trades
+        return await self._consumers.waker(asyncio.get_running_loop(), self).wait(timeout)
 
-    def _consumers(self) -> _Consumers:
-        found: _Consumers | None = self.__dict__.get("_shared_consumers")
-        if found is None:  # setdefault: two threads asking first still share one
-            found = self.__dict__.setdefault("_shared_consumers", _Consumers())
-        return found
+    async def closed(self, *, batch: int = 4096) -> AsyncIterator[ClosedKline]:
+        """Closed klines as they come, woken through a file descriptor (no polling loop).
 
-
-def _readable(fd: int) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-class _Waker:
-    """The one reader of an engine's wake fd on one loop (``add_reader`` keeps one callback
-    per fd: a second would silence the first); wakes every consumer waiting there."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
-        self.loop = loop
-        self.fd = fd
-        self.waiting: set[asyncio.Future[None]] = set()
-        self.reading = False
-
-    async def wait(self, timeout: float | None) -> bool:
-        woken: asyncio.Future[None] = self.loop.create_future()
-        self.waiting.add(woken)
-        if not self.reading:
-            self.loop.add_reader(self.fd, self.wake_all)
-            self.reading = True
+        Several consumers may read one engine, beside others waiting through
+        :meth:`wait_for_records`: each kline goes to one of them, once. A consumer that leaves
+        mid-batch (break, return or an exception) leaves the rest to the next one, in order,
+        at once; when the last one leaves, the rest goes back to the engine for any poll (a
+        flat run handed out in part comes again whole). Ends after ``close()``.
+        """
+        shared = self._consumers
+        shared.enter()
         try:
-            done, _ = await asyncio.wait({woken}, timeout=timeout)
-            return bool(done)
+            while True:
+                k = shared.take(self, batch)
+                if k is None:
+                    self.arm()
+                    k = shared.take(self, batch)  # one may have closed before arming
+                if k is not None:
+                    yield k
+                    continue
+                if self.closed_engine:
+                    return
+                await self.wait_for_records()
         finally:
-            woken.cancel()
-            self.waiting.discard(woken)
-            if not self.waiting:
-                self._stop_reading()
+            shared.leave(self)
 
-    def wake_all(self) -> None:
-        # The fd stays readable until the next arm(): read it again only for new waiters.
-        self._stop_reading()
-        for woken in self.waiting:
-            if not woken.done():
-                woken.set_result(None)
+    # -- state, durability, repair ---------------------------------------------------------
 
-    def _stop_reading(self) -> None:
-        if self.reading:
-            self.loop.remove_reader(self.fd)
-            self.reading = False
+    def snapshot(self) -> Snapshot:
+        """Open slots and checkpoints changed since the last acknowledged snapshot.
 
+        Until :meth:`ack_snapshot` is called with its token, every later snapshot carries
+        these entries again (a failed store loses nothing).
+        """
+        token, columns, checkpoints = self._core.snapshot_columns()
+        return Snapshot(token, structured(columns, SNAPSHOT_DTYPE), checkpoints)
 
-class _Consumers:
-    """What the Python-side consumers of one engine share: the wake fd's readers, and the
-    batch in hand of :meth:`Engine.closed` (each kline handed out once, the rest where the
-    next consumer starts)."""
+    def ack_snapshot(self, token: int) -> bool:
+        """The snapshot is durably stored; False if superseded by a newer one or unknown."""
+        return self._core.ack_snapshot(token)
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waker] = (
-            weakref.WeakKeyDictionary()
-        )
-        self.readers = 0
-        self.token = 0
-        self.klines = np.empty(0, dtype=CLOSED_DTYPE)
-        self.pos = 0
+    def read(self, symbol: str) -> npt.NDArray[np.void]:
+        """The symbol's current state per interval (open klines), after all earlier pushes."""
+        return structured(self._core.read_columns(symbol), SNAPSHOT_DTYPE)
 
-    def waker(self, loop: asyncio.AbstractEventLoop, engine: Engine) -> _Waker:
-        with self.lock:
-            found = self.wakers.get(loop)
-            if found is None:
-                found = self.wakers[loop] = _Waker(loop, engine.wake_fd())
-            return found
+    def last_id(self, symbol: str) -> int | None:
+        """The symbol's last applied aggTrade id (None before its first trade)."""
+        return self._core.last_id(symbol)
 
-    def waiting(self) -> bool:
-        with self.lock:
-            return any(w.waiting for w in self.wakers.values())
+    def restore(
+        self, slots: npt.NDArray[np.void], checkpoints: dict[str, int], *, hold: bool = False
+    ) -> int:
+        """Puts stored slots (as :meth:`snapshot` gave them) and checkpoints back.
 
-    def wake_all(self) -> None:
-        with self.lock:
-            wakers = list(self.wakers.values())
-        for w in wakers:
-            if not w.loop.is_closed():
-                w.loop.call_soon_threadsafe(w.wake_all)
+        With ``hold``, each restored symbol then waits for the trades after its checkpoint:
+        its live trades are held and nothing of it closes until :meth:`backfill` and
+        :meth:`feed_up`, so what was missed while down comes out once, exact, at revision 0.
+        """
+        columns = {name: slots[name].tolist() for name in SNAPSHOT_DTYPE.names or ()}
+        return self._core.restore_columns(columns, checkpoints, hold=hold)
 
-    def enter(self) -> None:
-        with self.lock:
-            self.readers += 1
+    def feed_down(self, symbol: str | None, since: int, *, hold: bool = False) -> None:
+        """The feed of ``symbol`` (None: all) is down since ``since``: klines closing meanwhile
+        are marked gap and live trades wait for :meth:`backfill` + :meth:`feed_up`."""
+        self._core.feed_down(symbol, since, hold=hold)
 
-    def take(self, engine: Engine, batch: int) -> ClosedKline | None:
-        """The next kline of the shared batch (polling a new one when it is all handed out)."""
-        with self.lock:
-            if self.pos == len(self.klines):
-                if self.token:
-                    engine.ack(self.token)
-                got = engine.poll_klines(batch)
-                self.token, self.klines, self.pos = got.token, got.klines, 0
-                if len(got.klines) == 0:
-                    return None
-            row = self.klines[self.pos]
-            self.pos += 1
-        return closed_kline(row)
+    def backfill(self, symbol: str, trades: npt.NDArray[np.void]) -> bool:
+        """Older trades (a :data:`~kline_rs.TRADE_DTYPE` array) of a symbol whose feed is
+        down; False if it is not."""
+        return self._core.backfill(symbol, trades)
 
-    def leave(self, engine: Engine) -> None:
-        """The last reader gone, what it did not take goes back to the engine, in front."""
-        with self.lock:
-            self.readers -= 1
-            if self.readers or not self.token:
-                return
-            token, klines, pos = self.token, self.klines, self.pos
-            self.token, self.klines, self.pos = 0, klines[:0], 0
-            _hand_back(engine, token, klines, pos)
+    def feed_up(
+        self,
+        symbol: str | None = None,
+        *,
+        accept_holes: bool = False,
+        impossible_from: int | None = None,
+    ) -> None:
+        """The feed is back: replays backfill and held trades, re-emitting what changed."""
+        self._core.feed_up(symbol, accept_holes=accept_holes, impossible_from=impossible_from)
 
+    def poll_gaps(self, max_gaps: int = 65536) -> list[tuple[str, int, int, int]]:
+        """Holes in aggTrade ids found live: ``(symbol, from_id, to_id, since)``."""
+        return self._core.poll_gaps(max_gaps)
 
-def _hand_back(engine: Engine, token: int, klines: npt.NDArray[np.void], pos: int) -> None:
-    """Acknowledges the records of a batch whose first ``pos`` klines were handed out; the
-    rest comes first on the next poll."""
-    if pos == len(klines):
-        engine.ack(token)
-        return
-    engine.nack(token)
-    if pos == 0:
-        return
-    # The batch leads the redelivery now: look at it as records to see how many were handed
-    # out in full, put it back, and take (and acknowledge) only those.
-    token, columns = engine.poll(pos, expand=False)
-    records = structured(columns, RECORD_DTYPE)
-    done = _handed_out(records, klines, pos)
-    engine.nack(token)
-    if done == 0:
-        return
-    token, columns = engine.poll(done, expand=False)
-    if structured(columns, RECORD_DTYPE).tolist() == records[:done].tolist():
-        engine.ack(token)
-    else:
-        engine.nack(token)  # another consumer polled in between: at least once, not lost
+    def poll_late(
+        self, max_trades: int = 65536
+    ) -> list[tuple[str, int, int, int, int, int, int, bool]]:
+        """Late trades (their kline had closed): ``(symbol, id, price, qty, first, last,
+        time, buyer_is_maker)``."""
+        return self._core.poll_late(max_trades)
 
+    # -- health ---------------------------------------------------------------------------
 
-def _handed_out(records: npt.NDArray[np.void], klines: npt.NDArray[np.void], pos: int) -> int:
-    """How many leading ``records`` the first ``pos`` of ``klines`` (their expansion) cover in
-    full; counting stops at a flat run covered in part, or at anything that does not match."""
-    i = 0
-    for n, r in enumerate(records):
-        if i >= pos:
-            return n
-        if not _covers(r, klines[i], first=True):
-            return n
-        end = i + 1
-        if r["flat"]:
-            while end < len(klines) and _covers(r, klines[end], first=False):
-                end += 1
-        if end > pos:
-            return n
-        i = end
-    return len(records)
+    def metrics(self) -> dict[str, Any]:
+        """Producer counters and, under ``partitions``, each partition's counters and gauges."""
+        return self._core.metrics()
 
+    def take_errors(self) -> list[str]:
+        """Errors reported by workers (caught panics), oldest first; taking clears them."""
+        return self._core.take_errors()
 
-def _covers(record: np.void, kline: np.void, *, first: bool) -> bool:
-    """Whether ``kline`` is (part of the expansion of) ``record``."""
-    if (record["symbol"], record["interval"], record["revision"]) != (
-        kline["symbol"],
-        kline["interval"],
-        kline["revision"],
-    ):
-        return False
-    if not record["flat"]:
-        return bool(record["open_time"] == kline["open_time"])
-    opens = (
-        kline["open_time"] == record["open_time"]
-        if first
-        else kline["open_time"] > record["open_time"]
-    )
-    return bool(opens and kline["close_time"] <= record["close_time"])
-
-
-def closed_kline(row: np.void) -> ClosedKline:
-    """One element of a :data:`CLOSED_DTYPE` (or :data:`RECORD_DTYPE`) array as a tuple."""
-    return ClosedKline(
-        symbol=row["symbol"],
-        interval=row["interval"],
-        open_time=int(row["open_time"]),
-        close_time=int(row["close_time"]),
-        open=int(row["open"]),
-        high=int(row["high"]),
-        low=int(row["low"]),
-        close=int(row["close"]),
-        volume=row["volume"],
-        quote_volume=row["quote_volume"],
-        trades=int(row["trades"]),
-        taker_buy_volume=row["taker_buy_volume"],
-        taker_buy_quote_volume=row["taker_buy_quote_volume"],
-        first_trade_id=int(row["first_trade_id"]),
-        last_trade_id=int(row["last_trade_id"]),
-        revision=int(row["revision"]),
-        gap=bool(row["gap"]),
-        inexact_trades=int(row["inexact_trades"]),
-        quote_volume_exact=row["quote_volume_exact"],
-    )
+    def inject_panic(self, symbol: str) -> None:
+        """Makes the symbol's worker panic as if applying a trade (supervision tests)."""
+        self._core.inject_panic(symbol)

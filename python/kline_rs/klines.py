@@ -57,6 +57,43 @@ KLINE_DTYPE = np.dtype(
 
 _INT = "<i8"
 
+#: One trade (an aggTrade, or a raw trade as an aggTrade of one): ``agg_id``, ``price``,
+#: ``qty`` (int64 at 1e-8), ``first_id``, ``last_id``, ``time`` (ms or µs) and
+#: ``buyer_is_maker``. Named fields, so a price cannot be passed where a quantity goes; the
+#: core reads the array in place. Build one with :func:`trades`.
+TRADE_DTYPE: np.dtype[np.void] = _core.TRADE_DTYPE
+
+
+def trades(
+    *,
+    agg_id: npt.ArrayLike,
+    price: npt.ArrayLike,
+    qty: npt.ArrayLike,
+    first_id: npt.ArrayLike,
+    last_id: npt.ArrayLike,
+    time: npt.ArrayLike,
+    buyer_is_maker: npt.ArrayLike,
+) -> npt.NDArray[np.void]:
+    """A :data:`TRADE_DTYPE` array from its columns, each given by name (one length for all;
+    ``price``/``qty`` int64 mantissas at 1e-8, see :func:`kline_rs.parse_fixed8`)."""
+    columns = {
+        "agg_id": np.asarray(agg_id, dtype=_INT),
+        "price": np.asarray(price, dtype=_INT),
+        "qty": np.asarray(qty, dtype=_INT),
+        "first_id": np.asarray(first_id, dtype=_INT),
+        "last_id": np.asarray(last_id, dtype=_INT),
+        "time": np.asarray(time, dtype=_INT),
+        "buyer_is_maker": np.asarray(buyer_is_maker, dtype=np.bool_),
+    }
+    lengths = {name: c.shape for name, c in columns.items()}
+    if len(set(lengths.values())) != 1 or any(len(shape) != 1 for shape in lengths.values()):
+        sizes = ", ".join(f"{n} {s}" for n, s in lengths.items())
+        raise ValueError(f"trade arrays differ in length (or are not 1-d): {sizes}")
+    out = np.empty(len(columns["agg_id"]), dtype=TRADE_DTYPE)
+    for name, column in columns.items():
+        out[name] = column
+    return out
+
 
 @dataclass(frozen=True)
 class Aggregation:
@@ -119,18 +156,18 @@ def aggregate(
     cover whole (trades outside the input may belong to them).
     """
 
-    def ints(a: npt.ArrayLike) -> npt.NDArray[np.int64]:
-        return np.ascontiguousarray(a, dtype=_INT)
-
     warn_epoch_3d(intervals, anchor_3d_ms)
+    rows = trades(
+        agg_id=agg_id,
+        price=price,
+        qty=qty,
+        first_id=first_id,
+        last_id=last_id,
+        time=time,
+        buyer_is_maker=buyer_is_maker,
+    )
     result = _core.aggregate(
-        ints(agg_id),
-        ints(price),
-        ints(qty),
-        ints(first_id),
-        ints(last_id),
-        ints(time),
-        np.ascontiguousarray(buyer_is_maker, dtype=np.bool_),
+        rows,
         list(intervals),
         tz_offset=tz_offset,
         anchor_3d_ms=anchor_3d_ms,

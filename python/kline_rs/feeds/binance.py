@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from kline_rs import _core
 
 if TYPE_CHECKING:
+    from kline_rs.engine import Engine
     from kline_rs.klines import QuoteRule
 
 log = logging.getLogger("kline_rs.feed")
@@ -116,7 +117,7 @@ class BinanceFeed:
 
     def __init__(
         self,
-        engine: _core.Engine,
+        engine: Engine,
         *,
         venue: str = "spot",
         ws_url: str | None = None,
@@ -215,9 +216,9 @@ class BinanceFeed:
     def push(self, frames: list[bytes]) -> int:
         """Hands frames to the engine; returns how many it took (fewer on backpressure)."""
         report = self.engine.push_raw(frames)
-        taken = int(report["consumed"])
+        taken = int(report.consumed)
         self.stats.frames += taken
-        if report["backpressure"]:
+        if report.backpressure:
             self.stats.backpressure_waits += 1
         return taken
 

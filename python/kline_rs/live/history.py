@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from kline_rs import _core
-from kline_rs.live.trades import agg_trade_arrays
+from kline_rs.engine import Engine
+from kline_rs.live.trades import agg_trade_rows
 
 log = logging.getLogger("kline_rs.history")
 HOUR_MS = 3_600_000
@@ -40,20 +40,18 @@ async def first_id_since(rest: AggTradeHistory, symbol: str, start: int, end: in
     return None
 
 
-async def backfill_from(
-    engine: _core.Engine, rest: AggTradeHistory, symbol: str, from_id: int
-) -> int:
+async def backfill_from(engine: Engine, rest: AggTradeHistory, symbol: str, from_id: int) -> int:
     """Backfills the aggTrades from ``from_id`` up to the present (a short page: it overlaps the
     held live trades, deduplicated by id); returns how many."""
     fetched = 0
     async for page in rest.agg_trades_from(symbol, from_id):
-        engine.backfill(symbol, *agg_trade_arrays(page))
+        engine.backfill(symbol, agg_trade_rows(page))
         fetched += len(page)
     return fetched
 
 
 async def load_history(
-    engine: _core.Engine, rest: AggTradeHistory, symbol: str, start: int, now: int
+    engine: Engine, rest: AggTradeHistory, symbol: str, start: int, now: int
 ) -> int:
     """Backfills ``symbol`` (already in a gap via ``feed_down``) from ``start`` to now and
     calls ``feed_up``; returns the number of aggTrades fetched."""
@@ -69,7 +67,7 @@ async def load_history(
 
 
 async def resume(
-    engine: _core.Engine, rest: AggTradeHistory | None, symbol: str, last_id: int | None
+    engine: Engine, rest: AggTradeHistory | None, symbol: str, last_id: int | None
 ) -> int:
     """A symbol restored held from a store: the aggTrades after its checkpoint (up to the
     present, overlapping the held live trades) are backfilled, then ``feed_up``; returns the

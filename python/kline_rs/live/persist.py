@@ -107,7 +107,7 @@ class Persister:
                 drained = True
                 break
             self._held.append(batch)
-        complete = drained and snap.behind == 0
+        complete = drained  # the snapshot settled first: every record before it was polled
         # Records added while the write is in flight wait for the next one.
         extra, self._extra = self._extra, []
         records = _concat([*extra, *(b.klines for b in self._held)])

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kline_rs import _core
-from kline_rs.live.trades import agg_trade_arrays
+from kline_rs.engine import Engine
+from kline_rs.live.trades import agg_trade_rows
 
 log = logging.getLogger("kline_rs.repair")
 
@@ -49,7 +50,7 @@ class GapRepairer:
 
     def __init__(
         self,
-        engine: _core.Engine,
+        engine: Engine,
         rest: AggTradeSource,
         *,
         poll_every: float = 0.1,
@@ -92,7 +93,7 @@ class GapRepairer:
                 self.stats.trades_fetched += len(trades)
                 fetched += len(trades)
                 if trades:
-                    self.engine.backfill(symbol, *agg_trade_arrays(trades))
+                    self.engine.backfill(symbol, agg_trade_rows(trades))
                     next_id = max(t["a"] for t in trades) + 1
                 short = next_id <= to_id
                 if short:  # REST's history ends before the hole does

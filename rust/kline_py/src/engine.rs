@@ -1,8 +1,9 @@
 //! `kline_rs._core.Engine`: the streaming engine, with the GIL released on every heavy call.
 
-use crate::{interval, kline_columns, time_unit_named, trades_from, tz, KlineError};
-use kline_core::aggregate::expand_flat_run;
+use crate::trades::{trades_of, TradeRow};
+use crate::{interval, kline_columns, time_unit_named, tz, KlineError};
 use kline_core::engine::clock::ManualClock as CoreManualClock;
+use kline_core::engine::columns::{slot_row, slot_value, RecordColumns, SlotState};
 use kline_core::engine::output::Record;
 use kline_core::engine::table::SlotValue;
 use kline_core::engine::{
@@ -54,13 +55,44 @@ impl ManualClock {
     }
 }
 
-#[pyclass(module = "kline_rs._core", subclass, frozen)]
+/// What one `push_raw` call did with its frames: `consumed` frames from the front (all of
+/// them unless backpressure stopped the call: resume from there), their trades, and the
+/// frames counted and skipped by reason (the first few malformed ones' reasons in `errors`).
+#[pyclass(module = "kline_rs._core", frozen, get_all)]
+pub struct PushReport {
+    consumed: usize,
+    trades: usize,
+    unknown_symbol: usize,
+    malformed: usize,
+    other_events: usize,
+    backpressure: bool,
+    errors: Vec<String>,
+}
+
+#[pymethods]
+impl PushReport {
+    fn __repr__(&self) -> String {
+        format!(
+            "PushReport(consumed={}, trades={}, unknown_symbol={}, malformed={}, \
+             other_events={}, backpressure={}, errors={:?})",
+            self.consumed,
+            self.trades,
+            self.unknown_symbol,
+            self.malformed,
+            self.other_events,
+            if self.backpressure { "True" } else { "False" },
+            self.errors
+        )
+    }
+}
+
+#[pyclass(module = "kline_rs._core", frozen)]
 pub struct Engine {
     inner: Arc<CoreEngine>,
     interval_names: Vec<String>,
 }
 
-/// Closed records → columns; flat runs are expanded into their flat klines.
+/// Closed records → columns (laid out by the core; flat runs expanded with `expand`).
 fn closed_columns<'py>(
     py: Python<'py>,
     e: &CoreEngine,
@@ -68,45 +100,14 @@ fn closed_columns<'py>(
     recs: &[Record],
     expand: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let mut klines: Vec<Kline> = Vec::with_capacity(recs.len());
-    let mut symbols: Vec<&str> = Vec::with_capacity(recs.len());
-    let mut intervals: Vec<&str> = Vec::with_capacity(recs.len());
-    let mut revision: Vec<i64> = Vec::with_capacity(recs.len());
-    let mut gap: Vec<bool> = Vec::with_capacity(recs.len());
-    let mut flat: Vec<bool> = Vec::with_capacity(recs.len());
-    for r in recs {
-        let before = klines.len();
-        let (sym, iv, rev, g) = match r {
-            Record::Kline { symbol, interval, kline, revision, gap } => {
-                klines.push(*kline);
-                (symbol, *interval, *revision, *gap)
-            }
-            Record::FlatRun { symbol, interval, run, revision, gap } if expand => {
-                // The poll cut runs to its budget: this expansion is bounded by `max_records`.
-                expand_flat_run(&e.grids()[*interval as usize], run, |k| klines.push(k))
-                    .map_err(|err| EngineError::new_err(err.to_string()))?;
-                (symbol, *interval, *revision, *gap)
-            }
-            Record::FlatRun { symbol, interval, run, revision, gap } => {
-                klines.push(Kline::flat(run.start, run.end - 1, run.price));
-                (symbol, *interval, *revision, *gap)
-            }
-        };
-        let is_run = !expand && matches!(r, Record::FlatRun { .. });
-        for _ in before..klines.len() {
-            flat.push(is_run);
-            symbols.push(sym);
-            intervals.push(&names[iv as usize]);
-            revision.push(i64::from(rev));
-            gap.push(g);
-        }
-    }
-    let d = kline_columns(py, &klines)?;
-    d.set_item("symbol", PyList::new(py, symbols)?)?;
-    d.set_item("interval", PyList::new(py, intervals)?)?;
-    d.set_item("revision", PyArray1::from_vec(py, revision))?;
-    d.set_item("gap", PyArray1::from_vec(py, gap))?;
-    d.set_item("flat", PyArray1::from_vec(py, flat))?;
+    let c = RecordColumns::of(e.grids(), recs, expand)
+        .map_err(|err| EngineError::new_err(err.to_string()))?;
+    let d = kline_columns(py, &c.klines)?;
+    d.set_item("symbol", PyList::new(py, c.symbols.iter().map(|s| &**s))?)?;
+    d.set_item("interval", PyList::new(py, c.intervals.iter().map(|&i| &names[i as usize]))?)?;
+    d.set_item("revision", PyArray1::from_iter(py, c.revisions.iter().map(|&r| i64::from(r))))?;
+    d.set_item("gap", PyArray1::from_vec(py, c.gaps))?;
+    d.set_item("flat", PyArray1::from_vec(py, c.flat))?;
     Ok(d)
 }
 
@@ -213,46 +214,33 @@ impl Engine {
     }
 
     /// Binance websocket text frames (bytes, or a list of them), parsed in Rust.
-    fn push_raw<'py>(
-        &self,
-        py: Python<'py>,
-        frames: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    fn push_raw<'py>(&self, py: Python<'py>, frames: &Bound<'py, PyAny>) -> PyResult<PushReport> {
         let owned: Vec<Bound<'py, PyBytes>> = if let Ok(b) = frames.cast::<PyBytes>() {
             vec![b.clone()]
         } else {
             frames.try_iter()?.map(|f| Ok(f?.cast_into::<PyBytes>()?)).collect::<PyResult<_>>()?
         };
         let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_bytes()).collect();
-        let report =
-            py.detach(|| self.inner.push_raw(slices.iter().copied())).map_err(engine_err)?;
-        let d = PyDict::new(py);
-        d.set_item("consumed", report.consumed)?;
-        d.set_item("trades", report.trades)?;
-        d.set_item("unknown_symbol", report.unknown_symbol)?;
-        d.set_item("malformed", report.malformed)?;
-        d.set_item("other_events", report.other_events)?;
-        d.set_item("backpressure", report.backpressure)?;
-        d.set_item("errors", report.errors)?;
-        Ok(d)
+        let r = py.detach(|| self.inner.push_raw(slices.iter().copied())).map_err(engine_err)?;
+        Ok(PushReport {
+            consumed: r.consumed,
+            trades: r.trades,
+            unknown_symbol: r.unknown_symbol,
+            malformed: r.malformed,
+            other_events: r.other_events,
+            backpressure: r.backpressure,
+            errors: r.errors,
+        })
     }
 
-    /// One symbol's trades as parallel arrays (prices and quantities int64 at 1e-8).
-    #[allow(clippy::too_many_arguments)]
+    /// One symbol's trades (a `TRADE_DTYPE` array, prices and quantities at 1e-8).
     fn push_trades(
         &self,
         py: Python<'_>,
         symbol: &str,
-        agg_id: PyReadonlyArray1<'_, i64>,
-        price: PyReadonlyArray1<'_, i64>,
-        qty: PyReadonlyArray1<'_, i64>,
-        first_id: PyReadonlyArray1<'_, i64>,
-        last_id: PyReadonlyArray1<'_, i64>,
-        time: PyReadonlyArray1<'_, i64>,
-        buyer_is_maker: PyReadonlyArray1<'_, bool>,
+        trades: PyReadonlyArray1<'_, TradeRow>,
     ) -> PyResult<usize> {
-        let trades =
-            trades_from(&[&agg_id, &price, &qty, &first_id, &last_id, &time], &buyer_is_maker)?;
+        let trades = trades_of(&trades)?;
         let n = trades.len();
         py.detach(|| self.inner.push_trades(symbol, trades)).map_err(engine_err)?;
         Ok(n)
@@ -285,14 +273,14 @@ impl Engine {
         self.inner.nack(token)
     }
 
-    /// `(token, slot columns, checkpoints, behind)`: what changed since the last acknowledged
+    /// `(token, slot columns, checkpoints)`: what changed since the last acknowledged
     /// snapshot. `state` is "open", "flat" (quiet since `open_time` at `close`) or "empty".
-    /// `behind`: closed records emitted before it that a poll cannot see yet (outbox full).
+    /// Every record closed before it is visible to a poll (the worker settles first).
     #[pyo3(name = "snapshot_columns")]
     fn snapshot<'py>(
         &self,
         py: Python<'py>,
-    ) -> PyResult<(u64, Bound<'py, PyDict>, Bound<'py, PyDict>, usize)> {
+    ) -> PyResult<(u64, Bound<'py, PyDict>, Bound<'py, PyDict>)> {
         let snap = py.detach(|| self.inner.snapshot()).map_err(engine_err)?;
         let checkpoints = PyDict::new(py);
         let mut slots = Vec::new();
@@ -302,9 +290,7 @@ impl Engine {
                 checkpoints.set_item(&*c.symbol, c.last_id)?;
             }
         }
-        let d = self.slot_columns(py, &slots)?;
-        let behind = snap.parts.iter().map(|p| p.behind).sum();
-        Ok((snap.token, d, checkpoints, behind))
+        Ok((snap.token, self.slot_columns(py, &slots)?, checkpoints))
     }
 
     /// The symbol's current slots as columns (like a snapshot's), one row per interval.
@@ -397,34 +383,26 @@ impl Engine {
                         intervals[i]
                     ))
                 })?;
-            let value = match states[i].as_str() {
-                "open" => SlotValue::Open {
-                    kline: Kline {
-                        open_time: open_time[i],
-                        close_time: close_time[i],
-                        open: open[i],
-                        high: high[i],
-                        low: low[i],
-                        close: close[i],
-                        volume: volume[i],
-                        quote_volume: quote[i],
-                        trades: trades[i] as u64,
-                        taker_buy_volume: tvol[i],
-                        taker_buy_quote_volume: tquote[i],
-                        first_trade_id: first[i],
-                        last_trade_id: last[i],
-                        inexact_trades: inexact[i] as u64,
-                        quote_volume_exact: exact[i],
-                    },
-                    next: close_time[i] + 1,
-                },
-                "flat" => SlotValue::Flat { since: open_time[i], price: close[i] },
-                "empty" => SlotValue::Empty,
-                other => {
-                    return Err(PyValueError::new_err(format!("restore: unknown state {other:?}")))
-                }
+            let state = SlotState::named(&states[i])
+                .map_err(|e| PyValueError::new_err(format!("restore: {e}")))?;
+            let kline = Kline {
+                open_time: open_time[i],
+                close_time: close_time[i],
+                open: open[i],
+                high: high[i],
+                low: low[i],
+                close: close[i],
+                volume: volume[i],
+                quote_volume: quote[i],
+                trades: trades[i] as u64,
+                taker_buy_volume: tvol[i],
+                taker_buy_quote_volume: tquote[i],
+                first_trade_id: first[i],
+                last_trade_id: last[i],
+                inexact_trades: inexact[i] as u64,
+                quote_volume_exact: exact[i],
             };
-            slots.push((symbols[i].as_str(), iv as u16, value));
+            slots.push((symbols[i].as_str(), iv as u16, slot_value(state, kline)));
         }
         let cks: Vec<(&str, i64)> = checkpoints.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         py.detach(|| self.inner.restore(&slots, &cks, hold)).map_err(engine_err)
@@ -444,23 +422,15 @@ impl Engine {
         py.detach(|| self.inner.feed_down(symbol, since, hold)).map_err(engine_err)
     }
 
-    /// Older trades (same arrays as `push_trades`) for a symbol whose feed is down; False if
-    /// it is not in a declared gap.
-    #[allow(clippy::too_many_arguments)]
+    /// Older trades (a `TRADE_DTYPE` array) for a symbol whose feed is down; False if it is
+    /// not in a declared gap.
     fn backfill(
         &self,
         py: Python<'_>,
         symbol: &str,
-        agg_id: PyReadonlyArray1<'_, i64>,
-        price: PyReadonlyArray1<'_, i64>,
-        qty: PyReadonlyArray1<'_, i64>,
-        first_id: PyReadonlyArray1<'_, i64>,
-        last_id: PyReadonlyArray1<'_, i64>,
-        time: PyReadonlyArray1<'_, i64>,
-        buyer_is_maker: PyReadonlyArray1<'_, bool>,
+        trades: PyReadonlyArray1<'_, TradeRow>,
     ) -> PyResult<bool> {
-        let trades =
-            trades_from(&[&agg_id, &price, &qty, &first_id, &last_id, &time], &buyer_is_maker)?;
+        let trades = trades_of(&trades)?;
         py.detach(|| self.inner.backfill(symbol, trades)).map_err(engine_err)
     }
 
@@ -567,15 +537,11 @@ impl Engine {
         let mut klines = Vec::with_capacity(slots.len());
         let (mut symbols, mut intervals, mut states) = (Vec::new(), Vec::new(), Vec::new());
         for (symbol, interval, value) in slots {
-            let (state, kline) = match *value {
-                SlotValue::Open { kline, .. } => ("open", kline),
-                SlotValue::Flat { since, price } => ("flat", Kline::flat(since, since - 1, price)),
-                SlotValue::Empty => ("empty", Kline::flat(0, -1, 0)),
-            };
+            let (state, kline) = slot_row(value);
             klines.push(kline);
             symbols.push(symbol.to_string());
             intervals.push(self.interval_names[*interval as usize].clone());
-            states.push(state);
+            states.push(state.name());
         }
         let d = kline_columns(py, &klines)?;
         d.set_item("symbol", symbols)?;
@@ -591,6 +557,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BackpressureError", py.get_type::<BackpressureError>())?;
     m.add("UnknownSymbolError", py.get_type::<UnknownSymbolError>())?;
     m.add_class::<Engine>()?;
+    m.add_class::<PushReport>()?;
+    m.add("DEFAULT_MAX_AHEAD_MS", kline_core::engine::DEFAULT_MAX_AHEAD_MS)?;
     m.add_class::<ManualClock>()?;
     Ok(())
 }

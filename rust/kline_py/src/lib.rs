@@ -2,12 +2,13 @@
 
 mod arrow;
 mod engine;
+mod trades;
 
 use kline_core::decimal::{format_fixed8, parse_decimal, QuoteRule};
 use kline_core::interval::{parse_tz_offset, Grid, Interval, TimeUnit};
 use kline_core::replay::{replay as core_replay, ReplayError as CoreReplayError, ReplayOptions};
 use kline_core::rollup::rollup as core_rollup;
-use kline_core::{Kline, Trade};
+use kline_core::Kline;
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -276,43 +277,13 @@ pub(crate) fn time_unit_named(name: &str) -> PyResult<TimeUnit> {
     }
 }
 
-/// Parallel trade arrays → trades (copied, so workers never touch Python memory).
-pub(crate) fn trades_from(
-    cols: &[&PyReadonlyArray1<'_, i64>; 6],
-    maker: &PyReadonlyArray1<'_, bool>,
-) -> PyResult<Vec<Trade>> {
-    let s = cols.iter().map(|c| c.as_slice()).collect::<Result<Vec<_>, _>>()?;
-    let m = maker.as_slice()?;
-    let n = s[0].len();
-    if s.iter().any(|c| c.len() != n) || m.len() != n {
-        return Err(pyo3::exceptions::PyValueError::new_err("trade arrays differ in length"));
-    }
-    Ok((0..n)
-        .map(|i| Trade {
-            id: s[0][i],
-            price: s[1][i],
-            qty: s[2][i],
-            first_id: s[3][i],
-            last_id: s[4][i],
-            time: s[5][i],
-            buyer_is_maker: m[i],
-        })
-        .collect())
-}
-
-/// Trades (parallel int64/bool arrays, prices and quantities at 1e-8) → klines per interval.
+/// Trades (a `TRADE_DTYPE` array, prices and quantities at 1e-8) → klines per interval.
 #[pyfunction]
-#[pyo3(signature = (agg_id, price, qty, first_id, last_id, time, buyer_is_maker, intervals, *, tz_offset=None, anchor_3d_ms=None, time_unit=None, quote_rule="per-trade", covers=None))]
+#[pyo3(signature = (trades, intervals, *, tz_offset=None, anchor_3d_ms=None, time_unit=None, quote_rule="per-trade", covers=None))]
 #[allow(clippy::too_many_arguments)]
 fn aggregate<'py>(
     py: Python<'py>,
-    agg_id: PyReadonlyArray1<'py, i64>,
-    price: PyReadonlyArray1<'py, i64>,
-    qty: PyReadonlyArray1<'py, i64>,
-    first_id: PyReadonlyArray1<'py, i64>,
-    last_id: PyReadonlyArray1<'py, i64>,
-    time: PyReadonlyArray1<'py, i64>,
-    buyer_is_maker: PyReadonlyArray1<'py, bool>,
+    trades: PyReadonlyArray1<'py, trades::TradeRow>,
     intervals: Vec<String>,
     tz_offset: Option<&str>,
     anchor_3d_ms: Option<i64>,
@@ -321,8 +292,7 @@ fn aggregate<'py>(
     covers: Option<(i64, i64)>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let rule = crate::quote_rule(quote_rule)?;
-    let trades =
-        trades_from(&[&agg_id, &price, &qty, &first_id, &last_id, &time], &buyer_is_maker)?;
+    let trades = trades::trades_of(&trades)?;
     let unit = match time_unit {
         None => trades.first().map_or(TimeUnit::Millis, |t| TimeUnit::detect(t.time)),
         Some(name) => time_unit_named(name)?,
@@ -453,6 +423,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tz_offset_name, m)?)?;
     m.add_function(wrap_pyfunction!(symbol_name, m)?)?;
     m.add_function(wrap_pyfunction!(kline_csv_line, m)?)?;
+    m.add("TRADE_DTYPE", trades::trade_dtype(py)?)?;
     engine::register(m)?;
     arrow::register(m)?;
     Ok(())

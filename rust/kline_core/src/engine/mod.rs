@@ -6,6 +6,7 @@
 //! with [`Engine::poll`] and acknowledge with [`Engine::ack`].
 
 pub mod clock;
+pub mod columns;
 pub mod config;
 mod consume;
 pub mod delivery;

@@ -69,7 +69,4 @@ pub struct PartitionSnapshot {
     pub seq: u64,
     pub slots: Vec<SlotSnapshot>,
     pub checkpoints: Vec<Checkpoint>,
-    /// Closed records emitted before this snapshot but not yet in the outbox (it was full).
-    /// A sink may store the snapshot with the records it polled only when this is 0.
-    pub behind: usize,
 }

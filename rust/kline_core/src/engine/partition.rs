@@ -979,8 +979,7 @@ impl Book {
             .collect();
         // Closed records still waiting for room in the outbox: a consumer that drains the
         // outbox now has not seen everything these checkpoints include.
-        let behind = self.pending.len();
-        PartitionSnapshot { partition, seq, slots, checkpoints, behind }
+        PartitionSnapshot { partition, seq, slots, checkpoints }
     }
 
     pub fn ack_snapshot(&mut self, seq: u64) -> bool {

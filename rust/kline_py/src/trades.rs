@@ -1,0 +1,77 @@
+//! Trades in as one numpy structured array (`TRADE_DTYPE`): named fields, so a price cannot
+//! be passed where a quantity goes, read without a copy of the array.
+
+use kline_core::Trade;
+use numpy::{Element, PyArrayDescr, PyArrayDescrMethods, PyReadonlyArray1};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
+
+/// One row of `TRADE_DTYPE` (C layout, aligned: 6 × int64 then a bool, 56 bytes).
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct TradeRow {
+    agg_id: i64,
+    price: i64,
+    qty: i64,
+    first_id: i64,
+    last_id: i64,
+    time: i64,
+    buyer_is_maker: bool,
+}
+
+static DTYPE: PyOnceLock<Py<PyArrayDescr>> = PyOnceLock::new();
+
+/// The numpy dtype of a trade row: `agg_id, price, qty, first_id, last_id, time` (int64;
+/// prices and quantities at 1e-8) and `buyer_is_maker` (bool), aligned as C lays them out.
+pub fn trade_dtype(py: Python<'_>) -> PyResult<Bound<'_, PyArrayDescr>> {
+    let d = DTYPE.get_or_try_init(py, || -> PyResult<_> {
+        let fields: Vec<(&str, &str)> = vec![
+            ("agg_id", "<i8"),
+            ("price", "<i8"),
+            ("qty", "<i8"),
+            ("first_id", "<i8"),
+            ("last_id", "<i8"),
+            ("time", "<i8"),
+            ("buyer_is_maker", "?"),
+        ];
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("align", true)?;
+        let dtype = py.import("numpy")?.getattr("dtype")?.call((fields,), Some(&kwargs))?;
+        let descr = dtype.cast_into::<PyArrayDescr>()?;
+        assert_eq!(descr.itemsize(), std::mem::size_of::<TradeRow>(), "TRADE_DTYPE layout");
+        Ok(descr.unbind())
+    })?;
+    Ok(d.bind(py).clone())
+}
+
+// SAFETY: `TradeRow` is `repr(C)` plain data whose layout `trade_dtype` describes (checked
+// by the item-size assertion and numpy's field offsets for `align=True`).
+unsafe impl Element for TradeRow {
+    const IS_COPY: bool = true;
+
+    fn get_dtype(py: Python<'_>) -> Bound<'_, PyArrayDescr> {
+        trade_dtype(py).expect("numpy builds TRADE_DTYPE")
+    }
+
+    fn clone_ref(&self, _py: Python<'_>) -> Self {
+        *self
+    }
+}
+
+/// A `TRADE_DTYPE` array → the core's trades (copied, so workers never touch Python memory).
+pub fn trades_of(rows: &PyReadonlyArray1<'_, TradeRow>) -> PyResult<Vec<Trade>> {
+    Ok(rows
+        .as_array()
+        .iter()
+        .map(|r| Trade {
+            id: r.agg_id,
+            price: r.price,
+            qty: r.qty,
+            first_id: r.first_id,
+            last_id: r.last_id,
+            time: r.time,
+            buyer_is_maker: r.buyer_is_maker,
+        })
+        .collect())
+}
