@@ -384,7 +384,7 @@ fn holes_that_find_the_gaps_queue_full_are_reported_once_it_has_room() {
     cfg.clock = Arc::new(ManualClock::new(T0));
     cfg.max_ahead_ms = None;
     cfg.detect_id_gaps = true;
-    cfg.outbox_capacity = 1; // the gaps queue holds one hole
+    cfg.outbox_capacity = 1; // the holes queue holds one hole
     let e = Engine::start(cfg).unwrap();
     let symbols = ["AAAUSDT", "BBBUSDT", "CCCUSDT"];
     for s in symbols {

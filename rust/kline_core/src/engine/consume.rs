@@ -2,7 +2,7 @@
 //! acknowledged or handed back; the side outputs (holes in ids, late trades).
 
 use super::delivery::Budget;
-use super::output::{IdGap, LateTrade, Record};
+use super::output::{IdHole, LateTrade, Record};
 use super::partition::Shared;
 use super::sync::lock;
 use super::Engine;
@@ -75,8 +75,8 @@ impl Engine {
     }
 
     /// Holes found in aggTrade ids (with `detect_id_gaps`), oldest first, up to `max`.
-    pub fn poll_gaps(&self, max: usize) -> Vec<IdGap> {
-        self.drain_side(max, |s| &s.gaps)
+    pub fn poll_gaps(&self, max: usize) -> Vec<IdHole> {
+        self.drain_side(max, |s| &s.holes)
     }
 
     /// Late trades (bucket already closed), up to `max`.

@@ -38,7 +38,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use delivery::Delivery;
 use metrics::{PartitionMetrics, ProducerCounters};
 use output::PartitionSnapshot;
-use partition::{Book, BookConfig, Item, Shared};
+use partition::{Item, PartitionConfig, PartitionState, Shared};
 use produce::SPILL_STALL;
 use registry::{Registry, SymbolRef};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -136,7 +136,7 @@ impl Engine {
             sweep_period_ms(&engine.cfg.intervals, engine.cfg.tz_offset_ms) * ticks_per_ms;
         let mut handles = Vec::with_capacity(n);
         for (index, shared) in engine.shared.iter().enumerate() {
-            let book = Book::new(BookConfig {
+            let state = PartitionState::new(PartitionConfig {
                 grids: grids.clone(),
                 grace: engine.cfg.grace,
                 tz_offset_ms: engine.cfg.tz_offset_ms,
@@ -167,7 +167,7 @@ impl Engine {
             };
             let handle = std::thread::Builder::new()
                 .name(format!("kline-worker-{index}"))
-                .spawn(move || worker::run(book, cx))
+                .spawn(move || worker::run(state, cx))
                 .map_err(|e| EngineError::Spawn(e.to_string()))?;
             let thread = handle.thread().clone();
             shared.bell.attach(move || thread.unpark());

@@ -38,7 +38,7 @@ pub struct LateTrade {
 /// aggTrade ids that never arrived: the symbol is now in a gap (feed down) until the missing
 /// ids are backfilled and `feed_up` is called. `from_id..=to_id` are missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdGap {
+pub struct IdHole {
     pub symbol: Arc<str>,
     pub from_id: i64,
     pub to_id: i64,

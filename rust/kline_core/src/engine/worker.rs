@@ -2,7 +2,7 @@
 
 use super::clock::Clock;
 use super::metrics::bump;
-use super::partition::{Book, Item, Shared};
+use super::partition::{Item, PartitionState, Shared};
 use super::sync::lock;
 use super::wake::Notifier;
 use crossbeam_utils::Backoff;
@@ -42,76 +42,76 @@ fn next_sweep(now: i64, every: i64, grace: i64) -> i64 {
 }
 
 /// Applies one item; true for a `Tick` (look at the clock before the next item).
-fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
+fn handle(state: &mut PartitionState, cx: &WorkerContext, item: Item) -> bool {
     let shared = &cx.shared;
     let now = || if cx.reads_clock { cx.clock.now() } else { 0 };
     match item {
         Item::Trade { slot, generation, trade } => {
-            book.trade(shared, slot, generation, &trade, now())
+            state.trade(shared, slot, generation, &trade, now())
         }
         Item::Batch { slot, generation, trades } => {
             let now = now();
             for t in &trades {
-                book.trade(shared, slot, generation, t, now);
+                state.trade(shared, slot, generation, t, now);
             }
         }
         Item::Add { name, anchor_3d, reply } => {
-            let r = book.add(name, anchor_3d);
-            shared.symbols.store(book.live_symbols(), Ordering::Relaxed);
-            shared.allocated.store(book.allocated_symbols(), Ordering::Relaxed);
+            let r = state.add(name, anchor_3d);
+            shared.symbols.store(state.live_symbols(), Ordering::Relaxed);
+            shared.allocated.store(state.allocated_symbols(), Ordering::Relaxed);
             let _ = reply.send(r);
         }
         Item::Remove { slot, generation, reply } => {
-            book.remove(shared, slot, generation);
-            shared.symbols.store(book.live_symbols(), Ordering::Relaxed);
-            settle(book, shared);
+            state.remove(shared, slot, generation);
+            shared.symbols.store(state.live_symbols(), Ordering::Relaxed);
+            settle(state, shared);
             let _ = reply.send(());
         }
         Item::Read { slot, generation, reply } => {
-            let _ = reply.send(book.read(slot as usize, generation));
+            let _ = reply.send(state.read(slot as usize, generation));
         }
         Item::Barrier(reply) => {
-            settle(book, shared);
+            settle(state, shared);
             let _ = reply.send(());
         }
         Item::Snapshot { seq, reply } => {
-            settle(book, shared);
-            let _ = reply.send(book.snapshot(cx.index, seq));
+            settle(state, shared);
+            let _ = reply.send(state.snapshot(cx.index, seq));
         }
         Item::AckSnapshot { seq, reply } => {
-            let _ = reply.send(book.ack_snapshot(seq));
+            let _ = reply.send(state.ack_snapshot(seq));
         }
         Item::Restore { slots, checkpoints, hold, reply } => {
-            let _ = reply.send(book.restore(&slots, &checkpoints, hold));
+            let _ = reply.send(state.restore(&slots, &checkpoints, hold));
         }
         Item::FeedDown { target, since, hold } => {
-            for sym in book.targets(target) {
-                book.feed_down(sym, since, hold);
+            for sym in state.targets(target) {
+                state.feed_down(sym, since, hold);
             }
         }
         Item::Backfill { slot, generation, trades, reply } => {
             let ok =
-                book.is_live(slot as usize, generation) && book.backfill(slot as usize, &trades);
+                state.is_live(slot as usize, generation) && state.backfill(slot as usize, &trades);
             let _ = reply.send(ok);
         }
         Item::FeedUp { target, now, holes, reply } => {
-            for sym in book.targets(target) {
-                book.feed_up(shared, sym, now, holes);
+            for sym in state.targets(target) {
+                state.feed_up(shared, sym, now, holes);
             }
-            settle(book, shared);
+            settle(state, shared);
             let _ = reply.send(());
         }
         Item::Halt { slot, generation, now, reply } => {
-            if book.is_live(slot as usize, generation) {
-                book.halt(slot as usize, now);
+            if state.is_live(slot as usize, generation) {
+                state.halt(slot as usize, now);
             }
             let _ = reply.send(());
         }
         Item::Resume { slot, generation, now, reply } => {
-            if book.is_live(slot as usize, generation) {
-                book.resume(shared, slot as usize, now);
+            if state.is_live(slot as usize, generation) {
+                state.resume(shared, slot as usize, now);
             }
-            settle(book, shared);
+            settle(state, shared);
             let _ = reply.send(());
         }
         Item::Tick => return true,
@@ -122,20 +122,20 @@ fn handle(book: &mut Book, cx: &WorkerContext, item: Item) -> bool {
 
 /// Closes what the clock has passed once it reaches the next sweep time; returns the time.
 /// Not while the spill is over its bound: a later sweep closes the same periods at once.
-fn sweep_if_due(book: &mut Book, cx: &WorkerContext, next_sweep_at: &mut i64) -> i64 {
+fn sweep_if_due(state: &mut PartitionState, cx: &WorkerContext, next_sweep_at: &mut i64) -> i64 {
     let now = cx.clock.now();
-    if now >= *next_sweep_at && book.spilled(&cx.shared) < cx.max_spill {
-        book.sweep(&cx.shared, now);
+    if now >= *next_sweep_at && state.spilled(&cx.shared) < cx.max_spill {
+        state.sweep(&cx.shared, now);
         *next_sweep_at = next_sweep(now, cx.sweep_every, cx.grace);
     }
     now
 }
 
 /// Before answering a caller: what was emitted is in the outbox and the counters are current.
-fn settle(book: &mut Book, shared: &Shared) {
-    book.flush_spill(shared);
-    book.report_waiting_gaps(shared);
-    book.tally.publish(&shared.counters);
+fn settle(state: &mut PartitionState, shared: &Shared) {
+    state.flush_spill(shared);
+    state.report_waiting_holes(shared);
+    state.tally.publish(&shared.counters);
 }
 
 /// The symbol an item is about, if it is a trade: what a panic while applying it taints.
@@ -148,7 +148,7 @@ fn item_symbol(item: &Item) -> Option<u32> {
 
 /// Runs until shutdown. A panic while applying an item is caught, counted and reported; the
 /// worker goes on with the next item.
-pub fn run(mut book: Book, cx: WorkerContext) {
+pub fn run(mut state: PartitionState, cx: WorkerContext) {
     if let Some(cpu) = cx.cpu {
         pin_to(cpu);
     }
@@ -161,16 +161,16 @@ pub fn run(mut book: Book, cx: WorkerContext) {
         let stopping = cx.shutdown.load(Ordering::SeqCst);
         let mut intake = true;
         for _ in 0..BATCH {
-            if book.spilled(&shared) >= cx.max_spill && !stopping {
+            if state.spilled(&shared) >= cx.max_spill && !stopping {
                 intake = false;
                 break;
             }
             let Some(item) = shared.ring.pop() else { break };
             worked = true;
             let tainted = item_symbol(&item);
-            let res = catch_unwind(AssertUnwindSafe(|| handle(&mut book, &cx, item)));
+            let res = catch_unwind(AssertUnwindSafe(|| handle(&mut state, &cx, item)));
             if let Ok(true) = res {
-                sweep_if_due(&mut book, &cx, &mut next_sweep_at);
+                sweep_if_due(&mut state, &cx, &mut next_sweep_at);
             }
             if let Err(panic) = res {
                 bump(&shared.counters.panics);
@@ -182,7 +182,7 @@ pub fn run(mut book: Book, cx: WorkerContext) {
                 let mut msg = format!("partition {}: worker panicked: {what}", cx.index);
                 if let Some(slot) = tainted {
                     let durable = lock(&shared.durable);
-                    if let Some((symbol, last_id)) = book.recover_symbol(&durable, slot) {
+                    if let Some((symbol, last_id)) = state.recover_symbol(&durable, slot) {
                         msg += &format!(
                             "; {symbol} restored to its last acknowledged snapshot (checkpoint {last_id}): \
                              trades after it must be replayed"
@@ -192,20 +192,20 @@ pub fn run(mut book: Book, cx: WorkerContext) {
                 lock(&cx.errors).push(msg);
             }
         }
-        let now = sweep_if_due(&mut book, &cx, &mut next_sweep_at);
-        let drained = book.flush_spill(&shared);
-        book.report_waiting_gaps(&shared);
-        book.tally.publish(&shared.counters);
-        if book.emitted {
-            book.emitted = false;
+        let now = sweep_if_due(&mut state, &cx, &mut next_sweep_at);
+        let drained = state.flush_spill(&shared);
+        state.report_waiting_holes(&shared);
+        state.tally.publish(&shared.counters);
+        if state.emitted {
+            state.emitted = false;
             cx.notifier.notify();
         }
         if worked {
             continue;
         }
         if cx.shutdown.load(Ordering::SeqCst) && shared.ring.is_empty() {
-            book.flush_spill(&shared);
-            book.tally.publish(&shared.counters);
+            state.flush_spill(&shared);
+            state.tally.publish(&shared.counters);
             cx.notifier.notify();
             return;
         }

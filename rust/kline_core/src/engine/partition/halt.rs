@@ -6,10 +6,10 @@
 //! with the first trade timed after the halt, whichever is earlier (exchangeInfo is polled;
 //! the trades may tell sooner).
 
-use super::{Book, Shared, SlotState};
+use super::{PartitionState, Shared, SlotState};
 use crate::kline::FlatRun;
 
-impl Book {
+impl PartitionState {
     /// Interval `i`'s periods without rows, `[from, to)` by open time: from the period holding
     /// the halt to the one holding the resume (`to` = `i64::MAX` while halted; both `i64::MAX`
     /// without a halt).
