@@ -1,8 +1,10 @@
 //! Klines of one interval → klines of a coarser one, exact. Only what the input implies:
 //! a coarser period with no finer row gets no row (an exchange halt leaves none).
 
-use crate::interval::Grid;
+use crate::interval::{Grid, Interval, TimeUnit};
 use crate::kline::Kline;
+use crate::output::kline_csv_line;
+use crate::parse::kline_row::parse_kline_csv;
 use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -15,6 +17,30 @@ pub enum RollupError {
     Unordered { open_time: i64 },
     #[error("kline opening at {open_time} closes before it opens (close time {close_time})")]
     ClosesBeforeOpen { open_time: i64, close_time: i64 },
+    /// A line of the input that is no Binance kline row (1-based).
+    #[error("line {line}: {reason}")]
+    BadLine { line: usize, reason: String },
+}
+
+/// Binance kline CSV lines of one interval → the lines of `to` (times in the input's unit;
+/// `tz_offset_ms` and `anchor_3d_ms` place the coarser grid as Binance does).
+pub fn rollup_csv<S: AsRef<str>>(
+    lines: &[S],
+    to: Interval,
+    tz_offset_ms: i64,
+    anchor_3d_ms: Option<i64>,
+) -> Result<Vec<String>, RollupError> {
+    let klines = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            parse_kline_csv(l.as_ref())
+                .map_err(|reason| RollupError::BadLine { line: i + 1, reason })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let unit = klines.first().map_or(TimeUnit::Millis, |k| TimeUnit::detect(k.open_time));
+    let grid = Grid::new(to, unit, tz_offset_ms, anchor_3d_ms.unwrap_or(0));
+    Ok(rollup(&klines, &grid)?.iter().map(kline_csv_line).collect())
 }
 
 /// Rolls finer klines (increasing open time, one interval) up to `coarse`.
@@ -69,6 +95,24 @@ pub fn rollup(finer: &[Kline], coarse: &Grid) -> Result<Vec<Kline>, RollupError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_lines_roll_up_and_a_bad_line_is_named() {
+        let lines = [
+            "0,1.0,2.0,0.5,1.5,1.0,59999,1.5,1,0.5,0.75,0",
+            "60000,1.5,1.5,1.5,1.5,0.0,119999,0.0,0,0.0,0.0,0",
+        ];
+        let two = Interval::Fixed { ms: 120_000 };
+        let got = rollup_csv(&lines, two, 0, None).unwrap();
+        assert_eq!(
+            got,
+            ["0,1.00000000,2.00000000,0.50000000,1.50000000,1.00000000,119999,1.50000000,1,0.50000000,0.75000000,0"]
+        );
+        let bad = ["0,1.0,2.0"];
+        let e = rollup_csv(&bad, two, 0, None).unwrap_err();
+        assert!(matches!(e, RollupError::BadLine { line: 1, .. }), "{e}");
+        assert!(e.to_string().starts_with("line 1: "), "{e}");
+    }
     use crate::interval::{Interval, TimeUnit, DAY_MS, MINUTE_MS};
 
     const T0: i64 = 1_577_836_800_000; // 2020-01-01 00:00 UTC

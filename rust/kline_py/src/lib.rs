@@ -7,7 +7,6 @@ mod trades;
 use kline_core::decimal::{format_fixed8, parse_decimal, QuoteRule};
 use kline_core::interval::{parse_tz_offset, Grid, Interval, TimeUnit};
 use kline_core::replay::{replay as core_replay, ReplayError as CoreReplayError, ReplayOptions};
-use kline_core::rollup::rollup as core_rollup;
 use kline_core::Kline;
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::create_exception;
@@ -291,32 +290,24 @@ fn aggregate<'py>(
     quote_rule: &str,
     covers: Option<(i64, i64)>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let rule = crate::quote_rule(quote_rule)?;
-    let trades = trades::trades_of(&trades)?;
-    let unit = match time_unit {
-        None => trades.first().map_or(TimeUnit::Millis, |t| TimeUnit::detect(t.time)),
-        Some(name) => time_unit_named(name)?,
+    let opts = kline_core::aggregate::AggregateOptions {
+        intervals: intervals.iter().map(|s| interval(s)).collect::<PyResult<_>>()?,
+        unit: time_unit.map(time_unit_named).transpose()?,
+        tz_offset_ms: tz(tz_offset)?,
+        anchor_3d_ms,
+        quote_rule: crate::quote_rule(quote_rule)?,
+        covers,
     };
-    let offset = tz(tz_offset)?;
-    let grids = intervals
-        .iter()
-        .map(|s| Ok(Grid::new(interval(s)?, unit, offset, anchor_3d_ms.unwrap_or(0))))
-        .collect::<PyResult<Vec<_>>>()?;
-    let (klines, counts) = py
-        .detach(|| kline_core::aggregate(&grids, &trades, rule))
+    let trades = trades::trades_of(&trades)?;
+    let done = py
+        .detach(|| kline_core::aggregate::aggregate_trades(&trades, &opts))
         .map_err(|e| KlineError::new_err(e.to_string()))?;
-    let result = PyDict::new(py);
-    for (name, ks) in intervals.iter().zip(&klines) {
+    let (result, partial) = (PyDict::new(py), PyDict::new(py));
+    for ((name, ks), opens) in intervals.iter().zip(&done.klines).zip(done.partial) {
         result.set_item(name, kline_columns(py, ks)?)?;
-    }
-    let span = trades.iter().map(|t| t.time);
-    let covered = covers.unwrap_or((span.clone().min().unwrap_or(0), span.max().unwrap_or(0) + 1));
-    let partial = PyDict::new(py);
-    for (name, opens) in
-        intervals.iter().zip(kline_core::aggregate::partial_periods(&grids, &klines, covered))
-    {
         partial.set_item(name, opens)?;
     }
+    let counts = done.counts;
     let c = PyDict::new(py);
     c.set_item("trades", counts.applied)?;
     c.set_item("duplicates", counts.duplicates)?;
@@ -381,18 +372,11 @@ fn rollup_csv(
     tz_offset: Option<&str>,
     anchor_3d_ms: Option<i64>,
 ) -> PyResult<Vec<String>> {
-    let klines = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            kline_core::parse::kline_row::parse_kline_csv(l)
-                .map_err(|e| ParseError::new_err(format!("line {}: {e}", i + 1)))
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    let unit = klines.first().map_or(TimeUnit::Millis, |k| TimeUnit::detect(k.open_time));
-    let grid = Grid::new(interval(to_interval)?, unit, tz(tz_offset)?, anchor_3d_ms.unwrap_or(0));
-    let rolled = core_rollup(&klines, &grid).map_err(|e| RollupError::new_err(e.to_string()))?;
-    Ok(rolled.iter().map(kline_core::output::kline_csv_line).collect())
+    let to = interval(to_interval)?;
+    kline_core::rollup::rollup_csv(&lines, to, tz(tz_offset)?, anchor_3d_ms).map_err(|e| match e {
+        kline_core::rollup::RollupError::BadLine { .. } => ParseError::new_err(e.to_string()),
+        _ => RollupError::new_err(e.to_string()),
+    })
 }
 
 #[pymodule]

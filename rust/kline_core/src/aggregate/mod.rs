@@ -1,7 +1,7 @@
 //! One symbol's trades → klines of several intervals at once, in aggTrade id order.
 
 use crate::decimal::QuoteRule;
-use crate::interval::Grid;
+use crate::interval::{Grid, Interval, TimeUnit};
 use crate::kline::{FlatRun, Kline};
 use crate::plausible::{Implausible, TimeLimits};
 use crate::trade::{Skip, Trade};
@@ -295,6 +295,51 @@ pub fn partial_periods(
             _ => Vec::new(),
         })
         .collect()
+}
+
+/// How [`aggregate_trades`] places its grids and sums quote volume.
+#[derive(Debug, Clone)]
+pub struct AggregateOptions {
+    pub intervals: Vec<Interval>,
+    /// The trades' time unit; `None`: detected from the first trade.
+    pub unit: Option<TimeUnit>,
+    pub tz_offset_ms: i64,
+    /// The symbol's 3d anchor (its listing day); `None`: the epoch grid.
+    pub anchor_3d_ms: Option<i64>,
+    pub quote_rule: QuoteRule,
+    /// The span `[start, end)` the trades are all of (a day's dump); `None`: from the first
+    /// trade to just after the last.
+    pub covers: Option<(i64, i64)>,
+}
+
+/// Klines per interval, what happened to the trades, and per interval the open times of the
+/// edge periods the input does not cover whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregation {
+    pub klines: Vec<Vec<Kline>>,
+    pub counts: Counts,
+    pub partial: Vec<Vec<i64>>,
+}
+
+/// [`aggregate`] with its grids placed from `opts`, and the partial edge periods named.
+pub fn aggregate_trades(
+    trades: &[Trade],
+    opts: &AggregateOptions,
+) -> Result<Aggregation, FlatRunTooLong> {
+    let unit = opts
+        .unit
+        .unwrap_or_else(|| trades.first().map_or(TimeUnit::Millis, |t| TimeUnit::detect(t.time)));
+    let grids: Vec<Grid> = opts
+        .intervals
+        .iter()
+        .map(|&iv| Grid::new(iv, unit, opts.tz_offset_ms, opts.anchor_3d_ms.unwrap_or(0)))
+        .collect();
+    let (klines, counts) = aggregate(&grids, trades, opts.quote_rule)?;
+    let times = trades.iter().map(|t| t.time);
+    let covered =
+        opts.covers.unwrap_or((times.clone().min().unwrap_or(0), times.max().unwrap_or(0) + 1));
+    let partial = partial_periods(&grids, &klines, covered);
+    Ok(Aggregation { klines, counts, partial })
 }
 
 /// Aggregates a whole slice of trades (in id order) and closes everything at the end; an

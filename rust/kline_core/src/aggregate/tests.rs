@@ -393,3 +393,25 @@ proptest! {
         prop_assert_eq!(counts.duplicates, noisy.len() as u64 - trades.len() as u64);
     }
 }
+
+#[test]
+fn aggregate_trades_detects_the_unit_places_the_grid_and_names_the_partial_edges() {
+    let t0 = 1_735_689_600_000_000; // 2025-01-01 in µs
+    let trades = [trade(1, t0 + 30_000_000, 100, 1), trade(2, t0 + 90_000_000, 101, 1)];
+    let opts = AggregateOptions {
+        intervals: vec![Interval::Fixed { ms: MINUTE_MS }],
+        unit: None,
+        tz_offset_ms: 0,
+        anchor_3d_ms: None,
+        quote_rule: QuoteRule::PerTrade,
+        covers: None,
+    };
+    let got = aggregate_trades(&trades, &opts).unwrap();
+    let opens: Vec<i64> = got.klines[0].iter().map(|k| k.open_time).collect();
+    assert_eq!(opens, [t0, t0 + 60_000_000], "µs detected: minutes of 60e6 ticks");
+    assert_eq!(got.partial, [vec![t0, t0 + 60_000_000]], "both edges are partial by default");
+    let whole_day = AggregateOptions { covers: Some((t0, t0 + 86_400_000_000)), ..opts };
+    let got = aggregate_trades(&trades, &whole_day).unwrap();
+    assert_eq!(got.partial, [Vec::<i64>::new()], "a dump covering the day leaves none partial");
+    assert_eq!(got.counts.applied, 2);
+}
