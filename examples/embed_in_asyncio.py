@@ -45,7 +45,7 @@ async def feed(engine: kline_rs.Engine, seconds: float) -> None:
 
 async def consume(engine: kline_rs.Engine) -> None:
     """Your app's side: closed klines as they close (prices are integers at 1e-8)."""
-    async for k in engine.closed():
+    async for k in engine.klines():
         close = kline_rs.format_fixed8(k.close)
         print(f"{k.symbol:8} {k.interval:3} {k.open_time} close {close} trades {k.trades}")
 

@@ -215,7 +215,7 @@ def test_numpy_batches_and_the_async_closed_stream() -> None:
             seen: list[kline_rs.ClosedKline] = []
 
             async def consume() -> None:
-                async with contextlib.aclosing(engine.closed()) as stream:
+                async with contextlib.aclosing(engine.klines()) as stream:
                     async for k in stream:
                         seen.append(k)
                         if len(seen) == 2:
@@ -292,7 +292,7 @@ def test_unknown_symbols_and_removal() -> None:
                     buyer_is_maker=np.zeros(2, dtype=bool),
                 ),
             )
-    assert engine.closed_engine
+    assert engine.closed
     with pytest.raises(kline_rs.EngineError):
         engine.add_symbol("CCC")
 

@@ -79,7 +79,7 @@ def test_two_closed_consumers_share_the_klines_and_both_end_on_close() -> None:
         seen: list[list[kline_rs.ClosedKline]] = [[], []]
 
         async def read(into: list[kline_rs.ClosedKline]) -> None:
-            async for k in engine.closed(batch=1):
+            async for k in engine.klines(batch=1):
                 into.append(k)
                 await asyncio.sleep(0.01)  # the other consumer takes the next one meanwhile
 
@@ -126,7 +126,7 @@ def test_a_waiter_beside_a_closed_consumer_is_woken_by_records_and_by_close() ->
         seen: list[kline_rs.ClosedKline] = []
 
         async def read() -> None:
-            async for k in engine.closed():
+            async for k in engine.klines():
                 seen.append(k)
 
         async def wait() -> bool:
@@ -197,7 +197,7 @@ def test_a_closed_consumer_beside_the_persister_is_woken_and_ends_on_close(
         seen: list[kline_rs.ClosedKline] = []
 
         async def read() -> None:
-            async for k in engine.closed():
+            async for k in engine.klines():
                 seen.append(k)
 
         writer = asyncio.create_task(persister.run())
@@ -231,14 +231,14 @@ def test_the_next_consumer_starts_where_one_left_mid_batch(leave: str) -> None:
         with closed_engine_with_klines() as engine:
             first: list[tuple[str, int]] = []
             with contextlib.suppress(LookupError):
-                async for k in engine.closed(batch=5):
+                async for k in engine.klines(batch=5):
                     first.append(key(k))
                     if len(first) == 3:
                         if leave == "break":
                             break
                         raise LookupError("the consumer failed")
             second: list[tuple[str, int]] = []
-            async for k in engine.closed(batch=5):
+            async for k in engine.klines(batch=5):
                 second.append(key(k))
                 if len(first) + len(second) == len(want):
                     break
@@ -264,7 +264,7 @@ def test_when_the_last_consumer_leaves_the_rest_goes_back_to_the_engine(
     async def main() -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
         with closed_engine_with_klines() as engine:
             first: list[tuple[str, int]] = []
-            async with contextlib.aclosing(engine.closed(batch=100)) as stream:
+            async with contextlib.aclosing(engine.klines(batch=100)) as stream:
                 async for k in stream:
                     first.append(key(k))
                     if len(first) == taken:

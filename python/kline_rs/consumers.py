@@ -1,5 +1,5 @@
 """What the Python-side consumers of one engine share: one reader of its wake fd per event
-loop, and the batch in hand of :meth:`Engine.closed <kline_rs.Engine.closed>`."""
+loop, and the batch in hand of :meth:`Engine.klines <kline_rs.Engine.klines>`."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class Waker:
 
 class Consumers:
     """What the Python-side consumers of one engine share: the wake fd's readers, and the
-    batch in hand of :meth:`Engine.closed` (each kline handed out once, the rest where the
+    batch in hand of :meth:`Engine.klines` (each kline handed out once, the rest where the
     next consumer starts)."""
 
     def __init__(self) -> None:

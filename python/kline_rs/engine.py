@@ -124,7 +124,7 @@ class Engine:
         return self._core.partitions
 
     @property
-    def closed_engine(self) -> bool:
+    def closed(self) -> bool:
         """True once :meth:`close` has run."""
         return self._core.closed_engine
 
@@ -196,7 +196,7 @@ class Engine:
         rest = list(frames)
         deadline = time.monotonic() + timeout
         while rest:
-            if self.closed_engine:
+            if self.closed:
                 raise _core.EngineError(
                     f"push_many: the engine is closed ({len(rest)} of {len(frames)} frames "
                     "not pushed)"
@@ -283,7 +283,7 @@ class Engine:
         """
         return await self._consumers.waker(asyncio.get_running_loop(), self).wait(timeout)
 
-    async def closed(self, *, batch: int = 4096) -> AsyncIterator[ClosedKline]:
+    async def klines(self, *, batch: int = 4096) -> AsyncIterator[ClosedKline]:
         """Closed klines as they come, woken through a file descriptor (no polling loop).
 
         Several consumers may read one engine, beside others waiting through
@@ -303,7 +303,7 @@ class Engine:
                 if k is not None:
                     yield k
                     continue
-                if self.closed_engine:
+                if self.closed:
                     return
                 await self.wait_for_records()
         finally:

@@ -403,7 +403,7 @@ class LivePipeline:
             self.engine.resume(s)
 
     async def _consume(self, engine: Engine) -> None:
-        async for k in engine.closed():
+        async for k in engine.klines():
             self._count(k)
 
     def _count(self, k: ClosedKline) -> None:
