@@ -1,50 +1,9 @@
 //! Binance JSON: REST `aggTrades` arrays (websocket frames: see [`super::ws`]).
 
-use crate::decimal::parse_fixed8;
+use super::ws::Fields;
 use crate::trade::Trade;
-use serde::Deserialize;
-use std::borrow::Cow;
 
 pub use super::ws::{parse_ws_message, Message};
-
-/// The fields of an aggTrade (REST element or `aggTrade` event) or of a `trade` event.
-/// Unknown fields (`st`, `nq`, order ids …) are ignored.
-#[derive(Debug, Deserialize)]
-struct Event<'a> {
-    a: Option<i64>,
-    #[serde(borrow)]
-    p: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    q: Option<Cow<'a, str>>,
-    f: Option<i64>,
-    l: Option<i64>,
-    #[serde(rename = "T")]
-    time: Option<i64>,
-    m: Option<bool>,
-}
-
-fn need<T>(v: Option<T>, field: &str) -> Result<T, String> {
-    v.ok_or_else(|| format!("missing field {field:?}"))
-}
-
-fn decimal(v: &Option<Cow<'_, str>>, field: &str) -> Result<i64, String> {
-    let text = need(v.as_deref(), field)?;
-    parse_fixed8(text.as_bytes()).map_err(|e| format!("field {field:?}: {e}"))
-}
-
-impl Event<'_> {
-    fn agg_trade(&self) -> Result<Trade, String> {
-        Ok(Trade {
-            id: need(self.a, "a")?,
-            price: decimal(&self.p, "p")?,
-            qty: decimal(&self.q, "q")?,
-            first_id: need(self.f, "f")?,
-            last_id: need(self.l, "l")?,
-            time: need(self.time, "T")?,
-            buyer_is_maker: need(self.m, "m")?,
-        })
-    }
-}
 
 fn json_error(e: &serde_json::Error) -> String {
     format!("invalid JSON: {e}")
@@ -53,9 +12,9 @@ fn json_error(e: &serde_json::Error) -> String {
 /// Parses a REST `/api/v3/aggTrades` (or futures `/fapi/v1/aggTrades`) response body.
 /// A bad element is reported with its index.
 pub fn parse_rest_agg_trades(body: &[u8]) -> Result<Vec<Trade>, String> {
-    let items: Vec<Event<'_>> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let items: Vec<Fields<'_>> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
     items
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, ev)| ev.agg_trade().map_err(|e| format!("aggTrade #{i}: {e}")))
         .collect()

@@ -183,22 +183,31 @@ fn decimal(v: Field<Cow<'_, str>>, name: &str) -> Result<i64, String> {
 }
 
 impl<'a> Fields<'a> {
-    pub(crate) fn message(self) -> Result<Message<'a>, String> {
-        let kind = match self.e {
+    /// The fields of an aggTrade (a websocket `aggTrade` event or a REST `aggTrades` element:
+    /// the same keys) as a trade: the one aggTrade → [`Trade`] mapping of the JSON parsers.
+    pub(crate) fn agg_trade(self) -> Result<Trade, String> {
+        Ok(Trade {
+            id: self.a.need("a")?,
+            price: decimal(self.p, "p")?,
+            qty: decimal(self.q, "q")?,
+            first_id: self.f.need("f")?,
+            last_id: self.l.need("l")?,
+            time: self.time.need("T")?,
+            buyer_is_maker: self.m.need("m")?,
+        })
+    }
+
+    pub(crate) fn message(mut self) -> Result<Message<'a>, String> {
+        let kind = match std::mem::take(&mut self.e) {
             Field::Ok(e) => e,
             Field::Missing => Cow::Borrowed(""),
             Field::Wrong => return Err("field \"e\" has the wrong type".into()),
         };
         let trade = match &*kind {
-            "aggTrade" => Trade {
-                id: self.a.need("a")?,
-                price: decimal(self.p, "p")?,
-                qty: decimal(self.q, "q")?,
-                first_id: self.f.need("f")?,
-                last_id: self.l.need("l")?,
-                time: self.time.need("T")?,
-                buyer_is_maker: self.m.need("m")?,
-            },
+            "aggTrade" => {
+                let symbol = std::mem::take(&mut self.s);
+                return Ok(Message::Trade { trade: self.agg_trade()?, symbol: symbol.need("s")? });
+            }
             "trade" => {
                 let id = self.t.need("t")?;
                 Trade {
