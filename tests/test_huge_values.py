@@ -75,12 +75,13 @@ def test_pepe_sized_volumes_are_exact_in_json_lines_and_numpy() -> None:
     trades = market.history("PEPEUSDT")
     want = oracle.by_open_time(trades, "1m")[minute]
     from kline_rs.live.output import kline_json
-    from kline_rs.live.trades import agg_trade_rows
 
     clock = kline_rs.ManualClock(market.now_ms)
     with kline_rs.Engine(["1m"], partitions=1, clock=clock) as engine:
         engine.add_symbol("PEPEUSDT")
-        engine.push_trades("PEPEUSDT", agg_trade_rows(trades))
+        engine.push_trades(
+            "PEPEUSDT", kline_rs.parse_agg_trades(json.dumps(trades, default=str).encode())
+        )
         clock.set(minute + 120_000)
         engine.sync()
         klines = [k for b in engine.drain() for k in b.klines]

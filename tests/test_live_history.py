@@ -15,7 +15,6 @@ import pytest
 from kline_rs.engine import closed_kline
 from kline_rs.fake import FakeExchange, Faults, SimulatedMarket
 from kline_rs.live.repair import MAX_ATTEMPTS, GapRepairer, RepairStats
-from kline_rs.live.trades import agg_trade_rows
 from kline_rs.rest import BinanceRest
 from kline_rs.storage import read_klines
 from test_live import (
@@ -159,7 +158,9 @@ async def follow_a_far_ahead_id(
     async with FakeExchange(market) as fx, BinanceRest("spot", base_url=fx.rest_url) as rest:
         with kline_rs.Engine(["1m"], partitions=1, clock=clock, detect_id_gaps=True) as engine:
             engine.add_symbol("BTCUSDT")
-            engine.push_trades("BTCUSDT", agg_trade_rows(real))
+            engine.push_trades(
+                "BTCUSDT", kline_rs.parse_agg_trades(json.dumps(real, default=str).encode())
+            )
             engine.push_raw([json.dumps(frame, default=str).encode()])
             clock.set(market.now_ms + 2 * 60_000)  # what follows the frame closes marked gap
             repairer = GapRepairer(engine, rest, poll_every=0.01, retry_delay=0.01)
@@ -173,7 +174,10 @@ async def follow_a_far_ahead_id(
                     before = market.now_ms
                     market.advance(before + then_minutes * 60_000)
                     later = [t for t in market.history("BTCUSDT") if t["T"] > before]
-                    engine.push_trades("BTCUSDT", agg_trade_rows(later))
+                    engine.push_trades(
+                        "BTCUSDT",
+                        kline_rs.parse_agg_trades(json.dumps(later, default=str).encode()),
+                    )
                     clock.set(market.now_ms + 2 * 60_000)
             finally:
                 task.cancel()

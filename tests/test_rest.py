@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import socket
 from collections import defaultdict
@@ -15,6 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import kline_rs
+import numpy as np
 import pytest
 from aiohttp import web
 from kline_rs import KlineError
@@ -225,7 +228,7 @@ def run(scenario: Scenario, *, venue: VenueName = "spot", **kwargs: Any) -> tupl
     return asyncio.run(main())
 
 
-async def _collect(pages: AsyncIterator[list[Any]]) -> list[list[Any]]:
+async def _collect(pages: AsyncIterator[Any]) -> list[Any]:
     return [page async for page in pages]
 
 
@@ -241,10 +244,11 @@ def test_agg_trades_from_pages_every_trade_once_in_order(venue: VenueName) -> No
 
     fake, pages = run(scenario, venue=venue, trades=trades, limit=10_000)
     assert [len(p) for p in pages] == [1000, 1000, 500]  # the short page ends it
-    got = [t for page in pages for t in page]
-    assert [t["a"] for t in got] == list(range(100, 2600))
-    assert got == trades  # raw JSON: prices stay the exchange's decimal strings
-    assert all(isinstance(t["p"], str) for t in got)
+    got = np.concatenate(pages)
+    assert got["agg_id"].tolist() == list(range(100, 2600))
+    # Parsed by the core from the exchange's decimal strings, exactly.
+    assert got.tolist() == kline_rs.parse_agg_trades(json.dumps(trades).encode()).tolist()
+    assert got["price"][0] == kline_rs.parse_fixed8(trades[0]["p"])
     assert [h.query["fromId"] for h in fake.hits] == ["100", "1100", "2100"]
     assert {h.query["limit"] for h in fake.hits} == {"1000"}
 
@@ -259,10 +263,10 @@ def test_agg_trades_from_stops_at_until_id_and_at_an_empty_page() -> None:
         return upto, requests_upto, everything
 
     fake, (upto, requests_upto, everything) = run(scenario, trades=trades)
-    assert [t["a"] for p in upto for t in p] == list(range(5, 1235))
+    assert [a for p in upto for a in p["agg_id"].tolist()] == list(range(5, 1235))
     assert requests_upto == 2
     # 2000 trades: two full pages, then an empty one says the history ends there.
-    assert [t["a"] for p in everything for t in p] == list(range(1, 2001))
+    assert [a for p in everything for a in p["agg_id"].tolist()] == list(range(1, 2001))
     assert [h.query["fromId"] for h in fake.hits[requests_upto:]] == ["1", "1001", "2001"]
 
 

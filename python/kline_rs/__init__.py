@@ -20,7 +20,9 @@ from kline_rs._core import (
     __version__,
     format_fixed8,
     interval_name,
+    parse_agg_trades,
     parse_fixed8,
+    parse_trades,
 )
 from kline_rs.anchor import Anchor3dWarning
 from kline_rs.replay import ReplaySummary, replay
@@ -124,7 +126,9 @@ __all__ = [
     "as_float",
     "format_fixed8",
     "interval_name",
+    "parse_agg_trades",
     "parse_fixed8",
+    "parse_trades",
     "replay",
     "rollup_csv",
     "to_arrow",

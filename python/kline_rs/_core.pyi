@@ -37,9 +37,11 @@ __all__ = [
     "interval_name",
     "kline_arrow",
     "kline_csv_line",
+    "parse_agg_trades",
     "parse_fixed",
     "parse_fixed8",
     "parse_kline_rows",
+    "parse_trades",
     "replay",
     "rollup_csv",
     "symbol_name",
@@ -170,6 +172,8 @@ class ArrowKlines:
 def kline_arrow(
     columns: Sequence[tuple[str, Any]], time_unit: str | None = None
 ) -> ArrowKlines: ...
+def parse_agg_trades(body: bytes) -> npt.NDArray[np.void]: ...
+def parse_trades(body: bytes) -> npt.NDArray[np.void]: ...
 def parse_kline_rows(rows: list[list[Any]]) -> dict[str, Any]: ...
 def epoch_3d_warning(intervals: list[str], anchor_3d_ms: int | None = None) -> str | None: ...
 def parse_fixed8(text: str) -> int: ...

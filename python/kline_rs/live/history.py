@@ -12,7 +12,6 @@ import logging
 from typing import Any, Protocol
 
 from kline_rs.engine import Engine
-from kline_rs.live.trades import agg_trade_rows
 
 log = logging.getLogger("kline_rs.history")
 HOUR_MS = 3_600_000
@@ -45,7 +44,7 @@ async def backfill_from(engine: Engine, rest: AggTradeHistory, symbol: str, from
     held live trades, deduplicated by id); returns how many."""
     fetched = 0
     async for page in rest.agg_trades_from(symbol, from_id):
-        engine.backfill(symbol, agg_trade_rows(page))
+        engine.backfill(symbol, page)
         fetched += len(page)
     return fetched
 

@@ -18,9 +18,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from kline_rs import _core
 from kline_rs.engine import Engine
-from kline_rs.live.trades import agg_trade_rows
+from kline_rs.klines import TRADE_DTYPE
 
 log = logging.getLogger("kline_rs.repair")
 
@@ -87,14 +89,16 @@ class GapRepairer:
             if attempt:
                 await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
             try:
-                trades: list[dict[str, Any]] = []
-                async for page in self.rest.agg_trades_from(symbol, next_id, until_id=to_id):
-                    trades.extend(t for t in page if t["a"] <= to_id)
+                pages = [
+                    page[page["agg_id"] <= to_id]
+                    async for page in self.rest.agg_trades_from(symbol, next_id, until_id=to_id)
+                ]
+                trades = np.concatenate(pages) if pages else np.empty(0, TRADE_DTYPE)
                 self.stats.trades_fetched += len(trades)
                 fetched += len(trades)
-                if trades:
-                    self.engine.backfill(symbol, agg_trade_rows(trades))
-                    next_id = max(t["a"] for t in trades) + 1
+                if len(trades):
+                    self.engine.backfill(symbol, trades)
+                    next_id = int(trades["agg_id"].max()) + 1
                 short = next_id <= to_id
                 if short:  # REST's history ends before the hole does
                     why = f"REST has ids up to {next_id - 1} only"

@@ -1,43 +1,16 @@
-"""Binance aggTrade JSON objects → the engine's numpy trade arrays (exact integers); raw
-trades seen as aggTrades of one trade."""
+"""Raw trades seen as aggTrades of one trade, so a ``@trade`` feed is repaired and resumed as
+an ``@aggTrade`` feed is (the core parses both REST replies into the same trade arrays)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from kline_rs import _core
-from kline_rs.klines import trades as kline_trades
-
 if TYPE_CHECKING:
     from kline_rs.rest import BinanceRest
-
-
-def agg_trade_rows(trades: Sequence[dict[str, Any]]) -> npt.NDArray[np.void]:
-    """REST/websocket aggTrades (``a p q f l T m``) → a :data:`~kline_rs.TRADE_DTYPE` array.
-
-    Prices and quantities are parsed from their decimal text into integers at 1e-8.
-    """
-    n = len(trades)
-    return kline_trades(
-        agg_id=np.fromiter((t["a"] for t in trades), dtype=np.int64, count=n),
-        price=np.fromiter((_core.parse_fixed8(t["p"]) for t in trades), dtype=np.int64, count=n),
-        qty=np.fromiter((_core.parse_fixed8(t["q"]) for t in trades), dtype=np.int64, count=n),
-        first_id=np.fromiter((t["f"] for t in trades), dtype=np.int64, count=n),
-        last_id=np.fromiter((t["l"] for t in trades), dtype=np.int64, count=n),
-        time=np.fromiter((t["T"] for t in trades), dtype=np.int64, count=n),
-        buyer_is_maker=np.fromiter((bool(t["m"]) for t in trades), dtype=np.bool_, count=n),
-    )
-
-
-def raw_as_agg(t: Mapping[str, Any]) -> dict[str, Any]:
-    """A REST raw trade (``id price qty time isBuyerMaker``) as an aggTrade of one trade."""
-    i = t["id"]
-    return {"a": i, "p": t["price"], "q": t["qty"], "f": i, "l": i, "T": t["time"],
-            "m": t["isBuyerMaker"]}  # fmt: skip
 
 
 class RawTradeRest:
@@ -60,6 +33,6 @@ class RawTradeRest:
 
     async def agg_trades_from(
         self, symbol: str, from_id: int, *, until_id: int | None = None
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncIterator[npt.NDArray[np.void]]:
         async for page in self.rest.historical_trades_from(symbol, from_id, until_id=until_id):
-            yield [raw_as_agg(t) for t in page]
+            yield page

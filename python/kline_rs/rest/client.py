@@ -16,6 +16,8 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+import numpy as np
+import numpy.typing as npt
 
 from kline_rs import _core
 from kline_rs.rest.errors import BinanceApiError, IpBannedError, RateLimitedError, RestError
@@ -138,18 +140,24 @@ class BinanceRest:
 
     async def agg_trades_from(
         self, symbol: str, from_id: int, *, until_id: int | None = None
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Pages of aggregate trades from id ``from_id`` on, 1000 at a time, in id order.
+    ) -> AsyncIterator[npt.NDArray[np.void]]:
+        """Pages of aggregate trades from id ``from_id`` on, 1000 at a time, in id order, as
+        :data:`~kline_rs.TRADE_DTYPE` arrays parsed by the core (exact integers).
 
         Stops after ``until_id`` (inclusive; the last page is cut there) or at the first
         short page, which is where the exchange's history ends for now.
         """
-
-        async def page(next_id: int) -> list[dict[str, Any]]:
-            return await self.agg_trades(symbol, from_id=next_id, limit=self._venue.agg_trades_max)
-
         size = self._venue.agg_trades_max
-        async for p in _pages(page, "aggTrades", "a", from_id, until_id, size):
+
+        async def page(next_id: int) -> npt.NDArray[np.void]:
+            params = _params(symbol=symbol, fromId=next_id, limit=size)
+            weight = self._venue.agg_trades_weight
+            parsed: npt.NDArray[np.void] = await self._get(
+                "aggTrades", params, weight, parse=_core.parse_agg_trades
+            )
+            return parsed
+
+        async for p in _pages(page, "aggTrades", from_id, until_id, size):
             yield p
 
     async def historical_trades(
@@ -167,15 +175,20 @@ class BinanceRest:
 
     async def historical_trades_from(
         self, symbol: str, from_id: int, *, until_id: int | None = None
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Pages of raw trades from id ``from_id`` on, as :meth:`agg_trades_from` pages."""
-
-        async def page(next_id: int) -> list[dict[str, Any]]:
-            top = self._venue.historical_trades_max
-            return await self.historical_trades(symbol, from_id=next_id, limit=top)
-
+    ) -> AsyncIterator[npt.NDArray[np.void]]:
+        """Pages of raw trades from id ``from_id`` on, as :meth:`agg_trades_from` pages (each
+        trade an aggTrade of one: its id is its first and last id)."""
         size = self._venue.historical_trades_max
-        async for p in _pages(page, "historicalTrades", "id", from_id, until_id, size):
+
+        async def page(next_id: int) -> npt.NDArray[np.void]:
+            params = _params(symbol=symbol, fromId=next_id, limit=size)
+            weight = self._venue.historical_trades_weight
+            parsed: npt.NDArray[np.void] = await self._get(
+                "historicalTrades", params, weight, parse=_core.parse_trades
+            )
+            return parsed
+
+        async for p in _pages(page, "historicalTrades", from_id, until_id, size):
             yield p
 
     async def klines(
@@ -222,8 +235,16 @@ class BinanceRest:
             else:
                 cursor = window_end + 1
 
-    async def _get(self, endpoint: str, params: dict[str, str], weight: int) -> Any:
-        """One GET with the limiter, 429 waits and network retries; the parsed JSON."""
+    async def _get(
+        self,
+        endpoint: str,
+        params: dict[str, str],
+        weight: int,
+        *,
+        parse: Callable[[bytes], Any] | None = None,
+    ) -> Any:
+        """One GET with the limiter, 429 waits and network retries; the reply as JSON, or as
+        ``parse`` reads it (the core's parsers: a reply it refuses is a :class:`RestError`)."""
         url = f"{self._base}/{endpoint}"
         failures = 0
         rate_limited = 0
@@ -246,7 +267,12 @@ class BinanceRest:
             if used is not None:
                 self._limiter.observe(used, window)
             if status == 200:
-                return _parse(body, url)
+                if parse is None:
+                    return _parse(body, url)
+                try:
+                    return parse(body)
+                except _core.KlineError as e:
+                    raise RestError(f"GET {url}: {e}") from e
             retry_after = _retry_after(headers)
             if status == 418:
                 span = self._limiter.ban(retry_after)
@@ -275,26 +301,25 @@ class BinanceRest:
 
 
 async def _pages(
-    fetch: Callable[[int], Awaitable[list[dict[str, Any]]]],
+    fetch: Callable[[int], Awaitable[npt.NDArray[np.void]]],
     endpoint: str,
-    key: str,
     from_id: int,
     until_id: int | None,
     page_size: int,
-) -> AsyncIterator[list[dict[str, Any]]]:
-    """Pages by id from ``from_id``: stops after ``until_id`` (inclusive; the last page cut
-    there) or at the first short page, where the exchange's history ends for now."""
+) -> AsyncIterator[npt.NDArray[np.void]]:
+    """Pages of trades by id from ``from_id``: stops after ``until_id`` (inclusive; the last
+    page cut there) or at the first short page, where the exchange's history ends for now."""
     next_id = from_id
     while until_id is None or next_id <= until_id:
         page = await fetch(next_id)
-        if not page:
+        if not len(page):
             return
-        last = int(page[-1][key])
+        last = int(page["agg_id"][-1])
         if last < next_id:
             raise RestError(f"{endpoint} fromId={next_id} went back to id {last}")
         if until_id is not None and last >= until_id:
-            head = [t for t in page if int(t[key]) <= until_id]
-            if head:
+            head = page[page["agg_id"] <= until_id]
+            if len(head):
                 yield head
             return
         yield page

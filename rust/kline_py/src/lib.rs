@@ -408,6 +408,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(symbol_name, m)?)?;
     m.add_function(wrap_pyfunction!(kline_csv_line, m)?)?;
     m.add("TRADE_DTYPE", trades::trade_dtype(py)?)?;
+    m.add_function(wrap_pyfunction!(trades::parse_agg_trades, m)?)?;
+    m.add_function(wrap_pyfunction!(trades::parse_trades, m)?)?;
     engine::register(m)?;
     arrow::register(m)?;
     Ok(())

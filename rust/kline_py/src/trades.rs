@@ -75,3 +75,45 @@ pub fn trades_of(rows: &PyReadonlyArray1<'_, TradeRow>) -> PyResult<Vec<Trade>> 
         })
         .collect())
 }
+
+/// Core trades → a `TRADE_DTYPE` array.
+pub fn trade_array<'py>(
+    py: Python<'py>,
+    trades: &[Trade],
+) -> Bound<'py, numpy::PyArray1<TradeRow>> {
+    let rows: Vec<TradeRow> = trades
+        .iter()
+        .map(|t| TradeRow {
+            agg_id: t.id,
+            price: t.price,
+            qty: t.qty,
+            first_id: t.first_id,
+            last_id: t.last_id,
+            time: t.time,
+            buyer_is_maker: t.buyer_is_maker,
+        })
+        .collect();
+    numpy::PyArray1::from_vec(py, rows)
+}
+
+/// A REST `aggTrades` reply body → a `TRADE_DTYPE` array (a bad element: ParseError).
+#[pyfunction]
+pub fn parse_agg_trades<'py>(
+    py: Python<'py>,
+    body: &[u8],
+) -> PyResult<Bound<'py, numpy::PyArray1<TradeRow>>> {
+    let trades = kline_core::parse::json::parse_rest_agg_trades(body)
+        .map_err(|e| crate::ParseError::new_err(format!("aggTrades: {e}")))?;
+    Ok(trade_array(py, &trades))
+}
+
+/// A REST `historicalTrades` reply body → a `TRADE_DTYPE` array of aggTrades of one trade.
+#[pyfunction]
+pub fn parse_trades<'py>(
+    py: Python<'py>,
+    body: &[u8],
+) -> PyResult<Bound<'py, numpy::PyArray1<TradeRow>>> {
+    let trades = kline_core::parse::json::parse_rest_trades(body)
+        .map_err(|e| crate::ParseError::new_err(format!("historicalTrades: {e}")))?;
+    Ok(trade_array(py, &trades))
+}

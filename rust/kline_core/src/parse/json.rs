@@ -1,7 +1,10 @@
 //! Binance JSON: REST `aggTrades` arrays (websocket frames: see [`super::ws`]).
 
 use super::ws::Fields;
+use crate::decimal::parse_fixed8;
 use crate::trade::Trade;
+use serde::Deserialize;
+use std::borrow::Cow;
 
 pub use super::ws::{parse_ws_message, Message};
 
@@ -20,12 +23,83 @@ pub fn parse_rest_agg_trades(body: &[u8]) -> Result<Vec<Trade>, String> {
         .collect()
 }
 
+/// One element of a REST `historicalTrades` / `trades` reply (`id price qty quoteQty time
+/// isBuyerMaker isBestMatch`); other fields are ignored.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RestTrade<'a> {
+    id: Option<i64>,
+    #[serde(borrow)]
+    price: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    qty: Option<Cow<'a, str>>,
+    time: Option<i64>,
+    is_buyer_maker: Option<bool>,
+}
+
+impl RestTrade<'_> {
+    /// A raw trade as an aggTrade of one (its id is both the first and the last).
+    fn trade(&self) -> Result<Trade, String> {
+        let need = |v: Option<i64>, name: &str| v.ok_or_else(|| format!("missing field {name:?}"));
+        let decimal = |v: &Option<Cow<'_, str>>, name: &str| {
+            let text = v.as_deref().ok_or_else(|| format!("missing field {name:?}"))?;
+            parse_fixed8(text.as_bytes()).map_err(|e| format!("field {name:?}: {e}"))
+        };
+        let id = need(self.id, "id")?;
+        Ok(Trade {
+            id,
+            price: decimal(&self.price, "price")?,
+            qty: decimal(&self.qty, "qty")?,
+            first_id: id,
+            last_id: id,
+            time: need(self.time, "time")?,
+            buyer_is_maker: self.is_buyer_maker.ok_or("missing field \"isBuyerMaker\"")?,
+        })
+    }
+}
+
+/// Parses a REST `historicalTrades` (or `trades`) reply: each raw trade as an aggTrade of
+/// one. A bad element is reported with its index.
+pub fn parse_rest_trades(body: &[u8]) -> Result<Vec<Trade>, String> {
+    let items: Vec<RestTrade<'_>> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| t.trade().map_err(|e| format!("trade #{i}: {e}")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const AGG: &str = r#"{"stream":"ethusdt@aggTrade","data":{"e":"aggTrade","E":1675759520848,"s":"ETHUSDT","a":226532,"p":"1632.46000000","q":"0.34305000","f":228423,"l":228423,"T":1675759520847,"m":false,"M":true,"st":1}}"#;
     const RAW: &str = r#"{"e":"trade","E":1639351062244,"s":"ETHUSDT","t":705291099,"p":"4149.74000000","q":"0.43870000","b":7038593583,"a":7038593613,"T":1639351062243,"m":true,"M":true}"#;
+
+    #[test]
+    fn rest_raw_trades_are_aggtrades_of_one_and_a_bad_one_is_named() {
+        let body = br#"[{"id":28457,"price":"4.00000100","qty":"12.00000000","quoteQty":"48.000012","time":1499865549590,"isBuyerMaker":true,"isBestMatch":true}]"#;
+        let got = parse_rest_trades(body).unwrap();
+        assert_eq!(
+            got,
+            [Trade {
+                id: 28457,
+                price: 400_000_100,
+                qty: 1_200_000_000,
+                first_id: 28457,
+                last_id: 28457,
+                time: 1_499_865_549_590,
+                buyer_is_maker: true,
+            }]
+        );
+        let e = parse_rest_trades(br#"[{"id":1,"price":"1","qty":"1","time":5}]"#).unwrap_err();
+        assert_eq!(e, "trade #0: missing field \"isBuyerMaker\"");
+        let e = parse_rest_trades(
+            br#"[{"id":1,"price":"1.000000001","qty":"1","time":5,"isBuyerMaker":false}]"#,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("trade #0: field \"price\": more than 8 decimals"), "{e}");
+    }
 
     #[test]
     fn combined_agg_trade() {
@@ -107,6 +181,7 @@ mod no_panic {
         fn any_bytes_give_a_result_not_a_panic(frame in prop::collection::vec(any::<u8>(), 0..300)) {
             let _ = parse_ws_message(&frame);
             let _ = parse_rest_agg_trades(&frame);
+            let _ = parse_rest_trades(&frame);
         }
 
         #[test]
