@@ -36,7 +36,7 @@ test: test-rust test-python
 
 test-rust:
 	cargo test -p kline_core --quiet
-	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p kline_core --quiet --test loom_doorbell
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p kline_core --quiet --no-default-features --test loom_doorbell
 
 test-python: develop
 	$(PY) -m pytest -q

@@ -5,6 +5,7 @@
 //! Binance's public-data dumps.
 
 pub mod aggregate;
+#[cfg(feature = "arrow")]
 pub mod arrow;
 pub mod decimal;
 pub mod engine;
