@@ -15,11 +15,11 @@ from typing import Any
 
 import kline_rs
 import numpy as np
-import numpy.typing as npt
 import pytest
-from kline_rs.engine import RECORD_DTYPE, ClosedKline, Engine
+from kline_rs.engine import ClosedKline, Engine
 from kline_rs.live.persist import MAX_ON_STORED_PERIODS, Persister
 from kline_rs.storage import BacklogFullError, SqliteSink, read_klines
+from test_placement import records
 
 T0 = 1_577_836_800_000  # 2020-01-01 00:00 UTC
 M = 60_000
@@ -43,14 +43,6 @@ def flat(interval: str, open_time: int, close_time: int, *, revision: int = 0) -
         "open": 5, "high": 5, "low": 5, "close": 5, "first_trade_id": -1, "last_trade_id": -1,
         "revision": revision, "flat": True,
     }  # fmt: skip
-
-
-def records(*rows: dict[str, Any]) -> npt.NDArray[np.void]:
-    out = np.zeros(len(rows), dtype=RECORD_DTYPE)
-    for i, row in enumerate(rows):
-        for name, value in row.items():
-            out[i][name] = value
-    return out
 
 
 @contextlib.contextmanager

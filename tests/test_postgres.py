@@ -11,8 +11,9 @@ import kline_rs
 import numpy as np
 import numpy.typing as npt
 import pytest
-from kline_rs.engine import RECORD_DTYPE, SNAPSHOT_DTYPE, Engine, Snapshot
+from kline_rs.engine import SNAPSHOT_DTYPE, Engine, Snapshot
 from kline_rs.storage import STORED_DTYPE, SqliteSink, StoreUnavailableError, read_klines
+from test_placement import record, records
 
 if TYPE_CHECKING:
     from postgres_server import PostgresServer
@@ -59,29 +60,6 @@ def engine_output() -> tuple[npt.NDArray[np.void], Snapshot]:
         records = engine.poll_records().klines
     assert records["flat"].sum() >= 2 and len(snapshot.slots) == 2
     return records, snapshot
-
-
-def record(
-    open_time: int, price: int, *, periods: int = 1, revision: int = 0, flat: bool = False
-) -> dict[str, Any]:
-    """One hand-made 1m record of BBB; ``flat``: ``periods`` quiet minutes at ``price``."""
-    return {
-        "symbol": "BBB", "interval": "1m", "open_time": open_time,
-        "close_time": open_time + periods * MINUTE - 1, "open": price, "high": price,
-        "low": price, "close": price, "volume": 0 if flat else 3 * 10**8,
-        "quote_volume": 0 if flat else 3 * price * 10**8, "trades": 0 if flat else 1,
-        "taker_buy_volume": 0, "taker_buy_quote_volume": 0,
-        "first_trade_id": -1 if flat else 7, "last_trade_id": -1 if flat else 7,
-        "revision": revision, "gap": False, "flat": flat,
-    }  # fmt: skip
-
-
-def records(*rows: dict[str, Any]) -> npt.NDArray[np.void]:
-    out = np.zeros(len(rows), dtype=RECORD_DTYPE)
-    for i, row in enumerate(rows):
-        for name, value in row.items():
-            out[i][name] = value
-    return out
 
 
 def assert_same(got: npt.NDArray[np.void], want: npt.NDArray[np.void]) -> None:
