@@ -1,9 +1,11 @@
 //! Fixed cases that pin rules a mutation audit found unguarded: the amend path's raw-trade
-//! count and taker side, the grace of the closing sweep (issue 11). Expected values are
+//! count and taker side, the grace of the closing sweep, lateness after a restore, the amend path's quote
+//! volumes, a freed slot (issue 11). Expected values are
 //! written out from Binance's rules, not computed by the code under test.
 
 use kline_core::engine::clock::ManualClock;
 use kline_core::engine::output::Record;
+use kline_core::engine::table::SlotValue;
 use kline_core::engine::{Engine, EngineConfig, LatePolicy};
 use kline_core::{Kline, Trade};
 use std::sync::Arc;
@@ -101,4 +103,81 @@ fn the_clock_closes_a_kline_only_once_the_grace_has_passed() {
     let got = closed(&e);
     assert_eq!(got.len(), 1, "closed once the grace has passed");
     assert_eq!(got[0].1.close_time, end - 1);
+}
+
+#[test]
+fn after_a_restore_a_trade_before_the_restored_kline_is_late_not_folded_into_it() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let first = engine(&["1m"], clock.clone(), LatePolicy::Drop);
+    first.add_symbol("BTCUSDT", None).unwrap();
+    // Trade 1 opens the second minute [T0+1m, T0+2m); that open kline is what is stored.
+    first.push_trade("BTCUSDT", agg(1, 1, 1, T0 + 70_000, 100 * E8, E8, true)).unwrap();
+    let snap = first.snapshot().unwrap();
+    let slots: Vec<_> = snap.parts.iter().flat_map(|p| p.slots.iter()).collect();
+    assert_eq!(slots.len(), 1);
+    let stored = slots[0].value;
+    drop(first);
+
+    let e = engine(&["1m"], clock, LatePolicy::Drop);
+    e.add_symbol("BTCUSDT", None).unwrap();
+    assert_eq!(e.restore(&[("BTCUSDT", 0, stored)], &[("BTCUSDT", 1)], false).unwrap(), 2);
+    // Trade 2 is newer by id but belongs to the first minute, before the restored kline.
+    let t2 = agg(2, 2, 2, T0 + 30_000, 90 * E8, 2 * E8, false);
+    e.push_trade("BTCUSDT", t2).unwrap();
+    let (values, last_id) = e.read("BTCUSDT").unwrap();
+    assert_eq!((values, last_id), (vec![stored], Some(2)), "the restored kline is unchanged");
+    let late = e.poll_late(10);
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].trade, t2);
+    assert_eq!(e.metrics().partitions[0].late, 1);
+}
+
+#[test]
+fn an_amended_open_kline_adds_the_late_trades_quote_volumes_and_inexact_count() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m", "5m"], clock.clone(), LatePolicy::Amend { allowed_lateness: 120_000 });
+    e.add_symbol("XMRBTC", None).unwrap();
+    // Real spot XMRBTC prices and sizes (decimal.rs tests), each aggTrade of 2 raw trades whose
+    // p·q has 9 decimals, so each is inexact. 2 opens the next minute; 3 comes late to the first.
+    // p·q: 0.005773 × 0.042 = 0.000242466 (Binance: 0.00024246), × 0.228 = 0.001316244 (0.00131624).
+    let t1 = agg(1, 10, 11, T0 + 10_000, 577_300, 4_200_000, true);
+    let t2 = agg(2, 12, 13, T0 + 70_000, 577_300, 4_200_000, false);
+    let t3 = agg(3, 14, 15, T0 + 20_000, 577_300, 22_800_000, false);
+    e.push_trades("XMRBTC", vec![t1, t2, t3]).unwrap();
+    clock.set(T0 + 10 * 60_000);
+    e.sync().unwrap();
+    let got = closed(&e);
+    let one = got.iter().find(|(i, k, _)| *i == 0 && k.open_time == T0).expect("1m at T0");
+    let five = got.iter().find(|(i, k, _)| *i == 1 && k.open_time == T0).expect("5m at T0");
+    // Quote volumes at 1e-16: each trade's p·q truncated to 8 decimals, then summed.
+    let (k, rev) = (one.1, one.2);
+    assert_eq!(rev, 1);
+    assert_eq!(k.quote_volume, (24_246 + 131_624) * 100_000_000);
+    assert_eq!(k.quote_volume_exact, 2_424_660_000_000 + 13_162_440_000_000);
+    assert_eq!(k.inexact_trades, 2);
+    // 5m: trade 3 went into the still open kline (Table::apply).
+    let (k, rev) = (five.1, five.2);
+    assert_eq!(rev, 0);
+    assert_eq!(k.quote_volume, (24_246 * 2 + 131_624) * 100_000_000);
+    assert_eq!(k.taker_buy_quote_volume, (24_246 + 131_624) * 100_000_000);
+    assert_eq!(k.quote_volume_exact, 2_424_660_000_000 * 2 + 13_162_440_000_000);
+    assert_eq!(k.inexact_trades, 3);
+}
+
+#[test]
+fn a_removed_symbols_slot_taken_by_a_new_symbol_starts_empty() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m"], clock, LatePolicy::Drop);
+    e.add_symbol("AAAUSDT", None).unwrap();
+    e.push_trade("AAAUSDT", agg(1, 1, 1, T0 + 1_000, 5 * E8, E8, true)).unwrap();
+    e.remove_symbol("AAAUSDT").unwrap();
+    e.add_symbol("BBBUSDT", None).unwrap(); // one partition: the freed slot is reused
+                                            // Same minute as AAAUSDT's kline, which remove emitted: BBBUSDT's must not continue it.
+    e.push_trade("BBBUSDT", agg(1, 1, 1, T0 + 2_000, 7 * E8, 2 * E8, false)).unwrap();
+    let (values, last_id) = e.read("BBBUSDT").unwrap();
+    assert_eq!(last_id, Some(1));
+    let SlotValue::Open { kline, .. } = values[0] else { panic!("{values:?}") };
+    assert_eq!((kline.open, kline.high, kline.low, kline.close), (7 * E8, 7 * E8, 7 * E8, 7 * E8));
+    assert_eq!((kline.volume, kline.trades), (2 * i128::from(E8), 1));
+    assert_eq!(e.metrics().partitions[0].allocated, 1);
 }

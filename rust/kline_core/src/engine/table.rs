@@ -307,3 +307,22 @@ impl Table {
         self.mark_dirty(idx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_growing_column_gains_a_quarter_of_its_capacity_at_a_time_not_double() {
+        // Exact capacities: `reserve_exact` and `resize` within capacity allocate exactly that.
+        let mut v: Vec<i64> = Vec::new();
+        grow_to(&mut v, 100, 0);
+        assert_eq!((v.len(), v.capacity()), (100, 100));
+        grow_to(&mut v, 101, 7);
+        assert_eq!((v.len(), v.capacity(), v[100]), (101, 125, 7), "a quarter more, not double");
+        grow_to(&mut v, 125, 0);
+        assert_eq!(v.capacity(), 125, "within its capacity a column is not reallocated");
+        grow_to(&mut v, 300, 0);
+        assert_eq!(v.capacity(), 300, "past a quarter more: exactly what is asked");
+    }
+}
