@@ -155,4 +155,49 @@ mod tests {
             Err(Implausible::AheadOfClock)
         );
     }
+
+    #[test]
+    fn each_unit_holds_times_from_its_lower_bound_up_to_but_not_including_its_upper() {
+        let b = UNIT_BOUNDARY;
+        assert!(TimeUnit::Millis.holds(0) && TimeUnit::Millis.holds(b - 1));
+        assert!(!TimeUnit::Millis.holds(b));
+        assert!(TimeUnit::Micros.holds(b) && TimeUnit::Micros.holds(b * 1_000 - 1));
+        assert!(!TimeUnit::Micros.holds(b - 1) && !TimeUnit::Micros.holds(b * 1_000));
+        // The boundary is the one `TimeUnit::detect` guesses by.
+        assert_eq!(TimeUnit::detect(b - 1), TimeUnit::Millis);
+        assert_eq!(TimeUnit::detect(b), TimeUnit::Micros);
+    }
+
+    #[test]
+    fn an_id_may_lead_by_a_million_per_whole_second_elapsed_and_one_second_more() {
+        let ms = TimeLimits::unit_only(TimeUnit::Millis);
+        // 5 whole seconds after the last trade: 6 seconds' worth of ids.
+        assert_eq!(ms.check_id(6_000_000, T + 5_000, 0, T), Ok(()));
+        assert_eq!(ms.check_id(6_000_001, T + 5_000, 0, T), Err(Implausible::IdJump));
+        assert_eq!(ms.check_id(5_000_001, T + 4_999, 0, T), Err(Implausible::IdJump));
+        // Backwards in time: the one second of slack, no less.
+        assert_eq!(ms.check_id(1_000_001, T - 60_000, 0, T), Err(Implausible::IdJump));
+        let us = TimeLimits::unit_only(TimeUnit::Micros);
+        assert_eq!(us.check_id(6_000_000, (T + 5_000) * 1_000, 0, T * 1_000), Ok(()));
+        assert_eq!(
+            us.check_id(6_000_001, (T + 5_000) * 1_000, 0, T * 1_000),
+            Err(Implausible::IdJump)
+        );
+    }
+
+    #[test]
+    fn each_refusal_names_its_reason() {
+        let texts =
+            [Implausible::Unit, Implausible::AheadOfClock, Implausible::Jump, Implausible::IdJump]
+                .map(|why| why.to_string());
+        assert_eq!(
+            texts,
+            [
+                "time outside its unit's range (µs in ms data, or the reverse)",
+                "time too far ahead of the clock",
+                "time too far after the symbol's previous trade",
+                "aggTrade id too far ahead of the symbol's previous one",
+            ]
+        );
+    }
 }
