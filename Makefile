@@ -49,7 +49,9 @@ soak: develop
 # mutants, hours on 2 cores: not part of `make test`). `make mutants MUTATE="kline rollup"`
 # runs a subset, `SHARD=1/4` a quarter of it; the survivors are in
 # $(MUTANTS_OUT)/mutants.out/missed.txt (see TESTING.md).
-MUTATE ?= decimal interval kline plausible aggregate rollup output engine/table engine/partition
+MUTATE ?= decimal interval kline plausible aggregate/mod aggregate/flat rollup output engine/table \
+	engine/partition engine/partition/apply engine/partition/emit engine/partition/sweep \
+	engine/partition/outage engine/partition/durability engine/partition/halt
 MUTANTS_OUT ?= target/mutants
 mutants:
 	test -x .tools/bin/cargo-mutants || cargo install --locked cargo-mutants --root .tools
