@@ -47,7 +47,8 @@ def test_pepe_sized_volumes_pass_rest_history_the_store_show_and_parquet(tmp_pat
 
     market, minute = asyncio.run(scenario())
     want = oracle.by_open_time(market.history("BTCUSDT"), "1m")[minute]
-    assert want["volume"] > 3 * 9 * 10**18 > 2**63  # past i64 at 1e-8
+    # The minute may hold only the meme trades (the wall clock decides where it falls).
+    assert want["volume"] >= 3 * HUGE_QTY > 2**63  # past i64 at 1e-8
     stored = read_klines(db, "BTCUSDT", "1m")
     (row,) = stored[stored["open_time"] == minute]
     assert int(row["volume"]) == want["volume"]
