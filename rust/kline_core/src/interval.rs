@@ -469,6 +469,85 @@ mod tests {
         assert_eq!(g.advance(0, i64::MAX / 10), None);
     }
 
+    #[test]
+    fn units_print_as_ms_and_us() {
+        assert_eq!((TimeUnit::Millis.name(), TimeUnit::Micros.name()), ("ms", "us"));
+    }
+
+    #[test]
+    fn nominal_lengths_and_only_1d_and_up_follow_the_time_zone() {
+        assert_eq!(Interval::ThreeDay.nominal_ms(), 3 * DAY_MS);
+        assert_eq!(Interval::Week.nominal_ms(), WEEK_MS);
+        assert_eq!(Interval::Month.nominal_ms(), 31 * DAY_MS);
+        assert_eq!(iv("12h").nominal_ms(), 12 * HOUR_MS);
+        let follow: Vec<&str> =
+            Interval::BINANCE.into_iter().filter(|n| iv(n).follows_time_zone()).collect();
+        assert_eq!(follow, ["1d", "3d", "1w", "1M"]);
+    }
+
+    #[test]
+    fn three_days_is_the_anchored_grid_and_72_hours_a_fixed_one() {
+        assert_eq!(iv("3d"), Interval::ThreeDay);
+        assert_eq!(iv("72h"), Interval::Fixed { ms: 3 * DAY_MS });
+    }
+
+    #[test]
+    fn a_custom_interval_is_at_most_366_days_in_any_unit() {
+        for ok in ["366d", "8784h", "527040m", "31622400s"] {
+            assert_eq!(iv(ok), Interval::Fixed { ms: 366 * DAY_MS }, "{ok}");
+        }
+        for bad in ["367d", "8785h", "527041m", "31622401s"] {
+            assert!(bad.parse::<Interval>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_epoch_3d_warning_is_given_only_for_3d_without_an_anchor() {
+        let warning = epoch_3d_warning(&[iv("1d"), Interval::ThreeDay], None);
+        assert!(warning.is_some_and(|w| w.contains("3d anchor")), "{warning:?}");
+        assert_eq!(epoch_3d_warning(&[Interval::ThreeDay], Some(1_502_928_000_000)), None);
+        assert_eq!(epoch_3d_warning(&[iv("1d"), iv("1w")], None), None);
+    }
+
+    #[test]
+    fn a_zero_offset_prints_with_a_plus() {
+        assert_eq!(format_tz_offset(0), "+00:00");
+        assert_eq!(format_tz_offset(-MINUTE_MS), "-00:01");
+    }
+
+    #[test]
+    fn a_microsecond_grid_has_the_millisecond_grids_boundaries_times_1000() {
+        let leap_day = days_from_civil(2024, 2, 29) * DAY_MS + 5;
+        let times = [-1, 0, 1_577_836_800_000 + 17, leap_day, 1_735_689_599_999];
+        for name in Interval::BINANCE {
+            for tz in [0, 8 * HOUR_MS, -(5 * HOUR_MS + 30 * MINUTE_MS)] {
+                let ms = Grid::new(iv(name), MS, tz, 1_502_928_000_000);
+                let us = Grid::new(iv(name), TimeUnit::Micros, tz, 1_502_928_000_000);
+                for t in times {
+                    let s = ms.bucket_start(t);
+                    let at = format!("{name} {tz} {t}");
+                    assert_eq!(us.bucket_start(t * 1_000 + 999), s * 1_000, "{at}");
+                    assert_eq!(us.next_start(s * 1_000), ms.next_start(s) * 1_000, "{at}");
+                    let later = ms.advance(s, 5).unwrap();
+                    assert_eq!(us.advance(s * 1_000, 5), Some(later * 1_000), "{at}");
+                    assert_eq!(us.periods_between(s * 1_000, later * 1_000), 5, "{at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_day_of_a_400_year_era_is_february_29() {
+        // 2000-01-01 is day 10 957 since the epoch; + 31 + 28 days is 2000-02-29.
+        assert_eq!(days_from_civil(2000, 2, 29), 11_016);
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
+        for (y, m, d) in [(1600, 2, 29), (2400, 2, 29), (1970, 1, 1), (1969, 12, 31), (2100, 3, 1)]
+        {
+            assert_eq!(civil_from_days(days_from_civil(y, m, d)), (y, m, d));
+        }
+    }
+
     proptest! {
         #[test]
         fn every_grid_contains_its_time(
