@@ -181,3 +181,23 @@ fn a_removed_symbols_slot_taken_by_a_new_symbol_starts_empty() {
     assert_eq!((kline.volume, kline.trades), (2 * i128::from(E8), 1));
     assert_eq!(e.metrics().partitions[0].allocated, 1);
 }
+
+#[test]
+fn a_symbols_3d_klines_step_from_its_own_anchor() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["3d"], clock.clone(), LatePolicy::Drop);
+    // BTCUSDT's listing day 2017-08-17, Binance's 3d anchor for it: 2020-01-01 is 867 days
+    // (289 periods) later, so a 3d period opens at T0; the epoch's grid opens one day before.
+    e.add_symbol("BTCUSDT", Some(1_502_928_000_000)).unwrap();
+    e.add_symbol("EPOCHUSDT", None).unwrap();
+    for s in ["BTCUSDT", "EPOCHUSDT"] {
+        e.push_trade(s, agg(1, 1, 1, T0 + 5_000, E8, E8, true)).unwrap();
+    }
+    let period = |s: &str| match e.read(s).unwrap().0[0] {
+        SlotValue::Open { kline, next } => (kline.open_time, next),
+        other => panic!("{other:?}"),
+    };
+    const DAY: i64 = 86_400_000;
+    assert_eq!(period("BTCUSDT"), (T0, T0 + 3 * DAY));
+    assert_eq!(period("EPOCHUSDT"), (T0 - DAY, T0 + 2 * DAY));
+}
