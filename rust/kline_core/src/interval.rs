@@ -278,6 +278,29 @@ impl Grid {
         self.next_start(start) - 1
     }
 
+    /// Whether every boundary of `coarse` is one of this grid's (same unit): then each
+    /// `coarse` kline is exactly the roll-up of this grid's klines inside it.
+    ///
+    /// Only a fixed-length grid refines another; `coarse`'s boundaries are taken as all of
+    /// `c0 + k·step` (a month's as every local midnight, a superset), each of which must be a
+    /// multiple of this grid's length from its own origin.
+    pub fn refines(&self, coarse: &Grid) -> bool {
+        let Interval::Fixed { ms } = self.interval else {
+            return false;
+        };
+        if self.unit != coarse.unit || self.interval == coarse.interval {
+            return false;
+        }
+        let (per, len) = (self.unit.per_ms(), ms * self.unit.per_ms());
+        let (c0, step) = match coarse.interval {
+            Interval::Fixed { ms } => (-coarse.shift, ms * per),
+            Interval::ThreeDay => (coarse.anchor, 3 * coarse.day()),
+            Interval::Week => (FIRST_MONDAY_MS * per - coarse.shift, WEEK_MS * per),
+            Interval::Month => (-coarse.shift, coarse.day()),
+        };
+        step % len == 0 && (c0 + self.shift).rem_euclid(len) == 0
+    }
+
     /// Length of every period, in ticks; `None` for calendar months.
     pub fn period_len(&self) -> Option<i64> {
         let per = self.unit.per_ms();
@@ -348,6 +371,33 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grid_refines_a_coarser_one_only_where_each_coarse_boundary_is_its_own() {
+        let g = |name: &str, tz_minutes: i64, anchor: i64| {
+            Grid::new(name.parse().unwrap(), TimeUnit::Millis, tz_minutes * MINUTE_MS, anchor)
+        };
+        let utc = |name: &str| g(name, 0, 0);
+        for coarse in ["5m", "1h", "1d", "3d", "1w", "1M"] {
+            assert!(utc("1m").refines(&utc(coarse)), "1m refines {coarse}");
+        }
+        assert!(!utc("7m").refines(&utc("1h")), "60 is no multiple of 7");
+        assert!(!utc("1h").refines(&utc("1m")) && !utc("1h").refines(&utc("1h")));
+        assert!(!utc("1w").refines(&utc("1M")) && !utc("1M").refines(&utc("1M")));
+        assert!(!utc("2d").refines(&utc("1w")), "a week is no whole number of 2 days");
+        // +05:30: local days start at 18:30 UTC, on a half-hour but not an hour.
+        assert!(g("30m", 330, 0).refines(&g("1d", 330, 0)));
+        assert!(!g("1h", 330, 0).refines(&g("1d", 330, 0)));
+        assert!(g("1d", 480, 0).refines(&g("1M", 480, 0)), "both at +08:00");
+        assert!(!g("1d", 0, 0).refines(&g("1w", 480, 0)), "UTC days, weeks at +08:00");
+        // 3d from the listing day: a day grid at the anchor's offset, an hour grid always.
+        let listed = 1_502_928_000_000; // 2017-08-17
+        assert!(utc("1d").refines(&g("3d", 0, listed)) && utc("1h").refines(&g("3d", 0, listed)));
+        assert!(!utc("2d").refines(&g("3d", 0, listed)));
+        let us = Grid::utc("1m".parse().unwrap(), TimeUnit::Micros);
+        assert!(!us.refines(&utc("1h")), "a µs grid and a ms grid are not comparable");
+        assert!(us.refines(&Grid::utc("1h".parse().unwrap(), TimeUnit::Micros)));
+    }
     use proptest::prelude::*;
 
     const MS: TimeUnit = TimeUnit::Millis;

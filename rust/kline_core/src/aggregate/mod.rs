@@ -87,6 +87,11 @@ struct Slot {
 pub struct Aggregator {
     grids: Vec<Grid>,
     slots: Vec<Option<Slot>>,
+    /// The grids trades are applied to: each refined by none of the others.
+    roots: Vec<usize>,
+    /// Per grid, the grids rolled up from its closed klines (see [`Grid::refines`]): one
+    /// update per trade whatever the number of intervals, and the same klines.
+    rolled: Vec<Vec<usize>>,
     last_id: Option<i64>,
     /// Latest open time of any open kline: a trade before it belongs to a closed bucket.
     late_before: i64,
@@ -112,9 +117,12 @@ impl Aggregator {
 
     pub fn with_limits(grids: Vec<Grid>, limits: TimeLimits) -> Self {
         let slots = vec![None; grids.len()];
+        let (roots, rolled) = roll_up_plan(&grids);
         Aggregator {
             grids,
             slots,
+            roots,
+            rolled,
             last_id: None,
             late_before: i64::MIN,
             limits: TimeLimits { max_ahead: None, ..limits },
@@ -199,27 +207,51 @@ impl Aggregator {
         self.counts.applied += 1;
         self.counts.inexact +=
             u64::from(self.quote_rule.of_aggtrade(t.price, t.qty, t.raw_trades()).1);
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            match slot {
-                Some(s) if t.time < s.next => s.kline.apply(t, self.quote_rule),
-                _ => {
+        let rule = self.quote_rule;
+        for r in 0..self.roots.len() {
+            let i = self.roots[r];
+            match &mut self.slots[i] {
+                Some(s) if t.time < s.next => s.kline.apply(t, rule),
+                slot => {
                     let grid = &self.grids[i];
                     let start = grid.bucket_start(t.time);
                     let next = grid.next_start(start);
-                    if let Some(s) = slot.take() {
-                        out.kline(i, &s.kline);
-                        if s.next < start {
-                            out.flat_run(
-                                i,
-                                &FlatRun { start: s.next, end: start, price: s.kline.close },
-                            );
-                        }
+                    let opened = Slot { next, kline: Kline::open_with(t, start, next - 1, rule) };
+                    if let Some(closed) = slot.replace(opened) {
+                        self.close(i, &closed, start, out);
                     }
-                    *slot = Some(Slot {
-                        next,
-                        kline: Kline::open_with(t, start, next - 1, self.quote_rule),
-                    });
                     self.late_before = self.late_before.max(start);
+                }
+            }
+        }
+    }
+
+    /// Hands out grid `i`'s closed kline (then the empty periods up to `start`, the next
+    /// bucket's) and rolls it up into the grids it refines.
+    fn close(&mut self, i: usize, closed: &Slot, start: i64, out: &mut impl KlineSink) {
+        out.kline(i, &closed.kline);
+        if closed.next < start {
+            out.flat_run(i, &FlatRun { start: closed.next, end: start, price: closed.kline.close });
+        }
+        for d in 0..self.rolled[i].len() {
+            let j = self.rolled[i][d];
+            self.roll_up(j, &closed.kline, out);
+        }
+    }
+
+    /// Adds a closed finer kline to grid `j`'s open one, or closes that and opens the bucket
+    /// holding it.
+    fn roll_up(&mut self, j: usize, finer: &Kline, out: &mut impl KlineSink) {
+        match &mut self.slots[j] {
+            Some(s) if finer.open_time < s.next => s.kline.absorb(finer),
+            slot => {
+                let grid = &self.grids[j];
+                let start = grid.bucket_start(finer.open_time);
+                let next = grid.next_start(start);
+                let mut kline = Kline::flat(start, next - 1, finer.close);
+                kline.absorb(finer);
+                if let Some(closed) = slot.replace(Slot { next, kline }) {
+                    self.close(j, &closed, start, out);
                 }
             }
         }
@@ -247,9 +279,35 @@ impl Aggregator {
         (t.time < self.late_before).then_some(Skip::Late)
     }
 
-    /// The open klines (not yet final), one per interval that has seen a trade.
-    pub fn open_klines(&self) -> impl Iterator<Item = (usize, &Kline)> {
-        self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, &s.kline)))
+    /// The open klines (not yet final), one per interval that has seen a trade: a rolled-up
+    /// grid's with the open finer kline in it.
+    pub fn open_klines(&self) -> Vec<(usize, Kline)> {
+        let mut open: Vec<Option<Slot>> = vec![None; self.slots.len()];
+        for &r in &self.roots {
+            self.open_into(r, self.slots[r].as_ref(), &mut open);
+        }
+        open.iter().enumerate().filter_map(|(i, s)| s.map(|s| (i, s.kline))).collect()
+    }
+
+    fn open_into(&self, i: usize, finer: Option<&Slot>, open: &mut [Option<Slot>]) {
+        let mut slot = self.slots[i];
+        if let (Some(finer), false) = (finer, self.roots.contains(&i)) {
+            let k = &finer.kline;
+            match &mut slot {
+                Some(s) if k.open_time < s.next => s.kline.absorb(k),
+                _ => {
+                    let start = self.grids[i].bucket_start(k.open_time);
+                    let next = self.grids[i].next_start(start);
+                    let mut kline = Kline::flat(start, next - 1, k.close);
+                    kline.absorb(k);
+                    slot = Some(Slot { next, kline });
+                }
+            }
+        }
+        open[i] = slot;
+        for &j in &self.rolled[i] {
+            self.open_into(j, slot.as_ref(), open);
+        }
     }
 
     /// Closes every open kline as if the stream ended (replay end of input).
@@ -257,13 +315,43 @@ impl Aggregator {
         if let Some(s) = self.suspect.take() {
             self.refuse(&s, Skip::Implausible(Implausible::Jump));
         }
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            if let Some(s) = slot.take() {
-                out.kline(i, &s.kline);
-            }
+        for r in 0..self.roots.len() {
+            self.finish_grid(self.roots[r], out);
         }
         self.late_before = i64::MIN;
     }
+}
+
+impl Aggregator {
+    /// Closes grid `i`'s open kline, rolls it up, then closes the grids rolled up from it.
+    fn finish_grid(&mut self, i: usize, out: &mut impl KlineSink) {
+        if let Some(s) = self.slots[i].take() {
+            out.kline(i, &s.kline);
+            for d in 0..self.rolled[i].len() {
+                let j = self.rolled[i][d];
+                self.roll_up(j, &s.kline, out);
+            }
+        }
+        for d in 0..self.rolled[i].len() {
+            self.finish_grid(self.rolled[i][d], out);
+        }
+    }
+}
+
+/// Which grids take trades (the roots) and, per grid, which are rolled up from it: from the
+/// finest up, a grid refined by a root rolls up from the coarsest such root (fewest klines to
+/// add), otherwise it is a root itself.
+fn roll_up_plan(grids: &[Grid]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let mut order: Vec<usize> = (0..grids.len()).collect();
+    order.sort_by_key(|&i| (grids[i].interval.nominal_ms(), i));
+    let (mut roots, mut rolled): (Vec<usize>, _) = (Vec::new(), vec![Vec::new(); grids.len()]);
+    for i in order {
+        match roots.iter().rev().find(|&&r| grids[r].refines(&grids[i])) {
+            Some(&r) => rolled[r].push(i),
+            None => roots.push(i),
+        }
+    }
+    (roots, rolled)
 }
 
 /// The open times, among the first (`first`) and last (`last`) periods of a series, of those

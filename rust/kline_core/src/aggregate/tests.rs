@@ -233,7 +233,7 @@ fn the_checkpoint_and_the_open_klines_follow_what_was_applied() {
     let g = grids(&["1m", "5m"], TimeUnit::Millis);
     let mut agg = Aggregator::new(g.clone());
     let mut out = Collect::new(&g);
-    assert_eq!((agg.last_id(), agg.open_klines().count()), (None, 0));
+    assert_eq!((agg.last_id(), agg.open_klines().len()), (None, 0));
     assert_eq!(agg.grids(), &g[..]);
     agg.push(&trade(5, T0 + 10, 100, 1), &mut out).unwrap();
     agg.push(&trade(6, T0 + MINUTE_MS, 101, 1), &mut out).unwrap();
@@ -241,10 +241,10 @@ fn the_checkpoint_and_the_open_klines_follow_what_was_applied() {
     assert!(agg.push(&trade(7, -1, 102, 1), &mut out).is_err()); // invalid time
     assert_eq!(agg.last_id(), Some(6));
     let open: Vec<(usize, i64, i64)> =
-        agg.open_klines().map(|(i, k)| (i, k.open_time, k.close)).collect();
+        agg.open_klines().iter().map(|(i, k)| (*i, k.open_time, k.close)).collect();
     assert_eq!(open, vec![(0, T0 + MINUTE_MS, 101), (1, T0, 101)]);
     agg.finish(&mut out);
-    assert_eq!(agg.open_klines().count(), 0);
+    assert!(agg.open_klines().is_empty());
     assert_eq!(agg.last_id(), Some(6));
 }
 
@@ -301,16 +301,21 @@ fn a_run_of_exactly_the_bound_is_expanded() {
 }
 
 fn arb_trades() -> impl Strategy<Value = Vec<Trade>> {
+    arb_trades_spread(1)
+}
+
+/// Trades whose gaps are `spread` times those of [`arb_trades`] (up to about 4 days × spread).
+fn arb_trades_spread(spread: i64) -> impl Strategy<Value = Vec<Trade>> {
     prop::collection::vec(
         (0i64..200_000, 1i64..1_000_000, 0i64..1_000_000, any::<bool>(), 1i64..4),
         1..300,
     )
-    .prop_map(|rows| {
+    .prop_map(move |rows| {
         let (mut time, mut raw) = (T0, 0);
         rows.into_iter()
             .enumerate()
             .map(|(i, (dt, price, qty, m, n))| {
-                time += dt * (dt % 7); // bursts, quiet stretches, shared ms
+                time += dt * (dt % 7) * spread; // bursts, quiet stretches, shared ms
                 raw += n;
                 Trade {
                     id: i as i64 + 1,
@@ -350,7 +355,54 @@ fn runs_are_cut_and_clipped_without_being_walked() {
     assert_eq!(got[0].0, m.advance(T0, 2).unwrap());
 }
 
+/// Each grid's klines and counts aggregated with the others (finer ones rolled up into
+/// coarser ones) against the same grid aggregated alone (every trade applied to it).
+fn rolled_up_together_as_alone(
+    trades: &[Trade],
+    names: &[&str],
+    picks: &[prop::sample::Index],
+    tz_minutes: i64,
+    anchor_days: i64,
+) -> Result<(), TestCaseError> {
+    let g: Vec<Grid> = picks
+        .iter()
+        .map(|p| {
+            let iv = names[p.index(names.len())].parse::<Interval>().unwrap();
+            Grid::new(iv, TimeUnit::Millis, tz_minutes * MINUTE_MS, T0 + anchor_days * 86_400_000)
+        })
+        .collect();
+    let (together, counts) = aggregate(&g, trades, QuoteRule::PerTrade).unwrap();
+    for (i, grid) in g.iter().enumerate() {
+        let (alone, alone_counts) = aggregate(&[*grid], trades, QuoteRule::PerTrade).unwrap();
+        prop_assert_eq!(&together[i], &alone[0], "{}", grid.interval);
+        prop_assert_eq!(counts, alone_counts);
+    }
+    Ok(())
+}
+
 proptest! {
+    #[test]
+    fn klines_rolled_up_from_finer_grids_are_those_of_every_trade(
+        trades in arb_trades(),
+        picks in prop::collection::vec(any::<prop::sample::Index>(), 1..6),
+        tz in -24i64..=28,
+        anchor in 0i64..3,
+    ) {
+        let names = ["1s", "15s", "1m", "3m", "5m", "7m", "15m", "90m", "1h", "2h", "4h", "1d", "3d"];
+        rolled_up_together_as_alone(&trades, &names, &picks, tz * 30, anchor)?;
+    }
+
+    #[test]
+    fn weeks_and_months_rolled_up_from_finer_grids_are_those_of_every_trade(
+        trades in arb_trades_spread(40),
+        picks in prop::collection::vec(any::<prop::sample::Index>(), 1..6),
+        tz in -24i64..=28,
+        anchor in 0i64..3,
+    ) {
+        let names = ["1h", "4h", "6h", "8h", "12h", "1d", "2d", "3d", "1w", "1M"];
+        rolled_up_together_as_alone(&trades, &names, &picks, tz * 30, anchor)?;
+    }
+
     #[test]
     fn any_split_of_the_input_gives_the_same_klines(trades in arb_trades(), cut in any::<prop::sample::Index>()) {
         let g = grids(&["1m", "5m", "1h"], TimeUnit::Millis);
