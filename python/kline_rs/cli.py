@@ -105,7 +105,12 @@ def _parser() -> argparse.ArgumentParser:
         help="quote volume: each trade's p*q truncated to 8 decimals then summed, as Binance "
         "spot and USD-M (default); exact-sum for COIN-M dumps",
     )
-    r.add_argument("--threads", type=int, default=0, help="parser threads (0: one per core)")
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="threads (0: one per core): whole symbols side by side, or one symbol's parsers",
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     live = sub.add_parser("run", help="follow Binance live; closed klines as JSON lines")

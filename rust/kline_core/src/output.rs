@@ -136,6 +136,11 @@ impl StagedFiles {
         Ok(file)
     }
 
+    /// Takes over `other`'s temporaries (committed or removed with these).
+    pub fn adopt(&mut self, other: &mut StagedFiles) {
+        self.files.append(&mut other.files);
+    }
+
     /// Renames every temporary over its final name; the first failure names its final path.
     pub fn commit(&mut self) -> Result<(), (PathBuf, io::Error)> {
         while let Some((tmp, dest)) = self.files.pop() {

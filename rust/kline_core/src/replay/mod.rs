@@ -1,8 +1,10 @@
 //! Binance public-data aggTrades dumps → Binance kline CSV files.
 //!
-//! A pipeline in bounded memory: one reader cuts the input into blocks of whole lines, parser
-//! threads turn blocks into trades, and the calling thread puts blocks back in order and
-//! aggregates them, one symbol at a time, writing klines as they close.
+//! In bounded memory, input read in blocks of whole lines. Symbols are independent: when the
+//! input holds several of a like size, each thread replays whole symbols (read, parse,
+//! aggregate, write) side by side. Otherwise a pipeline: one reader cuts the input into
+//! blocks, parser threads turn blocks into trades, and the calling thread puts blocks back in
+//! order and aggregates them, one symbol at a time, writing klines as they close.
 
 use crate::aggregate::{partial_edges, Aggregator, Counts, FlatRunTooLong};
 use crate::decimal::QuoteRule;
@@ -26,9 +28,10 @@ use std::time::Instant;
 use thiserror::Error;
 
 mod read;
+mod run;
 mod write;
 
-use read::{parse_worker, plan, read_source, Block, Parsed, Pools};
+use read::{parse, parse_worker, plan, read_source, Block, Parsed, Pools};
 use write::Consumer;
 
 /// Bytes per block handed to a parser: big enough to amortise, small enough to bound memory.
@@ -49,7 +52,8 @@ pub struct ReplayOptions {
     pub anchor_3d_ms: Option<i64>,
     /// Count and report bad rows instead of stopping at the first.
     pub skip_bad: bool,
-    /// Parser threads; 0 = one per usable core.
+    /// Threads (0 = one per usable core): whole symbols side by side when several of like
+    /// size are given, else parsers of one symbol's blocks.
     pub threads: usize,
     pub progress: bool,
     /// A trade further than this (ms) after its symbol's previous one is refused unless the
@@ -172,60 +176,14 @@ pub fn replay(inputs: &[PathBuf], opts: &ReplayOptions) -> Result<ReplaySummary,
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let reader_error: Mutex<Option<ReplayError>> = Mutex::new(None);
-    let pools = Pools::new();
-    let mut consumer = Consumer {
-        opts,
-        files: &files,
-        summary: ReplaySummary::default(),
-        current: None,
-        staged: StagedFiles::default(),
-        line_base: 0,
-        bar: progress_bar(total, opts.progress),
-    };
+    let mut consumer = Consumer::new(opts, &files, progress_bar(total, opts.progress));
     if let Some(warning) = epoch_3d_warning(&opts.intervals, opts.anchor_3d_ms) {
         consumer.summary.warnings.push(format!("{warning} (--anchor-3d YYYY-MM-DD)"));
     }
-    let result: Result<(), ReplayError> = std::thread::scope(|s| {
-        let (block_tx, block_rx) = bounded::<Block>(2 * threads);
-        let (parsed_tx, parsed_rx) = bounded::<Parsed>(2 * threads);
-        let files = &files;
-        let reader_error = &reader_error;
-        let pools = &pools;
-        s.spawn(move || {
-            let mut seq = 0;
-            for (i, (_, path)) in files.iter().enumerate() {
-                let kind = path.file_name().and_then(|n| n.to_str()).and_then(Layout::of_file_name);
-                let res = for_each_csv(path, |name, r| {
-                    read_source(name, kind, r, i, &mut seq, &block_tx, pools)
-                });
-                if let Err(e) = res {
-                    *reader_error.lock().expect("not poisoned") = Some(io_err(path)(e));
-                    return;
-                }
-            }
-        });
-        for _ in 0..threads {
-            let (rx, tx) = (block_rx.clone(), parsed_tx.clone());
-            s.spawn(move || parse_worker(rx, tx, pools));
-        }
-        drop((block_rx, parsed_tx));
-        let mut pending = BTreeMap::new();
-        let mut next = 0u64;
-        for parsed in parsed_rx {
-            pending.insert(parsed.seq, parsed);
-            while let Some(p) = pending.remove(&next) {
-                consumer.handle(p, pools)?;
-                next += 1;
-            }
-        }
-        Ok(())
-    });
-    result?;
-    if let Some(e) = reader_error.into_inner().expect("not poisoned") {
-        return Err(e);
+    match run::symbols_side_by_side(&files, threads) {
+        Some(jobs) => run::by_symbol(&mut consumer, &jobs, threads)?,
+        None => run::pipelined(&mut consumer, threads)?,
     }
-    consumer.finish_symbol()?;
     consumer.staged.commit().map_err(|(path, e)| io_err(&path)(e))?;
     consumer.bar.finish_and_clear();
     let mut summary = std::mem::take(&mut consumer.summary);

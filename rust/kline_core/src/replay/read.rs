@@ -111,14 +111,13 @@ impl Pools {
 
 /// Reads one source (a file, or a zip entry) into blocks of whole lines. `kind`: what its file
 /// name says it holds; without it, its header says, else aggTrades.
-#[allow(clippy::too_many_arguments)]
+/// Each block goes to `emit`, which returns false to stop reading (its user stopped).
 pub(super) fn read_source(
     name: &str,
     kind: Option<Layout>,
     r: &mut dyn Read,
-    file: usize,
-    seq: &mut u64,
-    tx: &Sender<Block>,
+    (file, seq): (usize, &mut u64),
+    emit: &mut dyn FnMut(Block) -> bool,
     pools: &Pools,
 ) -> io::Result<()> {
     let source: Arc<str> = name.into();
@@ -176,7 +175,7 @@ pub(super) fn read_source(
         };
         *seq += 1;
         first = false;
-        if tx.send(block).is_err() {
+        if !emit(block) {
             return Ok(()); // the consumer stopped (an error it reports)
         }
         if eof {
@@ -185,25 +184,29 @@ pub(super) fn read_source(
     }
 }
 
+/// Parses one block into trades (and bad rows), handing its bytes back to the pool.
+pub(super) fn parse(b: Block, pools: &Pools) -> Parsed {
+    let mut trades = pools.trades();
+    let mut bad = Vec::new();
+    let lines = parse_block(b.layout, &b.data[b.skip_bytes..], &mut trades, &mut bad);
+    let bytes = b.data.len() as u64;
+    let _ = pools.bytes.0.send(b.data);
+    Parsed {
+        seq: b.seq,
+        file: b.file,
+        source: b.source,
+        first: b.first,
+        skipped: b.skipped,
+        lines,
+        bytes,
+        trades,
+        bad,
+    }
+}
+
 pub(super) fn parse_worker(rx: Receiver<Block>, tx: Sender<Parsed>, pools: &Pools) {
     for b in rx {
-        let mut trades = pools.trades();
-        let mut bad = Vec::new();
-        let lines = parse_block(b.layout, &b.data[b.skip_bytes..], &mut trades, &mut bad);
-        let bytes = b.data.len() as u64;
-        let _ = pools.bytes.0.send(b.data);
-        let parsed = Parsed {
-            seq: b.seq,
-            file: b.file,
-            source: b.source,
-            first: b.first,
-            skipped: b.skipped,
-            lines,
-            bytes,
-            trades,
-            bad,
-        };
-        if tx.send(parsed).is_err() {
+        if tx.send(parse(b, pools)).is_err() {
             return;
         }
     }

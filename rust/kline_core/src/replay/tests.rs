@@ -184,3 +184,74 @@ fn a_corrupt_aggtrade_id_is_refused_not_a_reason_to_drop_the_rest() {
     let s = replay(&[path], &o).unwrap();
     assert_eq!((s.counts.applied, s.counts.implausible_id, s.counts.duplicates), (4_999, 1, 0));
 }
+
+/// Four symbols of like size, each a day of trades every 3 s; `bad(symbol, row)` rows are
+/// unreadable.
+fn four_symbols(dir: &Path, bad: impl Fn(usize, i64) -> bool) -> Vec<PathBuf> {
+    ["ADAUSDT", "BTCUSDT", "ETHUSDT", "XRPUSDT"]
+        .iter()
+        .enumerate()
+        .map(|(s, symbol)| {
+            let path = dir.join(format!("{symbol}-aggTrades-2020-01-02.csv"));
+            let mut f = File::create(&path).unwrap();
+            for i in 0..28_800i64 {
+                let t = 1_577_923_200_000 + i * 3_000;
+                let p = 100 + (i * 7 + s as i64) % 13;
+                if bad(s, i) {
+                    writeln!(f, "{i},{p}.5,0.0x1,{i},{i},{t},False,True").unwrap();
+                } else {
+                    writeln!(f, "{i},{p}.5,0.001,{i},{i},{t},{},True", i % 3 == 0).unwrap();
+                }
+            }
+            path
+        })
+        .collect()
+}
+
+fn replayed(
+    dir: &Path,
+    out: &str,
+    threads: usize,
+    skip_bad: bool,
+) -> Result<ReplaySummary, ReplayError> {
+    let intervals = ["1m", "5m", "1h"].iter().map(|i| i.parse().unwrap()).collect();
+    let opts = ReplayOptions { threads, skip_bad, ..ReplayOptions::new(intervals, dir.join(out)) };
+    replay(&[dir.to_path_buf()], &opts)
+}
+
+#[test]
+fn symbols_replayed_side_by_side_give_what_one_thread_gives() {
+    let dir = scratch("side-by-side");
+    four_symbols(&dir, |s, i| s >= 1 && i % 5_000 == 17);
+    assert!(
+        run::symbols_side_by_side(&plan(std::slice::from_ref(&dir), None).unwrap(), 2).is_some()
+    );
+    let apart = replayed(&dir, "two", 2, true).unwrap();
+    let alone = replayed(&dir, "one", 1, true).unwrap();
+    assert_eq!((apart.files, apart.rows, apart.bad_rows), (4, 4 * 28_800, 3 * 6));
+    assert_eq!((apart.counts, apart.klines_written), (alone.counts, alone.klines_written));
+    let lines =
+        |s: &ReplaySummary| s.bad_examples.iter().map(|b| b.to_string()).collect::<Vec<_>>();
+    assert_eq!(lines(&apart), lines(&alone), "bad rows in input order");
+    assert!(lines(&apart)[0].contains("BTCUSDT") && lines(&apart)[17].contains("XRPUSDT"));
+    assert_eq!(apart.partial, alone.partial);
+    let names = |s: &ReplaySummary| {
+        s.outputs.iter().map(|p| p.file_name().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&apart), names(&alone), "outputs in input order");
+    for name in names(&apart) {
+        let read = |out: &str| std::fs::read(dir.join(out).join(&name)).unwrap();
+        assert_eq!(read("two"), read("one"), "{name:?}");
+    }
+}
+
+#[test]
+fn of_symbols_replayed_side_by_side_the_first_failing_one_is_reported_and_nothing_written() {
+    let dir = scratch("side-by-side-fails");
+    // ETHUSDT fails early in its file, BTCUSDT (before it in input order) late in its own.
+    four_symbols(&dir, |s, i| (s == 1 && i == 28_000) || (s == 2 && i == 3));
+    let err = replayed(&dir, "out", 2, false).unwrap_err();
+    assert!(err.to_string().contains("BTCUSDT-aggTrades-2020-01-02.csv:28001"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.join("out")).unwrap().collect();
+    assert!(left.is_empty(), "no output, final or partial: {left:?}");
+}

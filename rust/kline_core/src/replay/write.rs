@@ -23,7 +23,41 @@ pub(super) struct Consumer<'a> {
     pub(super) bar: indicatif::ProgressBar,
 }
 
-impl Consumer<'_> {
+impl<'a> Consumer<'a> {
+    pub(super) fn new(
+        opts: &'a ReplayOptions,
+        files: &'a [(String, PathBuf)],
+        bar: indicatif::ProgressBar,
+    ) -> Self {
+        Consumer {
+            opts,
+            files,
+            summary: ReplaySummary::default(),
+            current: None,
+            staged: StagedFiles::default(),
+            line_base: 0,
+            bar,
+        }
+    }
+
+    /// Adds what `other` replayed (later symbols) to this one's summary and outputs.
+    pub(super) fn merge(&mut self, mut other: Consumer<'_>) {
+        let (sum, theirs) = (&mut self.summary, std::mem::take(&mut other.summary));
+        sum.files += theirs.files;
+        sum.bytes += theirs.bytes;
+        sum.rows += theirs.rows;
+        sum.counts.add(&theirs.counts);
+        sum.bad_rows += theirs.bad_rows;
+        sum.klines_written += theirs.klines_written;
+        sum.outputs.extend(theirs.outputs);
+        sum.partial.extend(theirs.partial);
+        let room = BAD_EXAMPLES.saturating_sub(sum.bad_examples.len());
+        sum.bad_examples.extend(theirs.bad_examples.into_iter().take(room));
+        let room = BAD_EXAMPLES.saturating_sub(sum.warnings.len());
+        sum.warnings.extend(theirs.warnings.into_iter().take(room));
+        self.staged.adopt(&mut other.staged);
+    }
+
     pub(super) fn grids(&self, unit: TimeUnit) -> Vec<Grid> {
         let anchor = self.opts.anchor_3d_ms.unwrap_or(0);
         self.opts
