@@ -165,24 +165,32 @@ pub fn parse_trade_row(line: &[u8]) -> Result<Trade, String> {
     })
 }
 
-/// Eight ASCII digits (little-endian load) → their value, or `None` if any is not a digit.
+/// How many of the 8 bytes of `v` (little-endian: the first byte lowest) are ASCII digits
+/// before the first that is not (8: all are).
 #[inline]
-fn eight_digits(chunk: [u8; 8]) -> Option<u64> {
-    let v = u64::from_le_bytes(chunk);
-    let all_digits = (v & 0xF0F0_F0F0_F0F0_F0F0)
-        | ((v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4)
-        == 0x3333_3333_3333_3333;
-    if !all_digits {
-        return None;
-    }
-    let v = v - 0x3030_3030_3030_3030;
+fn digit_run(v: u64) -> usize {
+    // Per byte 0x33 exactly for '0'..='9' (high nibble 3, and 3 again after adding 6). A
+    // carry out of a non-digit byte only reaches the bytes after it, which do not count.
+    let nibbles = (v & 0xF0F0_F0F0_F0F0_F0F0)
+        | ((v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4);
+    let off = nibbles ^ 0x3333_3333_3333_3333;
+    (off.trailing_zeros() / 8) as usize
+}
+
+/// The value of the first `n` (1..=8) bytes of `v`, all ASCII digits.
+#[inline]
+fn digits_value(v: u64, n: usize) -> u64 {
+    // The n digits moved to the top as the last of 8, after zeros: same value. Bytes after
+    // them may borrow in the subtraction; they are shifted out.
+    let v = v.wrapping_sub(0x3030_3030_3030_3030) << (8 * (8 - n));
     let v = v.wrapping_mul(10).wrapping_add(v >> 8);
     let mask = 0x0000_00FF_0000_00FF;
-    let v = ((v & mask).wrapping_mul(100 + (1_000_000 << 32)))
+    ((v & mask).wrapping_mul(100 + (1_000_000 << 32)))
         .wrapping_add(((v >> 16) & mask).wrapping_mul(1 + (10_000 << 32)))
-        >> 32;
-    Some(v)
+        >> 32
 }
+
+const POW10: [u64; 9] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
 
 /// Single-pass reader of the common row shape. Anything unusual returns `None` and the row is
 /// re-read by [`parse_row`], which explains what is wrong.
@@ -197,16 +205,32 @@ impl Fast<'_> {
         (*self.s.get(self.i)? == b',').then(|| self.i += 1)
     }
 
+    /// `\d{1,18}`. The usual ids and times (up to 16 digits) are read 8 bytes at a time.
     #[inline]
     fn uint(&mut self) -> Option<i64> {
-        let start = self.i;
-        let mut v: i64 = 0;
-        if let Some(chunk) = self.s.get(self.i..self.i + 8) {
-            if let Some(eight) = eight_digits(chunk.try_into().ok()?) {
-                v = eight as i64;
-                self.i += 8;
+        if let Some(chunk) = self.s.get(self.i..self.i + 16) {
+            let a = u64::from_le_bytes(chunk[..8].try_into().ok()?);
+            let n = digit_run(a);
+            if n < 8 {
+                self.i += n;
+                return (n > 0).then(|| digits_value(a, n) as i64);
+            }
+            let b = u64::from_le_bytes(chunk[8..].try_into().ok()?);
+            let m = digit_run(b);
+            if m < 8 {
+                self.i += 8 + m;
+                let v = digits_value(a, 8) * POW10[m] + if m > 0 { digits_value(b, m) } else { 0 };
+                return Some(v as i64);
             }
         }
+        self.uint_bytewise()
+    }
+
+    /// [`Fast::uint`] a byte at a time: near the end of a block, or past 16 digits.
+    #[cold]
+    fn uint_bytewise(&mut self) -> Option<i64> {
+        let start = self.i;
+        let mut v: i64 = 0;
         while let Some(&c) = self.s.get(self.i) {
             let d = c.wrapping_sub(b'0');
             if d > 9 {
@@ -241,12 +265,14 @@ impl Fast<'_> {
             return Some(int);
         }
         self.i += 1;
-        if let Some(chunk) = self.s.get(self.i..self.i + 8) {
-            let chunk: [u8; 8] = chunk.try_into().ok()?;
-            if let Some(frac) = eight_digits(chunk) {
-                self.i += 8;
-                return Some(int + frac as i64);
+        if let Some(chunk) = self.s.get(self.i..self.i + 9) {
+            let a = u64::from_le_bytes(chunk[..8].try_into().ok()?);
+            let n = digit_run(a);
+            if n == 0 || (n == 8 && chunk[8].is_ascii_digit()) {
+                return None; // no digits, or more than 8
             }
+            self.i += n;
+            return Some(int + (digits_value(a, n) * POW10[8 - n]) as i64);
         }
         let start = self.i;
         let mut frac: i64 = 0;
@@ -527,7 +553,38 @@ mod tests {
         }
     }
 
+    /// `n` random digits (a leading zero now and then).
+    fn digits(n: usize) -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy;
+        proptest::collection::vec(proptest::sample::select(b"0123456789".to_vec()), n)
+            .prop_map(|d| String::from_utf8(d).unwrap())
+    }
+
+    /// A row in the usual shape with numbers of any length (1 to 20 digits, 0 to 10 decimals),
+    /// followed by another line, so 8- and 16-byte reads see what comes after each field.
+    fn any_length_row() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::strategy::Strategy;
+        let int = (1usize..=20).prop_flat_map(digits);
+        let dec = ((1usize..=13).prop_flat_map(digits), (0usize..=10).prop_flat_map(digits))
+            .prop_map(|(i, f)| if f.is_empty() { i } else { format!("{i}.{f}") });
+        (int.clone(), dec.clone(), dec, int.clone(), int.clone(), int, proptest::bool::ANY)
+            .prop_map(|(a, p, q, f, l, t, m)| {
+                format!("{a},{p},{q},{f},{l},{t},{m}\n1,1,1,1,1,1,true\n").into_bytes()
+            })
+    }
+
     proptest::proptest! {
+        #[test]
+        fn fast_and_careful_parsers_agree_on_numbers_of_any_length(block in any_length_row()) {
+            let (mut trades, mut bad) = (Vec::new(), Vec::new());
+            parse_block(Layout::AggTrades, &block, &mut trades, &mut bad);
+            let row = line_at(&block, 0);
+            let careful = parse_row(row).and_then(|t| usable(t, || row));
+            let first = if bad.first().is_some_and(|b| b.0 == 0) { None } else { trades.first().copied() };
+            proptest::prop_assert_eq!(first, careful.clone().ok());
+            proptest::prop_assert_eq!(bad.first().filter(|b| b.0 == 0).map(|b| b.1.clone()), careful.err());
+        }
+
         #[test]
         fn fast_and_careful_parsers_agree_on_any_bytes(row in proptest::collection::vec(
             proptest::sample::select(b"0123456789.,-TrueFalsf\r".to_vec()), 0..80)) {
