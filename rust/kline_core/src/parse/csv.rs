@@ -200,13 +200,13 @@ struct Fast<'a> {
 }
 
 impl Fast<'_> {
-    #[inline]
+    #[inline(always)]
     fn sep(&mut self) -> Option<()> {
         (*self.s.get(self.i)? == b',').then(|| self.i += 1)
     }
 
     /// `\d{1,18}`. The usual ids and times (up to 16 digits) are read 8 bytes at a time.
-    #[inline]
+    #[inline(always)]
     fn uint(&mut self) -> Option<i64> {
         if let Some(chunk) = self.s.get(self.i..self.i + 16) {
             let a = u64::from_le_bytes(chunk[..8].try_into().ok()?);
@@ -244,7 +244,7 @@ impl Fast<'_> {
         (n > 0 && n <= 18).then_some(v)
     }
 
-    #[inline]
+    #[inline(always)]
     fn int(&mut self) -> Option<i64> {
         if self.s.get(self.i) == Some(&b'-') {
             self.i += 1;
@@ -254,7 +254,7 @@ impl Fast<'_> {
     }
 
     /// `\d{1,11}(\.\d{1,8})?` at 1e-8.
-    #[inline]
+    #[inline(always)]
     fn decimal(&mut self) -> Option<i64> {
         let int = self.uint()?;
         if int >= 92_233_720_368 {
@@ -291,7 +291,7 @@ impl Fast<'_> {
         Some(int + frac * 10_i64.pow(8 - n as u32))
     }
 
-    #[inline]
+    #[inline(always)]
     fn boolean(&mut self) -> Option<bool> {
         let rest = &self.s[self.i.min(self.s.len())..];
         let (v, n) = match rest.first()? {
@@ -306,7 +306,7 @@ impl Fast<'_> {
     }
 
     /// `id,price,qty,`: how both kinds of row start.
-    #[inline]
+    #[inline(always)]
     fn id_price_qty(&mut self) -> Option<(i64, i64, i64)> {
         let id = self.int()?;
         self.sep()?;
@@ -318,7 +318,7 @@ impl Fast<'_> {
     }
 
     /// `time,isBuyerMaker`, an optional `,isBestMatch`, then the line ending: how both end.
-    #[inline]
+    #[inline(always)]
     fn time_side_end(&mut self) -> Option<(i64, bool)> {
         let time = self.int()?;
         self.sep()?;
@@ -339,7 +339,7 @@ impl Fast<'_> {
     }
 
     /// One raw-trade row (`id,p,q,quoteQty,T,m[,M]`) up to and including its `\n`.
-    #[inline]
+    #[inline(always)]
     fn trade_row(&mut self) -> Option<Trade> {
         let (id, price, qty) = self.id_price_qty()?;
         self.decimal()?; // quoteQty: Binance's own trunc8(p·q), the rule the core applies
@@ -349,7 +349,7 @@ impl Fast<'_> {
     }
 
     /// One aggTrade row up to and including its `\n` (or the end of the block).
-    #[inline]
+    #[inline(always)]
     fn row(&mut self) -> Option<Trade> {
         let (id, price, qty) = self.id_price_qty()?;
         let first_id = self.int()?;
