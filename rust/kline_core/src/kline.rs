@@ -72,6 +72,14 @@ impl Kline {
     /// Adds a later trade of the same bucket.
     #[inline]
     pub fn apply(&mut self, t: &Trade, rule: QuoteRule) {
+        let raw = t.raw_trades();
+        self.apply_valued(t, rule.of_aggtrade(t.price, t.qty, raw));
+    }
+
+    /// [`Kline::apply`] with the trade's quote value (and whether it may be inexact) already
+    /// taken by [`QuoteRule::of_aggtrade`].
+    #[inline]
+    pub fn apply_valued(&mut self, t: &Trade, (pq, inexact): (i128, bool)) {
         if self.trades == 0 {
             self.open = t.price;
             self.high = t.price;
@@ -83,7 +91,6 @@ impl Kline {
         self.close = t.price;
         let q = i128::from(t.qty);
         let raw = t.raw_trades();
-        let (pq, inexact) = rule.of_aggtrade(t.price, t.qty, raw);
         self.inexact_trades += u64::from(inexact);
         self.quote_volume_exact += product(t.price, t.qty);
         self.volume += q;

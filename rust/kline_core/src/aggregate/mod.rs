@@ -205,13 +205,13 @@ impl Aggregator {
         self.last_time = Some(self.last_time.map_or(t.time, |l| l.max(t.time)));
         self.first_time.get_or_insert(t.time);
         self.counts.applied += 1;
-        self.counts.inexact +=
-            u64::from(self.quote_rule.of_aggtrade(t.price, t.qty, t.raw_trades()).1);
         let rule = self.quote_rule;
+        let valued = rule.of_aggtrade(t.price, t.qty, t.raw_trades());
+        self.counts.inexact += u64::from(valued.1);
         for r in 0..self.roots.len() {
             let i = self.roots[r];
             match &mut self.slots[i] {
-                Some(s) if t.time < s.next => s.kline.apply(t, rule),
+                Some(s) if t.time < s.next => s.kline.apply_valued(t, valued),
                 slot => {
                     let grid = &self.grids[i];
                     let start = grid.bucket_start(t.time);
