@@ -45,11 +45,9 @@ from kline_rs.rest import BinanceRest
 from kline_rs.storage import SqliteSink
 from kline_rs.storage import sqlite as lite
 from kline_rs.storage.base import (
-    PRICE_DIGITS,
-    QUOTE_DIGITS,
     ROW_COLUMNS,
     SLOT_COLUMNS,
-    VOLUME_DIGITS,
+    TEXT_DIGITS,
     Placer,
     Row,
     fixed_text,
@@ -63,11 +61,8 @@ VENUE = "spot"
 Records = npt.NDArray[np.void]
 
 #: How each RECORD_DTYPE field becomes a stored value (decimals as exact text).
-DIGITS = {
-    "open": PRICE_DIGITS, "high": PRICE_DIGITS, "low": PRICE_DIGITS, "close": PRICE_DIGITS,
-    "volume": VOLUME_DIGITS, "quote_volume": QUOTE_DIGITS, "taker_buy_volume": VOLUME_DIGITS,
-    "taker_buy_quote_volume": QUOTE_DIGITS,
-}  # fmt: skip
+#: The store's own text columns and their decimals (what the peer writes as text too).
+DIGITS = TEXT_DIGITS
 
 
 # ---------------------------------------------------------------- timing
