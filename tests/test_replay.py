@@ -286,6 +286,21 @@ def test_cli_replays_and_summarises_on_stderr(tmp_path: Path) -> None:
     assert read_lines(out / "BTCUSDT-5m.csv") == EXPECTED_5M
 
 
+def test_the_replay_command_imports_neither_numpy_nor_the_live_pipeline(tmp_path: Path) -> None:
+    """Their import (numpy alone ~0.2 s) took longer than replaying a small dump."""
+    src = write(tmp_path / "in" / "BTCUSDT-aggTrades-2024-03-04.csv", spot(TRADES))
+    probe = (
+        "import sys; from kline_rs.cli import main; "
+        f"code = main(['replay', {str(src)!r}, '--out', {str(tmp_path / 'out')!r}]); "
+        "heavy = sorted(m for m in ('numpy', 'asyncio', 'websockets', 'aiohttp', 'sqlite3') "
+        "if m in sys.modules); print(code, heavy)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "0 []", done.stdout + done.stderr
+
+
 def test_cli_fails_with_exit_1_on_a_bad_row_and_skip_bad_goes_on(tmp_path: Path) -> None:
     text = spot(TRADES[:2]) + "101.5,oops\n" + spot(TRADES[2:])
     src = write(tmp_path / "in" / "BTCUSDT-aggTrades-2024-03-04.csv", text)

@@ -10,7 +10,6 @@ from typing_extensions import Self
 
 __all__ = [
     "DEFAULT_MAX_AHEAD_MS",
-    "TRADE_DTYPE",
     "ArrowKlines",
     "BackpressureError",
     "DecimalError",
@@ -49,7 +48,9 @@ __all__ = [
 ]
 
 __version__: str
-TRADE_DTYPE: np.dtype[np.void]
+
+def trade_dtype() -> np.dtype[np.void]: ...
+
 DEFAULT_MAX_AHEAD_MS: int
 
 class KlineError(Exception): ...

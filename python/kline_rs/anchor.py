@@ -9,7 +9,6 @@ anchor itself (:func:`first_days`) and keeps it in the store.
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -39,6 +38,8 @@ MAX_CONCURRENT_LOOKUPS = 8
 async def first_days(rest: BinanceRest, symbols: Iterable[str]) -> dict[str, int]:
     """Each symbol's 3d anchor: the open time of its first 1d kline, one REST request per
     symbol. A symbol with no 1d kline yet (listed today) is left out."""
+    import asyncio  # here: `import kline_rs` (and `kline-rs replay`) need no event loop
+
     gate = asyncio.Semaphore(MAX_CONCURRENT_LOOKUPS)
 
     async def one(symbol: str) -> tuple[str, int | None]:

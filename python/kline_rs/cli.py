@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -11,15 +11,28 @@ from typing import cast
 
 from kline_rs import IntervalError, KlineError, _core, interval_name
 from kline_rs._core import tz_offset_name
-from kline_rs.feeds.binance import ws_base
-from kline_rs.live.store import check_db_target
-from kline_rs.live.symbols import UnknownSymbolsError, names
 from kline_rs.replay import MAX_JUMP_MS, replay
-from kline_rs.storage.parquet import ExportFormatError, export_format
 
 #: Binance's timeZone forms: hours (``8``, ``-1``) or hours:minutes (``+08:00``, ``-1:00``).
-#: Errors of what was asked for rather than of the run: exit 2, as argparse's own.
-USAGE_ERRORS = (UnknownSymbolsError, ExportFormatError)
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Errors of what was asked for rather than of the run: exit 2, as argparse's own."""
+    from kline_rs.live.symbols import UnknownSymbolsError
+    from kline_rs.storage.parquet import ExportFormatError
+
+    return (UnknownSymbolsError, ExportFormatError)
+
+
+def _lazy(module: str, name: str) -> Callable[[str], object]:
+    """``module.name``, imported when first called: ``kline-rs replay`` imports neither numpy
+    nor the live pipeline (their import took longer than a small replay)."""
+
+    def call(text: str) -> object:
+        check: Callable[[str], object] = getattr(importlib.import_module(module), name)
+        return check(text)
+
+    return call
 
 
 def _intervals(text: str) -> list[str]:
@@ -46,6 +59,8 @@ def _checked(check: Callable[[str], object]) -> Callable[[str], str]:
 
 
 def _symbols(text: str) -> frozenset[str]:
+    from kline_rs.live.symbols import names
+
     try:
         got = names(text)
     except KlineError as e:
@@ -122,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument("--intervals", type=_intervals, default=["1m"], help="e.g. 1m,5m,1h")
     live.add_argument(
         "--db",
-        type=_checked(check_db_target),
+        type=_checked(_lazy("kline_rs.live.store", "check_db_target")),
         help="store klines here and resume from it: an SQLite file or postgresql:// URL",
     )
     live.add_argument(
@@ -150,7 +165,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     live.add_argument("--print", action="store_true", help="with --db, print klines as well")
     live.add_argument(
-        "--ws-url", type=_checked(ws_base), help="websocket base URL (default: the venue's)"
+        "--ws-url",
+        type=_checked(_lazy("kline_rs.feeds.binance", "ws_base")),
+        help="websocket base URL (default: the venue's)",
     )
     live.add_argument("--rest-url", help="REST base URL (default: the venue's)")
     live.add_argument("--partitions", type=int, default=0, help="engine workers (0: per core)")
@@ -163,7 +180,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", default="demo-klines.sqlite", help="SQLite file (made afresh)")
 
     show = sub.add_parser("show", help="stored klines of one symbol and interval")
-    show.add_argument("db", type=_checked(check_db_target), help="SQLite file or postgresql:// URL")
+    show.add_argument(
+        "db",
+        type=_checked(_lazy("kline_rs.live.store", "check_db_target")),
+        help="SQLite file or postgresql:// URL",
+    )
     show.add_argument("symbol")
     show.add_argument("interval")
     show.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
@@ -173,11 +194,13 @@ def _parser() -> argparse.ArgumentParser:
         "export", help="stored klines to a Parquet file (exact decimals) or a kline CSV"
     )
     export.add_argument(
-        "db", type=_checked(check_db_target), help="SQLite file or postgresql:// URL"
+        "db",
+        type=_checked(_lazy("kline_rs.live.store", "check_db_target")),
+        help="SQLite file or postgresql:// URL",
     )
     export.add_argument(
         "out",
-        type=_checked(export_format),
+        type=_checked(_lazy("kline_rs.storage.parquet", "export_format")),
         help="*.parquet: Parquet, exact decimals; *.csv: Binance's kline CSV (one series)",
     )
     export.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
@@ -218,6 +241,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from kline_rs.live.output import JsonLines
     from kline_rs.live.pipeline import LivePipeline, PipelineConfig
     from kline_rs.live.status import with_status_line
@@ -246,6 +271,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
     from kline_rs.live.demo import run_demo
 
     asyncio.run(
@@ -284,12 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"replay": _replay, "run": _run, "demo": _demo, "show": _show, "export": _export}
     try:
         return handlers[args.command](args)
-    except USAGE_ERRORS as e:
-        print(f"kline-rs: error: {e}", file=sys.stderr)
-        return 2
     except (KlineError, OSError, ValueError) as e:  # StorageError is a KlineError
         print(f"kline-rs: error: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, _usage_errors()) else 1
     except KeyboardInterrupt:
         return 130
 

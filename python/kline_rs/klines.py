@@ -61,7 +61,7 @@ _INT = "<i8"
 #: ``qty`` (int64 at 1e-8), ``first_id``, ``last_id``, ``time`` (ms or µs) and
 #: ``buyer_is_maker``. Named fields, so a price cannot be passed where a quantity goes; the
 #: core reads the array in place. Build one with :func:`trades`.
-TRADE_DTYPE: np.dtype[np.void] = _core.TRADE_DTYPE
+TRADE_DTYPE: np.dtype[np.void] = _core.trade_dtype()
 
 
 def trades(

@@ -407,7 +407,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tz_offset_name, m)?)?;
     m.add_function(wrap_pyfunction!(symbol_name, m)?)?;
     m.add_function(wrap_pyfunction!(kline_csv_line, m)?)?;
-    m.add("TRADE_DTYPE", trades::trade_dtype(py)?)?;
+    m.add_function(wrap_pyfunction!(trades::trade_dtype, m)?)?;
     m.add_function(wrap_pyfunction!(trades::parse_agg_trades, m)?)?;
     m.add_function(wrap_pyfunction!(trades::parse_trades, m)?)?;
     engine::register(m)?;

@@ -24,6 +24,8 @@ static DTYPE: PyOnceLock<Py<PyArrayDescr>> = PyOnceLock::new();
 
 /// The numpy dtype of a trade row: `agg_id, price, qty, first_id, last_id, time` (int64;
 /// prices and quantities at 1e-8) and `buyer_is_maker` (bool), aligned as C lays them out.
+/// A function, not a module constant: importing `_core` must not import numpy.
+#[pyfunction]
 pub fn trade_dtype(py: Python<'_>) -> PyResult<Bound<'_, PyArrayDescr>> {
     let d = DTYPE.get_or_try_init(py, || -> PyResult<_> {
         let fields: Vec<(&str, &str)> = vec![
