@@ -44,6 +44,7 @@ __all__ = [
     "replay",
     "rollup_csv",
     "symbol_name",
+    "trade_dtype",
     "tz_offset_name",
 ]
 
