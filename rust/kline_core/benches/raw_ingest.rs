@@ -41,6 +41,8 @@ fn main() {
         cfg.partitions = 1;
         cfg.clock = Arc::new(ManualClock::new(0));
         cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
+                                 // Nobody polls: the closed klines of 1 M trades (~0.6 M records) wait in the spill.
+        cfg.max_spill = kline_core::engine::MAX_OUTBOX;
         let e = Engine::start(cfg).unwrap();
         e.add_symbols(&[
             ("BTCUSDT", None),

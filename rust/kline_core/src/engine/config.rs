@@ -128,7 +128,8 @@ impl EngineConfig {
 /// clock, narrow enough that one bad trade cannot poison a symbol for more than minutes.
 pub const DEFAULT_MAX_AHEAD_MS: i64 = 5 * 60_000;
 const MAX_RING: usize = 1 << 22;
-const MAX_OUTBOX: usize = 1 << 24;
+/// The largest outbox and spill an engine may be given (records).
+pub const MAX_OUTBOX: usize = 1 << 24;
 const MAX_PARTITIONS: usize = 1024;
 const MAX_GRACE_MS: i64 = DAY_MS;
 

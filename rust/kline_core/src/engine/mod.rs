@@ -25,7 +25,7 @@ pub mod table;
 pub mod wake;
 pub mod worker;
 
-pub use config::{EngineConfig, DEFAULT_MAX_AHEAD_MS};
+pub use config::{EngineConfig, DEFAULT_MAX_AHEAD_MS, MAX_OUTBOX};
 pub use error::EngineError;
 pub use partition::{Holes, LatePolicy};
 pub use produce::RawReport;

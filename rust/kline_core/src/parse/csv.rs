@@ -7,6 +7,7 @@
 //! isBestMatch`; futures: a header line, 6 columns `id,price,qty,quote_qty,time,is_buyer_maker`.
 //! A raw trade is an aggTrade of one trade (`f = l = id`), so every quote value is exact.
 
+use super::digits::{digit_run, digits_value, POW10};
 use super::{excerpt, parse_int};
 use crate::decimal::parse_fixed8;
 use crate::trade::{Skip, Trade};
@@ -164,33 +165,6 @@ pub fn parse_trade_row(line: &[u8]) -> Result<Trade, String> {
         buyer_is_maker,
     })
 }
-
-/// How many of the 8 bytes of `v` (little-endian: the first byte lowest) are ASCII digits
-/// before the first that is not (8: all are).
-#[inline]
-fn digit_run(v: u64) -> usize {
-    // Per byte 0x33 exactly for '0'..='9' (high nibble 3, and 3 again after adding 6). A
-    // carry out of a non-digit byte only reaches the bytes after it, which do not count.
-    let nibbles = (v & 0xF0F0_F0F0_F0F0_F0F0)
-        | ((v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4);
-    let off = nibbles ^ 0x3333_3333_3333_3333;
-    (off.trailing_zeros() / 8) as usize
-}
-
-/// The value of the first `n` (1..=8) bytes of `v`, all ASCII digits.
-#[inline]
-fn digits_value(v: u64, n: usize) -> u64 {
-    // The n digits moved to the top as the last of 8, after zeros: same value. Bytes after
-    // them may borrow in the subtraction; they are shifted out.
-    let v = v.wrapping_sub(0x3030_3030_3030_3030) << (8 * (8 - n));
-    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
-    let mask = 0x0000_00FF_0000_00FF;
-    ((v & mask).wrapping_mul(100 + (1_000_000 << 32)))
-        .wrapping_add(((v >> 16) & mask).wrapping_mul(1 + (10_000 << 32)))
-        >> 32
-}
-
-const POW10: [u64; 9] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
 
 /// Single-pass reader of the common row shape. Anything unusual returns `None` and the row is
 /// re-read by [`parse_row`], which explains what is wrong.

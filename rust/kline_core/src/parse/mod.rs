@@ -4,6 +4,7 @@
 //! line and decide whether to stop or count and go on (`--skip-bad`).
 
 pub mod csv;
+mod digits;
 pub mod json;
 pub mod kline_row;
 pub mod source;

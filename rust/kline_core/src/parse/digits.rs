@@ -1,0 +1,98 @@
+//! Reading ASCII 8 bytes at a time (SWAR): runs of digits and their value, runs of plain
+//! string bytes. Shared by the CSV and websocket fast paths; each caller checks its own
+//! bounds and falls back to a byte loop near the end of its input.
+
+/// How many of the 8 bytes of `v` (little-endian: the first byte lowest) are ASCII digits
+/// before the first that is not (8: all are).
+#[inline(always)]
+pub(crate) fn digit_run(v: u64) -> usize {
+    // Per byte 0x33 exactly for '0'..='9' (high nibble 3, and 3 again after adding 6). A
+    // carry out of a non-digit byte only reaches the bytes after it, which do not count.
+    let nibbles = (v & 0xF0F0_F0F0_F0F0_F0F0)
+        | ((v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4);
+    let off = nibbles ^ 0x3333_3333_3333_3333;
+    (off.trailing_zeros() / 8) as usize
+}
+
+/// The value of the first `n` (1..=8) bytes of `v`, all ASCII digits.
+#[inline(always)]
+pub(crate) fn digits_value(v: u64, n: usize) -> u64 {
+    // The n digits moved to the top as the last of 8, after zeros: same value. Bytes after
+    // them may borrow in the subtraction; they are shifted out.
+    let v = v.wrapping_sub(0x3030_3030_3030_3030) << (8 * (8 - n));
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let mask = 0x0000_00FF_0000_00FF;
+    ((v & mask).wrapping_mul(100 + (1_000_000 << 32)))
+        .wrapping_add(((v >> 16) & mask).wrapping_mul(1 + (10_000 << 32)))
+        >> 32
+}
+
+pub(crate) const POW10: [u64; 9] =
+    [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
+
+/// How many of the 8 bytes of `v` come before the first that ends or complicates a JSON
+/// string: `"`, `\\`, a control character (below 0x20) or a non-ASCII byte (0x80 and up).
+#[inline(always)]
+pub(crate) fn plain_run(v: u64) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte's high bit is set below where it is zero (or under 0x20), exactly for the first
+    // such byte: borrows only reach the bytes after it, which do not count.
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = zero(v ^ (0x22 * ONES));
+    let backslash = zero(v ^ (0x5C * ONES));
+    let control = v.wrapping_sub(0x20 * ONES) & !v & HIGH;
+    let special = quote | backslash | control | (v & HIGH);
+    (special.trailing_zeros() / 8) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn word(bytes: &[u8]) -> u64 {
+        let mut w = [b'x'; 8];
+        w[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(w)
+    }
+
+    #[test]
+    fn runs_end_at_the_first_byte_of_another_kind_whatever_follows() {
+        for (bytes, digits, plain) in [
+            (&b"12345678"[..], 8, 8),
+            (b"1234567,", 7, 8),
+            (b",2345678", 0, 8),
+            (b"12\"45678", 2, 2),
+            (b"ab\\cdefg", 0, 2),
+            (b"abc\x01efg", 0, 3),
+            (b"abcd\xffgh", 0, 4),
+            (b"\x1f\"\x00\xff\x00\x00\x00\x00", 0, 0),
+            (b"9\x00\x00\x00\x00\x00\x00\x00", 1, 1),
+            (b"/:09", 0, 8),
+        ] {
+            let v = word(bytes);
+            assert_eq!(digit_run(v), digits, "{bytes:?}");
+            assert_eq!(plain_run(v), plain, "{bytes:?}");
+        }
+        assert_eq!(digits_value(word(b"0012"), 4), 12);
+        assert_eq!(digits_value(word(b"98765432"), 8), 98_765_432);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn runs_agree_with_a_byte_loop(v in proptest::prelude::any::<u64>()) {
+            let bytes = v.to_le_bytes();
+            let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+            let plain = bytes
+                .iter()
+                .take_while(|&&b| b != b'"' && b != b'\\' && (0x20..0x80).contains(&b))
+                .count();
+            proptest::prop_assert_eq!(digit_run(v), digits);
+            proptest::prop_assert_eq!(plain_run(v), plain);
+            if digits > 0 {
+                let text = std::str::from_utf8(&bytes[..digits]).unwrap();
+                proptest::prop_assert_eq!(digits_value(v, digits), text.parse::<u64>().unwrap());
+            }
+        }
+    }
+}
