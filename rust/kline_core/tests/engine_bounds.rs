@@ -405,6 +405,7 @@ fn holes_that_find_the_gaps_queue_full_are_reported_once_it_has_room() {
     assert_eq!(names, symbols);
     assert!(asked.iter().all(|g| (g.from_id, g.to_id) == (2, 4)));
     assert_eq!(e.metrics().partitions[0].late_overflow, 0, "no hole dropped");
+    assert_eq!(e.metrics().partitions[0].id_gaps, 3, "one hole found per symbol");
     for s in symbols {
         assert!(e.backfill(s, (2..=4).map(|i| trade(i, T0 + 500)).collect()).unwrap());
     }
