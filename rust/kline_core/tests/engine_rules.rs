@@ -201,3 +201,48 @@ fn a_symbols_3d_klines_step_from_its_own_anchor() {
     assert_eq!(period("BTCUSDT"), (T0, T0 + 3 * DAY));
     assert_eq!(period("EPOCHUSDT"), (T0 - DAY, T0 + 2 * DAY));
 }
+
+#[test]
+fn a_late_trade_of_the_second_symbol_amends_its_own_closed_1m_kline() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let late = LatePolicy::Amend { allowed_lateness: 120_000 };
+    let e = engine(&["5m", "1m"], clock, late);
+    e.add_symbols(&[("AAAUSDT", None), ("BBBUSDT", None)]).unwrap();
+    // BBBUSDT (the second slot): trade 2 closes its first minute, trade 3 comes late to it.
+    let t1 = agg(1, 1, 1, T0 + 10_000, 100 * E8, E8, true);
+    let t2 = agg(2, 2, 2, T0 + 70_000, 101 * E8, E8, true);
+    let t3 = agg(3, 3, 3, T0 + 30_000, 99 * E8, E8, true);
+    e.push_trades("BBBUSDT", vec![t1, t2, t3]).unwrap();
+    e.sync().unwrap();
+    assert!(e.poll_late(10).is_empty(), "amended, not handed out");
+    let got = closed(&e);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (interval, k, revision) = got[0];
+    assert_eq!((interval, k.open_time, revision), (1, T0, 1));
+    assert_eq!((k.trades, k.low, k.close), (2, 99 * E8, 99 * E8));
+}
+
+#[test]
+fn a_late_trade_after_a_quiet_period_is_not_amended_into_the_kline_before_it() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let late = LatePolicy::Amend { allowed_lateness: 120_000 };
+    let e = engine(&["5m", "1m"], clock.clone(), late);
+    e.add_symbols(&[("AAAUSDT", None), ("BBBUSDT", None)]).unwrap();
+    let t1 = agg(1, 1, 1, T0 + 10_000, 100 * E8, E8, true);
+    let t2 = agg(2, 2, 2, T0 + 70_000, 101 * E8, E8, true);
+    e.push_trades("BBBUSDT", vec![t1, t2]).unwrap();
+    // The second minute closes on the clock and the third is quiet (flat): the latest 1m
+    // row is a flat one, which a late trade cannot amend.
+    clock.set(T0 + 180_000 + 250);
+    e.sync().unwrap();
+    let t3 = agg(3, 3, 3, T0 + 90_000, 99 * E8, E8, true);
+    e.push_trade("BBBUSDT", t3).unwrap();
+    e.sync().unwrap();
+    let late = e.poll_late(10);
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].trade, t3);
+    let got = closed(&e);
+    assert!(got.iter().all(|(_, _, revision)| *revision == 0), "{got:?}");
+    let opens: Vec<(u16, i64)> = got.iter().map(|(i, k, _)| (*i, k.open_time)).collect();
+    assert_eq!(opens, [(1, T0), (1, T0 + 60_000)]);
+}
