@@ -246,3 +246,52 @@ fn a_late_trade_after_a_quiet_period_is_not_amended_into_the_kline_before_it() {
     let opens: Vec<(u16, i64)> = got.iter().map(|(i, k, _)| (*i, k.open_time)).collect();
     assert_eq!(opens, [(1, T0), (1, T0 + 60_000)]);
 }
+
+#[test]
+fn each_amendment_of_a_kline_raises_its_revision() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m"], clock, LatePolicy::Amend { allowed_lateness: 120_000 });
+    e.add_symbol("BTCUSDT", None).unwrap();
+    // Trade 2 closes the first minute; 3 and 4 come late to it, one after the other.
+    let t1 = agg(1, 1, 1, T0 + 10_000, 100 * E8, E8, true);
+    let t2 = agg(2, 2, 2, T0 + 70_000, 101 * E8, E8, true);
+    let t3 = agg(3, 3, 3, T0 + 20_000, 99 * E8, E8, true);
+    let t4 = agg(4, 4, 4, T0 + 30_000, 98 * E8, E8, true);
+    e.push_trades("BTCUSDT", vec![t1, t2, t3, t4]).unwrap();
+    e.sync().unwrap();
+    let got = closed(&e);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (_, k, revision) = got[0];
+    assert_eq!((k.open_time, revision), (T0, 2), "amended twice");
+    assert_eq!((k.trades, k.low, k.close), (3, 98 * E8, 98 * E8));
+}
+
+#[test]
+fn the_quiet_periods_after_an_amended_kline_carry_its_new_close() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m"], clock.clone(), LatePolicy::Amend { allowed_lateness: 120_000 });
+    e.add_symbol("BTCUSDT", None).unwrap();
+    e.push_trade("BTCUSDT", agg(1, 1, 1, T0 + 10_000, 100 * E8, E8, true)).unwrap();
+    clock.set(T0 + 60_000 + 250); // the minute closes on the clock; nothing quiet is due yet
+    e.sync().unwrap();
+    // Late to the closed minute, and its last trade by id: the minute's close becomes 90.
+    e.push_trade("BTCUSDT", agg(2, 2, 2, T0 + 50_000, 90 * E8, E8, true)).unwrap();
+    clock.set(T0 + 120_000 + 250); // the next minute is quiet
+    e.sync().unwrap();
+    let mut rows = Vec::new();
+    loop {
+        let (token, batch) = e.poll(1_000, false);
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch {
+            rows.push(match r {
+                Record::Kline { kline, revision, .. } => (kline.open_time, kline.close, revision),
+                Record::FlatRun { run, revision, .. } => (run.start, run.price, revision),
+            });
+        }
+        e.ack(token);
+    }
+    let want = [(T0, 100 * E8, 0), (T0, 90 * E8, 1), (T0 + 60_000, 90 * E8, 0)];
+    assert_eq!(rows, want, "the quiet minute is flat at the amended close");
+}
