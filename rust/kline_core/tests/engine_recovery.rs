@@ -8,6 +8,7 @@ use kline_core::aggregate::{aggregate, expand_flat_run};
 use kline_core::decimal::QuoteRule;
 use kline_core::engine::clock::ManualClock;
 use kline_core::engine::output::Record;
+use kline_core::engine::table::SlotValue;
 use kline_core::engine::{Engine, EngineConfig, Holes};
 use kline_core::interval::MINUTE_MS;
 use kline_core::{Kline, Trade};
@@ -306,4 +307,46 @@ fn a_jump_in_aggtrade_ids_opens_a_gap_by_itself_and_the_backfill_closes_it_exact
         assert_eq!(&got, want);
     }
     assert!(table.values().all(|v| !v.2), "no gap flag left");
+}
+
+#[test]
+fn restored_slots_land_in_their_own_symbols_slots_and_an_unknown_interval_is_skipped() {
+    let e = engine(&["1m", "5m"], 1, Arc::new(ManualClock::new(0)));
+    e.add_symbols(&[("AAA", None), ("BBB", None)]).unwrap();
+    e.push_trade("AAA", trade(1, T0, 7)).unwrap();
+    let before = e.read("AAA").unwrap();
+    // BBB is the second symbol; AAA's interval 2 (a 1h the engine had when it stored it)
+    // has no place here.
+    let one = SlotValue::Flat { since: T0 + MINUTE_MS, price: 5 };
+    let five = SlotValue::Flat { since: T0 + 5 * MINUTE_MS, price: 5 };
+    let hour = SlotValue::Flat { since: T0 + 60 * MINUTE_MS, price: 9 };
+    let stored = [("BBB", 0, one), ("BBB", 1, five), ("AAA", 2, hour)];
+    assert_eq!(e.restore(&stored, &[("BBB", 3)], false).unwrap(), 3);
+    assert_eq!(e.read("BBB").unwrap(), (vec![one, five], Some(3)));
+    assert_eq!(e.read("AAA").unwrap(), before, "AAA's slots are untouched");
+}
+
+#[test]
+fn after_a_panic_the_second_symbol_is_restored_into_its_own_slots_with_its_late_bound() {
+    let e = engine(&["5m", "1m"], 1, Arc::new(ManualClock::new(0)));
+    e.add_symbols(&[("AAA", None), ("BBB", None)]).unwrap();
+    e.push_trade("AAA", trade(1, T0 + 10_000, 5)).unwrap();
+    // BBB: 5m open at T0, 1m open at T0 + 2m; that is what the acknowledged snapshot holds.
+    e.push_trades("BBB", vec![trade(1, T0 + 10_000, 6), trade(2, T0 + 130_000, 7)]).unwrap();
+    let snap = e.snapshot().unwrap();
+    assert!(e.ack_snapshot(snap.token).unwrap());
+    let (aaa, bbb) = (e.read("AAA").unwrap(), e.read("BBB").unwrap());
+    e.push_trade("BBB", trade(3, T0 + 190_000, 8)).unwrap();
+    e.inject_panic("BBB").unwrap();
+    e.sync().unwrap();
+    assert_eq!(e.take_errors().len(), 1);
+    assert_eq!(e.read("BBB").unwrap(), bbb, "back at the snapshot");
+    assert_eq!(e.read("AAA").unwrap(), aaa, "untouched");
+    // Before BBB's restored 1m kline, though inside its 5m one: late, not folded into them.
+    let t = trade(3, T0 + 60_000, 9);
+    e.push_trade("BBB", t).unwrap();
+    e.sync().unwrap();
+    let late: Vec<Trade> = e.poll_late(10).into_iter().map(|l| l.trade).collect();
+    assert_eq!(late, [t]);
+    assert_eq!(e.read("BBB").unwrap().0, bbb.0);
 }
