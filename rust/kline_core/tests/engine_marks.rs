@@ -132,3 +132,28 @@ fn an_amended_kline_stays_gap_when_the_hole_reaches_into_its_last_millisecond() 
         "a trade in the minute's last millisecond may be among the missing ids"
     );
 }
+
+#[test]
+fn with_mark_partial_start_a_feed_declared_down_before_the_first_trade_vouches_from_then_on() {
+    let mut cfg = EngineConfig::new(intervals(&["1m"]));
+    cfg.partitions = 1;
+    cfg.pin_threads = false;
+    cfg.clock = Arc::new(ManualClock::new(T0));
+    cfg.max_ahead_ms = None;
+    cfg.mark_partial_start = true;
+    let e = Engine::start(cfg).unwrap();
+    e.add_symbol("AAA", None).unwrap();
+    // History from REST from 00:01 on: the first trade (00:01:10) is not the first of its
+    // minute that happened, but the backfill has every trade from 00:01:00.
+    e.feed_down(Some("AAA"), T0 + MINUTE_MS, true).unwrap();
+    assert!(e.backfill("AAA", vec![trade(1, T0 + 70_000, 5), trade(2, T0 + 130_000, 6)]).unwrap());
+    e.feed_up(Some("AAA"), Holes::Ask).unwrap();
+    e.remove_symbol("AAA").unwrap();
+    assert_eq!(
+        rows(&e),
+        vec![
+            row("AAA", "kline", MINUTE_MS, 0, false),
+            row("AAA", "kline", 2 * MINUTE_MS, 0, false)
+        ]
+    );
+}
