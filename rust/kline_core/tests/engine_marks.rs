@@ -157,3 +157,52 @@ fn with_mark_partial_start_a_feed_declared_down_before_the_first_trade_vouches_f
         ]
     );
 }
+
+/// An engine that finds holes in aggTrade ids by itself.
+fn detecting(clock: Arc<ManualClock>) -> Engine {
+    let mut cfg = EngineConfig::new(intervals(&["1m"]));
+    cfg.partitions = 1;
+    cfg.pin_threads = false;
+    cfg.clock = clock;
+    cfg.max_ahead_ms = None;
+    cfg.detect_id_gaps = true;
+    Engine::start(cfg).unwrap()
+}
+
+#[test]
+fn a_trade_a_hole_hid_in_the_last_millisecond_of_a_swept_kline_goes_back_into_it() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = detecting(clock.clone());
+    e.add_symbol("AAA", None).unwrap();
+    e.push_trade("AAA", trade(1, T0 + 10_000, 5)).unwrap();
+    clock.set(T0 + MINUTE_MS + GRACE); // the clock closes the minute with trade 1 only
+    assert_eq!(rows(&e), vec![row("AAA", "kline", 0, 0, false)]);
+    // Trade 3 shows that 2 was missed: 2 was in the minute's last millisecond.
+    e.push_trade("AAA", trade(3, T0 + 70_000, 7)).unwrap();
+    assert!(e.backfill("AAA", vec![trade(2, T0 + MINUTE_MS - 1, 6)]).unwrap());
+    e.feed_up(Some("AAA"), Holes::Ask).unwrap();
+    e.remove_symbol("AAA").unwrap();
+    let got = rows(&e);
+    assert_eq!(
+        got,
+        vec![row("AAA", "kline", 0, 1, false), row("AAA", "kline", MINUTE_MS, 0, false)]
+    );
+    assert!(e.poll_late(10).is_empty(), "trade 2 was not late");
+    assert_eq!(e.metrics().partitions[0].trades, 3);
+}
+
+#[test]
+fn a_declared_outage_from_after_a_swept_kline_leaves_that_kline_as_it_was() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = detecting(clock.clone());
+    e.add_symbol("AAA", None).unwrap();
+    e.push_trade("AAA", trade(1, T0 + 10_000, 5)).unwrap();
+    clock.set(T0 + MINUTE_MS + GRACE);
+    assert_eq!(rows(&e), vec![row("AAA", "kline", 0, 0, false)]);
+    // Down from 00:01:30, after the minute the clock closed: that minute is complete.
+    e.feed_down(Some("AAA"), T0 + 90_000, false).unwrap();
+    e.push_trade("AAA", trade(2, T0 + 100_000, 6)).unwrap();
+    e.feed_up(Some("AAA"), Holes::Ask).unwrap();
+    e.remove_symbol("AAA").unwrap();
+    assert_eq!(rows(&e), vec![row("AAA", "kline", MINUTE_MS, 0, false)], "no revision of 00:00");
+}

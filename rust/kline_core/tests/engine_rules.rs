@@ -295,3 +295,23 @@ fn the_quiet_periods_after_an_amended_kline_carry_its_new_close() {
     let want = [(T0, 100 * E8, 0), (T0, 90 * E8, 1), (T0 + 60_000, 90 * E8, 0)];
     assert_eq!(rows, want, "the quiet minute is flat at the amended close");
 }
+
+#[test]
+fn the_catch_up_after_an_outage_closes_nothing_still_within_the_grace() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m"], clock.clone(), LatePolicy::Drop);
+    e.add_symbol("ETHUSDT", None).unwrap();
+    e.push_trade("ETHUSDT", agg(1, 1, 1, T0 + 1_000, E8, E8, true)).unwrap();
+    e.feed_down(Some("ETHUSDT"), T0 + 1_000, false).unwrap();
+    clock.set(T0 + 60_000 + 100); // the minute is over, but not its 250 ms grace
+    e.feed_up(Some("ETHUSDT"), kline_core::engine::Holes::Ask).unwrap();
+    e.sync().unwrap();
+    assert!(closed(&e).is_empty(), "closed 100 ms after the minute with a 250 ms grace");
+    // A trade in the grace still counts in the minute.
+    e.push_trade("ETHUSDT", agg(2, 2, 2, T0 + 59_000, 2 * E8, E8, true)).unwrap();
+    clock.set(T0 + 60_000 + 250);
+    e.sync().unwrap();
+    let got = closed(&e);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].1.open_time, got[0].1.trades, got[0].2), (T0, 2, 0));
+}

@@ -105,3 +105,18 @@ fn chunks_behind_a_full_outbox_come_out_before_any_sealed_after_them() {
     assert_eq!(got, (0..6).map(|m| T0 + m * MINUTE_MS).collect::<Vec<_>>(), "in order");
     assert_eq!(p.spilled(&shared), 0);
 }
+
+#[test]
+fn trades_held_past_the_bound_while_the_feed_is_down_are_counted_not_kept() {
+    let mut p = state(&["1m"]);
+    let (slot, _) = p.add("BTCUSDT".into(), None);
+    let sym = slot as usize;
+    p.feed_down(sym, T0, false);
+    // The bound is 4 M trades (about 230 MB held): one more is counted, not kept.
+    for id in 0..=MAX_GAP_PENDING as i64 {
+        assert!(p.defer(sym, &trade(id, T0 + id)));
+    }
+    assert_eq!(p.tally.gap_overflow, 1);
+    let held = p.symbols[sym].outage.as_ref().map(|g| g.pending.len());
+    assert_eq!(held, Some(MAX_GAP_PENDING));
+}
