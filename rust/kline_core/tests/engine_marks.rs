@@ -206,3 +206,28 @@ fn a_declared_outage_from_after_a_swept_kline_leaves_that_kline_as_it_was() {
     e.remove_symbol("AAA").unwrap();
     assert_eq!(rows(&e), vec![row("AAA", "kline", MINUTE_MS, 0, false)], "no revision of 00:00");
 }
+
+#[test]
+fn a_symbol_held_while_it_catches_up_closes_nothing_on_the_clock_until_feed_up() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m"], 1, clock.clone());
+    e.add_symbols(&[("AAA", None), ("BBB", None)]).unwrap();
+    for s in ["AAA", "BBB"] {
+        e.push_trade(s, trade(1, T0 + 10_000, 5)).unwrap();
+    }
+    e.feed_down(Some("AAA"), T0 + 10_000, true).unwrap(); // catching up from REST
+    clock.set(T0 + 3 * MINUTE_MS + GRACE);
+    let quiet = ("BBB".to_string(), "flat", T0 + MINUTE_MS, T0 + 3 * MINUTE_MS, 0, false);
+    assert_eq!(rows(&e), vec![row("BBB", "kline", 0, 0, false), quiet], "AAA waits");
+    e.push_trade("AAA", trade(2, T0 + 70_000, 6)).unwrap();
+    e.feed_up(Some("AAA"), Holes::Ask).unwrap();
+    assert_eq!(
+        rows(&e),
+        vec![
+            row("AAA", "kline", 0, 0, false),
+            row("AAA", "kline", MINUTE_MS, 0, false),
+            row("AAA", "flat", 2 * MINUTE_MS, 0, false),
+        ],
+        "once, exact, at revision 0"
+    );
+}
