@@ -315,3 +315,48 @@ fn the_catch_up_after_an_outage_closes_nothing_still_within_the_grace() {
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].1.open_time, got[0].1.trades, got[0].2), (T0, 2, 0));
 }
+
+#[test]
+fn a_trade_in_the_last_millisecond_of_a_kline_the_clock_closed_is_late() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m"], clock.clone(), LatePolicy::Drop);
+    e.add_symbol("ETHUSDT", None).unwrap();
+    e.push_trade("ETHUSDT", agg(1, 1, 1, T0 + 10_000, E8, E8, true)).unwrap();
+    clock.set(T0 + 60_000 + 250); // closed; the next minute is not over yet
+    e.sync().unwrap();
+    let t2 = agg(2, 2, 2, T0 + 59_999, 2 * E8, E8, true);
+    e.push_trade("ETHUSDT", t2).unwrap();
+    clock.set(T0 + 120_000 + 250);
+    e.sync().unwrap();
+    assert_eq!(e.poll_late(10).into_iter().map(|l| l.trade).collect::<Vec<_>>(), [t2]);
+    let got = closed(&e);
+    assert_eq!(got.len(), 1, "the minute is not opened again: {got:?}");
+    assert_eq!((got[0].1.open_time, got[0].1.trades), (T0, 1));
+}
+
+#[test]
+fn a_symbols_quiet_3d_periods_end_on_its_own_grid() {
+    const DAY: i64 = 86_400_000;
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["3d"], clock.clone(), LatePolicy::Drop);
+    // BTCUSDT's 3d periods open at T0 (see above); the epoch's grid has one at T0 + 5 days.
+    e.add_symbol("BTCUSDT", Some(1_502_928_000_000)).unwrap();
+    e.push_trade("BTCUSDT", agg(1, 1, 1, T0 + 5_000, E8, E8, true)).unwrap();
+    clock.set(T0 + 6 * DAY + 250);
+    e.sync().unwrap();
+    let mut rows = Vec::new();
+    loop {
+        let (token, batch) = e.poll(1_000, false);
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch {
+            rows.push(match r {
+                Record::Kline { kline, .. } => ("kline", kline.open_time, kline.close_time + 1),
+                Record::FlatRun { run, .. } => ("flat", run.start, run.end),
+            });
+        }
+        e.ack(token);
+    }
+    assert_eq!(rows, [("kline", T0, T0 + 3 * DAY), ("flat", T0 + 3 * DAY, T0 + 6 * DAY)]);
+}
