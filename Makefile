@@ -49,12 +49,13 @@ soak: develop
 # mutants, hours on 2 cores: not part of `make test`). `make mutants MUTATE="kline rollup"`
 # runs a subset, `SHARD=1/4` a quarter of it; the survivors are in
 # $(MUTANTS_OUT)/mutants.out/missed.txt (see TESTING.md). A module split into a folder of the
-# same name (engine/partition.rs and engine/partition/) takes the folder's files too.
+# same name (engine/partition.rs and engine/partition/) takes the folder's files too, but not
+# its tests.rs.
 MUTATE ?= decimal interval kline plausible aggregate/mod aggregate/flat rollup output engine/table \
 	engine/partition
 MUTANTS_OUT ?= target/mutants
 mutate_files = $(foreach m,$(MUTATE),-f rust/kline_core/src/$(m).rs \
-	$(foreach f,$(wildcard rust/kline_core/src/$(m)/*.rs),-f $(f)))
+	$(foreach f,$(filter-out %/tests.rs,$(wildcard rust/kline_core/src/$(m)/*.rs)),-f $(f)))
 mutants:
 	test -x .tools/bin/cargo-mutants || cargo install --locked cargo-mutants --root .tools
 	KLINE_RS_DATA=$(abspath ../shared/data) \
