@@ -48,16 +48,19 @@ soak: develop
 # Mutation testing of the exactness-critical Rust modules with cargo-mutants (about 1 100
 # mutants, hours on 2 cores: not part of `make test`). `make mutants MUTATE="kline rollup"`
 # runs a subset, `SHARD=1/4` a quarter of it; the survivors are in
-# $(MUTANTS_OUT)/mutants.out/missed.txt (see TESTING.md).
+# $(MUTANTS_OUT)/mutants.out/missed.txt (see TESTING.md). A module split into a folder of the
+# same name (engine/partition.rs and engine/partition/) takes the folder's files too, but not
+# its tests.rs.
 MUTATE ?= decimal interval kline plausible aggregate/mod aggregate/flat rollup output engine/table \
-	engine/partition engine/partition/apply engine/partition/emit engine/partition/sweep \
-	engine/partition/outage engine/partition/durability engine/partition/halt
+	engine/partition
 MUTANTS_OUT ?= target/mutants
+mutate_files = $(foreach m,$(MUTATE),-f rust/kline_core/src/$(m).rs \
+	$(foreach f,$(filter-out %/tests.rs,$(wildcard rust/kline_core/src/$(m)/*.rs)),-f $(f)))
 mutants:
 	test -x .tools/bin/cargo-mutants || cargo install --locked cargo-mutants --root .tools
 	KLINE_RS_DATA=$(abspath ../shared/data) \
 		.tools/bin/cargo-mutants mutants -p kline_core --test-workspace false -j 1 \
-		$(foreach m,$(MUTATE),-f rust/kline_core/src/$(m).rs) $(if $(SHARD),--shard $(SHARD)) \
+		$(mutate_files) $(if $(SHARD),--shard $(SHARD)) \
 		-o $(MUTANTS_OUT)
 
 # mutmut over the Python storage rules (storage/base.py, live/persist.py; config in pyproject).

@@ -8,12 +8,14 @@ use kline_core::aggregate::aggregate;
 use kline_core::decimal::QuoteRule;
 use kline_core::engine::clock::ManualClock;
 use kline_core::engine::output::Record;
+use kline_core::engine::table::SlotValue;
 use kline_core::engine::{Engine, EngineConfig, EngineError};
 use kline_core::interval::{Grid, MINUTE_MS};
 use kline_core::{Kline, Trade};
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn arb_symbol_trades() -> impl Strategy<Value = Vec<Trade>> {
     prop::collection::vec((0i64..90_000, 1i64..1_000_000, 1i64..5_000_000, any::<bool>()), 1..200)
@@ -366,4 +368,48 @@ fn a_full_ring_is_backpressure_reported_to_the_producer_never_a_silent_drop() {
     let from_raw = u64::from(report.trades > 0);
     assert_eq!(applied, n as u64 + accepted + from_raw, "everything accepted was applied");
     assert_eq!(m.partitions[0].duplicates, report.trades.saturating_sub(1) as u64);
+}
+
+#[test]
+fn live_and_allocated_symbols_are_counted_and_each_symbol_reads_its_own_slots() {
+    let e = engine(&["1m", "5m"], 1, Arc::new(ManualClock::new(0)));
+    e.add_symbols(&[("AAA", None), ("BBB", None), ("CCC", None)]).unwrap();
+    e.remove_symbol("BBB").unwrap();
+    let m = &e.metrics().partitions[0];
+    assert_eq!((m.symbols, m.allocated), (2, 3), "BBB's slot is free, not returned");
+    e.push_trade("AAA", trade(1, T0, 5)).unwrap();
+    e.push_trade("CCC", trade(1, T0 + 70_000, 7)).unwrap();
+    let (values, last_id) = e.read("CCC").unwrap();
+    assert_eq!(last_id, Some(1));
+    let opens: Vec<(i64, i64)> = values
+        .iter()
+        .map(|v| match v {
+            SlotValue::Open { kline, .. } => (kline.open_time, kline.close),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(opens, [(T0 + MINUTE_MS, 7), (T0, 7)], "CCC's 1m and 5m, not AAA's");
+}
+
+#[test]
+fn a_parked_worker_is_woken_by_a_request_not_by_its_park_timeout() {
+    // An idle worker parks for up to 50 ms; a push rings its doorbell. The fastest of ten
+    // requests is timed, so a loaded machine slowing some of them does not matter.
+    let mut cfg = EngineConfig::new(intervals(&["1m"]));
+    cfg.partitions = 1;
+    cfg.pin_threads = false;
+    cfg.clock = Arc::new(ManualClock::new(T0)); // no sweep due: only a push wakes it early
+    cfg.spin = Duration::ZERO;
+    let e = Engine::start(cfg).unwrap();
+    e.add_symbol("BTCUSDT", None).unwrap();
+    let fastest = (0..10)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(5)); // the worker parks meanwhile
+            let start = Instant::now();
+            e.read("BTCUSDT").unwrap();
+            start.elapsed()
+        })
+        .min()
+        .unwrap();
+    assert!(fastest < Duration::from_millis(20), "answered after {fastest:?}");
 }

@@ -5,6 +5,7 @@
 use kline_core::engine::clock::{ManualClock, SystemClock};
 use kline_core::engine::metrics::PartitionMetrics;
 use kline_core::engine::output::Record;
+use kline_core::engine::table::SlotValue;
 use kline_core::engine::{Engine, EngineConfig, EngineError};
 use kline_core::interval::{Interval, DAY_MS, MINUTE_MS};
 use kline_core::Trade;
@@ -404,11 +405,57 @@ fn holes_that_find_the_gaps_queue_full_are_reported_once_it_has_room() {
     assert_eq!(names, symbols);
     assert!(asked.iter().all(|g| (g.from_id, g.to_id) == (2, 4)));
     assert_eq!(e.metrics().partitions[0].late_overflow, 0, "no hole dropped");
+    assert_eq!(e.metrics().partitions[0].id_gaps, 3, "one hole found per symbol");
     for s in symbols {
         assert!(e.backfill(s, (2..=4).map(|i| trade(i, T0 + 500)).collect()).unwrap());
     }
     e.feed_up(None, kline_core::engine::Holes::Ask).unwrap();
     for s in symbols {
         assert_eq!(e.read(s).unwrap().1, Some(5), "{s} repaired and up");
+    }
+}
+
+#[test]
+fn a_waiting_hole_of_a_symbol_removed_meanwhile_is_not_reported() {
+    let mut cfg = config(&["1m"]);
+    cfg.clock = Arc::new(ManualClock::new(T0));
+    cfg.max_ahead_ms = None;
+    cfg.detect_id_gaps = true;
+    cfg.outbox_capacity = 1; // the holes queue holds one hole
+    let e = Engine::start(cfg).unwrap();
+    let lost = || vec![trade(1, T0), trade(5, T0 + 1_000)]; // 2..=4 lost
+    e.add_symbols(&[("AAAUSDT", None), ("BBBUSDT", None)]).unwrap();
+    e.push_trades("AAAUSDT", lost()).unwrap(); // its hole fills the queue
+    e.push_trades("BBBUSDT", lost()).unwrap(); // its hole waits
+    e.remove_symbol("BBBUSDT").unwrap();
+    // CCCUSDT takes BBBUSDT's slot (one partition) and is down with a hole of its own.
+    e.add_symbol("CCCUSDT", None).unwrap();
+    e.push_trades("CCCUSDT", lost()).unwrap();
+    e.sync().unwrap();
+    let mut asked = Vec::new();
+    for _ in 0..2 {
+        asked.extend(e.poll_gaps(10));
+        e.sync().unwrap(); // the worker hands on what waits
+    }
+    assert!(e.poll_gaps(10).is_empty());
+    let names: Vec<&str> = asked.iter().map(|g| &*g.symbol).collect();
+    assert_eq!(names, ["AAAUSDT", "CCCUSDT"], "BBBUSDT is gone: nobody repairs its hole");
+}
+
+#[test]
+fn without_a_clock_bound_a_time_at_or_past_the_units_upper_bound_is_still_refused() {
+    let mut cfg = config(&["1m"]);
+    cfg.clock = Arc::new(ManualClock::new(T0));
+    cfg.max_ahead_ms = None; // only the unit's range, [0, 1e14) in ms, is left to refuse them
+    let e = Engine::start(cfg).unwrap();
+    e.add_symbols(&[("AAAUSDT", None), ("BBBUSDT", None)]).unwrap();
+    // Each the symbol's first trade: no bound against a previous trade applies either.
+    e.push_trade("AAAUSDT", trade(1, 100_000_000_000_000)).unwrap(); // the µs boundary itself
+    e.push_trade("BBBUSDT", trade(1, T0 * 1_000)).unwrap(); // a µs time
+    e.sync().unwrap();
+    let t = totals(&e);
+    assert_eq!((t.implausible_unit, t.trades), (2, 0));
+    for s in ["AAAUSDT", "BBBUSDT"] {
+        assert_eq!(e.read(s).unwrap(), (vec![SlotValue::Empty], None), "{s}");
     }
 }

@@ -155,3 +155,123 @@ fn a_feed_gap_over_the_resume_replays_without_rows_for_the_halted_span() {
         got.contains(&(0, RESUMED, true)) && got.contains(&(0, RESUMED + 3 * MINUTE_MS, false))
     );
 }
+
+/// Every record closed so far as (symbol, interval, kind, start, end), flat runs as they are.
+fn records(e: &Engine) -> Vec<(String, u16, &'static str, i64, i64)> {
+    let mut out = Vec::new();
+    loop {
+        let (token, batch) = e.poll(100_000, false);
+        if batch.is_empty() {
+            return out;
+        }
+        for r in batch {
+            out.push(match r {
+                Record::Kline { symbol, interval, kline, .. } => {
+                    (symbol.to_string(), interval, "kline", kline.open_time, kline.close_time + 1)
+                }
+                Record::FlatRun { symbol, interval, run, .. } => {
+                    (symbol.to_string(), interval, "flat", run.start, run.end)
+                }
+            });
+        }
+        e.ack(token);
+    }
+}
+
+#[test]
+fn a_trade_timed_after_the_halt_that_arrives_once_the_clock_moved_on_resumes_the_symbol() {
+    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
+    let e = engine(clock.clone());
+    e.add_symbol("ETHUSDT", None).unwrap();
+    e.push_trade("ETHUSDT", trade(1, LAST_TRADE, 880)).unwrap();
+    e.sync().unwrap();
+    e.halt("ETHUSDT").unwrap();
+    at(&clock, &e, RESUMED + 30_000);
+    records(&e);
+    // Trading resumed at 09:50; its first trade arrives with the clock past 10:00. It is not
+    // late (the halted span moved nothing on), and the halted span gets no rows, not even
+    // empty runs.
+    let resumed = RESUMED - 10 * MINUTE_MS;
+    e.push_trade("ETHUSDT", trade(2, resumed, 790)).unwrap();
+    at(&clock, &e, RESUMED + MINUTE_MS + GRACE);
+    assert!(e.poll_late(10).is_empty());
+    let eth = |i, kind, start, end| ("ETHUSDT".to_string(), i, kind, start, end);
+    assert_eq!(
+        records(&e),
+        [
+            eth(0, "kline", resumed, resumed + MINUTE_MS),
+            eth(0, "flat", resumed + MINUTE_MS, RESUMED + MINUTE_MS),
+            eth(1, "kline", RESUMED - HOUR_MS, RESUMED),
+        ]
+    );
+}
+
+#[test]
+fn a_trade_timed_before_the_halt_that_arrives_after_it_does_not_end_the_halt() {
+    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
+    let e = engine(clock.clone());
+    e.add_symbol("ETHUSDT", None).unwrap();
+    e.push_trade("ETHUSDT", trade(1, LAST_TRADE - 5_000, 880)).unwrap();
+    e.sync().unwrap();
+    e.halt("ETHUSDT").unwrap();
+    e.push_trade("ETHUSDT", trade(2, LAST_TRADE, 881)).unwrap(); // delayed, from before it
+    at(&clock, &e, HALT_DAY + 35 * MINUTE_MS + GRACE);
+    assert_eq!(periods(&e), [(0, HALT_DAY + 28 * MINUTE_MS, true)], "still halted: no flat");
+}
+
+#[test]
+fn a_second_halt_keeps_the_first_and_a_halt_after_a_resume_starts_anew() {
+    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
+    let e = engine(clock.clone());
+    e.add_symbol("ETHUSDT", None).unwrap();
+    e.push_trade("ETHUSDT", trade(1, LAST_TRADE, 880)).unwrap();
+    e.sync().unwrap();
+    e.halt("ETHUSDT").unwrap();
+    at(&clock, &e, HALT_DAY + 40 * MINUTE_MS + GRACE);
+    e.halt("ETHUSDT").unwrap(); // exchangeInfo polled again: still halted since 00:28
+    at(&clock, &e, RESUMED + 5_000);
+    e.resume("ETHUSDT").unwrap();
+    let eth = |i, kind, start, end| ("ETHUSDT".to_string(), i, kind, start, end);
+    let minute = HALT_DAY + 28 * MINUTE_MS;
+    let want = [
+        eth(0, "kline", minute, minute + MINUTE_MS),
+        eth(1, "kline", HALT_DAY, HALT_DAY + HOUR_MS),
+    ];
+    assert_eq!(records(&e), want, "no rows for 00:29 to 10:00");
+    // Three quiet minutes, then halted again: no flat minute after that.
+    at(&clock, &e, RESUMED + 3 * MINUTE_MS + GRACE);
+    e.halt("ETHUSDT").unwrap();
+    at(&clock, &e, RESUMED + 10 * MINUTE_MS + GRACE);
+    assert_eq!(records(&e), [eth(0, "flat", RESUMED, RESUMED + 3 * MINUTE_MS)]);
+}
+
+#[test]
+fn after_a_resume_without_a_trade_quiet_periods_are_flat_again() {
+    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
+    let e = engine(clock.clone());
+    e.add_symbols(&[("AAAUSDT", None), ("BBBUSDT", None)]).unwrap();
+    for s in ["AAAUSDT", "BBBUSDT"] {
+        e.push_trade(s, trade(1, HALT_DAY + 10_000, 7599)).unwrap();
+    }
+    e.sync().unwrap();
+    e.halt("BBBUSDT").unwrap(); // in a quiet minute: its quiet periods stop right there
+    at(&clock, &e, RESUMED + 5_000);
+    let bbb = |rows: Vec<(String, u16, &'static str, i64, i64)>| {
+        rows.into_iter()
+            .filter(|r| r.0 == "BBBUSDT")
+            .map(|r| (r.1, r.2, r.3, r.4))
+            .collect::<Vec<_>>()
+    };
+    let minute = HALT_DAY + 28 * MINUTE_MS;
+    assert_eq!(
+        bbb(records(&e)),
+        [
+            (0, "kline", HALT_DAY, HALT_DAY + MINUTE_MS),
+            (0, "flat", HALT_DAY + MINUTE_MS, minute),
+            (1, "kline", HALT_DAY, HALT_DAY + HOUR_MS),
+        ]
+    );
+    e.resume("BBBUSDT").unwrap(); // no trade follows
+    at(&clock, &e, RESUMED + 3 * MINUTE_MS + GRACE);
+    assert_eq!(bbb(records(&e)), [(0, "flat", RESUMED, RESUMED + 3 * MINUTE_MS)]);
+}

@@ -8,6 +8,7 @@ use kline_core::aggregate::{aggregate, expand_flat_run};
 use kline_core::decimal::QuoteRule;
 use kline_core::engine::clock::ManualClock;
 use kline_core::engine::output::Record;
+use kline_core::engine::table::SlotValue;
 use kline_core::engine::{Engine, EngineConfig, Holes};
 use kline_core::interval::MINUTE_MS;
 use kline_core::{Kline, Trade};
@@ -263,6 +264,7 @@ fn ids_the_backfill_does_not_supply_keep_their_klines_marked_gap() {
     let again = e.poll_gaps(10);
     // Asked again, for everything up to the last trade held (later holes come along).
     assert_eq!((again.len(), again[0].from_id, again[0].to_id), (1, 21, 39));
+    assert_eq!(again[0].since, trades[19].time, "from the last trade replayed before it");
     e.feed_up(None, Holes::Accept).unwrap(); // REST cannot supply them: give up
     e.remove_symbol("ETHUSDT").unwrap();
     let mut table = std::collections::BTreeMap::new();
@@ -306,4 +308,101 @@ fn a_jump_in_aggtrade_ids_opens_a_gap_by_itself_and_the_backfill_closes_it_exact
         assert_eq!(&got, want);
     }
     assert!(table.values().all(|v| !v.2), "no gap flag left");
+}
+
+#[test]
+fn restored_slots_land_in_their_own_symbols_slots_and_an_unknown_interval_is_skipped() {
+    let e = engine(&["1m", "5m"], 1, Arc::new(ManualClock::new(0)));
+    e.add_symbols(&[("AAA", None), ("BBB", None)]).unwrap();
+    e.push_trade("AAA", trade(1, T0, 7)).unwrap();
+    let before = e.read("AAA").unwrap();
+    // BBB is the second symbol; AAA's interval 2 (a 1h the engine had when it stored it)
+    // has no place here.
+    let one = SlotValue::Flat { since: T0 + MINUTE_MS, price: 5 };
+    let five = SlotValue::Flat { since: T0 + 5 * MINUTE_MS, price: 5 };
+    let hour = SlotValue::Flat { since: T0 + 60 * MINUTE_MS, price: 9 };
+    let stored = [("BBB", 0, one), ("BBB", 1, five), ("AAA", 2, hour)];
+    assert_eq!(e.restore(&stored, &[("BBB", 3)], false).unwrap(), 3);
+    assert_eq!(e.read("BBB").unwrap(), (vec![one, five], Some(3)));
+    assert_eq!(e.read("AAA").unwrap(), before, "AAA's slots are untouched");
+}
+
+#[test]
+fn after_a_panic_the_second_symbol_is_restored_into_its_own_slots_with_its_late_bound() {
+    let e = engine(&["5m", "1m"], 1, Arc::new(ManualClock::new(0)));
+    e.add_symbols(&[("AAA", None), ("BBB", None)]).unwrap();
+    e.push_trade("AAA", trade(1, T0 + 10_000, 5)).unwrap();
+    // BBB: 5m open at T0, 1m open at T0 + 2m; that is what the acknowledged snapshot holds.
+    e.push_trades("BBB", vec![trade(1, T0 + 10_000, 6), trade(2, T0 + 130_000, 7)]).unwrap();
+    let snap = e.snapshot().unwrap();
+    assert!(e.ack_snapshot(snap.token).unwrap());
+    let (aaa, bbb) = (e.read("AAA").unwrap(), e.read("BBB").unwrap());
+    e.push_trade("BBB", trade(3, T0 + 190_000, 8)).unwrap();
+    e.inject_panic("BBB").unwrap();
+    e.sync().unwrap();
+    assert_eq!(e.take_errors().len(), 1);
+    assert_eq!(e.read("BBB").unwrap(), bbb, "back at the snapshot");
+    assert_eq!(e.read("AAA").unwrap(), aaa, "untouched");
+    // Before BBB's restored 1m kline, though inside its 5m one: late, not folded into them.
+    let t = trade(3, T0 + 60_000, 9);
+    e.push_trade("BBB", t).unwrap();
+    e.sync().unwrap();
+    let late: Vec<Trade> = e.poll_late(10).into_iter().map(|l| l.trade).collect();
+    assert_eq!(late, [t]);
+    assert_eq!(e.read("BBB").unwrap().0, bbb.0);
+}
+
+#[test]
+fn the_second_symbol_down_and_back_is_rewound_to_its_own_slots() {
+    let names = ["1m", "5m"];
+    let mk = |price: i64| -> Vec<Trade> {
+        (1..=120).map(|i| trade(i, T0 + i * 5_000, price + (i * 7) % 20)).collect()
+    };
+    let (aaa, bbb) = (mk(100), mk(300));
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&names, 1, clock.clone());
+    e.add_symbols(&[("AAA", None), ("BBB", None)]).unwrap();
+    e.push_trades("AAA", aaa.clone()).unwrap();
+    e.push_trades("BBB", bbb[..40].to_vec()).unwrap();
+    e.feed_down(Some("BBB"), bbb[39].time, false).unwrap();
+    clock.set(bbb[79].time);
+    e.push_trades("BBB", bbb[80..].to_vec()).unwrap(); // live, held; 41..=80 come from REST
+    let mut table = std::collections::BTreeMap::new();
+    drain_upsert(&e, &mut table);
+    assert!(e.backfill("BBB", bbb[40..80].to_vec()).unwrap());
+    e.feed_up(Some("BBB"), Holes::Ask).unwrap();
+    e.remove_symbol("AAA").unwrap();
+    e.remove_symbol("BBB").unwrap();
+    drain_upsert(&e, &mut table);
+    for (symbol, trades) in [("AAA", &aaa), ("BBB", &bbb)] {
+        let (want, _) = aggregate(e.grids(), trades, QuoteRule::PerTrade).unwrap();
+        for (i, want) in want.iter().enumerate() {
+            let got: Vec<Kline> = table
+                .iter()
+                .filter(|(k, _)| k.0 == symbol && k.1 == i as u16)
+                .map(|(_, v)| v.1)
+                .collect();
+            assert_eq!(&got, want, "{symbol} {}", names[i]);
+        }
+    }
+}
+
+#[test]
+fn held_trades_claiming_ids_the_exchange_has_not_reached_are_refused_when_accepted_below() {
+    let e = engine(&["1m"], 1, Arc::new(ManualClock::new(T0)));
+    e.add_symbol("AAA", None).unwrap();
+    e.push_trade("AAA", trade(1, T0 + 1_000, 5)).unwrap();
+    e.feed_down(Some("AAA"), T0 + 1_000, false).unwrap();
+    // Held live: 2 and 3 are real; 10, 11 and 50 claim ids the exchange has not reached
+    // (REST's history ends at 9): a corrupt feed.
+    let held = [2, 3, 10, 11, 50].map(|id| trade(id, T0 + id * 100, 6));
+    e.push_trades("AAA", held.to_vec()).unwrap();
+    e.feed_up(Some("AAA"), Holes::AcceptBelow(10)).unwrap();
+    assert_eq!(e.metrics().partitions[0].implausible_id, 3);
+    assert_eq!(e.read("AAA").unwrap().1, Some(3));
+    e.push_trade("AAA", trade(4, T0 + 6_000, 7)).unwrap(); // the real next one
+    e.remove_symbol("AAA").unwrap();
+    let got = drain(&e);
+    let k = &got[&("AAA".to_string(), 0)];
+    assert_eq!((k.len(), k[0].trades, k[0].close), (1, 4, 7), "ids 1..=4, not a duplicate");
 }

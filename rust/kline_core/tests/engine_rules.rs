@@ -201,3 +201,162 @@ fn a_symbols_3d_klines_step_from_its_own_anchor() {
     assert_eq!(period("BTCUSDT"), (T0, T0 + 3 * DAY));
     assert_eq!(period("EPOCHUSDT"), (T0 - DAY, T0 + 2 * DAY));
 }
+
+#[test]
+fn a_late_trade_of_the_second_symbol_amends_its_own_closed_1m_kline() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let late = LatePolicy::Amend { allowed_lateness: 120_000 };
+    let e = engine(&["5m", "1m"], clock, late);
+    e.add_symbols(&[("AAAUSDT", None), ("BBBUSDT", None)]).unwrap();
+    // BBBUSDT (the second slot): trade 2 closes its first minute, trade 3 comes late to it.
+    let t1 = agg(1, 1, 1, T0 + 10_000, 100 * E8, E8, true);
+    let t2 = agg(2, 2, 2, T0 + 70_000, 101 * E8, E8, true);
+    let t3 = agg(3, 3, 3, T0 + 30_000, 99 * E8, E8, true);
+    e.push_trades("BBBUSDT", vec![t1, t2, t3]).unwrap();
+    e.sync().unwrap();
+    assert!(e.poll_late(10).is_empty(), "amended, not handed out");
+    let got = closed(&e);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (interval, k, revision) = got[0];
+    assert_eq!((interval, k.open_time, revision), (1, T0, 1));
+    assert_eq!((k.trades, k.low, k.close), (2, 99 * E8, 99 * E8));
+}
+
+#[test]
+fn a_late_trade_after_a_quiet_period_is_not_amended_into_the_kline_before_it() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let late = LatePolicy::Amend { allowed_lateness: 120_000 };
+    let e = engine(&["5m", "1m"], clock.clone(), late);
+    e.add_symbols(&[("AAAUSDT", None), ("BBBUSDT", None)]).unwrap();
+    let t1 = agg(1, 1, 1, T0 + 10_000, 100 * E8, E8, true);
+    let t2 = agg(2, 2, 2, T0 + 70_000, 101 * E8, E8, true);
+    e.push_trades("BBBUSDT", vec![t1, t2]).unwrap();
+    // The second minute closes on the clock and the third is quiet (flat): the latest 1m
+    // row is a flat one, which a late trade cannot amend.
+    clock.set(T0 + 180_000 + 250);
+    e.sync().unwrap();
+    let t3 = agg(3, 3, 3, T0 + 90_000, 99 * E8, E8, true);
+    e.push_trade("BBBUSDT", t3).unwrap();
+    e.sync().unwrap();
+    let late = e.poll_late(10);
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].trade, t3);
+    let got = closed(&e);
+    assert!(got.iter().all(|(_, _, revision)| *revision == 0), "{got:?}");
+    let opens: Vec<(u16, i64)> = got.iter().map(|(i, k, _)| (*i, k.open_time)).collect();
+    assert_eq!(opens, [(1, T0), (1, T0 + 60_000)]);
+}
+
+#[test]
+fn each_amendment_of_a_kline_raises_its_revision() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m"], clock, LatePolicy::Amend { allowed_lateness: 120_000 });
+    e.add_symbol("BTCUSDT", None).unwrap();
+    // Trade 2 closes the first minute; 3 and 4 come late to it, one after the other.
+    let t1 = agg(1, 1, 1, T0 + 10_000, 100 * E8, E8, true);
+    let t2 = agg(2, 2, 2, T0 + 70_000, 101 * E8, E8, true);
+    let t3 = agg(3, 3, 3, T0 + 20_000, 99 * E8, E8, true);
+    let t4 = agg(4, 4, 4, T0 + 30_000, 98 * E8, E8, true);
+    e.push_trades("BTCUSDT", vec![t1, t2, t3, t4]).unwrap();
+    e.sync().unwrap();
+    let got = closed(&e);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (_, k, revision) = got[0];
+    assert_eq!((k.open_time, revision), (T0, 2), "amended twice");
+    assert_eq!((k.trades, k.low, k.close), (3, 98 * E8, 98 * E8));
+}
+
+#[test]
+fn the_quiet_periods_after_an_amended_kline_carry_its_new_close() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m"], clock.clone(), LatePolicy::Amend { allowed_lateness: 120_000 });
+    e.add_symbol("BTCUSDT", None).unwrap();
+    e.push_trade("BTCUSDT", agg(1, 1, 1, T0 + 10_000, 100 * E8, E8, true)).unwrap();
+    clock.set(T0 + 60_000 + 250); // the minute closes on the clock; nothing quiet is due yet
+    e.sync().unwrap();
+    // Late to the closed minute, and its last trade by id: the minute's close becomes 90.
+    e.push_trade("BTCUSDT", agg(2, 2, 2, T0 + 50_000, 90 * E8, E8, true)).unwrap();
+    clock.set(T0 + 120_000 + 250); // the next minute is quiet
+    e.sync().unwrap();
+    let mut rows = Vec::new();
+    loop {
+        let (token, batch) = e.poll(1_000, false);
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch {
+            rows.push(match r {
+                Record::Kline { kline, revision, .. } => (kline.open_time, kline.close, revision),
+                Record::FlatRun { run, revision, .. } => (run.start, run.price, revision),
+            });
+        }
+        e.ack(token);
+    }
+    let want = [(T0, 100 * E8, 0), (T0, 90 * E8, 1), (T0 + 60_000, 90 * E8, 0)];
+    assert_eq!(rows, want, "the quiet minute is flat at the amended close");
+}
+
+#[test]
+fn the_catch_up_after_an_outage_closes_nothing_still_within_the_grace() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m"], clock.clone(), LatePolicy::Drop);
+    e.add_symbol("ETHUSDT", None).unwrap();
+    e.push_trade("ETHUSDT", agg(1, 1, 1, T0 + 1_000, E8, E8, true)).unwrap();
+    e.feed_down(Some("ETHUSDT"), T0 + 1_000, false).unwrap();
+    clock.set(T0 + 60_000 + 100); // the minute is over, but not its 250 ms grace
+    e.feed_up(Some("ETHUSDT"), kline_core::engine::Holes::Ask).unwrap();
+    e.sync().unwrap();
+    assert!(closed(&e).is_empty(), "closed 100 ms after the minute with a 250 ms grace");
+    // A trade in the grace still counts in the minute.
+    e.push_trade("ETHUSDT", agg(2, 2, 2, T0 + 59_000, 2 * E8, E8, true)).unwrap();
+    clock.set(T0 + 60_000 + 250);
+    e.sync().unwrap();
+    let got = closed(&e);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].1.open_time, got[0].1.trades, got[0].2), (T0, 2, 0));
+}
+
+#[test]
+fn a_trade_in_the_last_millisecond_of_a_kline_the_clock_closed_is_late() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["1m"], clock.clone(), LatePolicy::Drop);
+    e.add_symbol("ETHUSDT", None).unwrap();
+    e.push_trade("ETHUSDT", agg(1, 1, 1, T0 + 10_000, E8, E8, true)).unwrap();
+    clock.set(T0 + 60_000 + 250); // closed; the next minute is not over yet
+    e.sync().unwrap();
+    let t2 = agg(2, 2, 2, T0 + 59_999, 2 * E8, E8, true);
+    e.push_trade("ETHUSDT", t2).unwrap();
+    clock.set(T0 + 120_000 + 250);
+    e.sync().unwrap();
+    assert_eq!(e.poll_late(10).into_iter().map(|l| l.trade).collect::<Vec<_>>(), [t2]);
+    let got = closed(&e);
+    assert_eq!(got.len(), 1, "the minute is not opened again: {got:?}");
+    assert_eq!((got[0].1.open_time, got[0].1.trades), (T0, 1));
+}
+
+#[test]
+fn a_symbols_quiet_3d_periods_end_on_its_own_grid() {
+    const DAY: i64 = 86_400_000;
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(&["3d"], clock.clone(), LatePolicy::Drop);
+    // BTCUSDT's 3d periods open at T0 (see above); the epoch's grid has one at T0 + 5 days.
+    e.add_symbol("BTCUSDT", Some(1_502_928_000_000)).unwrap();
+    e.push_trade("BTCUSDT", agg(1, 1, 1, T0 + 5_000, E8, E8, true)).unwrap();
+    clock.set(T0 + 6 * DAY + 250);
+    e.sync().unwrap();
+    let mut rows = Vec::new();
+    loop {
+        let (token, batch) = e.poll(1_000, false);
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch {
+            rows.push(match r {
+                Record::Kline { kline, .. } => ("kline", kline.open_time, kline.close_time + 1),
+                Record::FlatRun { run, .. } => ("flat", run.start, run.end),
+            });
+        }
+        e.ack(token);
+    }
+    assert_eq!(rows, [("kline", T0, T0 + 3 * DAY), ("flat", T0 + 3 * DAY, T0 + 6 * DAY)]);
+}

@@ -24,6 +24,8 @@ mod emit;
 mod halt;
 mod outage;
 mod sweep;
+#[cfg(test)]
+mod tests;
 
 /// One symbol of a partition as (slot, generation), or `None` for all of them.
 pub type Target = Option<(u32, u32)>;
