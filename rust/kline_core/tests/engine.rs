@@ -393,8 +393,9 @@ fn live_and_allocated_symbols_are_counted_and_each_symbol_reads_its_own_slots() 
 
 #[test]
 fn a_parked_worker_is_woken_by_a_request_not_by_its_park_timeout() {
-    // An idle worker parks for up to 50 ms; a push rings its doorbell. The fastest of ten
-    // requests is timed, so a loaded machine slowing some of them does not matter.
+    // An idle worker parks for up to 50 ms; a push rings its doorbell. The median of eleven
+    // requests is timed: a loaded machine slowing a few, or a stray early wake-up, decides
+    // nothing.
     let mut cfg = EngineConfig::new(intervals(&["1m"]));
     cfg.partitions = 1;
     cfg.pin_threads = false;
@@ -402,14 +403,14 @@ fn a_parked_worker_is_woken_by_a_request_not_by_its_park_timeout() {
     cfg.spin = Duration::ZERO;
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
-    let fastest = (0..10)
+    let mut took: Vec<Duration> = (0..11)
         .map(|_| {
             std::thread::sleep(Duration::from_millis(5)); // the worker parks meanwhile
             let start = Instant::now();
             e.read("BTCUSDT").unwrap();
             start.elapsed()
         })
-        .min()
-        .unwrap();
-    assert!(fastest < Duration::from_millis(20), "answered after {fastest:?}");
+        .collect();
+    took.sort();
+    assert!(took[5] < Duration::from_millis(20), "answered after {:?} (of {took:?})", took[5]);
 }

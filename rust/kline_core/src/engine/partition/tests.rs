@@ -120,3 +120,23 @@ fn trades_held_past_the_bound_while_the_feed_is_down_are_counted_not_kept() {
     let held = p.symbols[sym].outage.as_ref().map(|g| g.pending.len());
     assert_eq!(held, Some(MAX_GAP_PENDING));
 }
+
+#[test]
+fn a_waiting_hole_of_a_removed_symbol_is_not_reported_for_the_one_that_took_its_slot() {
+    let shared = Shared::new(16, 1, 1); // the holes queue holds one hole
+    let mut p = state(&["1m"]);
+    p.add("AAAUSDT".into(), None);
+    let (slot, old) = p.add("BBBUSDT".into(), None);
+    let sym = slot as usize;
+    let hole = |symbol: &str| IdHole { symbol: symbol.into(), from_id: 2, to_id: 4, since: T0 };
+    shared.holes.push(hole("AAAUSDT")).unwrap();
+    p.feed_down(sym, T0, false);
+    p.report_hole(&shared, sym, hole("BBBUSDT")); // waits behind AAAUSDT's
+    p.remove(&shared, slot, old);
+    let (again, _) = p.add("CCCUSDT".into(), None);
+    assert_eq!(again, slot);
+    p.feed_down(sym, T0, false); // CCCUSDT is down too, with no hole of its own yet
+    shared.holes.pop();
+    p.report_waiting_holes(&shared);
+    assert_eq!(shared.holes.pop(), None, "BBBUSDT's hole is not CCCUSDT's");
+}
