@@ -1,7 +1,10 @@
 //! Fixed cases that pin rules a mutation audit found unguarded: the amend path's raw-trade
-//! count and taker side, the grace of the closing sweep, lateness after a restore, the amend path's quote
-//! volumes, a freed slot (issue 11). Expected values are
-//! written out from Binance's rules, not computed by the code under test.
+//! count and taker side, the grace of the closing sweep, lateness after a restore, the amend
+//! path's quote volumes, a freed slot (issue 11); a symbol's own 3d grid, amendments of the
+//! second symbol and after quiet periods, revisions and closes of amended klines, the grace of
+//! the catch-up after an outage, a trade in a closed kline's last millisecond (the partition
+//! run). Expected values are written out from Binance's rules, not computed by the code under
+//! test.
 
 use kline_core::engine::clock::ManualClock;
 use kline_core::engine::output::Record;
