@@ -245,12 +245,9 @@ impl Aggregator {
         match &mut self.slots[j] {
             Some(s) if finer.open_time < s.next => s.kline.absorb(finer),
             slot => {
-                let grid = &self.grids[j];
-                let start = grid.bucket_start(finer.open_time);
-                let next = grid.next_start(start);
-                let mut kline = Kline::flat(start, next - 1, finer.close);
-                kline.absorb(finer);
-                if let Some(closed) = slot.replace(Slot { next, kline }) {
+                let opened = opened_by(&self.grids[j], finer);
+                let start = opened.kline.open_time;
+                if let Some(closed) = slot.replace(opened) {
                     self.close(j, &closed, start, out);
                 }
             }
@@ -295,13 +292,7 @@ impl Aggregator {
             let k = &finer.kline;
             match &mut slot {
                 Some(s) if k.open_time < s.next => s.kline.absorb(k),
-                _ => {
-                    let start = self.grids[i].bucket_start(k.open_time);
-                    let next = self.grids[i].next_start(start);
-                    let mut kline = Kline::flat(start, next - 1, k.close);
-                    kline.absorb(k);
-                    slot = Some(Slot { next, kline });
-                }
+                _ => slot = Some(opened_by(&self.grids[i], k)),
             }
         }
         open[i] = slot;
@@ -336,6 +327,16 @@ impl Aggregator {
             self.finish_grid(self.rolled[i][d], out);
         }
     }
+}
+
+/// The slot of `grid` opened by a closed finer kline: the bucket holding it, flat at its close
+/// (what a flat finer kline carries), then the kline added.
+fn opened_by(grid: &Grid, finer: &Kline) -> Slot {
+    let start = grid.bucket_start(finer.open_time);
+    let next = grid.next_start(start);
+    let mut kline = Kline::flat(start, next - 1, finer.close);
+    kline.absorb(finer);
+    Slot { next, kline }
 }
 
 /// Which grids take trades (the roots) and, per grid, which are rolled up from it: from the

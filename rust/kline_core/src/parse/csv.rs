@@ -7,7 +7,7 @@
 //! isBestMatch`; futures: a header line, 6 columns `id,price,qty,quote_qty,time,is_buyer_maker`.
 //! A raw trade is an aggTrade of one trade (`f = l = id`), so every quote value is exact.
 
-use super::digits::{digit_run, digits_value, POW10};
+use super::digits::{digit_run, digits_value, up_to_16_digits, POW10};
 use super::{excerpt, parse_int};
 use crate::decimal::parse_fixed8;
 use crate::trade::{Skip, Trade};
@@ -182,20 +182,9 @@ impl Fast<'_> {
     /// `\d{1,18}`. The usual ids and times (up to 16 digits) are read 8 bytes at a time.
     #[inline(always)]
     fn uint(&mut self) -> Option<i64> {
-        if let Some(chunk) = self.s.get(self.i..self.i + 16) {
-            let a = u64::from_le_bytes(chunk[..8].try_into().ok()?);
-            let n = digit_run(a);
-            if n < 8 {
-                self.i += n;
-                return (n > 0).then(|| digits_value(a, n) as i64);
-            }
-            let b = u64::from_le_bytes(chunk[8..].try_into().ok()?);
-            let m = digit_run(b);
-            if m < 8 {
-                self.i += 8 + m;
-                let v = digits_value(a, 8) * POW10[m] + if m > 0 { digits_value(b, m) } else { 0 };
-                return Some(v as i64);
-            }
+        if let Some((v, n)) = self.s.get(self.i..self.i + 16).and_then(up_to_16_digits) {
+            self.i += n;
+            return (n > 0).then_some(v as i64);
         }
         self.uint_bytewise()
     }

@@ -46,6 +46,20 @@ pub(crate) fn plain_run(v: u64) -> usize {
     (special.trailing_zeros() / 8) as usize
 }
 
+/// The leading digits of 16 bytes, when fewer than 16: their value and count.
+#[inline(always)]
+pub(crate) fn up_to_16_digits(chunk: &[u8]) -> Option<(u64, usize)> {
+    let a = u64::from_le_bytes(chunk[..8].try_into().ok()?);
+    let n = digit_run(a);
+    if n < 8 {
+        return Some((if n > 0 { digits_value(a, n) } else { 0 }, n));
+    }
+    let b = u64::from_le_bytes(chunk[8..16].try_into().ok()?);
+    let m = digit_run(b);
+    let low = if m > 0 { digits_value(b, m) } else { 0 };
+    (m < 8).then(|| (digits_value(a, 8) * POW10[m] + low, 8 + m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! of — escapes, nested arrays, odd numbers, duplicate fields, bad UTF-8 — and the serde
 //! parser takes over, so results are the same by construction (checked by a property test).
 
-use super::digits::{digit_run, digits_value, plain_run, POW10};
+use super::digits::{plain_run, up_to_16_digits};
 use super::ws::{Field, Fields};
 use std::borrow::Cow;
 
@@ -144,20 +144,6 @@ impl<'a> Scanner<'a> {
             _ => None,
         }
     }
-}
-
-/// The leading digits of 16 bytes, when fewer than 16: their value and count.
-#[inline(always)]
-fn up_to_16_digits(chunk: &[u8]) -> Option<(u64, usize)> {
-    let a = u64::from_le_bytes(chunk[..8].try_into().ok()?);
-    let n = digit_run(a);
-    if n < 8 {
-        return Some((if n > 0 { digits_value(a, n) } else { 0 }, n));
-    }
-    let b = u64::from_le_bytes(chunk[8..16].try_into().ok()?);
-    let m = digit_run(b);
-    let low = if m > 0 { digits_value(b, m) } else { 0 };
-    (m < 8).then(|| (digits_value(a, 8) * POW10[m] + low, 8 + m))
 }
 
 fn int(v: Value<'_>) -> Field<i64> {

@@ -91,7 +91,7 @@ fn replay_symbol<'a>(
     let mut seq = 0;
     for file in job {
         let path = &files[file].1;
-        let kind = path.file_name().and_then(|n| n.to_str()).and_then(Layout::of_file_name);
+        let kind = layout_of(path);
         let mut emit = |block: Block| {
             if stop() {
                 return false;
@@ -131,7 +131,7 @@ pub(super) fn pipelined(consumer: &mut Consumer<'_>, threads: usize) -> Result<(
             let mut seq = 0;
             let mut emit = |block: Block| block_tx.send(block).is_ok();
             for (i, (_, path)) in files.iter().enumerate() {
-                let kind = path.file_name().and_then(|n| n.to_str()).and_then(Layout::of_file_name);
+                let kind = layout_of(path);
                 let res = for_each_csv(path, |name, r| {
                     read_source(name, kind, r, (i, &mut seq), &mut emit, pools)
                 });
@@ -162,4 +162,9 @@ pub(super) fn pipelined(consumer: &mut Consumer<'_>, threads: usize) -> Result<(
         return Err(e);
     }
     consumer.finish_symbol()
+}
+
+/// What a file's name says it holds (aggTrades or trades), if it says.
+fn layout_of(path: &Path) -> Option<Layout> {
+    path.file_name().and_then(|n| n.to_str()).and_then(Layout::of_file_name)
 }
