@@ -77,6 +77,17 @@ fn restore_from_a_snapshot_then_continue_equals_one_uninterrupted_run() {
 
 #[test]
 fn a_held_restore_closes_nothing_until_the_missed_trades_are_in_then_all_at_revision_0() {
+    held_restore_then_backfill(false);
+}
+
+/// The feed declared down at start-up, before the restore (as a caller may, for all symbols at
+/// once): `feed_up` rewinds to the restored state, not to the empty one before it.
+#[test]
+fn a_restore_into_a_symbol_whose_feed_is_already_down_is_kept_by_its_feed_up() {
+    held_restore_then_backfill(true);
+}
+
+fn held_restore_then_backfill(down_first: bool) {
     let names = ["1m", "5m", "1h"];
     let trades: Vec<Trade> =
         (1..=600).map(|i| trade(i, T0 + i * 7_000, 100 + (i * 37) % 50)).collect();
@@ -102,6 +113,9 @@ fn a_held_restore_closes_nothing_until_the_missed_trades_are_in_then_all_at_revi
     let slots = open_slots(&snap);
     let slot_refs: Vec<(&str, u16, _)> =
         slots.iter().map(|(s, i, v)| (s.as_str(), *i, *v)).collect();
+    if down_first {
+        second.feed_down(None, T0, false).unwrap();
+    }
     second.restore(&slot_refs, &[("XRPUSDT", 250)], true).unwrap();
     second.push_trades("XRPUSDT", trades[450..].to_vec()).unwrap(); // live, after a hole
     second.sync().unwrap();

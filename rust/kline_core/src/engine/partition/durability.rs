@@ -41,6 +41,10 @@ impl PartitionState {
     /// Puts slots and checkpoints of live symbols back; returns how many were applied. With
     /// `hold`, each restored symbol waits (its trades held, its klines not closed by the
     /// clock) for the trades after its checkpoint: `backfill`, then `feed_up`.
+    ///
+    /// A symbol whose feed is already down (`feed_down` before `restore`) takes the restored
+    /// state as its rewind point too: `feed_up` rewinds to what was restored, not to what the
+    /// symbol held when its feed went down.
     pub fn restore(
         &mut self,
         slots: &[(u32, u32, u16, SlotValue)],
@@ -55,13 +59,21 @@ impl PartitionState {
                 let start = value.start();
                 let s = &mut self.symbols[sym];
                 s.late_before = s.late_before.max(start);
+                if let Some(g) = s.outage.as_mut() {
+                    g.saved[interval as usize] = value;
+                    g.saved_late_before = g.saved_late_before.max(start);
+                }
                 applied += 1;
             }
         }
         for &(slot, generation, last_id) in checkpoints {
             let sym = slot as usize;
             if self.is_live(sym, generation) {
-                self.symbols[sym].last_id = last_id;
+                let s = &mut self.symbols[sym];
+                s.last_id = last_id;
+                if let Some(g) = s.outage.as_mut() {
+                    g.saved_last_id = last_id;
+                }
                 self.checkpoints.mark(sym);
                 applied += 1;
             }
@@ -71,8 +83,12 @@ impl PartitionState {
                 slots.iter().map(|s| (s.0, s.1)).chain(checkpoints.iter().map(|c| (c.0, c.1)));
             for (slot, generation) in touched {
                 let sym = slot as usize;
-                if self.is_live(sym, generation) && self.symbols[sym].outage.is_none() {
-                    self.feed_down(sym, self.symbols[sym].late_before, true);
+                if !self.is_live(sym, generation) {
+                    continue;
+                }
+                match self.symbols[sym].outage.as_mut() {
+                    Some(g) => g.held = true,
+                    None => self.feed_down(sym, self.symbols[sym].late_before, true),
                 }
             }
         }
