@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
 
-from kline_rs.storage.postgres import PostgresSink, _Table  # noqa: E402 (needs psycopg)
+from kline_rs.storage.postgres import (  # noqa: E402 (needs psycopg)
+    COPY_FROM_ROWS,
+    PostgresSink,
+    _Table,
+)
 
 #: The server fixtures, registered once (a session-wide server shared by all modules).
 pytest_plugins = ["postgres_server"]
@@ -107,6 +111,39 @@ def test_postgres_stores_what_sqlite_stores(postgres_url: str, tmp_path: Path) -
         pg, read_klines(path, "AAA", "1m", quiet_start + 5 * MINUTE, quiet_start + 9 * MINUTE)
     )
     assert len(stored_rows(postgres_url, "AAA")) == int((got["interval"] == "1m").sum())
+
+
+def test_a_write_of_many_rows_goes_through_copy_and_stores_what_sqlite_stores(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # Per symbol: 100 klines, then three flat runs at one price that merge into one row
+    # within the same write (its first row put, then put again longer: one row per key must
+    # reach the staging table), then a kline; then a second write revising BBB from minute 40.
+    rows = []
+    for symbol in ("AAA", "BBB"):
+        rows += [record(T0 + k * MINUTE, 100 + k, symbol=symbol) for k in range(100)]
+        rows += [
+            record(T0 + (100 + 3 * k) * MINUTE, 199, periods=3, flat=True, symbol=symbol)
+            for k in range(3)
+        ]
+        rows.append(record(T0 + 109 * MINUTE, 300, symbol=symbol))
+    first = records(*rows)
+    second = records(*[record(T0 + k * MINUTE, 500 + k, revision=1) for k in range(40, 110)])
+    assert len(first) >= COPY_FROM_ROWS and len(second) >= COPY_FROM_ROWS
+    batches = [(first, None), (second, None)]
+    done = run(write_all(PostgresSink(postgres_url), batches))
+    assert [(d.stored, d.merged) for d in done[:1]] == [(len(first), 4)]
+    path = tmp_path / "k.sqlite"
+    run(write_all(SqliteSink(path), batches))
+    aaa = stored_rows(postgres_url, "AAA")
+    assert len(aaa) == 102  # 100 klines, one merged flat run, one kline
+    assert aaa[100] == (T0 + 100 * MINUTE, T0 + 109 * MINUTE - 1, "0.00000199", 0, True)
+    assert len(stored_rows(postgres_url, "BBB")) == 110  # the flat run revised into klines
+    for symbol in ("AAA", "BBB"):
+        assert_same(read_klines(postgres_url, symbol, "1m"), read_klines(path, symbol, "1m"))
+    bbb = read_klines(postgres_url, "BBB", "1m")
+    assert bbb["close"].tolist()[38:42] == [138, 139, 540, 541]
+    assert bbb["revision"].tolist()[38:42] == [0, 0, 1, 1]
 
 
 def test_open_returns_stored_slots_and_checkpoints(postgres_url: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from kline_rs._core import DecimalError, KlineError, format_fixed, parse_fixed
+from kline_rs._core import DecimalError, KlineError, format_fixed, format_fixed_many, parse_fixed
 from kline_rs.engine import SNAPSHOT_DTYPE, Snapshot
 
 T = TypeVar("T")
@@ -117,15 +117,16 @@ TEXT_DIGITS = {
 
 def rows_from_records(records: npt.NDArray[np.void]) -> list[Row]:
     """Engine records (:data:`kline_rs.engine.RECORD_DTYPE`) → rows with exact text
-    (column by column: one ``tolist`` per column, then plain Python)."""
-    columns = []
-    for name in ROW_COLUMNS:
-        values = records[name].tolist()
-        digits = TEXT_DIGITS.get(name)
-        if digits is not None:
-            values = [fixed_text(v, digits) for v in values]
-        columns.append(values)
+    (column by column: one ``tolist`` per column, decimals formatted a column at a time)."""
+    columns = [text_column(records, name) for name in ROW_COLUMNS]
     return [Row._make(values) for values in zip(*columns, strict=True)]
+
+
+def text_column(array: npt.NDArray[np.void], name: str) -> list[Any]:
+    """One column as Python values; a decimal column (:data:`TEXT_DIGITS`) as exact text."""
+    values: list[Any] = array[name].tolist()
+    digits = TEXT_DIGITS.get(name)
+    return values if digits is None else format_fixed_many(values, digits)
 
 
 def row_from_db(values: Sequence[Any]) -> Row:
@@ -201,6 +202,13 @@ class SqlTable:
     def put(self, row: Row) -> None:
         self.puts.append((self.venue, *row))
 
+    def pending(self) -> list[tuple[Any, ...]]:
+        """The buffered puts, the last put per (symbol, interval, open_time) only (a merged
+        flat run is put again under its first row's key), in key order (a B-tree takes sorted
+        keys fastest)."""
+        last = {(p[1], p[2], p[3]): p for p in self.puts}
+        return [last[k] for k in sorted(last)]
+
     def gap_rows(self) -> list[tuple[str, str, int, int, int]]:
         """(symbol, interval, open_time, close_time, revision) of every row marked gap."""
         got = self.db.execute(
@@ -212,7 +220,7 @@ class SqlTable:
 
     def flush(self) -> None:
         if self.puts:
-            self.upsert(self.puts)
+            self.upsert(self.pending())
             self.puts.clear()
 
     def upsert(self, rows: list[tuple[Any, ...]]) -> None:
@@ -246,7 +254,8 @@ class Placer:
         for row in rows:
             key = row.key
             if key not in self._tails:
-                table.flush()
+                # No put of `key` is buffered: it has none since it was last read (`_overlap`
+                # flushes before it forgets a tail), so the read needs no flush.
                 self._tails[key] = table.last(key)
             tail = self._tails[key]
             if tail is None or row.open_time > tail.close_time:
@@ -359,22 +368,8 @@ def column_additions(table: str, have: set[str], int_type: str) -> list[str]:
 
 def slot_rows(snapshot: Snapshot) -> list[tuple[Any, ...]]:
     """A snapshot's slots as rows (``SLOT_COLUMNS`` order), decimals as exact text."""
-    out = []
-    for s in snapshot.slots:
-        out.append(
-            (
-                s["symbol"], s["interval"], s["state"], int(s["open_time"]),
-                int(s["close_time"]), fixed_text(int(s["open"]), PRICE_DIGITS),
-                fixed_text(int(s["high"]), PRICE_DIGITS), fixed_text(int(s["low"]), PRICE_DIGITS),
-                fixed_text(int(s["close"]), PRICE_DIGITS), fixed_text(s["volume"], VOLUME_DIGITS),
-                fixed_text(s["quote_volume"], QUOTE_DIGITS), int(s["trades"]),
-                fixed_text(s["taker_buy_volume"], VOLUME_DIGITS),
-                fixed_text(s["taker_buy_quote_volume"], QUOTE_DIGITS),
-                int(s["first_trade_id"]), int(s["last_trade_id"]), int(s["inexact_trades"]),
-                fixed_text(s["quote_volume_exact"], QUOTE_DIGITS),
-            )
-        )  # fmt: skip
-    return out
+    columns = [text_column(snapshot.slots, name) for name in SLOT_COLUMNS]
+    return list(zip(*columns, strict=True))
 
 
 def slots_from_db(rows: Sequence[Sequence[Any]]) -> npt.NDArray[np.void]:

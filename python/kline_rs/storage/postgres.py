@@ -112,6 +112,18 @@ _UPSERT_KLINE = (
     "ON CONFLICT (venue, symbol, interval, open_time) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in ROW_COLUMNS if c not in ("symbol", "interval"))
 )
+#: Rows from which an upsert goes through ``COPY`` and a staging table (fewer: ``executemany``).
+COPY_FROM_ROWS = 64
+#: The staging table: temporary (one per session, no WAL), emptied after each upsert.
+_STAGE = "kline_rs_klines_stage"
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE klines INCLUDING DEFAULTS) "
+    "ON COMMIT DELETE ROWS"
+)
+_UPSERT_STAGED = (
+    f"INSERT INTO klines (venue, {_COLS}) SELECT venue, {_COLS} FROM {_STAGE} "
+    + _UPSERT_KLINE[_UPSERT_KLINE.index("ON CONFLICT") :]
+)
 _SLOT_NAMES = ", ".join(SLOT_COLUMNS)
 _UPSERT_SLOT = (
     f"INSERT INTO open_klines (venue, {_SLOT_NAMES}) "
@@ -154,8 +166,18 @@ class _Table(SqlTable):
     mark = "%s"
 
     def upsert(self, rows: list[tuple[Any, ...]]) -> None:
+        """A few rows: one ``executemany``. More: ``COPY`` into a session-local staging table,
+        then one ``INSERT … SELECT … ON CONFLICT DO UPDATE`` (the rows are one per key)."""
         with self.db.cursor() as cur:
-            cur.executemany(_UPSERT_KLINE, rows)
+            if len(rows) < COPY_FROM_ROWS:
+                cur.executemany(_UPSERT_KLINE, rows)
+                return
+            cur.execute(_CREATE_STAGE)
+            with cur.copy(f"COPY {_STAGE} (venue, {_COLS}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(_UPSERT_STAGED)
+            cur.execute(f"DELETE FROM {_STAGE}")
 
 
 class PostgresSink(ThreadedSink):

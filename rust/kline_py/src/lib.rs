@@ -111,6 +111,15 @@ fn format_fixed(value: i128, decimals: usize) -> PyResult<String> {
     Ok(kline_core::decimal::format_scaled(value, scale_of(decimals)?))
 }
 
+/// A column of mantissas at `10^-decimals` → their exact texts, in order (what
+/// `format_fixed` gives each, in one call).
+#[pyfunction]
+#[pyo3(signature = (values, decimals=8))]
+fn format_fixed_many(values: Vec<i128>, decimals: usize) -> PyResult<Vec<String>> {
+    let decimals = scale_of(decimals)?;
+    Ok(values.into_iter().map(|v| kline_core::decimal::format_scaled(v, decimals)).collect())
+}
+
 /// Decimal text → mantissa at `10^-decimals` (any size up to i128).
 #[pyfunction]
 #[pyo3(signature = (text, decimals=8))]
@@ -396,6 +405,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(epoch_3d_warning, m)?)?;
     m.add_function(wrap_pyfunction!(format_fixed8_py, m)?)?;
     m.add_function(wrap_pyfunction!(format_fixed, m)?)?;
+    m.add_function(wrap_pyfunction!(format_fixed_many, m)?)?;
     m.add_function(wrap_pyfunction!(parse_fixed, m)?)?;
     m.add_function(wrap_pyfunction!(format_quote, m)?)?;
     m.add_function(wrap_pyfunction!(interval_ms, m)?)?;
