@@ -77,7 +77,7 @@ run: develop-release
 
 bench: develop-release
 	$(PY) -m pip install -q "polars>=1.0" "orjson>=3"
-	$(PY) benchmarks/bench_replay_reference.py
+	$(PY) benchmarks/bench_goals.py   # every goal of issue 14 (runs bench_replay_reference.py)
 	$(PY) benchmarks/bench_replay.py
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_storage.py
