@@ -630,9 +630,10 @@ def rss_bytes() -> int:
 
 
 def memory_probe(n_symbols: int) -> dict[str, int]:
-    """In a fresh interpreter: RSS before adding the symbols, after 20 BTC-like trades each
-    (the live table), and after a snapshot is taken and acknowledged (the engine then also
-    holds the acknowledged copy it restores a panicked symbol from; our copy of it is dropped
+    """In a fresh interpreter: RSS before adding the symbols (the frames already built, and
+    kept to the end), after 20 BTC-like trades each with the klines they closed consumed (the
+    live table), and after a snapshot is taken and acknowledged (the engine then also holds
+    the acknowledged copy it restores a panicked symbol from; our copy of it is dropped
     first)."""
     names = symbol_names(n_symbols)
     frames = realistic_frames(names, MONDAY_JAN_1 + MINUTE)
@@ -642,14 +643,21 @@ def memory_probe(n_symbols: int) -> dict[str, int]:
         e.add_symbols(names)
         added = time.perf_counter() - w
         assert e.push_many(frames) == len(frames)
-        del frames  # not the engine's
         e.sync()
+        # What the trades closed (1s klines) is output waiting for a consumer, not state: it is
+        # consumed first, as a pipeline does.
+        drained = 0
+        while len((batch := e.poll_records()).klines):
+            drained += len(batch.klines)
+            e.ack(batch.token)
+        del batch
         table = rss_bytes()
         snap = e.snapshot()
         copied = len(snap.slots)
         assert e.ack_snapshot(snap.token)
         del snap
         both = rss_bytes()
+        del frames  # counted in `before`: kept until here
         open_slots = len(names) * len(INTERVALS)
     return {
         "before": before,
@@ -657,6 +665,7 @@ def memory_probe(n_symbols: int) -> dict[str, int]:
         "both": both,
         "slots": open_slots,
         "copied": copied,
+        "drained": drained,
         "add_us": int(added * 1e6),
     }
 

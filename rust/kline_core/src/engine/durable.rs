@@ -31,26 +31,54 @@ impl Durable {
 
     /// The symbol's acknowledged slot values and checkpoint (all empty and `i64::MIN` if none).
     pub fn get(&self, symbol: &str) -> (Vec<SlotValue>, i64) {
-        match self.blobs.get(symbol) {
-            Some(blob) => decode(blob, self.n),
-            None => (vec![SlotValue::Empty; self.n], i64::MIN),
+        let mut values = Vec::with_capacity(self.n);
+        let last_id = self.get_into(symbol, &mut values);
+        (values, last_id)
+    }
+
+    /// Takes in an acknowledged (or restored) snapshot, one symbol at a time through one
+    /// reused buffer, so that nothing but the new blobs is allocated between them (a copy of
+    /// every touched symbol's values held until the end would leave the blobs scattered over
+    /// pages the allocator cannot give back).
+    pub fn absorb(&mut self, snap: &PartitionSnapshot) {
+        let mut order: Vec<usize> = (0..snap.slots.len()).collect();
+        order.sort_by(|&a, &b| snap.slots[a].symbol.cmp(&snap.slots[b].symbol));
+        let mut checkpoints: HashMap<Arc<str>, i64> =
+            snap.checkpoints.iter().map(|c| (c.symbol.clone(), c.last_id)).collect();
+        let (mut values, mut scratch) = (Vec::with_capacity(self.n), Vec::new());
+        let mut at = 0;
+        while at < order.len() {
+            let symbol = &snap.slots[order[at]].symbol;
+            let mut last_id = self.get_into(symbol, &mut values);
+            while let Some(s) = order.get(at).map(|&k| &snap.slots[k]) {
+                if s.symbol != *symbol {
+                    break;
+                }
+                if let Some(v) = values.get_mut(s.interval as usize) {
+                    *v = s.value;
+                }
+                at += 1;
+            }
+            if let Some(id) = checkpoints.remove(symbol) {
+                last_id = id;
+            }
+            self.blobs.insert(symbol.clone(), encode_into(&mut scratch, &values, last_id));
+        }
+        for (symbol, id) in checkpoints {
+            self.get_into(&symbol, &mut values);
+            self.blobs.insert(symbol, encode_into(&mut scratch, &values, id));
         }
     }
 
-    /// Takes in an acknowledged (or restored) snapshot.
-    pub fn absorb(&mut self, snap: &PartitionSnapshot) {
-        let mut touched: HashMap<Arc<str>, (Vec<SlotValue>, i64)> = HashMap::new();
-        for s in &snap.slots {
-            let entry = touched.entry(s.symbol.clone()).or_insert_with(|| self.get(&s.symbol));
-            if let Some(v) = entry.0.get_mut(s.interval as usize) {
-                *v = s.value;
+    /// [`Durable::get`] into `values` (cleared first); returns the checkpoint.
+    fn get_into(&self, symbol: &str, values: &mut Vec<SlotValue>) -> i64 {
+        values.clear();
+        match self.blobs.get(symbol) {
+            Some(blob) => decode_into(blob, self.n, values),
+            None => {
+                values.resize(self.n, SlotValue::Empty);
+                i64::MIN
             }
-        }
-        for c in &snap.checkpoints {
-            touched.entry(c.symbol.clone()).or_insert_with(|| self.get(&c.symbol)).1 = c.last_id;
-        }
-        for (symbol, (values, last_id)) in touched {
-            self.blobs.insert(symbol, encode(&values, last_id));
         }
     }
 
@@ -104,8 +132,13 @@ fn diff(a: i64, b: i64) -> i128 {
 }
 
 pub fn encode(values: &[SlotValue], last_id: i64) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(8 + values.len() * 64);
-    put(&mut out, i128::from(last_id));
+    encode_into(&mut Vec::new(), values, last_id)
+}
+
+/// [`encode`] through `out` (a reused buffer): the blob is allocated once, at its size.
+fn encode_into(out: &mut Vec<u8>, values: &[SlotValue], last_id: i64) -> Box<[u8]> {
+    out.clear();
+    put(out, i128::from(last_id));
     // Times as deltas from the slot before, ids from the checkpoint: all close together.
     let mut time = 0i64;
     for v in values {
@@ -113,43 +146,46 @@ pub fn encode(values: &[SlotValue], last_id: i64) -> Box<[u8]> {
             SlotValue::Empty => out.push(EMPTY),
             SlotValue::Flat { since, price } => {
                 out.push(FLAT);
-                put(&mut out, diff(since, time));
-                put(&mut out, i128::from(price));
+                put(out, diff(since, time));
+                put(out, i128::from(price));
                 time = since;
             }
             SlotValue::Open { kline: k, next } => {
                 out.push(OPEN);
-                put(&mut out, diff(k.open_time, time));
-                put(&mut out, diff(next, k.open_time));
-                put(&mut out, diff(k.close_time, next));
+                put(out, diff(k.open_time, time));
+                put(out, diff(next, k.open_time));
+                put(out, diff(k.close_time, next));
                 time = k.open_time;
-                put(&mut out, i128::from(k.open));
-                put(&mut out, diff(k.high, k.open));
-                put(&mut out, diff(k.open, k.low));
-                put(&mut out, diff(k.close, k.low));
-                put(&mut out, k.volume);
-                put(&mut out, k.quote_volume.wrapping_sub(guess(k.volume, k.open)));
-                put(&mut out, i128::from(k.trades));
-                put(&mut out, k.taker_buy_volume);
-                put(
-                    &mut out,
-                    k.taker_buy_quote_volume.wrapping_sub(guess(k.taker_buy_volume, k.open)),
-                );
-                put(&mut out, diff(k.first_trade_id, last_id));
-                put(&mut out, diff(k.last_trade_id, k.first_trade_id));
-                put(&mut out, i128::from(k.inexact_trades));
-                put(&mut out, k.quote_volume_exact.wrapping_sub(k.quote_volume));
+                put(out, i128::from(k.open));
+                put(out, diff(k.high, k.open));
+                put(out, diff(k.open, k.low));
+                put(out, diff(k.close, k.low));
+                put(out, k.volume);
+                put(out, k.quote_volume.wrapping_sub(guess(k.volume, k.open)));
+                put(out, i128::from(k.trades));
+                put(out, k.taker_buy_volume);
+                put(out, k.taker_buy_quote_volume.wrapping_sub(guess(k.taker_buy_volume, k.open)));
+                put(out, diff(k.first_trade_id, last_id));
+                put(out, diff(k.last_trade_id, k.first_trade_id));
+                put(out, i128::from(k.inexact_trades));
+                put(out, k.quote_volume_exact.wrapping_sub(k.quote_volume));
             }
         }
     }
-    out.into_boxed_slice()
+    Box::from(&out[..])
 }
 
 pub fn decode(blob: &[u8], n: usize) -> (Vec<SlotValue>, i64) {
+    let mut values = Vec::with_capacity(n);
+    let last_id = decode_into(blob, n, &mut values);
+    (values, last_id)
+}
+
+/// [`decode`] appending to `values`; returns the checkpoint.
+fn decode_into(blob: &[u8], n: usize, values: &mut Vec<SlotValue>) -> i64 {
     let at = &mut 0usize;
     let last_id = take(blob, at) as i64;
     let mut time = 0i64;
-    let mut values = Vec::with_capacity(n);
     while values.len() < n && *at < blob.len() {
         let tag = blob[*at];
         *at += 1;
@@ -200,7 +236,7 @@ pub fn decode(blob: &[u8], n: usize) -> (Vec<SlotValue>, i64) {
         });
     }
     values.resize(n, SlotValue::Empty);
-    (values, last_id)
+    last_id
 }
 
 #[cfg(test)]
@@ -272,5 +308,41 @@ mod tests {
         };
         let blob = encode(&[SlotValue::Open { kline: k, next: 1_732_550_460_000 }], 3_300_124_267);
         assert!(blob.len() <= 75, "{} bytes", blob.len());
+    }
+
+    #[test]
+    fn absorb_keeps_what_a_later_snapshot_does_not_carry_symbol_by_symbol() {
+        use crate::engine::output::{Checkpoint, SlotSnapshot};
+        let flat = |since: i64, price: i64| SlotValue::Flat { since, price };
+        let slot = |symbol: &str, interval: u16, value: SlotValue| SlotSnapshot {
+            symbol: symbol.into(),
+            interval,
+            value,
+        };
+        let ck = |symbol: &str, last_id: i64| Checkpoint { symbol: symbol.into(), last_id };
+        let mut d = Durable::new(3);
+        // Slots of two symbols interleaved, as dirty order gives them; one interval out of range.
+        d.absorb(&PartitionSnapshot {
+            partition: 0,
+            seq: 1,
+            slots: vec![
+                slot("B", 2, flat(5, 50)),
+                slot("A", 0, flat(1, 10)),
+                slot("B", 0, flat(6, 60)),
+                slot("A", 1, flat(2, 20)),
+                slot("A", 7, flat(9, 90)),
+            ],
+            checkpoints: vec![ck("A", 100), ck("C", 300)],
+        });
+        d.absorb(&PartitionSnapshot {
+            partition: 0,
+            seq: 2,
+            slots: vec![slot("A", 1, flat(3, 30))],
+            checkpoints: vec![ck("B", 200)],
+        });
+        assert_eq!(d.get("A"), (vec![flat(1, 10), flat(3, 30), SlotValue::Empty], 100));
+        assert_eq!(d.get("B"), (vec![flat(6, 60), SlotValue::Empty, flat(5, 50)], 200));
+        assert_eq!(d.get("C"), (vec![SlotValue::Empty; 3], 300));
+        assert_eq!(d.get("D"), (vec![SlotValue::Empty; 3], i64::MIN));
     }
 }
