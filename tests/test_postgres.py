@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pytest
 from kline_rs.engine import SNAPSHOT_DTYPE, Engine, Snapshot
 from kline_rs.storage import STORED_DTYPE, SqliteSink, StoreUnavailableError, read_klines
+from kline_rs.storage.base import rows_from_records
 from test_placement import record, records
 
 if TYPE_CHECKING:
@@ -22,8 +23,10 @@ psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
 
 from kline_rs.storage.postgres import (  # noqa: E402 (needs psycopg)
     COPY_FROM_ROWS,
+    SCHEMA,
     PostgresSink,
     _Table,
+    copy_text,
 )
 
 #: The server fixtures, registered once (a session-wide server shared by all modules).
@@ -144,6 +147,31 @@ def test_a_write_of_many_rows_goes_through_copy_and_stores_what_sqlite_stores(
     bbb = read_klines(postgres_url, "BBB", "1m")
     assert bbb["close"].tolist()[38:42] == [138, 139, 540, 541]
     assert bbb["revision"].tolist()[38:42] == [0, 0, 1, 1]
+
+
+def test_copy_text_is_tab_separated_lines_and_refuses_what_the_format_escapes() -> None:
+    rows = [("spot", "AAA", 1, True, "0.10000000"), ("spot", "BBB", -2, False, "3.00000000")]
+    assert copy_text(rows) == b"spot\tAAA\t1\tt\t0.10000000\nspot\tBBB\t-2\tf\t3.00000000\n"
+    for odd in ("A\tB", "A\nB", "A\\B", "A\rB"):
+        assert copy_text([*rows, ("spot", odd, 1, True, "1")]) is None, odd
+
+
+def test_a_copy_of_rows_the_text_format_would_escape_stores_them_as_given(
+    postgres_url: str,
+) -> None:
+    # A venue with a backslash and a tab: COPY goes row by row (psycopg escapes), same rows.
+    venue = "odd\\venue\t1"
+    klines = records(*[record(T0 + k * MINUTE, 100 + k) for k in range(70)])
+    rows = [(venue, *r) for r in rows_from_records(klines)]
+    with psycopg.connect(postgres_url) as db:
+        db.execute(SCHEMA)
+        with db.transaction():
+            _Table(db, venue).upsert(rows)
+        got = db.execute(
+            "SELECT venue, open_time, close FROM klines WHERE venue = %s ORDER BY open_time",
+            (venue,),
+        ).fetchall()
+    assert got == [(venue, T0 + k * MINUTE, f"0.{100 + k:08d}") for k in range(70)]
 
 
 def test_open_returns_stored_slots_and_checkpoints(postgres_url: str) -> None:

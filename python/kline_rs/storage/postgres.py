@@ -160,6 +160,24 @@ def describe(e: psycopg.Error) -> str:
     return text
 
 
+def copy_text(rows: list[tuple[Any, ...]]) -> bytes | None:
+    """Rows (all of one length) of ints, bools and strings as COPY text: tab-separated lines,
+    ``t``/``f``, built in one go (half the time of ``write_row`` per row). None if a string
+    holds what the format escapes (a backslash, tab, newline or carriage return)."""
+    lines = ["\t".join(["t" if v is True else "f" if v is False else str(v) for v in row])
+             for row in rows]  # fmt: skip
+    text = "\n".join(lines)
+    fields = len(rows[0]) if rows else 0
+    if (
+        "\\" in text
+        or "\r" in text
+        or text.count("\t") != len(rows) * (fields - 1)
+        or text.count("\n") != len(rows) - 1
+    ):
+        return None
+    return (text + "\n").encode()
+
+
 class _Table(SqlTable):
     """:class:`~kline_rs.storage.base.RowTable` on an open psycopg transaction."""
 
@@ -174,8 +192,12 @@ class _Table(SqlTable):
                 return
             cur.execute(_CREATE_STAGE)
             with cur.copy(f"COPY {_STAGE} (venue, {_COLS}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+                text = copy_text(rows)
+                if text is not None:
+                    copy.write(text)
+                else:
+                    for row in rows:
+                        copy.write_row(row)
             cur.execute(_UPSERT_STAGED)
             cur.execute(f"DELETE FROM {_STAGE}")
 
