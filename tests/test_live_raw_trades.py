@@ -12,7 +12,7 @@ import oracle
 import pytest
 from kline_rs.fake import FakeExchange, Faults, SimulatedMarket
 from kline_rs.fake.events import raw_trade_events
-from kline_rs.fake.venues import SPOT
+from kline_rs.venues import SPOT
 from test_live import SYMBOLS, Table, compare, follow
 
 E8 = 10**8

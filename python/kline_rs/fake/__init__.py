@@ -16,7 +16,7 @@ from kline_rs.fake.faults import Faults
 from kline_rs.fake.market import Market, SimulatedMarket
 from kline_rs.fake.recorded import RecordedMarket
 from kline_rs.fake.stats import ExchangeStats
-from kline_rs.fake.venues import COINM, SPOT, USDM, Venue
+from kline_rs.venues import COINM, SPOT, USDM, Venue
 
 if TYPE_CHECKING:
     from kline_rs.fake.fake_exchange import FakeExchange

@@ -7,7 +7,7 @@ from typing import Any
 
 from kline_rs import parse_fixed8
 from kline_rs.fake.tape import Instrument, Trade, decimals_of, fixed8, trim
-from kline_rs.fake.venues import Venue
+from kline_rs.venues import Venue
 
 SHUTDOWN_STREAM = "!serverShutdown"
 

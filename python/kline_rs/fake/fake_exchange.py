@@ -38,7 +38,7 @@ from kline_rs.fake.rest import RestApi
 from kline_rs.fake.stats import ExchangeStats
 from kline_rs.fake.streams import Connection
 from kline_rs.fake.tape import Trade
-from kline_rs.fake.venues import Venue, venue_named
+from kline_rs.venues import Venue, venue_named
 
 #: Websocket paths: Binance's own, and the USD-M ``/public`` and ``/market`` routes.
 WS_PREFIXES = ("", "/public", "/market")

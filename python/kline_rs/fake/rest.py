@@ -20,7 +20,7 @@ from kline_rs.fake.market import Market
 from kline_rs.fake.ratelimit import Verdict, WeightLimiter
 from kline_rs.fake.stats import ExchangeStats
 from kline_rs.fake.tape import TRADING, Instrument, decimals_of, fixed8, trim
-from kline_rs.fake.venues import Venue
+from kline_rs.venues import Venue
 
 AGG_TRADES_MAX = 1000
 DEFAULT_LIMIT = 500

@@ -20,7 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from kline_rs.fake.events import dumps
 from kline_rs.fake.faults import Faults, FrameFaults
 from kline_rs.fake.stats import ExchangeStats
-from kline_rs.fake.venues import Venue
+from kline_rs.venues import Venue
 
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 I64 = 2**63

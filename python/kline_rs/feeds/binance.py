@@ -26,35 +26,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from kline_rs import _core
+from kline_rs.venues import VENUES, VenueName
 
 if TYPE_CHECKING:
     from kline_rs.engine import Engine
-    from kline_rs.klines import QuoteRule
 
 log = logging.getLogger("kline_rs.feed")
-
-
-@dataclass(frozen=True)
-class Venue:
-    """Where a Binance market lives and how fast it takes subscriptions."""
-
-    name: str
-    ws_url: str
-    rest_url: str
-    messages_per_second: int
-    #: How its klines sum quote volume (docs/quote-volume-rounding.md): spot's per-trade
-    #: truncation (USD-M: no capture tells the rules apart; its REST trades carry the same
-    #: per-trade quoteQty), COIN-M's exact sum (real captures).
-    quote_rule: QuoteRule = "per-trade"
-
-
-VENUES = {
-    "spot": Venue("spot", "wss://stream.binance.com:9443", "https://api.binance.com", 5),
-    "usdm": Venue("usdm", "wss://fstream.binance.com", "https://fapi.binance.com", 10),
-    "coinm": Venue(
-        "coinm", "wss://dstream.binance.com", "https://dapi.binance.com", 10, "exact-sum"
-    ),
-}
 
 
 @dataclass
@@ -119,7 +96,7 @@ class BinanceFeed:
         self,
         engine: Engine,
         *,
-        venue: str = "spot",
+        venue: VenueName = "spot",
         ws_url: str | None = None,
         stream: str = "aggTrade",
         max_streams: int = 1024,
@@ -134,7 +111,7 @@ class BinanceFeed:
         self.ws_url = ws_base(ws_url or v.ws_url)
         self.stream = stream
         self.max_streams = max_streams
-        self.interval = 1.0 / (messages_per_second or v.messages_per_second)
+        self.interval = 1.0 / (messages_per_second or v.ws_messages_per_second)
         self.rotate_after = rotate_after
         self.backoff = backoff
         self.rng = random.Random(seed)

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from kline_rs._core import KlineError
 from kline_rs.anchor import first_days
 from kline_rs.engine import ClosedKline, Engine, closed_kline
-from kline_rs.feeds.binance import VENUES, BinanceFeed
+from kline_rs.feeds.binance import BinanceFeed
 from kline_rs.live.history import load_history, resume
 from kline_rs.live.kline_history import KlineHistory, gap_spans, heal
 from kline_rs.live.persist import Persister
@@ -28,6 +28,7 @@ from kline_rs.live.symbols import MAX_HALT_S, Selection, SymbolManager
 from kline_rs.live.trades import RawTradeRest
 from kline_rs.rest import BinanceRest, RestError, VenueName
 from kline_rs.storage import Sink, StorageError, StoredState, open_sink
+from kline_rs.venues import VENUES
 
 log = logging.getLogger("kline_rs.live")
 

@@ -22,9 +22,11 @@ import numpy.typing as npt
 from kline_rs import _core
 from kline_rs.rest.errors import BinanceApiError, IpBannedError, RateLimitedError, RestError
 from kline_rs.rest.limiter import Clock, Sleep, WeightLimiter
-from kline_rs.rest.venues import KLINES_PAGE, VENUES, Venue, VenueName
+from kline_rs.venues import VENUES, Venue, VenueName
 
 _WEIGHT_HEADER = "x-mbx-used-weight-1m"  # spot sends "-1M", futures "-1m"
+#: Klines per page when paging: on futures 1000 cost 5 and 1500 cost 10, so 1000 is cheaper.
+KLINES_PAGE = 1000
 
 
 class BinanceRest:
@@ -61,12 +63,12 @@ class BinanceRest:
         if venue not in VENUES:
             raise ValueError(f"unknown venue {venue!r}: expected one of {sorted(VENUES)}")
         self._venue: Venue = VENUES[venue]
-        self._base = (base_url or self._venue.base_url).rstrip("/") + self._venue.prefix
+        self._base = (base_url or self._venue.rest_url).rstrip("/") + self._venue.rest_prefix
         self._session = session
         self._owns_session = session is None
         self._limit_fixed = max_weight_per_minute is not None
         self._limiter = WeightLimiter(
-            max_weight_per_minute or self._venue.weight_per_minute,
+            max_weight_per_minute or self._venue.assumed_weight_per_minute,
             safety=safety,
             clock=clock,
             sleep=sleep,

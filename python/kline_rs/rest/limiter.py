@@ -14,10 +14,12 @@ import math
 from collections.abc import Awaitable, Callable
 
 from kline_rs.rest.errors import IpBannedError
-from kline_rs.rest.venues import MINUTE
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+#: Where 1 MINUTE windows begin and how long each is, in seconds of wall-clock time.
+MINUTE = 60.0
 
 #: Our windows start this long after the server's, so a clock a little ahead of Binance's
 #: does not spend a new budget while the server still counts the old minute.

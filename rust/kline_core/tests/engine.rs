@@ -210,12 +210,9 @@ fn shutdown_joins_and_later_pushes_fail() {
 
 #[test]
 fn late_trades_amend_the_latest_closed_kline_within_the_allowed_lateness() {
-    let mut cfg = EngineConfig::new(intervals(&["1m", "5m"]));
-    cfg.partitions = 1;
-    cfg.pin_threads = false;
-    cfg.clock = Arc::new(ManualClock::new(0));
-    cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
-    cfg.late_policy = kline_core::engine::LatePolicy::Amend { allowed_lateness: 5_000 };
+    let late_policy = kline_core::engine::LatePolicy::Amend { allowed_lateness: 5_000 };
+    let clock = Arc::new(ManualClock::new(0));
+    let cfg = EngineConfig { late_policy, ..manual_config(&["1m", "5m"], clock) };
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
     e.push_trade("BTCUSDT", trade(1, T0 + 10_000, 100)).unwrap();
@@ -322,14 +319,13 @@ fn adding_and_removing_symbols_under_load_loses_nothing_and_stays_flat() {
 
 #[test]
 fn a_full_ring_is_backpressure_reported_to_the_producer_never_a_silent_drop() {
-    let mut cfg = EngineConfig::new(intervals(&["1s", "1m", "1h"]));
-    cfg.partitions = 1;
-    cfg.pin_threads = false;
-    cfg.clock = Arc::new(ManualClock::new(0));
-    cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
-    cfg.ring_capacity = 2;
-    cfg.push_wait = std::time::Duration::ZERO;
-    let e = Engine::start(cfg).unwrap();
+    let clock = Arc::new(ManualClock::new(0));
+    let e = Engine::start(EngineConfig {
+        ring_capacity: 2,
+        push_wait: Duration::ZERO,
+        ..manual_config(&["1s", "1m", "1h"], clock)
+    })
+    .unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
     // Keep the worker busy with one huge batch, then push single trades until the ring is full.
     let n = 3_000_000;
@@ -396,11 +392,8 @@ fn a_parked_worker_is_woken_by_a_request_not_by_its_park_timeout() {
     // An idle worker parks for up to 50 ms; a push rings its doorbell. The median of eleven
     // requests is timed: a loaded machine slowing a few, or a stray early wake-up, decides
     // nothing.
-    let mut cfg = EngineConfig::new(intervals(&["1m"]));
-    cfg.partitions = 1;
-    cfg.pin_threads = false;
-    cfg.clock = Arc::new(ManualClock::new(T0)); // no sweep due: only a push wakes it early
-    cfg.spin = Duration::ZERO;
+    let clock = Arc::new(ManualClock::new(T0)); // no sweep due: only a push wakes it early
+    let cfg = EngineConfig { clock, spin: Duration::ZERO, ..config(&["1m"]) };
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
     let mut took: Vec<Duration> = (0..11)

@@ -2,6 +2,9 @@
 //! runs never expanded without bound, spills bounded, nothing closed dropped at shutdown,
 //! settings and names checked.
 
+mod common;
+
+use common::{agg, config, manual_config, poll_all, T0};
 use kline_core::engine::clock::{ManualClock, SystemClock};
 use kline_core::engine::metrics::PartitionMetrics;
 use kline_core::engine::output::Record;
@@ -12,17 +15,8 @@ use kline_core::Trade;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const T0: i64 = 1_577_836_800_000; // 2020-01-01 00:00 UTC
-
 fn trade(id: i64, time: i64) -> Trade {
-    Trade { id, price: 100 + id, qty: 5, first_id: id, last_id: id, time, buyer_is_maker: false }
-}
-
-fn config(names: &[&str]) -> EngineConfig {
-    let mut cfg = EngineConfig::new(names.iter().map(|n| n.parse().unwrap()).collect());
-    cfg.partitions = 1;
-    cfg.pin_threads = false;
-    cfg
+    agg(id, id, id, time, 100 + id, 5, false)
 }
 
 fn totals(e: &Engine) -> PartitionMetrics {
@@ -38,32 +32,19 @@ fn totals(e: &Engine) -> PartitionMetrics {
     t
 }
 
-/// Polls until nothing comes, acknowledging; returns (records, klines they expand into).
-fn drain(e: &Engine, max: usize, expand: bool) -> Vec<Record> {
-    let mut all = Vec::new();
-    loop {
-        let (token, batch) = e.poll(max, expand);
-        if batch.is_empty() {
-            return all;
-        }
-        assert!(e.ack(token));
-        all.extend(batch);
-    }
-}
-
 /// The consumer loop for a bounded spill: poll to empty, sync; until the sync completes (then
 /// everything closed is visible to the last poll).
 fn drain_synced(e: &Engine) -> Vec<Record> {
     let mut got = Vec::new();
     loop {
-        got.extend(drain(e, 4_096, false));
+        got.extend(poll_all(e, 4_096, false));
         match e.sync() {
             Ok(()) => break,
             Err(EngineError::Unpolled(_)) => continue,
             Err(other) => panic!("{other}"),
         }
     }
-    got.extend(drain(e, 4_096, false));
+    got.extend(poll_all(e, 4_096, false));
     got
 }
 
@@ -73,8 +54,8 @@ fn now_ms() -> i64 {
 
 #[test]
 fn a_trade_in_the_year_3000_is_refused_and_the_symbol_goes_on() {
-    let mut cfg = config(&["1s", "1m"]);
-    cfg.clock = Arc::new(SystemClock::default());
+    let clock = Arc::new(SystemClock::default());
+    let cfg = EngineConfig { clock, ..config(&["1s", "1m"]) };
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
     let now = now_ms();
@@ -97,10 +78,8 @@ fn a_trade_in_the_year_3000_is_refused_and_the_symbol_goes_on() {
 
 #[test]
 fn a_jump_past_the_bound_is_refused_when_one_is_set() {
-    let mut cfg = config(&["1m"]);
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.max_ahead_ms = None;
-    cfg.max_jump_ms = Some(DAY_MS);
+    let clock = Arc::new(ManualClock::new(T0));
+    let cfg = EngineConfig { max_jump_ms: Some(DAY_MS), ..manual_config(&["1m"], clock) };
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("ETHUSDT", None).unwrap();
     let trades = vec![trade(1, T0), trade(2, T0 + 400 * DAY_MS), trade(3, T0 + 1_000)];
@@ -112,10 +91,8 @@ fn a_jump_past_the_bound_is_refused_when_one_is_set() {
 
 #[test]
 fn a_far_ahead_trade_id_is_refused_and_opens_no_gap() {
-    let mut cfg = config(&["1m"]);
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.max_ahead_ms = None;
-    cfg.detect_id_gaps = true;
+    let clock = Arc::new(ManualClock::new(T0));
+    let cfg = EngineConfig { detect_id_gaps: true, ..manual_config(&["1m"], clock) };
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("ETHUSDT", None).unwrap();
     let bogus = trade(1_000_000_000_000, T0 + 2_000);
@@ -129,9 +106,8 @@ fn a_far_ahead_trade_id_is_refused_and_opens_no_gap() {
 
 #[test]
 fn a_manual_clock_bounds_trades_ahead_of_it() {
-    let mut cfg = config(&["1m"]);
     let clock = Arc::new(ManualClock::new(T0));
-    cfg.clock = clock.clone();
+    let cfg = EngineConfig { clock, ..config(&["1m"]) };
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("ETHUSDT", None).unwrap();
     e.push_trade("ETHUSDT", trade(1, T0 + 5 * MINUTE_MS)).unwrap();
@@ -143,10 +119,8 @@ fn a_manual_clock_bounds_trades_ahead_of_it() {
 #[test]
 fn a_poll_never_expands_more_than_it_was_asked_for() {
     // One trade from 2020, the next a day later, in a 1s engine: one flat run of 86 399 s.
-    let mut cfg = config(&["1s"]);
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.max_ahead_ms = None;
-    let e = Engine::start(cfg).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Engine::start(manual_config(&["1s"], clock)).unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
     e.push_trades("BTCUSDT", vec![trade(1, T0), trade(2, T0 + DAY_MS)]).unwrap();
     e.sync().unwrap();
@@ -179,22 +153,20 @@ fn a_poll_never_expands_more_than_it_was_asked_for() {
     // Kept whole (expand = false), the run is one record.
     e.push_trade("BTCUSDT", trade(3, T0 + 2 * DAY_MS)).unwrap();
     e.sync().unwrap();
-    let whole = drain(&e, 1_000, false);
+    let whole = poll_all(&e, 1_000, false);
     assert_eq!(whole.len(), 2, "the closed kline and one run");
 }
 
 #[test]
 fn a_nacked_cut_run_comes_back_in_order() {
-    let mut cfg = config(&["1m"]);
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.max_ahead_ms = None;
-    let e = Engine::start(cfg).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Engine::start(manual_config(&["1m"], clock)).unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
     e.push_trades("BTCUSDT", vec![trade(1, T0), trade(2, T0 + 100 * MINUTE_MS)]).unwrap();
     e.sync().unwrap();
     let (token, first) = e.poll(10, true);
     assert!(e.nack(token));
-    let again = drain(&e, 10, true);
+    let again = poll_all(&e, 10, true);
     assert_eq!(again[..first.len()], first[..]);
     let covered: i64 = again
         .iter()
@@ -212,28 +184,30 @@ fn trades_closing_klines(n: i64) -> Vec<Trade> {
 
 #[test]
 fn nothing_closed_is_dropped_at_shutdown() {
-    let mut cfg = config(&["1m"]);
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.max_ahead_ms = None;
-    cfg.outbox_capacity = 256; // a handful of chunks: most records spill
-    let e = Engine::start(cfg).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Engine::start(EngineConfig {
+        outbox_capacity: 256, // a handful of chunks: most records spill
+        ..manual_config(&["1m"], clock)
+    })
+    .unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
     e.push_trades("BTCUSDT", trades_closing_klines(20_000)).unwrap();
     e.shutdown();
-    let got = drain(&e, 4_096, false);
+    let got = poll_all(&e, 4_096, false);
     assert_eq!(got.len(), 19_999, "every closed kline, after close");
 }
 
 #[test]
 fn the_spill_is_bounded_and_producers_see_backpressure() {
-    let mut cfg = config(&["1m"]);
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.max_ahead_ms = None;
-    cfg.outbox_capacity = 256;
-    cfg.ring_capacity = 16;
-    cfg.max_spill = 2_000;
-    cfg.push_wait = Duration::from_millis(20);
-    let e = Engine::start(cfg).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Engine::start(EngineConfig {
+        outbox_capacity: 256,
+        ring_capacity: 16,
+        max_spill: 2_000,
+        push_wait: Duration::from_millis(20),
+        ..manual_config(&["1m"], clock)
+    })
+    .unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
     let trades = trades_closing_klines(100_000);
     let mut refused = None;
@@ -278,12 +252,13 @@ fn the_spill_is_bounded_and_producers_see_backpressure() {
 
 #[test]
 fn a_sync_nobody_can_complete_says_why() {
-    let mut cfg = config(&["1m"]);
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.max_ahead_ms = None;
-    cfg.outbox_capacity = 256;
-    cfg.max_spill = 2_000;
-    let e = Engine::start(cfg).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Engine::start(EngineConfig {
+        outbox_capacity: 256,
+        max_spill: 2_000,
+        ..manual_config(&["1m"], clock)
+    })
+    .unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
     for chunk in trades_closing_klines(10_000).chunks(500) {
         e.push_trades("BTCUSDT", chunk.to_vec()).unwrap();
@@ -356,11 +331,13 @@ fn symbol_names_are_normalised_and_checked() {
 fn a_control_request_waits_out_a_ring_full_of_trades() {
     // Trades are refused past `push_wait` (the producer's backpressure), but a sync behind a
     // ring the worker is emptying waits for room instead of failing.
-    let mut cfg = config(&["1m"]);
-    cfg.ring_capacity = 2;
-    cfg.push_wait = Duration::ZERO;
-    cfg.max_ahead_ms = None;
-    let e = Engine::start(cfg).unwrap();
+    let e = Engine::start(EngineConfig {
+        ring_capacity: 2,
+        push_wait: Duration::ZERO,
+        max_ahead_ms: None,
+        ..config(&["1m"])
+    })
+    .unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
     let n = 2_000_000;
     e.push_trades("BTCUSDT", (1..=n).map(|i| trade(i, T0 + i)).collect()).unwrap();
@@ -379,14 +356,20 @@ fn a_control_request_waits_out_a_ring_full_of_trades() {
     assert_eq!(totals(&e).trades, (i - 1) as u64);
 }
 
+/// An engine that finds holes in ids by itself, whose holes queue holds one hole.
+fn one_hole_queue() -> Engine {
+    let clock = Arc::new(ManualClock::new(T0));
+    Engine::start(EngineConfig {
+        detect_id_gaps: true,
+        outbox_capacity: 1,
+        ..manual_config(&["1m"], clock)
+    })
+    .unwrap()
+}
+
 #[test]
 fn holes_that_find_the_gaps_queue_full_are_reported_once_it_has_room() {
-    let mut cfg = config(&["1m"]);
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.max_ahead_ms = None;
-    cfg.detect_id_gaps = true;
-    cfg.outbox_capacity = 1; // the holes queue holds one hole
-    let e = Engine::start(cfg).unwrap();
+    let e = one_hole_queue();
     let symbols = ["AAAUSDT", "BBBUSDT", "CCCUSDT"];
     for s in symbols {
         e.add_symbol(s, None).unwrap();
@@ -417,12 +400,7 @@ fn holes_that_find_the_gaps_queue_full_are_reported_once_it_has_room() {
 
 #[test]
 fn a_waiting_hole_of_a_symbol_removed_meanwhile_is_not_reported() {
-    let mut cfg = config(&["1m"]);
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.max_ahead_ms = None;
-    cfg.detect_id_gaps = true;
-    cfg.outbox_capacity = 1; // the holes queue holds one hole
-    let e = Engine::start(cfg).unwrap();
+    let e = one_hole_queue();
     let lost = || vec![trade(1, T0), trade(5, T0 + 1_000)]; // 2..=4 lost
     e.add_symbols(&[("AAAUSDT", None), ("BBBUSDT", None)]).unwrap();
     e.push_trades("AAAUSDT", lost()).unwrap(); // its hole fills the queue
@@ -436,10 +414,9 @@ fn a_waiting_hole_of_a_symbol_removed_meanwhile_is_not_reported() {
 
 #[test]
 fn without_a_clock_bound_a_time_at_or_past_the_units_upper_bound_is_still_refused() {
-    let mut cfg = config(&["1m"]);
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.max_ahead_ms = None; // only the unit's range, [0, 1e14) in ms, is left to refuse them
-    let e = Engine::start(cfg).unwrap();
+    // only the unit's range, [0, 1e14) in ms, is left to refuse them
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Engine::start(manual_config(&["1m"], clock)).unwrap();
     e.add_symbols(&[("AAAUSDT", None), ("BBBUSDT", None)]).unwrap();
     // Each the symbol's first trade: no bound against a previous trade applies either.
     e.push_trade("AAAUSDT", trade(1, 100_000_000_000_000)).unwrap(); // the µs boundary itself

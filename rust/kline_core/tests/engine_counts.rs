@@ -31,12 +31,9 @@ fn placeholders_and_invalid_trades_are_counted_and_not_applied() {
 
 #[test]
 fn late_trades_that_find_the_late_queue_full_are_counted_as_overflow() {
-    let mut cfg = EngineConfig::new(intervals(&["1m"]));
-    cfg.partitions = 1;
-    cfg.pin_threads = false;
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.outbox_capacity = 1; // the late queue holds one trade
-    let e = Engine::start(cfg).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    // The late queue holds one trade.
+    let e = Engine::start(EngineConfig { clock, outbox_capacity: 1, ..config(&["1m"]) }).unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
     // Trade 1 opens the second minute; 2 and 3 belong to the first, which is over.
     let late = [trade(2, T0 + 10_000, 5), trade(3, T0 + 20_000, 6)];

@@ -2,6 +2,9 @@
 //! the clock makes no flat klines for it, and after `resume` the halted span has no rows.
 //! Times are Binance's 2018-02-08 halt (00:28:14.788) and resume (02-09 10:00).
 
+mod common;
+
+use common::{agg, config, poll_all, span, E8};
 use kline_core::engine::clock::ManualClock;
 use kline_core::engine::output::Record;
 use kline_core::engine::{Engine, EngineConfig, EngineError, Holes};
@@ -12,45 +15,49 @@ use std::sync::Arc;
 const HALT_DAY: i64 = 1_518_048_000_000; // 2018-02-08 00:00 UTC
 const LAST_TRADE: i64 = 1_518_049_694_788; // 00:28:14.788, when trading stopped
 const RESUMED: i64 = HALT_DAY + 34 * HOUR_MS; // 02-09 10:00
-const E8: i64 = 100_000_000;
 const GRACE: i64 = 500;
 
+/// 1m and 1h klines on `clock`, with this file's grace.
+fn halt_config(clock: Arc<ManualClock>) -> EngineConfig {
+    EngineConfig { grace: GRACE, clock, ..config(&["1m", "1h"]) }
+}
+
 fn engine(clock: Arc<ManualClock>) -> Engine {
-    let mut cfg = EngineConfig::new(vec!["1m".parse().unwrap(), "1h".parse().unwrap()]);
-    cfg.partitions = 1;
-    cfg.pin_threads = false;
-    cfg.grace = GRACE;
-    cfg.clock = clock;
-    Engine::start(cfg).unwrap()
+    Engine::start(halt_config(clock)).unwrap()
+}
+
+/// ETHUSDT after one trade at `time` (at 880), then halted; the clock a second after the halt.
+fn halted_eth(time: i64) -> (Arc<ManualClock>, Engine) {
+    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
+    let e = engine(clock.clone());
+    e.add_symbol("ETHUSDT", None).unwrap();
+    e.push_trade("ETHUSDT", trade(1, time, 880)).unwrap();
+    e.sync().unwrap();
+    e.halt("ETHUSDT").unwrap();
+    (clock, e)
 }
 
 fn trade(id: i64, time: i64, price: i64) -> Trade {
-    Trade { id, price: price * E8, qty: E8, first_id: id, last_id: id, time, buyer_is_maker: true }
+    agg(id, id, id, time, price * E8, E8, true)
 }
 
 /// Every period emitted so far as (interval, open time, traded), flat runs expanded.
 fn periods(e: &Engine) -> Vec<(u16, i64, bool)> {
     let mut out = Vec::new();
-    loop {
-        let (token, batch) = e.poll(100_000, true);
-        if batch.is_empty() {
-            return out;
-        }
-        for r in batch {
-            match r {
-                Record::Kline { interval, kline, .. } => {
-                    out.push((interval, kline.open_time, !kline.is_flat()))
-                }
-                Record::FlatRun { interval, run, .. } => {
-                    let len = [MINUTE_MS, HOUR_MS][interval as usize];
-                    out.extend(
-                        (run.start..run.end).step_by(len as usize).map(|t| (interval, t, false)),
-                    );
-                }
+    for r in poll_all(e, 100_000, true) {
+        match r {
+            Record::Kline { interval, kline, .. } => {
+                out.push((interval, kline.open_time, !kline.is_flat()))
+            }
+            Record::FlatRun { interval, run, .. } => {
+                let len = [MINUTE_MS, HOUR_MS][interval as usize];
+                out.extend(
+                    (run.start..run.end).step_by(len as usize).map(|t| (interval, t, false)),
+                );
             }
         }
-        e.ack(token);
     }
+    out
 }
 
 fn at(clock: &ManualClock, e: &Engine, t: i64) {
@@ -99,12 +106,7 @@ fn a_halted_symbol_makes_no_flat_klines_and_resumes_with_the_next_trade() {
 
 #[test]
 fn a_trade_after_the_halt_resumes_the_symbol_before_exchange_info_says_so() {
-    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
-    let e = engine(clock.clone());
-    e.add_symbol("ETHUSDT", None).unwrap();
-    e.push_trade("ETHUSDT", trade(1, LAST_TRADE, 880)).unwrap();
-    e.sync().unwrap();
-    e.halt("ETHUSDT").unwrap();
+    let (clock, e) = halted_eth(LAST_TRADE);
     at(&clock, &e, RESUMED + 30_000);
     assert_eq!(periods(&e), vec![(0, HALT_DAY + 28 * MINUTE_MS, true), (1, HALT_DAY, true)]);
     e.push_trade("ETHUSDT", trade(2, RESUMED + 20_000, 790)).unwrap();
@@ -130,9 +132,7 @@ fn a_feed_gap_over_the_resume_replays_without_rows_for_the_halted_span() {
     // The first trade after the resume skips ids: the feed goes down, the symbol is rewound to
     // before the halt and replayed. The halted span still gets no rows.
     let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
-    let mut cfg = EngineConfig::new(vec!["1m".parse().unwrap(), "1h".parse().unwrap()]);
-    (cfg.partitions, cfg.pin_threads, cfg.grace, cfg.clock) = (1, false, GRACE, clock.clone());
-    cfg.detect_id_gaps = true;
+    let cfg = EngineConfig { detect_id_gaps: true, ..halt_config(clock.clone()) };
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("BNBUSDT", None).unwrap();
     e.push_trades("BNBUSDT", vec![trade(1, HALT_DAY + 10_000, 9), trade(2, LAST_TRADE, 8)])
@@ -158,34 +158,16 @@ fn a_feed_gap_over_the_resume_replays_without_rows_for_the_halted_span() {
 
 /// Every record closed so far as (symbol, interval, kind, start, end), flat runs as they are.
 fn records(e: &Engine) -> Vec<(String, u16, &'static str, i64, i64)> {
-    let mut out = Vec::new();
-    loop {
-        let (token, batch) = e.poll(100_000, false);
-        if batch.is_empty() {
-            return out;
-        }
-        for r in batch {
-            out.push(match r {
-                Record::Kline { symbol, interval, kline, .. } => {
-                    (symbol.to_string(), interval, "kline", kline.open_time, kline.close_time + 1)
-                }
-                Record::FlatRun { symbol, interval, run, .. } => {
-                    (symbol.to_string(), interval, "flat", run.start, run.end)
-                }
-            });
-        }
-        e.ack(token);
-    }
+    let record = |r: &Record| {
+        let (kind, start, end) = span(r);
+        (r.symbol().to_string(), r.interval(), kind, start, end)
+    };
+    poll_all(e, 100_000, false).iter().map(record).collect()
 }
 
 #[test]
 fn a_trade_timed_after_the_halt_that_arrives_once_the_clock_moved_on_resumes_the_symbol() {
-    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
-    let e = engine(clock.clone());
-    e.add_symbol("ETHUSDT", None).unwrap();
-    e.push_trade("ETHUSDT", trade(1, LAST_TRADE, 880)).unwrap();
-    e.sync().unwrap();
-    e.halt("ETHUSDT").unwrap();
+    let (clock, e) = halted_eth(LAST_TRADE);
     at(&clock, &e, RESUMED + 30_000);
     records(&e);
     // Trading resumed at 09:50; its first trade arrives with the clock past 10:00. It is not
@@ -208,12 +190,7 @@ fn a_trade_timed_after_the_halt_that_arrives_once_the_clock_moved_on_resumes_the
 
 #[test]
 fn a_trade_timed_before_the_halt_that_arrives_after_it_does_not_end_the_halt() {
-    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
-    let e = engine(clock.clone());
-    e.add_symbol("ETHUSDT", None).unwrap();
-    e.push_trade("ETHUSDT", trade(1, LAST_TRADE - 5_000, 880)).unwrap();
-    e.sync().unwrap();
-    e.halt("ETHUSDT").unwrap();
+    let (clock, e) = halted_eth(LAST_TRADE - 5_000);
     e.push_trade("ETHUSDT", trade(2, LAST_TRADE, 881)).unwrap(); // delayed, from before it
     at(&clock, &e, HALT_DAY + 35 * MINUTE_MS + GRACE);
     assert_eq!(periods(&e), [(0, HALT_DAY + 28 * MINUTE_MS, true)], "still halted: no flat");
@@ -221,12 +198,7 @@ fn a_trade_timed_before_the_halt_that_arrives_after_it_does_not_end_the_halt() {
 
 #[test]
 fn a_second_halt_keeps_the_first_and_a_halt_after_a_resume_starts_anew() {
-    let clock = Arc::new(ManualClock::new(LAST_TRADE + 1_000));
-    let e = engine(clock.clone());
-    e.add_symbol("ETHUSDT", None).unwrap();
-    e.push_trade("ETHUSDT", trade(1, LAST_TRADE, 880)).unwrap();
-    e.sync().unwrap();
-    e.halt("ETHUSDT").unwrap();
+    let (clock, e) = halted_eth(LAST_TRADE);
     at(&clock, &e, HALT_DAY + 40 * MINUTE_MS + GRACE);
     e.halt("ETHUSDT").unwrap(); // exchangeInfo polled again: still halted since 00:28
     at(&clock, &e, RESUMED + 5_000);

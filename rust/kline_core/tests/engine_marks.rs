@@ -20,29 +20,11 @@ type Row = (String, &'static str, i64, i64, u32, bool);
 /// Every record closed so far, in the order each partition emitted them.
 fn rows(e: &Engine) -> Vec<Row> {
     e.sync().unwrap();
-    let mut out = Vec::new();
-    loop {
-        let (token, batch) = e.poll(1_000, false);
-        if batch.is_empty() {
-            return out;
-        }
-        for r in batch {
-            out.push(match r {
-                Record::Kline { symbol, kline, revision, gap, .. } => (
-                    symbol.to_string(),
-                    "kline",
-                    kline.open_time,
-                    kline.close_time + 1,
-                    revision,
-                    gap,
-                ),
-                Record::FlatRun { symbol, run, revision, gap, .. } => {
-                    (symbol.to_string(), "flat", run.start, run.end, revision, gap)
-                }
-            });
-        }
-        assert!(e.ack(token));
-    }
+    let row = |r: &Record| {
+        let ((kind, start, end), (revision, gap)) = (span(r), revision_and_gap(r));
+        (r.symbol().to_string(), kind, start, end, revision, gap)
+    };
+    poll_all(e, 1_000, false).iter().map(row).collect()
 }
 
 fn row(symbol: &str, kind: &'static str, start: i64, revision: u32, gap: bool) -> Row {
@@ -112,13 +94,9 @@ fn after_the_backfill_what_was_emitted_as_gap_comes_again_as_revision_1_and_the_
 
 #[test]
 fn an_amended_kline_stays_gap_when_the_hole_reaches_into_its_last_millisecond() {
-    let mut cfg = EngineConfig::new(intervals(&["1m"]));
-    cfg.partitions = 1;
-    cfg.pin_threads = false;
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.max_ahead_ms = None;
-    cfg.late_policy = LatePolicy::Amend { allowed_lateness: 120_000 };
-    let e = Engine::start(cfg).unwrap();
+    let late_policy = LatePolicy::Amend { allowed_lateness: 120_000 };
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Engine::start(EngineConfig { late_policy, ..manual_config(&["1m"], clock) }).unwrap();
     e.add_symbol("AAA", None).unwrap();
     e.push_trade("AAA", trade(1, T0 + 10_000, 5)).unwrap();
     // Down from the minute's last millisecond; ids 2..=4 never come. Trade 5 closes the
@@ -135,12 +113,8 @@ fn an_amended_kline_stays_gap_when_the_hole_reaches_into_its_last_millisecond() 
 
 #[test]
 fn with_mark_partial_start_a_feed_declared_down_before_the_first_trade_vouches_from_then_on() {
-    let mut cfg = EngineConfig::new(intervals(&["1m"]));
-    cfg.partitions = 1;
-    cfg.pin_threads = false;
-    cfg.clock = Arc::new(ManualClock::new(T0));
-    cfg.max_ahead_ms = None;
-    cfg.mark_partial_start = true;
+    let clock = Arc::new(ManualClock::new(T0));
+    let cfg = EngineConfig { mark_partial_start: true, ..manual_config(&["1m"], clock) };
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("AAA", None).unwrap();
     // History from REST from 00:01 on: the first trade (00:01:10) is not the first of its
@@ -160,13 +134,7 @@ fn with_mark_partial_start_a_feed_declared_down_before_the_first_trade_vouches_f
 
 /// An engine that finds holes in aggTrade ids by itself.
 fn detecting(clock: Arc<ManualClock>) -> Engine {
-    let mut cfg = EngineConfig::new(intervals(&["1m"]));
-    cfg.partitions = 1;
-    cfg.pin_threads = false;
-    cfg.clock = clock;
-    cfg.max_ahead_ms = None;
-    cfg.detect_id_gaps = true;
-    Engine::start(cfg).unwrap()
+    Engine::start(EngineConfig { detect_id_gaps: true, ..manual_config(&["1m"], clock) }).unwrap()
 }
 
 #[test]

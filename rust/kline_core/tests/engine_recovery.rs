@@ -40,11 +40,15 @@ fn snapshots_come_again_until_acknowledged() {
     );
 }
 
+/// 600 trades of XRPUSDT, 7 s apart.
+fn xrp_trades() -> Vec<Trade> {
+    (1..=600).map(|i| trade(i, T0 + i * 7_000, 100 + (i * 37) % 50)).collect()
+}
+
 #[test]
 fn restore_from_a_snapshot_then_continue_equals_one_uninterrupted_run() {
     let grids_names = ["1m", "5m", "1h"];
-    let trades: Vec<Trade> =
-        (1..=600).map(|i| trade(i, T0 + i * 7_000, 100 + (i * 37) % 50)).collect();
+    let trades = xrp_trades();
     let half1 = &trades[..250];
     let first = engine(&grids_names, 2, Arc::new(ManualClock::new(0)));
     first.add_symbol("XRPUSDT", None).unwrap();
@@ -56,11 +60,7 @@ fn restore_from_a_snapshot_then_continue_equals_one_uninterrupted_run() {
 
     let second = engine(&grids_names, 3, Arc::new(ManualClock::new(0)));
     second.add_symbol("XRPUSDT", None).unwrap();
-    let slots = open_slots(&snap);
-    let slot_refs: Vec<(&str, u16, _)> =
-        slots.iter().map(|(s, i, v)| (s.as_str(), *i, *v)).collect();
-    let cks: Vec<(&str, i64)> = vec![("XRPUSDT", 250)];
-    assert_eq!(second.restore(&slot_refs, &cks, false).unwrap(), 4);
+    assert_eq!(restore_from(&second, &snap, &[("XRPUSDT", 250)], false), 4);
     // The feed replays from an earlier point: ids up to the checkpoint are duplicates.
     second.push_trades("XRPUSDT", trades[200..].to_vec()).unwrap();
     second.remove_symbol("XRPUSDT").unwrap();
@@ -89,48 +89,29 @@ fn a_restore_into_a_symbol_whose_feed_is_already_down_is_kept_by_its_feed_up() {
 
 fn held_restore_then_backfill(down_first: bool) {
     let names = ["1m", "5m", "1h"];
-    let trades: Vec<Trade> =
-        (1..=600).map(|i| trade(i, T0 + i * 7_000, 100 + (i * 37) % 50)).collect();
+    let trades = xrp_trades();
     let clock = Arc::new(ManualClock::new(T0 + 250 * 7_000));
     let first = engine(&names, 1, clock.clone());
     first.add_symbol("XRPUSDT", None).unwrap();
     first.push_trades("XRPUSDT", trades[..250].to_vec()).unwrap();
     let snap = first.snapshot().unwrap();
-    let mut records = Vec::new();
-    loop {
-        let (token, batch) = first.poll(1000, false);
-        if batch.is_empty() {
-            break;
-        }
-        records.extend(batch);
-        first.ack(token);
-    }
+    let mut records = poll_all(&first, 1000, false);
     drop(first); // killed: it comes back long after, the trades it missed are on REST
 
     clock.set(T0 + 600 * 7_000 + 3 * 3_600_000);
     let second = engine(&names, 2, clock.clone());
     second.add_symbol("XRPUSDT", None).unwrap();
-    let slots = open_slots(&snap);
-    let slot_refs: Vec<(&str, u16, _)> =
-        slots.iter().map(|(s, i, v)| (s.as_str(), *i, *v)).collect();
     if down_first {
         second.feed_down(None, T0, false).unwrap();
     }
-    second.restore(&slot_refs, &[("XRPUSDT", 250)], true).unwrap();
+    restore_from(&second, &snap, &[("XRPUSDT", 250)], true);
     second.push_trades("XRPUSDT", trades[450..].to_vec()).unwrap(); // live, after a hole
     second.sync().unwrap();
     assert!(second.poll(1000, false).1.is_empty(), "nothing closes while the symbol is held");
     assert!(second.backfill("XRPUSDT", trades[240..460].to_vec()).unwrap());
     second.feed_up(Some("XRPUSDT"), Holes::Ask).unwrap();
     second.sync().unwrap();
-    loop {
-        let (token, batch) = second.poll(1000, false);
-        if batch.is_empty() {
-            break;
-        }
-        records.extend(batch);
-        second.ack(token);
-    }
+    records.extend(poll_all(&second, 1000, false));
     let mut got: HashMap<u16, Vec<Kline>> = HashMap::new();
     for r in records {
         match r {
@@ -156,12 +137,7 @@ fn held_restore_then_backfill(down_first: bool) {
 #[test]
 fn with_mark_partial_start_what_the_first_trade_opens_mid_period_is_marked_gap() {
     let clock = Arc::new(ManualClock::new(0));
-    let mut cfg = EngineConfig::new(intervals(&["1m", "1h"]));
-    cfg.partitions = 1;
-    cfg.clock = clock.clone();
-    cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
-    cfg.pin_threads = false;
-    cfg.mark_partial_start = true;
+    let cfg = EngineConfig { mark_partial_start: true, ..manual_config(&["1m", "1h"], clock) };
     let e = Engine::start(cfg).unwrap();
     e.add_symbols(&[("MID", None), ("EDGE", None)]).unwrap();
     e.push_trades("MID", vec![trade(1, T0 + 30_000, 5), trade(2, T0 + 90_000, 6)]).unwrap();
@@ -169,17 +145,10 @@ fn with_mark_partial_start_what_the_first_trade_opens_mid_period_is_marked_gap()
     e.remove_symbol("MID").unwrap();
     e.remove_symbol("EDGE").unwrap();
     let mut gaps = HashMap::new();
-    loop {
-        let (token, batch) = e.poll(100, false);
-        if batch.is_empty() {
-            break;
+    for r in poll_all(&e, 100, false) {
+        if let Record::Kline { symbol, interval, kline, gap, .. } = r {
+            gaps.insert((symbol.to_string(), interval, kline.open_time), gap);
         }
-        for r in batch {
-            if let Record::Kline { symbol, interval, kline, gap, .. } = r {
-                gaps.insert((symbol.to_string(), interval, kline.open_time), gap);
-            }
-        }
-        e.ack(token);
     }
     let g = |s: &str, i: u16, t: i64| gaps[&(s.to_string(), i, t)];
     assert!(g("MID", 0, T0), "joined 30 s into the minute");
@@ -294,12 +263,8 @@ fn ids_the_backfill_does_not_supply_keep_their_klines_marked_gap() {
 fn a_jump_in_aggtrade_ids_opens_a_gap_by_itself_and_the_backfill_closes_it_exactly() {
     let trades: Vec<Trade> =
         (1..=300).map(|i| trade(i, T0 + i * 1_500, 100 + (i * 7) % 30)).collect();
-    let mut cfg = EngineConfig::new(intervals(&["1m", "5m"]));
-    cfg.partitions = 1;
-    cfg.pin_threads = false;
-    cfg.clock = Arc::new(ManualClock::new(0));
-    cfg.max_ahead_ms = None; // the manual clock is not moved with the trades
-    cfg.detect_id_gaps = true;
+    let clock = Arc::new(ManualClock::new(0));
+    let cfg = EngineConfig { detect_id_gaps: true, ..manual_config(&["1m", "5m"], clock) };
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("BTCUSDT", None).unwrap();
     e.push_trades("BTCUSDT", trades[..100].to_vec()).unwrap();

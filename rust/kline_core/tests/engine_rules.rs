@@ -6,47 +6,51 @@
 //! run). Expected values are written out from Binance's rules, not computed by the code under
 //! test.
 
+mod common;
+
+use common::{agg, config, poll_all, span, E8, T0};
 use kline_core::engine::clock::ManualClock;
 use kline_core::engine::output::Record;
 use kline_core::engine::table::SlotValue;
 use kline_core::engine::{Engine, EngineConfig, LatePolicy};
-use kline_core::{Kline, Trade};
+use kline_core::Kline;
 use std::sync::Arc;
 
-const T0: i64 = 1_577_836_800_000; // 2020-01-01 00:00 UTC
-const E8: i64 = 100_000_000;
-
-fn engine(names: &[&str], clock: Arc<ManualClock>, late: LatePolicy) -> Engine {
-    let mut cfg = EngineConfig::new(names.iter().map(|n| n.parse().unwrap()).collect());
-    cfg.partitions = 1;
-    cfg.pin_threads = false;
-    cfg.clock = clock;
-    cfg.late_policy = late;
-    Engine::start(cfg).unwrap()
+fn engine(names: &[&str], clock: Arc<ManualClock>, late_policy: LatePolicy) -> Engine {
+    Engine::start(EngineConfig { clock, late_policy, ..config(names) }).unwrap()
 }
 
 /// The newest revision of each (interval, open time) closed so far.
 fn closed(e: &Engine) -> Vec<(u16, Kline, u32)> {
     let mut out: Vec<(u16, Kline, u32)> = Vec::new();
-    loop {
-        let (token, batch) = e.poll(1_000, true);
-        if batch.is_empty() {
-            break;
+    for r in poll_all(e, 1_000, true) {
+        if let Record::Kline { interval, kline, revision, .. } = r {
+            out.retain(|(i, k, _)| !(*i == interval && k.open_time == kline.open_time));
+            out.push((interval, kline, revision));
         }
-        for r in batch {
-            if let Record::Kline { interval, kline, revision, .. } = r {
-                out.retain(|(i, k, _)| !(*i == interval && k.open_time == kline.open_time));
-                out.push((interval, kline, revision));
-            }
-        }
-        e.ack(token);
     }
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn agg(id: i64, first: i64, last: i64, time: i64, price: i64, qty: i64, maker: bool) -> Trade {
-    Trade { id, price, qty, first_id: first, last_id: last, time, buyer_is_maker: maker }
+/// Once everything has closed: the newest 1m and 5m klines at T0, each with its revision.
+fn first_1m_and_5m(e: &Engine, clock: &ManualClock) -> [(Kline, u32); 2] {
+    clock.set(T0 + 10 * 60_000); // everything closes
+    e.sync().unwrap();
+    let got = closed(e);
+    let at_t0 = |interval: u16, what: &str| {
+        let found = got.iter().find(|(i, k, _)| *i == interval && k.open_time == T0);
+        let (_, k, revision) = found.expect(what);
+        (*k, *revision)
+    };
+    [at_t0(0, "1m at T0"), at_t0(1, "5m at T0")]
+}
+
+/// ETHUSDT after one trade at `time` (id 1, at 1), late trades dropped.
+fn eth_after_one_trade(clock: &Arc<ManualClock>, time: i64) -> Engine {
+    let e = engine(&["1m"], clock.clone(), LatePolicy::Drop);
+    e.add_symbol("ETHUSDT", None).unwrap();
+    e.push_trade("ETHUSDT", agg(1, 1, 1, time, E8, E8, true)).unwrap();
+    e
 }
 
 #[test]
@@ -60,13 +64,9 @@ fn an_amended_kline_counts_raw_trades_and_the_taker_side_of_the_late_trade() {
     let t2 = agg(2, 13, 13, T0 + 70_000, 101 * E8, E8, false);
     let t3 = agg(3, 14, 18, T0 + 20_000, 99 * E8, 3 * E8, false);
     e.push_trades("BTCUSDT", vec![t1, t2, t3]).unwrap();
-    clock.set(T0 + 10 * 60_000); // everything closes
-    e.sync().unwrap();
-    let got = closed(&e);
-    let one = got.iter().find(|(i, k, _)| *i == 0 && k.open_time == T0).expect("1m at T0");
-    let five = got.iter().find(|(i, k, _)| *i == 1 && k.open_time == T0).expect("5m at T0");
+    let [one, five] = first_1m_and_5m(&e, &clock);
     // 1m [T0, T0+1m): trades 1 and 3 (amended once: revision 1).
-    let (k, rev) = (one.1, one.2);
+    let (k, rev) = one;
     assert_eq!(rev, 1);
     assert_eq!(k.trades, 3 + 5, "raw trades, not aggTrades");
     assert_eq!((k.open, k.high, k.low, k.close), (100 * E8, 100 * E8, 99 * E8, 99 * E8));
@@ -75,7 +75,7 @@ fn an_amended_kline_counts_raw_trades_and_the_taker_side_of_the_late_trade() {
     assert_eq!(k.taker_buy_quote_volume, 99 * 3 * i128::from(E8) * i128::from(E8));
     assert_eq!((k.first_trade_id, k.last_trade_id), (10, 18));
     // 5m [T0, T0+5m): the late trade went into the open kline (never closed before it).
-    let (k, rev) = (five.1, five.2);
+    let (k, rev) = five;
     assert_eq!(rev, 0);
     assert_eq!(k.trades, 3 + 1 + 5);
     assert_eq!(k.volume, 6 * i128::from(E8));
@@ -86,11 +86,7 @@ fn an_amended_kline_counts_raw_trades_and_the_taker_side_of_the_late_trade() {
 #[test]
 fn the_clock_closes_a_kline_only_once_the_grace_has_passed() {
     let clock = Arc::new(ManualClock::new(T0));
-    let mut cfg = EngineConfig::new(vec!["1m".parse().unwrap()]);
-    cfg.partitions = 1;
-    cfg.pin_threads = false;
-    cfg.clock = clock.clone();
-    cfg.grace = 250;
+    let cfg = EngineConfig { clock: clock.clone(), grace: 250, ..config(&["1m"]) };
     let e = Engine::start(cfg).unwrap();
     e.add_symbol("ETHUSDT", None).unwrap();
     e.push_trade("ETHUSDT", agg(1, 1, 1, T0 + 1_000, E8, E8, true)).unwrap();
@@ -147,19 +143,15 @@ fn an_amended_open_kline_adds_the_late_trades_quote_volumes_and_inexact_count() 
     let t2 = agg(2, 12, 13, T0 + 70_000, 577_300, 4_200_000, false);
     let t3 = agg(3, 14, 15, T0 + 20_000, 577_300, 22_800_000, false);
     e.push_trades("XMRBTC", vec![t1, t2, t3]).unwrap();
-    clock.set(T0 + 10 * 60_000);
-    e.sync().unwrap();
-    let got = closed(&e);
-    let one = got.iter().find(|(i, k, _)| *i == 0 && k.open_time == T0).expect("1m at T0");
-    let five = got.iter().find(|(i, k, _)| *i == 1 && k.open_time == T0).expect("5m at T0");
+    let [one, five] = first_1m_and_5m(&e, &clock);
     // Quote volumes at 1e-16: each trade's p·q truncated to 8 decimals, then summed.
-    let (k, rev) = (one.1, one.2);
+    let (k, rev) = one;
     assert_eq!(rev, 1);
     assert_eq!(k.quote_volume, (24_246 + 131_624) * 100_000_000);
     assert_eq!(k.quote_volume_exact, 2_424_660_000_000 + 13_162_440_000_000);
     assert_eq!(k.inexact_trades, 2);
     // 5m: trade 3 went into the still open kline (Table::apply).
-    let (k, rev) = (five.1, five.2);
+    let (k, rev) = five;
     assert_eq!(rev, 0);
     assert_eq!(k.quote_volume, (24_246 * 2 + 131_624) * 100_000_000);
     assert_eq!(k.taker_buy_quote_volume, (24_246 + 131_624) * 100_000_000);
@@ -281,20 +273,13 @@ fn the_quiet_periods_after_an_amended_kline_carry_its_new_close() {
     e.push_trade("BTCUSDT", agg(2, 2, 2, T0 + 50_000, 90 * E8, E8, true)).unwrap();
     clock.set(T0 + 120_000 + 250); // the next minute is quiet
     e.sync().unwrap();
-    let mut rows = Vec::new();
-    loop {
-        let (token, batch) = e.poll(1_000, false);
-        if batch.is_empty() {
-            break;
-        }
-        for r in batch {
-            rows.push(match r {
-                Record::Kline { kline, revision, .. } => (kline.open_time, kline.close, revision),
-                Record::FlatRun { run, revision, .. } => (run.start, run.price, revision),
-            });
-        }
-        e.ack(token);
-    }
+    let rows: Vec<(i64, i64, u32)> = poll_all(&e, 1_000, false)
+        .into_iter()
+        .map(|r| match r {
+            Record::Kline { kline, revision, .. } => (kline.open_time, kline.close, revision),
+            Record::FlatRun { run, revision, .. } => (run.start, run.price, revision),
+        })
+        .collect();
     let want = [(T0, 100 * E8, 0), (T0, 90 * E8, 1), (T0 + 60_000, 90 * E8, 0)];
     assert_eq!(rows, want, "the quiet minute is flat at the amended close");
 }
@@ -302,9 +287,7 @@ fn the_quiet_periods_after_an_amended_kline_carry_its_new_close() {
 #[test]
 fn the_catch_up_after_an_outage_closes_nothing_still_within_the_grace() {
     let clock = Arc::new(ManualClock::new(T0));
-    let e = engine(&["1m"], clock.clone(), LatePolicy::Drop);
-    e.add_symbol("ETHUSDT", None).unwrap();
-    e.push_trade("ETHUSDT", agg(1, 1, 1, T0 + 1_000, E8, E8, true)).unwrap();
+    let e = eth_after_one_trade(&clock, T0 + 1_000);
     e.feed_down(Some("ETHUSDT"), T0 + 1_000, false).unwrap();
     clock.set(T0 + 60_000 + 100); // the minute is over, but not its 250 ms grace
     e.feed_up(Some("ETHUSDT"), kline_core::engine::Holes::Ask).unwrap();
@@ -322,9 +305,7 @@ fn the_catch_up_after_an_outage_closes_nothing_still_within_the_grace() {
 #[test]
 fn a_trade_in_the_last_millisecond_of_a_kline_the_clock_closed_is_late() {
     let clock = Arc::new(ManualClock::new(T0));
-    let e = engine(&["1m"], clock.clone(), LatePolicy::Drop);
-    e.add_symbol("ETHUSDT", None).unwrap();
-    e.push_trade("ETHUSDT", agg(1, 1, 1, T0 + 10_000, E8, E8, true)).unwrap();
+    let e = eth_after_one_trade(&clock, T0 + 10_000);
     clock.set(T0 + 60_000 + 250); // closed; the next minute is not over yet
     e.sync().unwrap();
     let t2 = agg(2, 2, 2, T0 + 59_999, 2 * E8, E8, true);
@@ -347,19 +328,6 @@ fn a_symbols_quiet_3d_periods_end_on_its_own_grid() {
     e.push_trade("BTCUSDT", agg(1, 1, 1, T0 + 5_000, E8, E8, true)).unwrap();
     clock.set(T0 + 6 * DAY + 250);
     e.sync().unwrap();
-    let mut rows = Vec::new();
-    loop {
-        let (token, batch) = e.poll(1_000, false);
-        if batch.is_empty() {
-            break;
-        }
-        for r in batch {
-            rows.push(match r {
-                Record::Kline { kline, .. } => ("kline", kline.open_time, kline.close_time + 1),
-                Record::FlatRun { run, .. } => ("flat", run.start, run.end),
-            });
-        }
-        e.ack(token);
-    }
+    let rows: Vec<_> = poll_all(&e, 1_000, false).iter().map(span).collect();
     assert_eq!(rows, [("kline", T0, T0 + 3 * DAY), ("flat", T0 + 3 * DAY, T0 + 6 * DAY)]);
 }
