@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,33 @@ def test_replay_recorded_frames_gives_the_oracles_klines(binance_data: Path) -> 
     assert len(printed) == len(want) > 10
     assert set(printed) == want
     assert re.search(r"^1535 frames, 1535 pushed, \d+ klines closed", out, re.M), out
+
+
+def test_the_fake_exchange_prints_the_run_command_that_follows_it() -> None:
+    """`python -m kline_rs.fake.fake_exchange` prints a `kline-rs run` line; run as printed
+    (plus a duration), it prints closed 1s klines of the exchange's symbols as JSON lines."""
+    cmd = [sys.executable, "-m", "kline_rs.fake.fake_exchange", "--symbols", "5", "--speed", "1"]
+    exchange = subprocess.Popen([*cmd, "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert exchange.stdout is not None
+        follow = ""
+        while not follow:
+            line = exchange.stdout.readline()
+            assert line, "the fake exchange ended without printing the run command"
+            if line.startswith("follow it: "):
+                follow = line.removeprefix("follow it: ").strip()
+        argv = shlex.split(follow)
+        assert argv[:2] == ["kline-rs", "run"], follow
+        cli = Path(sys.executable).parent / "kline-rs"
+        run = subprocess.run(
+            [str(cli), *argv[1:], "--duration", "4"], capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        out = run.stdout
+    finally:
+        exchange.terminate()
+        exchange.wait(10)
+    klines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    symbols = set(argv[argv.index("--symbols") + 1].split(","))
+    assert any(k["interval"] == "1s" for k in klines), out
+    assert {k["symbol"] for k in klines} <= symbols

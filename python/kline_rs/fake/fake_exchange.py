@@ -258,6 +258,16 @@ def _market_from_args(args: argparse.Namespace) -> Market:
     return SimulatedMarket(symbols, seed=args.seed, speed=args.speed, trades_per_second=args.tps)
 
 
+def follow_command(fx: FakeExchange, market: Market) -> str:
+    """The ``kline-rs run`` command line that follows this exchange (1s klines: output within
+    seconds), its first symbols printed as JSON lines."""
+    symbols = ",".join(market.symbols()[:3])
+    return (
+        f"kline-rs run --venue {fx.venue.name} --ws-url {fx.ws_url} --rest-url {fx.rest_url} "
+        f"--symbols {symbols} --intervals 1s,1m"
+    )
+
+
 async def _serve(args: argparse.Namespace) -> None:
     market = _market_from_args(args)
     faults = Faults(seed=args.seed, drop_rate=args.drop_rate, duplicate_rate=args.duplicate_rate)
@@ -272,6 +282,12 @@ async def _serve(args: argparse.Namespace) -> None:
         print(f"REST      {fx.rest_url}{prefix}/exchangeInfo")
         print(f"          {fx.rest_url}{prefix}/aggTrades?symbol={market.symbols()[0]}&limit=5")
         print(f"websocket {fx.ws_url}/stream?streams={first}")
+        print(f"follow it: {follow_command(fx, market)}")
+        if market.speed != 1:
+            print(
+                f"           (market time runs x{market.speed:g} the wall clock's: `kline-rs "
+                "run` follows it on the wall clock, so start this with --speed 1 for that)"
+            )
         print("Ctrl-C stops it.", flush=True)
         await asyncio.Event().wait()
 
