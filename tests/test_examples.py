@@ -98,7 +98,7 @@ def test_the_fake_exchange_prints_the_run_command_that_follows_it() -> None:
         out = run.stdout
     finally:
         exchange.terminate()
-        exchange.wait(10)
+        exchange.communicate(timeout=10)  # waits, and closes its stdout
     klines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     symbols = set(argv[argv.index("--symbols") + 1].split(","))
     assert any(k["interval"] == "1s" for k in klines), out
