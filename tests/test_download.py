@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import kline_rs
+import numpy as np
 import pytest
 from kline_rs.cli import main
 from kline_rs.download import Downloader, parse_checksum
-from kline_rs.fake import FakeExchange, SimulatedMarket
+from kline_rs.fake import FakeExchange, Market, SimulatedMarket, simulate
 from kline_rs.fake.kline_rows import KlineBook
+from kline_rs.fake.tape import Instrument, Tape, Trade
 from kline_rs.public_data import DumpFile, LayoutError, Planned, parse_path, plan
 
 #: Binance's sha256 of the shared 1m kline zips (../shared/data/binance/README.md).
@@ -44,11 +46,10 @@ def ms(text: str) -> int:
 #: The simulated market: listed 2024-02-29 22:00 UTC, traded up to 2024-03-02 00:00.
 LISTED = ms("2024-02-29T22:00:00")
 NOW = ms("2024-03-02T00:00:00")
-SYMBOLS = ["BTCUSDT", "ETHUSDT", "BTCUSD_PERP"]
 
 
 @contextlib.contextmanager
-def serving(market: SimulatedMarket | None = None, **kwargs: Any) -> Iterator[FakeExchange]:
+def serving(market: Market | None = None, **kwargs: Any) -> Iterator[FakeExchange]:
     """A fake exchange on its own event loop in a thread, for the command's asyncio.run."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -64,11 +65,58 @@ def serving(market: SimulatedMarket | None = None, **kwargs: Any) -> Iterator[Fa
         loop.close()
 
 
+class DrawnMarket(Market):
+    """Symbols listed at LISTED whose trades up to NOW are drawn at once by the vectorised day
+    generator (``kline_rs.fake.simulate``; the block-by-block SimulatedMarket takes seconds
+    for a day), released as the clock moves. Ids run on over the days."""
+
+    def __init__(self, specs: list[tuple[str, int, int, int, int]]) -> None:
+        super().__init__(LISTED, speed=0)
+        self.pending: dict[str, list[tuple[int, int, int, int, int, int, bool]]] = {}
+        for rank, (name, price, tick, lot, per_day) in enumerate(specs):
+            rng = np.random.default_rng([11, rank])
+            inst = simulate.Instrument(name, price, tick, lot)
+            days = [
+                simulate.trades_for(inst, rank, per_day, day0, 1000, rng)
+                for day0 in range(LISTED // DAY_MS * DAY_MS, NOW, DAY_MS)
+            ]
+            cols = {k: np.concatenate([d[k] for d in days]) for k in "apqflTm"}
+            keep = cols["T"] >= LISTED
+            cols = {k: v[keep] for k, v in cols.items()}
+            raw = cols["l"] - cols["f"] + 1
+            first = cols["f"][0] + np.cumsum(raw) - raw
+            rows = zip(
+                (cols["a"][0] + np.arange(len(raw))).tolist(), cols["p"].tolist(),
+                cols["q"].tolist(), first.tolist(), (first + raw - 1).tolist(),
+                cols["T"].tolist(), cols["m"].tolist(), strict=True,
+            )  # fmt: skip
+            self.instruments[name] = Instrument(name, tick, lot, listed_ms=LISTED)
+            self.tapes[name] = Tape()
+            self.pending[name] = list(rows)
+
+    def _release(self, now_ms: int) -> list[tuple[str, Trade]]:
+        out: list[tuple[str, Trade]] = []
+        for name, rows in self.pending.items():
+            due = [r for r in rows if r[5] <= now_ms]
+            self.pending[name] = rows[len(due) :]
+            start = len(self.tapes[name])
+            self.tapes[name].extend(due)
+            out += [(name, self.tapes[name].trade(i)) for i in range(start, start + len(due))]
+        return out
+
+
 @pytest.fixture(scope="module")
-def market() -> SimulatedMarket:
-    """One market for every venue (made once: its 26 hours take seconds to draw); with speed 0
-    nothing changes it while the exchanges serve it."""
-    m = SimulatedMarket(SYMBOLS, seed=11, start_ms=LISTED, speed=0, trades_per_second=0.6)
+def market() -> Market:
+    """One market for every venue (with speed 0 nothing changes it while exchanges serve it):
+    prices and sizes on BTC's, ETH's and a COIN-M contract's ticks and lots."""
+    e8 = 10**8
+    m = DrawnMarket(
+        [
+            ("BTCUSDT", 62_000 * e8, e8 // 100, 1_000, 20_000),
+            ("ETHUSDT", 3_400 * e8, e8 // 100, 10_000, 8_000),
+            ("BTCUSD_PERP", 62_000 * e8, e8 // 10, e8, 3_000),
+        ]
+    )
     m.advance(NOW)
     return m
 
@@ -174,6 +222,21 @@ def test_a_part_left_by_an_earlier_run_is_resumed(binance_data: Path, tmp_path: 
     assert not part.exists()
 
 
+def test_a_server_ignoring_range_gives_the_whole_file_afresh(
+    binance_data: Path, tmp_path: Path
+) -> None:
+    name = "BTCUSDT-1m-2020-01-01.zip"
+    part = tmp_path / KLINES_1M / (name + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"not the start of this file")
+    with serving(files_dir=binance_data) as fx:
+        fx.faults.dump_ignore_range = True
+        args = ["--kind", "klines", "--interval", "1m", "--symbols", "BTCUSDT"]
+        assert download(fx, tmp_path, *args, "--start", "2020-01-01", "--end", "2020-01-01") == 0
+        assert [r for _, r in zips_asked(fx)] == ["bytes=26-"]  # answered 200: written anew
+    assert sha256(tmp_path / KLINES_1M / name) == REAL_SHA256[name]
+
+
 def test_a_corrupted_file_is_fetched_once_more(binance_data: Path, tmp_path: Path) -> None:
     name = "BTCUSDT-1m-2020-01-02.zip"
     with serving(files_dir=binance_data) as fx:
@@ -229,7 +292,7 @@ def test_server_errors_are_retried_then_fail_clearly(binance_data: Path, tmp_pat
 # -- zips made from the fake market's tape ---------------------------------------------------
 
 
-def market_klines(market: SimulatedMarket, symbol: str, interval: str, before: int) -> list[str]:
+def market_klines(market: Market, symbol: str, interval: str, before: int) -> list[str]:
     """The fake exchange's own klines of ``symbol`` as kline CSV lines."""
     inst, tape = market.instruments[symbol], market.tape(symbol)
     rows, _ = KlineBook().traded_rows(inst, tape, interval)
@@ -237,7 +300,7 @@ def market_klines(market: SimulatedMarket, symbol: str, interval: str, before: i
 
 
 def test_agg_trades_over_a_range_replay_to_the_markets_klines(
-    market: SimulatedMarket, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    market: Market, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with serving(market) as fx:
         args = ["--kind", "aggTrades", "--symbols", "ETHUSDT,BTCUSDT", "--jobs", "2"]
@@ -271,7 +334,7 @@ def test_agg_trades_over_a_range_replay_to_the_markets_klines(
     ],
 )
 def test_futures_dumps_in_their_own_layout_replay_to_the_markets_klines(
-    market: SimulatedMarket, tmp_path: Path, venue: str, symbol: str, kind: str, folder: str
+    market: Market, tmp_path: Path, venue: str, symbol: str, kind: str, folder: str
 ) -> None:
     with serving(market, venue=venue) as fx:
         args = ["--venue", venue, "--kind", kind, "--symbols", symbol]
@@ -283,14 +346,16 @@ def test_futures_dumps_in_their_own_layout_replay_to_the_markets_klines(
     out = tmp_path / "klines"
     assert main(["replay", str(path), "--intervals", "5m", "--out", str(out), "--no-progress"]) == 0
     got = (out / f"{symbol}-5m.csv").read_text().splitlines()
-    want = [
-        k for k in market_klines(market, symbol, "5m", NOW) if int(k.split(",")[0]) >= NOW - DAY_MS
-    ]
-    assert got == want and len(got) == 288
+    # One day's file: from its first trade's period to its last's (the market's rows go on
+    # flat from the day before).
+    first, last = (int(got[i].split(",")[0]) for i in (0, -1))
+    want = market_klines(market, symbol, "5m", last + 1)
+    assert got == [k for k in want if int(k.split(",")[0]) >= first]
+    assert NOW - DAY_MS <= first < last < NOW and len(got) > 250
 
 
 def test_klines_month_and_a_month_not_published_yet(
-    market: SimulatedMarket, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    market: Market, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with serving(market) as fx:
         args = ["--kind", "klines", "--interval", "1h", "--symbols", "BTCUSDT"]

@@ -72,6 +72,9 @@ def _flag(value: bool, venue: Venue) -> str:
 
 
 def _agg_line(venue: Venue, inst: Instrument, tape: Tape, i: int, micros: bool) -> str:
+    if not venue.futures and tape.originals is None:  # the common case, from the columns
+        a, f, last, ms, m = tape.a[i], tape.f[i], tape.l[i], _time(tape.t[i], micros), tape.m[i]
+        return f"{a},{fixed8(tape.p[i])},{fixed8(tape.q[i])},{f},{last},{ms},{bool(m)},True"
     t = venue_trade(venue, inst, tape.trade(i))
     line = f"{t['a']},{t['p']},{t['q']},{t['f']},{t['l']},{_time(t['T'], micros)}"
     line += f",{_flag(t['m'], venue)}"

@@ -54,6 +54,8 @@ class Faults:
     dump_cuts: int = 0
     dump_corruptions: int = 0
     dump_errors: int = 0
+    #: Answer ``Range`` requests with the whole file (200), as a server without ranges does.
+    dump_ignore_range: bool = False
 
 
 @dataclass

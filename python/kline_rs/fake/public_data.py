@@ -5,7 +5,7 @@ its bare name for the exchange's own venue: Binance's real files), else made fro
 tape (one CSV member, ``kline_rs.fake.dump_csv``) once the file's days are over and not before
 the symbol's listing day; anything else is S3's 404. ``Range: bytes=N-`` (and ``N-M``) is
 answered with 206, as the CDN does. Faults (``Faults.dump_*``): a body cut off mid-way (the
-connection dropped), one byte changed, a 503.
+connection dropped), one byte changed, a 503, ``Range`` ignored.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class PublicData:
             flip = size // 2
             body = body[:flip] + bytes([body[flip] ^ 0xFF]) + body[flip + 1 :]
         start, end = 0, size - 1
-        m = _RANGE.match(asked or "")
+        m = None if self.faults.dump_ignore_range else _RANGE.match(asked or "")
         if m is not None:
             start = int(m[1])
             end = min(size - 1, int(m[2])) if m[2] else size - 1
