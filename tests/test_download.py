@@ -222,6 +222,20 @@ def test_a_part_left_by_an_earlier_run_is_resumed(binance_data: Path, tmp_path: 
     assert not part.exists()
 
 
+def test_a_whole_part_is_verified_and_kept(binance_data: Path, tmp_path: Path) -> None:
+    """Stopped between the last byte and the rename: the server answers 416 to the range."""
+    name = "BTCUSDT-1m-2020-01-01.zip"
+    part = tmp_path / KLINES_1M / (name + ".part")
+    part.parent.mkdir(parents=True)
+    size = part.write_bytes((binance_data / name).read_bytes())
+    with serving(files_dir=binance_data) as fx:
+        args = ["--kind", "klines", "--interval", "1m", "--symbols", "BTCUSDT"]
+        assert download(fx, tmp_path, *args, "--start", "2020-01-01", "--end", "2020-01-01") == 0
+        assert [r for _, r in zips_asked(fx)] == [f"bytes={size}-"]
+    assert sha256(tmp_path / KLINES_1M / name) == REAL_SHA256[name]
+    assert not part.exists()
+
+
 def test_a_server_ignoring_range_gives_the_whole_file_afresh(
     binance_data: Path, tmp_path: Path
 ) -> None:
@@ -268,6 +282,19 @@ def test_a_file_corrupted_twice_fails_naming_both_hashes(
         "BTCUSDT-1m-2020-01-02.zip",
         "BTCUSDT-1m-2020-01-02.zip.CHECKSUM",
     ]
+
+
+def test_progress_line_counts_files_and_bytes(
+    binance_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = plan(
+        "spot", "klines", ["BTCUSDT"], date(2019, 12, 31), date(2020, 1, 3), intervals=["1m"]
+    )
+    with serving(files_dir=binance_data) as fx:
+        summary = asyncio.run(Downloader(tmp_path, base_url=fx.data_url, progress=True).run(files))
+    assert (summary.downloaded, summary.missing) == (3, ["BTCUSDT-1m-2019-12-31.zip"])
+    last = capsys.readouterr().err.split("\r")[-1]
+    assert last == "\x1b[2Kdownload: 4/4 files, 0 present, 1 missing, 0 failed, 0.2 MB\n"
 
 
 def test_server_errors_are_retried_then_fail_clearly(binance_data: Path, tmp_path: Path) -> None:
