@@ -7,7 +7,8 @@ or an earlier run, and is renamed only once its sha256 matches. A mismatch delet
 and fetches the file once more from the start; a second mismatch fails the file, naming both
 hashes. Network errors, timeouts and 5XX/429 answers are retried with jittered exponential
 backoff, at most ``retries`` times per file (kept parts are resumed). At most ``jobs`` files
-are in flight. Files land under the output directory in the server's own layout
+are in flight; on a terminal a progress line counts files and bytes, and a summary ends the run.
+Files land under the output directory in the server's own layout
 (``data/spot/daily/aggTrades/BTCUSDT/…``), with their ``.CHECKSUM`` beside them, so
 ``sha256sum -c`` and ``kline-rs replay DIR/data/…`` work there.
 """
@@ -38,7 +39,6 @@ DEFAULT_JOBS = 4
 MAX_JOBS = 16
 DEFAULT_RETRIES = 5
 MAX_RETRIES = 20
-CHUNK = 1 << 16
 #: Longest a CHECKSUM file may be (Binance's are 91 bytes).
 MAX_CHECKSUM_BYTES = 4096
 _CHECKSUM = re.compile(r"^([0-9a-fA-F]{64}) [ *]?(\S+)\s*$")
