@@ -1,4 +1,5 @@
-"""The ``kline-rs`` command: ``replay`` dumps, ``run`` the live pipeline, ``demo`` it offline."""
+"""The ``kline-rs`` command: ``download`` and ``replay`` dumps, ``run`` the live pipeline,
+``demo`` it offline."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 from typing import cast
 
 from kline_rs import IntervalError, KlineError, _core, interval_name
@@ -19,9 +21,10 @@ from kline_rs.replay import MAX_JUMP_MS, replay
 def _usage_errors() -> tuple[type[Exception], ...]:
     """Errors of what was asked for rather than of the run: exit 2, as argparse's own."""
     from kline_rs.live.symbols import UnknownSymbolsError
+    from kline_rs.public_data import LayoutError
     from kline_rs.storage.parquet import ExportFormatError
 
-    return (UnknownSymbolsError, ExportFormatError)
+    return (UnknownSymbolsError, ExportFormatError, LayoutError)
 
 
 def _lazy(module: str, name: str) -> Callable[[str], object]:
@@ -128,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    _download_parser(sub)
+
     live = sub.add_parser("run", help="follow Binance live; closed klines as JSON lines")
     live.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
     which = live.add_mutually_exclusive_group(required=True)
@@ -211,6 +216,70 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _download_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from kline_rs.download import DEFAULT_JOBS, DEFAULT_RETRIES, MAX_JOBS, MAX_RETRIES
+    from kline_rs.public_data import BASE_URL, KINDS
+
+    d = sub.add_parser(
+        "download",
+        help="data.binance.vision dumps (aggTrades, trades, klines), checksum-verified",
+        description="Fetches data.binance.vision zips into OUT in the server's layout "
+        "(OUT/data/spot/daily/aggTrades/BTCUSDT/...), each checked against its .CHECKSUM; "
+        "files already there and verified are skipped, interrupted ones resumed.",
+    )
+    d.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
+    d.add_argument("--kind", choices=KINDS, required=True)
+    d.add_argument(
+        "--interval", type=_intervals, help="klines only: e.g. 1m or 1m,1h (1M: the month)"
+    )
+    d.add_argument("--symbols", type=_symbols, required=True, help="comma list, e.g. BTCUSDT")
+    d.add_argument("--start", type=_day, required=True, help="first day, YYYY-MM-DD (UTC)")
+    d.add_argument(
+        "--end", type=_day, help="last day, YYYY-MM-DD, included (default: yesterday, UTC)"
+    )
+    periods = d.add_mutually_exclusive_group()
+    periods.add_argument(
+        "--monthly", dest="periods", action="store_const", const="monthly",
+        help="monthly files for every month the range touches",
+    )  # fmt: skip
+    periods.add_argument(
+        "--daily", dest="periods", action="store_const", const="daily",
+        help="daily files only (default: monthly for the whole months in the range, daily "
+        "for the other days, and by day a month not published yet)",
+    )  # fmt: skip
+    d.add_argument("--out", required=True, help="directory (the server's layout below it)")
+    d.add_argument(
+        "--jobs", type=_bounded(1, MAX_JOBS), default=DEFAULT_JOBS,
+        help=f"files in flight at once, 1..{MAX_JOBS} (default {DEFAULT_JOBS})",
+    )  # fmt: skip
+    d.add_argument(
+        "--retries", type=_bounded(0, MAX_RETRIES), default=DEFAULT_RETRIES,
+        help=f"per file, on network errors and 5XX (default {DEFAULT_RETRIES})",
+    )  # fmt: skip
+    d.add_argument("--base-url", default=BASE_URL, help=f"default {BASE_URL}")
+    d.add_argument("--no-progress", action="store_true", help="no progress line")
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected YYYY-MM-DD") from None
+
+
+def _bounded(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = lo - 1
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number in {lo}..{hi}")
+        return value
+
+    return parse
+
+
 def _duration(text: str) -> int:
     """``"90m"`` / ``"2h"`` / ``"1d"`` / ``"30s"`` / ``"1w"`` → ms (the core's interval lengths)."""
     try:
@@ -238,6 +307,30 @@ def _replay(args: argparse.Namespace) -> int:
     )
     print(summary.describe(), file=sys.stderr)
     return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from datetime import datetime, timedelta, timezone
+
+    from kline_rs.download import download
+
+    end = args.end or datetime.now(timezone.utc).date() - timedelta(days=1)
+    summary = download(
+        args.venue,
+        args.kind,
+        sorted(args.symbols),
+        args.start,
+        end,
+        args.out,
+        intervals=args.interval,
+        periods=args.periods or "auto",
+        base_url=args.base_url,
+        jobs=args.jobs,
+        retries=args.retries,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    print(summary.describe(), file=sys.stderr)
+    return 1 if summary.failed else 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -308,7 +401,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(_tz_joined(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.WARNING, format="kline-rs: %(name)s: %(message)s")
-    handlers = {"replay": _replay, "run": _run, "demo": _demo, "show": _show, "export": _export}
+    handlers = {
+        "replay": _replay,
+        "download": _download,
+        "run": _run,
+        "demo": _demo,
+        "show": _show,
+        "export": _export,
+    }
     try:
         return handlers[args.command](args)
     except (KlineError, OSError, ValueError) as e:  # StorageError is a KlineError

@@ -1,8 +1,9 @@
-"""A fake Binance on loopback: REST and websocket on one port, fed by a market.
+"""A fake Binance on loopback: REST, websocket and public-data zips on one port, fed by a market.
 
     async with FakeExchange(SimulatedMarket(20, speed=60)) as fx:
         fx.rest_url   # http://127.0.0.1:<port>        (+ /api/v3/aggTrades?…)
         fx.ws_url     # ws://127.0.0.1:<port>          (+ /stream?streams=btcusdt@aggTrade/…)
+        fx.data_url   # http://127.0.0.1:<port>        (+ /data/spot/daily/aggTrades/…)
 
 A background task moves the market clock every ``tick_ms`` and pushes the new trades to the
 subscribed websockets; ``pump(t)`` does the same at once for a given market time (tests use it
@@ -18,6 +19,7 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 from aiohttp import WSCloseCode, web
@@ -32,6 +34,7 @@ from kline_rs.fake.events import (
 )
 from kline_rs.fake.faults import Faults
 from kline_rs.fake.market import DAY_MS, Market, SimulatedMarket
+from kline_rs.fake.public_data import PublicData
 from kline_rs.fake.ratelimit import WeightLimiter
 from kline_rs.fake.recorded import RecordedMarket
 from kline_rs.fake.rest import RestApi
@@ -61,6 +64,7 @@ class FakeExchange:
         tick_ms: int = 25,
         connection_lifetime_ms: int = DAY_MS,
         ping_interval_s: float | None = None,
+        files_dir: str | Path | None = None,
     ) -> None:
         self.market = market
         self.venue = venue if isinstance(venue, Venue) else venue_named(venue)
@@ -73,6 +77,7 @@ class FakeExchange:
         self.stats = ExchangeStats()
         self.limiter = WeightLimiter(weight_limit or self.venue.weight_limit, clock, ban_seconds)
         self.rest = RestApi(market, self.venue, self.faults, self.limiter, self.stats, self.pump)
+        self.public_data = PublicData(market, self.venue, self.faults, self.stats, files_dir)
         self._connections: dict[int, Connection] = {}
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -94,6 +99,7 @@ class FakeExchange:
     async def start(self) -> None:
         app = web.Application()
         app.add_routes(self.rest.routes())
+        app.add_routes(self.public_data.routes())
         for prefix in WS_PREFIXES:
             app.add_routes(
                 [
@@ -130,6 +136,11 @@ class FakeExchange:
     @property
     def rest_url(self) -> str:
         """Base URL of the REST API (Binance's ``https://api.binance.com``)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def data_url(self) -> str:
+        """Base URL of the public-data zips (Binance's ``https://data.binance.vision``)."""
         return f"http://{self.host}:{self.port}"
 
     @property
@@ -272,7 +283,12 @@ async def _serve(args: argparse.Namespace) -> None:
     market = _market_from_args(args)
     faults = Faults(seed=args.seed, drop_rate=args.drop_rate, duplicate_rate=args.duplicate_rate)
     async with FakeExchange(
-        market, venue=args.venue, faults=faults, host=args.host, port=args.port
+        market,
+        venue=args.venue,
+        faults=faults,
+        host=args.host,
+        port=args.port,
+        files_dir=args.files_dir,
     ) as fx:
         prefix = fx.venue.rest_prefix
         first = "/".join(s.lower() + "@aggTrade" for s in market.symbols()[:2])
@@ -282,6 +298,7 @@ async def _serve(args: argparse.Namespace) -> None:
         print(f"REST      {fx.rest_url}{prefix}/exchangeInfo")
         print(f"          {fx.rest_url}{prefix}/aggTrades?symbol={market.symbols()[0]}&limit=5")
         print(f"websocket {fx.ws_url}/stream?streams={first}")
+        print(f"dumps     kline-rs download --base-url {fx.data_url} …")
         print(f"follow it: {follow_command(fx, market)}")
         if market.speed != 1:
             print(
@@ -305,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--drop-rate", type=float, default=0.0)
     ap.add_argument("--duplicate-rate", type=float, default=0.0)
+    ap.add_argument("--files-dir", help="serve the public-data zips found here as they are")
     args = ap.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))

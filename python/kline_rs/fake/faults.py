@@ -49,6 +49,13 @@ class Faults:
     #: Symbols whose REST klines come back with a volume that is not a decimal ("1e9"): the
     #: client must stop with a clear error, not hang.
     bad_klines: frozenset[str] = frozenset()
+    #: data.binance.vision (``/data/…`` zips): the next N bodies stop half-way and the
+    #: connection drops; the next N come with one byte changed; the next N requests get 503.
+    dump_cuts: int = 0
+    dump_corruptions: int = 0
+    dump_errors: int = 0
+    #: Answer ``Range`` requests with the whole file (200), as a server without ranges does.
+    dump_ignore_range: bool = False
 
 
 @dataclass

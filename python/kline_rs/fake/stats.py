@@ -21,5 +21,9 @@ class ExchangeStats:
     rest_requests: int = 0
     #: The latest RECENT_REQUESTS REST requests, as path?query.
     recent_requests: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
+    #: The latest RECENT_REQUESTS ``/data/`` requests: (path, Range header or None).
+    dump_requests: deque[tuple[str, str | None]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_REQUESTS)
+    )
     rest_429: int = 0
     rest_418: int = 0
