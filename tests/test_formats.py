@@ -394,3 +394,11 @@ def test_a_revision_comes_again_in_every_format() -> None:
     r0, r1 = lines["binance-rest"]
     assert r0[0] == r1[0] == T0 and (r0[8], r1[8]) == (3, 4)
     assert kline_line(first, "binance-rest") == json.dumps(r0, separators=(",", ":"))
+
+
+def test_status_line_shows_the_latest_close_as_iso() -> None:
+    from kline_rs.live.pipeline import Status
+
+    status = Status(0, 0.0, 1, 0, 0, 0, 0, 0, 0, 3, latest_ms=T0 + 59_999)
+    assert "klines 3 to 2020-01-01T00:00:59.999Z" in status.line()
+    assert " to " not in Status(0, 0.0, 1, 0, 0, 0, 0, 0, 0, 0).line()
