@@ -40,7 +40,7 @@ RULES = {"per-trade": BINANCE_Q, "exact-sum": EXACT_SUM_Q}
 
 def text8(value_1e16: int) -> str:
     """A 1e-16 quote volume printed as Binance prints it (8 decimals, truncated)."""
-    return kline_rs.format_fixed8(int(value_1e16) // 10**8)
+    return kline_rs.format_quote(int(value_1e16))
 
 
 def columns(trades: list[tuple[int, str, str, int, int, bool]]) -> dict[str, np.ndarray]:

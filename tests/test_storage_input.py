@@ -147,7 +147,8 @@ def test_demo_stores_into_sqlite_and_the_show_and_export_commands_read_it(tmp_pa
     symbol, n = top[1], int(top[2])
     stored = read_klines(db, symbol, "1m")
     assert len(stored) >= n > 0
-    shown_times = [int(t) for t in re.findall(r"^  (\d{13}) O ", out.split(top[0])[1], re.M)]
+    shown = re.findall(r"^  (\S+Z) O ", out.split(top[0])[1], re.M)
+    shown_times = [kline_rs.parse_time(t) for t in shown]
     assert shown_times == stored["open_time"][-n:].tolist()
     n = len(stored)
 
@@ -155,7 +156,7 @@ def test_demo_stores_into_sqlite_and_the_show_and_export_commands_read_it(tmp_pa
         [*kline_rs_cmd, "show", str(db), symbol, "1m", "--last", "3"],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
-    assert len(re.findall(r"^  \d{13} O ", shown, re.M)) == min(3, n)
+    assert len(re.findall(r"^  \d{4}-\d\d-\d\dT\S+Z O ", shown, re.M)) == min(3, n)
 
     import pyarrow.parquet as pq
 

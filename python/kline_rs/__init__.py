@@ -16,19 +16,30 @@ from kline_rs._core import (
     ParseError,
     ReplayError,
     RollupError,
+    TimeError,
     UnknownSymbolError,
     __version__,
     format_fixed8,
+    format_quote,
+    format_time,
     interval_name,
     parse_agg_trades,
     parse_fixed8,
+    parse_time,
     parse_trades,
 )
 from kline_rs.anchor import Anchor3dWarning
 from kline_rs.replay import ReplaySummary, replay
 
 if TYPE_CHECKING:
-    from kline_rs.arrow import arrow_klines, to_arrow, to_pandas, to_polars
+    from kline_rs.arrow import (
+        arrow_klines,
+        to_arrow,
+        to_ccxt_ohlcv,
+        to_freqtrade,
+        to_pandas,
+        to_polars,
+    )
     from kline_rs.engine import (
         CLOSED_DTYPE,
         SNAPSHOT_DTYPE,
@@ -61,7 +72,7 @@ _ENGINE = {
     "PushReport",
     "Snapshot",
 }
-_ARROW = {"arrow_klines", "to_arrow", "to_pandas", "to_polars"}
+_ARROW = {"arrow_klines", "to_arrow", "to_ccxt_ohlcv", "to_freqtrade", "to_pandas", "to_polars"}
 _LAZY = {
     "INTERVALS",
     "KLINE_DTYPE",
@@ -119,19 +130,25 @@ __all__ = [
     "ReplaySummary",
     "RollupError",
     "Snapshot",
+    "TimeError",
     "UnknownSymbolError",
     "__version__",
     "aggregate",
     "arrow_klines",
     "as_float",
     "format_fixed8",
+    "format_quote",
+    "format_time",
     "interval_name",
     "parse_agg_trades",
     "parse_fixed8",
+    "parse_time",
     "parse_trades",
     "replay",
     "rollup_csv",
     "to_arrow",
+    "to_ccxt_ohlcv",
+    "to_freqtrade",
     "to_pandas",
     "to_polars",
     "trades",

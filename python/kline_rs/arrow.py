@@ -80,3 +80,41 @@ def to_pandas(
 
     frame: pandas.DataFrame = table.to_pandas(types_mapper=exact)
     return frame
+
+
+#: ccxt's OHLCV order and freqtrade's price/volume columns, by their names in the klines.
+OHLCV = ("open", "high", "low", "close", "volume")
+
+
+def _ohlcv_floats(klines: npt.NDArray[np.void], time_unit: str) -> pyarrow.Table:
+    """open_time in ``time_unit`` (UTC) and open…volume as float64, from the Arrow table."""
+    pa = _library("pyarrow", "arrow")
+    table = to_arrow(klines)
+    columns = {"open_time": table.column("open_time").cast(pa.timestamp(time_unit, tz="UTC"))}
+    for name in OHLCV:
+        # Through the exact text: Arrow's decimal → float64 cast is not correctly rounded
+        # (62000.84 came out 62000.840000000004); its text → float64 parse is, as ccxt's float().
+        columns[name] = table.column(name).cast(pa.string()).cast(pa.float64())
+    out: pyarrow.Table = pa.table(columns)
+    return out
+
+
+def to_ccxt_ohlcv(klines: npt.NDArray[np.void]) -> list[list[float]]:
+    """ccxt's OHLCV list, ``[[open ms, open, high, low, close, volume], …]``, oldest first:
+    the time an int in ms (µs klines are cut to their ms), the rest floats as ccxt's
+    ``fetch_ohlcv`` returns them. A float view, NOT exact (needs pyarrow)."""
+    pa = _library("pyarrow", "arrow")
+    table = _ohlcv_floats(klines, "ms")
+    times = table.column("open_time").cast(pa.int64()).to_pylist()
+    values = [table.column(name).to_pylist() for name in OHLCV]
+    return [[t, *row] for t, *row in zip(times, *values, strict=True)]
+
+
+def to_freqtrade(klines: npt.NDArray[np.void]) -> pandas.DataFrame:
+    """A freqtrade-style candle DataFrame: columns ``date, open, high, low, close, volume``,
+    ``date`` the open time as ``datetime64[ns, UTC]``, the rest float64, as freqtrade's
+    ``ohlcv_to_dataframe`` makes them. A float view, NOT exact (needs pandas and pyarrow)."""
+    _library("pandas", "pandas")
+    table = _ohlcv_floats(klines, "ns").rename_columns(["date", *OHLCV])
+    frame: pandas.DataFrame = table.to_pandas()
+    return frame

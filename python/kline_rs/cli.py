@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import cast
 
-from kline_rs import IntervalError, KlineError, _core, interval_name
+from kline_rs import IntervalError, KlineError, __version__, _core, interval_name
 from kline_rs._core import tz_offset_name
 from kline_rs.replay import MAX_JUMP_MS, replay
 
@@ -94,6 +94,7 @@ def _tz_joined(argv: Sequence[str]) -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kline-rs", description="Exact Binance klines from trades.")
+    p.add_argument("--version", action="version", version=f"kline-rs {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("replay", help="aggTrades dumps (csv/zip) → Binance kline CSV files")
     r.add_argument("inputs", nargs="+", help="files, directories or glob patterns")
@@ -130,6 +131,13 @@ def _parser() -> argparse.ArgumentParser:
         help="threads (0: one per core): whole symbols side by side, or one symbol's parsers",
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument(
+        "--format",
+        choices=["csv", "parquet"],
+        default="csv",
+        help="csv: Binance's kline CSV (default); parquet: exact decimal columns (needs pyarrow)",
+    )
+    r.add_argument("--header", action="store_true", help="CSV: a first line of column names")
 
     _download_parser(sub)
 
@@ -169,6 +177,13 @@ def _parser() -> argparse.ArgumentParser:
         "--grace", type=int, default=250, help="ms to wait for stragglers before closing"
     )
     live.add_argument("--print", action="store_true", help="with --db, print klines as well")
+    live.add_argument(
+        "--format",
+        choices=["jsonl", "binance-ws", "binance-rest"],
+        default="jsonl",
+        help="printed klines: our JSON lines (default), Binance's websocket kline events, or "
+        "Binance's REST kline arrays (one symbol and interval)",
+    )
     live.add_argument(
         "--ws-url",
         type=_checked(_lazy("kline_rs.feeds.binance", "ws_base")),
@@ -211,8 +226,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
     export.add_argument("--symbols", type=_symbols, help="comma list (default: all stored)")
     export.add_argument("--intervals", type=_intervals, help="e.g. 1m,1h (default: all stored)")
-    export.add_argument("--start", type=int, help="from this open time (ms)")
-    export.add_argument("--end", type=int, help="before this open time (ms)")
+    export.add_argument(
+        "--start", type=_time, help="from this open time: ms or ISO, e.g. 2024-01-02T10:00 (UTC)"
+    )
+    export.add_argument("--end", type=_time, help="before this open time: ms or ISO (UTC)")
     return p
 
 
@@ -280,6 +297,14 @@ def _bounded(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
+def _time(text: str) -> int:
+    """ms, or an ISO 8601 day or time (UTC unless it has an offset) → ms (the core's rule)."""
+    try:
+        return _core.parse_time(text)
+    except KlineError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _duration(text: str) -> int:
     """``"90m"`` / ``"2h"`` / ``"1d"`` / ``"30s"`` / ``"1w"`` → ms (the core's interval lengths)."""
     try:
@@ -292,6 +317,10 @@ def _duration(text: str) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    if args.header and args.format != "csv":
+        print("kline-rs: error: --header is for CSV output: Parquet names its columns itself",
+              file=sys.stderr)  # fmt: skip
+        return 2
     summary = replay(
         args.inputs,
         args.out,
@@ -304,6 +333,8 @@ def _replay(args: argparse.Namespace) -> int:
         quote_rule=args.quote_rule,
         threads=args.threads,
         progress=not args.no_progress,
+        format=args.format,
+        header=args.header,
     )
     print(summary.describe(), file=sys.stderr)
     return 0
@@ -357,7 +388,16 @@ def _run(args: argparse.Namespace) -> int:
         grace_ms=args.grace,
         store_wait=args.store_wait,
     )
-    printer = JsonLines(sys.stdout) if args.print or not args.db else None
+    if args.format == "binance-rest" and (
+        args.symbols is None or len(args.symbols) != 1 or len(args.intervals) != 1
+    ):
+        print(
+            "kline-rs: error: --format binance-rest prints rows that name no symbol or "
+            "interval: follow one symbol (--symbols) and one interval, or use binance-ws",
+            file=sys.stderr,
+        )
+        return 2
+    printer = JsonLines(sys.stdout, args.format) if args.print or not args.db else None
     pipeline = LivePipeline(config, printer or (lambda k: None))
     asyncio.run(with_status_line(pipeline, pipeline.run(args.duration)))
     return 0
@@ -411,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (KlineError, OSError, ValueError) as e:  # StorageError is a KlineError
+    except (KlineError, OSError, ValueError, ImportError) as e:  # StorageError: a KlineError
         print(f"kline-rs: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, _usage_errors()) else 1
     except KeyboardInterrupt:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import glob
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from kline_rs import _core
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
 #: A trade more than this after its symbol's previous one is refused unless the next trade
 #: follows it (the core's default: a week).
 MAX_JUMP_MS = 7 * 86_400_000
+
+#: What ``replay`` writes: Binance's kline CSV, or Parquet with exact decimal columns.
+ReplayFormat = Literal["csv", "parquet"]
 
 
 @dataclass(frozen=True)
@@ -117,8 +121,15 @@ def replay(
     progress: bool = False,
     max_jump_ms: int | None = MAX_JUMP_MS,
     quote_rule: QuoteRule = "per-trade",
+    format: ReplayFormat = "csv",
+    header: bool = False,
 ) -> ReplaySummary:
     """Replays aggTrades dumps into ``out_dir/<SYMBOL>-<interval>.csv`` (Binance's format).
+
+    ``header=True`` starts each CSV file with Binance's column names (``open_time,open,…,
+    ignore``, as on its futures kline files). ``format="parquet"`` writes
+    ``<SYMBOL>-<interval>.parquet`` instead, with exact decimal columns (needs pyarrow; see
+    :mod:`kline_rs.kline_files`).
 
     ``inputs``: files (``.csv`` or ``.zip``), directories or glob patterns. The symbol comes
     from each file name unless ``symbol`` is given. ``anchor_3d`` is the day (or UTC ms) a
@@ -133,6 +144,22 @@ def replay(
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    if format not in ("csv", "parquet"):
+        raise ValueError(f"format {format!r} is not 'csv' or 'parquet'")
+    if format == "parquet":
+        if header:
+            raise ValueError("header is for CSV output: Parquet names its columns itself")
+        from kline_rs.kline_files import pyarrow_parquet
+
+        pyarrow_parquet()  # before the work: say what is missing now, not after the replay
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".kline-rs-replay-", dir=out_dir) as staging:
+            summary = replay(
+                inputs, staging, intervals, symbol=symbol, tz_offset=tz_offset,
+                anchor_3d=anchor_3d, skip_bad=skip_bad, threads=threads, progress=progress,
+                max_jump_ms=max_jump_ms, quote_rule=quote_rule,
+            )  # fmt: skip
+            return replace(summary, outputs=_to_parquet(summary.outputs, Path(out_dir)))
     raw = _core.replay(
         [str(p) for p in expand_inputs(inputs)],
         str(out_dir),
@@ -145,6 +172,28 @@ def replay(
         progress=progress,
         max_jump_ms=max_jump_ms,
         quote_rule=quote_rule,
+        header=header,
     )
     raw["outputs"] = [Path(p) for p in raw["outputs"]]
     return ReplaySummary(**raw)
+
+
+def _to_parquet(csv_files: list[Path], out_dir: Path) -> list[Path]:
+    """Each replayed CSV file → ``out_dir/<name>.parquet``; renamed over older ones only when
+    all are written, as the CSV replay does."""
+    from kline_rs.kline_files import kline_csv_to_parquet
+
+    done: list[tuple[Path, Path]] = []
+    try:
+        for csv in csv_files:
+            final = out_dir / csv.with_suffix(".parquet").name
+            partial = out_dir / f".{final.name}.partial"
+            done.append((partial, final))
+            kline_csv_to_parquet(csv, partial)
+    except BaseException:
+        for partial, _ in done:
+            partial.unlink(missing_ok=True)
+        raise
+    for partial, final in done:
+        os.replace(partial, final)
+    return [final for _, final in done]

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from kline_rs._core import ManualClock, format_fixed8
+from kline_rs._core import ManualClock, format_fixed8, format_time
 from kline_rs.engine import ClosedKline
 from kline_rs.fake import FakeExchange, SimulatedMarket
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
@@ -27,7 +27,7 @@ from kline_rs.storage.read import read_only
 def _line(k: ClosedKline) -> str:
     flags = (" gap" if k.gap else "") + (f" rev {k.revision}" if k.revision else "")
     return (
-        f"{k.symbol:12} {k.interval:3} {k.open_time} O {format_fixed8(k.open)} "
+        f"{k.symbol:12} {k.interval:3} {format_time(k.open_time)} O {format_fixed8(k.open)} "
         f"H {format_fixed8(k.high)} L {format_fixed8(k.low)} C {format_fixed8(k.close)} "
         f"V {format_fixed8(k.volume)} n {k.trades}{flags}"
     )
@@ -37,13 +37,14 @@ def print_stored(
     db: str, symbol: str, interval: str, *, venue: str = "spot", last: int = 10,
     out: TextIO = sys.stdout,
 ) -> None:  # fmt: skip
-    """The latest stored klines of one symbol and interval (flat periods expanded)."""
+    """The latest stored klines of one symbol and interval (flat periods expanded), open times
+    in ISO 8601 UTC."""
     rows = read_klines(db, symbol, interval, venue=venue, last=last)
     print(f"# {symbol} {interval}: the latest {len(rows)} klines in {db}:", file=out)
     for r in rows:
         flags = (" gap" if r["gap"] else "") + (f" rev {r['revision']}" if r["revision"] else "")
         print(
-            f"  {r['open_time']} O {format_fixed8(int(r['open']))}"
+            f"  {format_time(int(r['open_time']))} O {format_fixed8(int(r['open']))}"
             f" H {format_fixed8(int(r['high']))}"
             f" L {format_fixed8(int(r['low']))} C {format_fixed8(int(r['close']))}"
             f" V {format_fixed8(int(r['volume']))} n {r['trades']}{flags}",

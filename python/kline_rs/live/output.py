@@ -1,17 +1,34 @@
-"""Closed klines as JSON lines (what ``kline-rs run`` prints until a store is configured)."""
+"""Closed klines as lines of text (what ``kline-rs run`` prints), in one of three shapes:
+
+- ``jsonl``: our JSON object per kline, with ``revision``, ``gap`` and ``inexact_trades``;
+- ``binance-ws``: Binance's websocket kline event (``<symbol>@kline_<interval>``) with
+  ``"x": true``, as Binance sends when a kline closes;
+- ``binance-rest``: Binance's REST kline array (``/api/v3/klines``), one per line.
+
+Every decimal is Binance's 8-decimal text from the core (quote volumes truncated from 1e-16).
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TextIO
+import time
+from collections.abc import Callable
+from typing import Any, Literal, TextIO
 
 from kline_rs._core import format_fixed8, format_quote
 from kline_rs.engine import ClosedKline
 
+OutputFormat = Literal["jsonl", "binance-ws", "binance-rest"]
+FORMATS: tuple[OutputFormat, ...] = ("jsonl", "binance-ws", "binance-rest")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
 
 def kline_json(k: ClosedKline) -> str:
     """One closed kline as a JSON object with Binance's 8-decimal text for exact values."""
-    return json.dumps(
+    return _dumps(
         {
             "symbol": k.symbol,
             "interval": k.interval,
@@ -29,17 +46,84 @@ def kline_json(k: ClosedKline) -> str:
             "revision": k.revision,
             "gap": k.gap,
             "inexact_trades": k.inexact_trades,
-        },
-        separators=(",", ":"),
+        }
     )
 
 
-class JsonLines:
-    """Writes each closed kline as a line of JSON and flushes."""
+def binance_ws_event(k: ClosedKline, event_ms: int) -> dict[str, Any]:
+    """Binance's websocket kline event for a closed kline (``x`` true), sent at ``event_ms``.
+    A period without trades has ``f`` = ``L`` = -1, as Binance sends it."""
+    return {
+        "e": "kline",
+        "E": event_ms,
+        "s": k.symbol,
+        "k": {
+            "t": k.open_time,
+            "T": k.close_time,
+            "s": k.symbol,
+            "i": k.interval,
+            "f": k.first_trade_id,
+            "L": k.last_trade_id,
+            "o": format_fixed8(k.open),
+            "c": format_fixed8(k.close),
+            "h": format_fixed8(k.high),
+            "l": format_fixed8(k.low),
+            "v": format_fixed8(k.volume),
+            "n": k.trades,
+            "x": True,
+            "q": format_quote(k.quote_volume),
+            "V": format_fixed8(k.taker_buy_volume),
+            "Q": format_quote(k.taker_buy_quote_volume),
+            "B": "0",
+        },
+    }
 
-    def __init__(self, out: TextIO) -> None:
+
+def binance_rest_row(k: ClosedKline) -> list[Any]:
+    """Binance's REST kline array: times and the trade count as numbers, the rest as text."""
+    return [
+        k.open_time,
+        format_fixed8(k.open),
+        format_fixed8(k.high),
+        format_fixed8(k.low),
+        format_fixed8(k.close),
+        format_fixed8(k.volume),
+        k.close_time,
+        format_quote(k.quote_volume),
+        k.trades,
+        format_fixed8(k.taker_buy_volume),
+        format_quote(k.taker_buy_quote_volume),
+        "0",
+    ]
+
+
+def kline_line(k: ClosedKline, fmt: OutputFormat = "jsonl", *, event_ms: int = 0) -> str:
+    """One closed kline as one line (no newline) of ``fmt``."""
+    if fmt == "binance-ws":
+        return _dumps(binance_ws_event(k, event_ms))
+    if fmt == "binance-rest":
+        return _dumps(binance_rest_row(k))
+    return kline_json(k)
+
+
+class JsonLines:
+    """Writes each closed kline as a line of ``fmt`` and flushes; ``now_ms`` gives Binance's
+    event time ``E`` (the wall clock by default)."""
+
+    def __init__(
+        self,
+        out: TextIO,
+        fmt: OutputFormat = "jsonl",
+        *,
+        now_ms: Callable[[], int] | None = None,
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"output format {fmt!r} is not one of {', '.join(FORMATS)}")
         self.out = out
+        self.fmt: OutputFormat = fmt
+        self.now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
 
     def __call__(self, k: ClosedKline) -> None:
-        self.out.write(kline_json(k) + "\n")
+        event_ms = self.now_ms() if self.fmt == "binance-ws" else 0
+        self.out.write(kline_line(k, self.fmt, event_ms=event_ms) + "\n")
         self.out.flush()

@@ -15,7 +15,7 @@ import aiohttp
 import numpy as np
 import numpy.typing as npt
 
-from kline_rs._core import KlineError
+from kline_rs._core import KlineError, format_time
 from kline_rs.anchor import first_days
 from kline_rs.engine import ClosedKline, Engine, closed_kline
 from kline_rs.feeds.binance import BinanceFeed
@@ -99,14 +99,18 @@ class Status:
     implausible: int = 0
     #: "" without a store; else "ok" or what is wrong and how much is held.
     store: str = ""
+    #: Close time (ms) of the latest kline closed; None before the first.
+    latest_ms: int | None = None
 
     def line(self) -> str:
         store = f" | store {self.store}" if self.store else ""
+        latest = "" if self.latest_ms is None else f" to {format_time(self.latest_ms)}"
         return (
             f"{self.frames_per_s:8.0f} msg/s | {self.symbols} symbols | lag {self.lag_ms} ms | "
             f"gaps {self.gaps} (repaired {self.repaired}, given up {self.given_up}) | "
             f"late {self.late} | implausible {self.implausible} | "
-            f"queue {self.queue} | reconnects {self.reconnects} | klines {self.klines}{store}"
+            f"queue {self.queue} | reconnects {self.reconnects} | klines {self.klines}{latest}"
+            f"{store}"
         )
 
 
@@ -129,6 +133,7 @@ class LivePipeline:
         self.manager: SymbolManager | None = None
         self.repairer: GapRepairer | None = None
         self.klines = 0
+        self.latest_ms: int | None = None
         self.rest: BinanceRest | None = None
         #: Where history, resume and repair get trades: aggTrades, or raw trades (``trade``).
         self.trades_rest: BinanceRest | RawTradeRest | None = None
@@ -409,6 +414,7 @@ class LivePipeline:
 
     def _count(self, k: ClosedKline) -> None:
         self.klines += 1
+        self.latest_ms = max(self.latest_ms or k.close_time, k.close_time)
         self.on_kline(k)
         seam = self.kline_history.owed(k) if self.kline_history is not None else None
         if seam is not None and self.kline_history is not None:
@@ -446,6 +452,7 @@ class LivePipeline:
             queue=sum(p["ring_depth"] for p in parts),
             reconnects=self.feed.stats.disconnects,
             klines=self.klines,
+            latest_ms=self.latest_ms,
             store=self._store_status(),
         )
 

@@ -21,6 +21,7 @@ from kline_rs.storage.base import (
     is_postgres_url,
 )
 from kline_rs.storage.read import STORED_DTYPE, read_klines, read_only
+from kline_rs.times import TimeLike
 
 #: Decimal digits of each exact column (38: the most decimal128 holds; 22 integer digits left
 #: for quote volumes at 1e-16).
@@ -105,8 +106,8 @@ def export_parquet(
     venue: str = "spot",
     symbols: Iterable[str] | None = None,
     intervals: Iterable[str] | None = None,
-    start: int | None = None,
-    end: int | None = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
 ) -> int:
     """Writes the stored klines of ``venue`` with ``start <= open_time < end`` (all series, or
     those of ``symbols`` and ``intervals``) to one Parquet file; returns the rows written.
@@ -157,8 +158,8 @@ def export_csv(
     venue: str = "spot",
     symbols: Iterable[str] | None = None,
     intervals: Iterable[str] | None = None,
-    start: int | None = None,
-    end: int | None = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
 ) -> int:
     """Writes the stored klines of one symbol and interval with ``start <= open_time < end``
     as Binance's kline CSV (no header, no symbol column: one series per file); returns the

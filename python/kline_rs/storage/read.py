@@ -23,6 +23,7 @@ from kline_rs.storage.base import (
     parse_fixed_text,
     row_from_db,
 )
+from kline_rs.times import TimeLike, to_ms
 
 #: A stored kline: :data:`KLINE_DTYPE` plus its revision and whether it covers a feed gap.
 STORED_DTYPE = np.dtype([*KLINE_DTYPE.descr, ("revision", "<i8"), ("gap", "?")])
@@ -130,13 +131,14 @@ def read_klines(
     db: str | Path,
     symbol: str,
     interval: str,
-    start: int | None = None,
-    end: int | None = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     venue: str = "spot",
     last: int | None = None,
 ) -> npt.NDArray[np.void]:
-    """Stored klines of ``symbol``/``interval`` with ``start <= open_time < end`` (ms; None:
+    """Stored klines of ``symbol``/``interval`` with ``start <= open_time < end`` (ms, ISO
+    text such as ``"2024-01-02T10:00"`` or a ``datetime``, UTC unless an offset is given; None:
     unbounded), oldest first, as :data:`STORED_DTYPE` with flat periods expanded; with
     ``last``, only the latest ``last`` of them. Flat runs are cut to the range before they are
     expanded; a range of more than :data:`MAX_READ_KLINES` klines is refused.
@@ -145,8 +147,8 @@ def read_klines(
     ``postgresql://`` URL.
     """
     interval = interval_name(interval)
-    lo = -(2**62) if start is None else start
-    hi = 2**62 if end is None else end
+    lo = -(2**62) if start is None else to_ms(start)
+    hi = 2**62 if end is None else to_ms(end)
     if is_postgres_url(db):
         from kline_rs.storage.postgres import fetch_rows
 

@@ -17,6 +17,7 @@ pub mod plausible;
 pub mod replay;
 pub mod rollup;
 pub mod symbol;
+pub mod timestamp;
 pub mod trade;
 
 pub use aggregate::{aggregate, Aggregator, Counts, KlineSink};

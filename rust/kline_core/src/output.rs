@@ -9,6 +9,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+/// The header line of Binance's kline CSV files where it has one (its futures files), with
+/// the newline: the column names [`write_kline_csv`] writes under.
+pub const KLINE_CSV_HEADER: &str = "open_time,open,high,low,close,volume,close_time,\
+    quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore\n";
+
 /// Appends one line of Binance's kline CSV (12 columns, 8-decimal text, no header):
 /// `open_time,open,high,low,close,volume,close_time,quote_volume,trades,taker_buy_base,taker_buy_quote,0`.
 pub fn write_kline_csv(out: &mut Vec<u8>, k: &Kline) {

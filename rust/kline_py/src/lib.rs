@@ -28,6 +28,7 @@ create_exception!(_core, TimeZoneError, IntervalError, "A time-zone offset Binan
 create_exception!(_core, SymbolError, KlineError, "A name that is not a symbol ([A-Z0-9_]{1,32}).");
 create_exception!(_core, ReplayError, KlineError, "A replay that could not finish.");
 create_exception!(_core, RollupError, KlineError, "Klines that cannot be rolled up as asked.");
+create_exception!(_core, TimeError, KlineError, "A time that is neither ms nor an ISO 8601 time.");
 
 pub(crate) fn interval(name: &str) -> PyResult<Interval> {
     name.parse()
@@ -134,6 +135,26 @@ fn format_quote(value: i128) -> String {
     kline_core::decimal::format_quote(value)
 }
 
+/// ms since the epoch, or an ISO 8601 day / day and time (UTC unless it has an offset) → ms.
+#[pyfunction]
+fn parse_time(text: &str) -> PyResult<i64> {
+    kline_core::timestamp::parse_time_ms(text).map_err(|e| TimeError::new_err(e.to_string()))
+}
+
+/// A time (ms, or µs with `time_unit="us"`; default: detected) → ISO 8601 UTC text.
+#[pyfunction]
+#[pyo3(signature = (t, time_unit=None))]
+fn format_time(t: i64, time_unit: Option<&str>) -> PyResult<String> {
+    let unit = time_unit.map_or(Ok(TimeUnit::detect(t)), time_unit_named)?;
+    Ok(kline_core::timestamp::format_time(t, unit))
+}
+
+/// Binance's kline CSV header line (without the newline).
+#[pyfunction]
+fn kline_csv_header() -> &'static str {
+    kline_core::output::KLINE_CSV_HEADER.trim_end()
+}
+
 /// `(shortest, longest)` length of one period of `interval` in ms (a month: 28 and 31 days),
 /// or IntervalError.
 #[pyfunction]
@@ -185,7 +206,7 @@ fn interval_name(name: &str) -> PyResult<String> {
 }
 
 #[pyfunction]
-#[pyo3(signature = (inputs, out_dir, intervals, *, symbol=None, tz_offset=None, anchor_3d_ms=None, skip_bad=false, threads=0, progress=false, max_jump_ms=Some(kline_core::replay::DEFAULT_MAX_JUMP_MS), quote_rule="per-trade"))]
+#[pyo3(signature = (inputs, out_dir, intervals, *, symbol=None, tz_offset=None, anchor_3d_ms=None, skip_bad=false, threads=0, progress=false, max_jump_ms=Some(kline_core::replay::DEFAULT_MAX_JUMP_MS), quote_rule="per-trade", header=false))]
 #[allow(clippy::too_many_arguments)]
 fn replay<'py>(
     py: Python<'py>,
@@ -200,6 +221,7 @@ fn replay<'py>(
     progress: bool,
     max_jump_ms: Option<i64>,
     quote_rule: &str,
+    header: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut opts = ReplayOptions::new(
         intervals.iter().map(|s| interval(s)).collect::<PyResult<_>>()?,
@@ -213,6 +235,7 @@ fn replay<'py>(
     opts.progress = progress;
     opts.max_jump_ms = max_jump_ms;
     opts.quote_rule = crate::quote_rule(quote_rule)?;
+    opts.header = header;
     let summary = py.detach(|| core_replay(&inputs, &opts)).map_err(|e| match e {
         CoreReplayError::BadRow(_) | CoreReplayError::Implausible { .. } => {
             ParseError::new_err(e.to_string())
@@ -400,6 +423,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SymbolError", py.get_type::<SymbolError>())?;
     m.add("ReplayError", py.get_type::<ReplayError>())?;
     m.add("RollupError", py.get_type::<RollupError>())?;
+    m.add("TimeError", py.get_type::<TimeError>())?;
     m.add_function(wrap_pyfunction!(parse_fixed8, m)?)?;
     m.add_function(wrap_pyfunction!(parse_kline_rows, m)?)?;
     m.add_function(wrap_pyfunction!(epoch_3d_warning, m)?)?;
@@ -408,6 +432,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(format_fixed_many, m)?)?;
     m.add_function(wrap_pyfunction!(parse_fixed, m)?)?;
     m.add_function(wrap_pyfunction!(format_quote, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_time, m)?)?;
+    m.add_function(wrap_pyfunction!(format_time, m)?)?;
+    m.add_function(wrap_pyfunction!(kline_csv_header, m)?)?;
     m.add_function(wrap_pyfunction!(interval_ms, m)?)?;
     m.add_function(wrap_pyfunction!(interval_name, m)?)?;
     m.add_function(wrap_pyfunction!(replay, m)?)?;

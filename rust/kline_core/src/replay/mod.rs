@@ -9,7 +9,7 @@
 use crate::aggregate::{partial_edges, Aggregator, Counts, FlatRunTooLong};
 use crate::decimal::QuoteRule;
 use crate::interval::{epoch_3d_warning, Grid, Interval, TimeUnit};
-use crate::output::{CsvSink, SinkError, StagedFiles};
+use crate::output::{CsvSink, SinkError, StagedFiles, KLINE_CSV_HEADER};
 use crate::parse::csv::{header, parse_block, Layout};
 use crate::parse::source::{
     content_len, date_span_of_file_name, for_each_csv, symbol_from_file_name,
@@ -61,6 +61,8 @@ pub struct ReplayOptions {
     pub max_jump_ms: Option<i64>,
     /// How trades add to quote volume: spot and USD-M per trade, COIN-M exact.
     pub quote_rule: QuoteRule,
+    /// Start each output file with Binance's column names ([`KLINE_CSV_HEADER`]).
+    pub header: bool,
 }
 
 /// Default jump bound of a replay: a week. Longer halts are confirmed by the trade after.
@@ -79,6 +81,7 @@ impl ReplayOptions {
             progress: false,
             max_jump_ms: Some(DEFAULT_MAX_JUMP_MS),
             quote_rule: QuoteRule::PerTrade,
+            header: false,
         }
     }
 }

@@ -255,3 +255,22 @@ fn of_symbols_replayed_side_by_side_the_first_failing_one_is_reported_and_nothin
     let left: Vec<_> = std::fs::read_dir(dir.join("out")).unwrap().collect();
     assert!(left.is_empty(), "no output, final or partial: {left:?}");
 }
+
+#[test]
+fn header_puts_binances_column_names_above_the_same_lines() {
+    let dir = scratch("header");
+    let day = day_file(&dir, |_, t| t);
+    let plain = dir.join("plain");
+    let with = dir.join("with");
+    replay(std::slice::from_ref(&day), &opts(&plain)).unwrap();
+    let s = replay(&[day], &ReplayOptions { header: true, ..opts(&with) }).unwrap();
+    let plain = std::fs::read_to_string(plain.join("BTCUSDT-1m.csv")).unwrap();
+    let with = std::fs::read_to_string(with.join("BTCUSDT-1m.csv")).unwrap();
+    assert_eq!(with, format!("{KLINE_CSV_HEADER}{plain}"));
+    assert!(with.starts_with("open_time,open,high,low,close,volume,close_time,quote_volume,"));
+    assert_eq!(
+        KLINE_CSV_HEADER.split(',').count(),
+        plain.lines().next().unwrap().split(',').count()
+    );
+    assert_eq!(s.klines_written as usize, plain.lines().count(), "the header is not a kline");
+}

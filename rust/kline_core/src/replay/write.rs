@@ -2,6 +2,7 @@
 //! time, klines written as they close.
 
 use super::*;
+use std::io::Write;
 
 /// One symbol being written.
 pub(super) struct Current {
@@ -155,7 +156,11 @@ impl<'a> Consumer<'a> {
         for iv in &self.opts.intervals {
             let path = self.opts.out_dir.join(format!("{symbol}-{iv}.csv"));
             let f = self.staged.create(&path).map_err(io_err(&path))?;
-            writers.push(BufWriter::with_capacity(1 << 16, f));
+            let mut w = BufWriter::with_capacity(1 << 16, f);
+            if self.opts.header {
+                w.write_all(KLINE_CSV_HEADER.as_bytes()).map_err(io_err(&path))?;
+            }
+            writers.push(w);
             self.summary.outputs.push(path);
         }
         let limits = TimeLimits::from_ms(unit, None, self.opts.max_jump_ms);
