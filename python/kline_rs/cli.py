@@ -234,8 +234,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _download_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from kline_rs.download import DEFAULT_JOBS, DEFAULT_RETRIES, MAX_JOBS, MAX_RETRIES
-    from kline_rs.public_data import BASE_URL, KINDS
+    from kline_rs.public_data import (
+        BASE_URL,
+        DEFAULT_JOBS,
+        DEFAULT_RETRIES,
+        KINDS,
+        MAX_JOBS,
+        MAX_RETRIES,
+    )
 
     d = sub.add_parser(
         "download",

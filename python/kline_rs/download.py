@@ -31,14 +31,20 @@ from typing import Literal
 import aiohttp
 
 from kline_rs._core import KlineError
-from kline_rs.public_data import BASE_URL, DumpFile, Kind, Periods, Planned, plan
+from kline_rs.public_data import (
+    BASE_URL,
+    DEFAULT_JOBS,
+    DEFAULT_RETRIES,
+    MAX_JOBS,
+    MAX_RETRIES,
+    DumpFile,
+    Kind,
+    Periods,
+    Planned,
+    plan,
+)
 from kline_rs.venues import VenueName
 
-DEFAULT_JOBS = 4
-#: Most files in flight at once (data.binance.vision is a CDN, but it is shared).
-MAX_JOBS = 16
-DEFAULT_RETRIES = 5
-MAX_RETRIES = 20
 #: Longest a CHECKSUM file may be (Binance's are 91 bytes).
 MAX_CHECKSUM_BYTES = 4096
 _CHECKSUM = re.compile(r"^([0-9a-fA-F]{64}) [ *]?(\S+)\s*$")

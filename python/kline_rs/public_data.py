@@ -23,6 +23,13 @@ from typing import Literal, cast, get_args
 from kline_rs._core import KlineError
 from kline_rs.venues import VenueName
 
+#: Download bounds (here, not in ``download``: the CLI reads them without importing aiohttp).
+DEFAULT_JOBS = 4
+#: Most files in flight at once (data.binance.vision is a CDN, but it is shared).
+MAX_JOBS = 16
+DEFAULT_RETRIES = 5
+MAX_RETRIES = 20
+
 BASE_URL = "https://data.binance.vision"
 Kind = Literal["aggTrades", "trades", "klines"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
