@@ -5,10 +5,11 @@ on Binance), subscribes with paced SUBSCRIBE messages (Binance closes a connecti
 more than 5 messages a second on spot, 10 on futures), reconnects with jittered exponential
 backoff, rotates each connection before Binance's 24 h cut-off with an overlap (the engine's
 aggTrade-id dedupe makes the overlap harmless), and treats ``serverShutdown`` as a reason to
-rotate now. The websocket client is aiohttp's (its frame reader is compiled: about a third
-of the CPU per frame of the pure-Python ``websockets``, issue 14); it answers the server's
-pings while the feed reads, and pings a silent server itself. A server that keeps refusing
-the handshake (or cannot be reached) ends the feed with :class:`FeedError` after a bound.
+rotate now. The websocket client is aiohttp's: its compiled frame reader halves the
+pipeline's CPU per frame against the pure-Python ``websockets`` (issue 14, BENCHMARKS.md). It
+answers the server's pings while the feed reads, and pings a silent server itself. A server
+that keeps refusing the handshake (or cannot be reached) ends the feed with
+:class:`FeedError` after a bound.
 """
 
 from __future__ import annotations
