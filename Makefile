@@ -11,9 +11,10 @@ export CARGO_TERM_COLOR ?= never
 $(PY):
 	python3 -m venv $(VENV)
 
+# websockets: not used by kline_rs any more, only the peer in benchmarks/bench_ws_client.py.
 $(DEPS): $(PY) pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.7,<2" "numpy>=1.24" "websockets>=13" "aiohttp>=3.9" \
+	$(PY) -m pip install -q "maturin>=1.7,<2" "numpy>=1.24" "websockets>=13" "aiohttp>=3.11" \
 		"pytest>=8" "hypothesis>=6" "ruff>=0.6" "mypy>=1.11" "psycopg[binary]>=3.1" "pyarrow>=14" \
 		"polars>=1.0" "pandas>=2.2" "ccxt>=4"
 	touch $@

@@ -5,8 +5,11 @@ on Binance), subscribes with paced SUBSCRIBE messages (Binance closes a connecti
 more than 5 messages a second on spot, 10 on futures), reconnects with jittered exponential
 backoff, rotates each connection before Binance's 24 h cut-off with an overlap (the engine's
 aggTrade-id dedupe makes the overlap harmless), and treats ``serverShutdown`` as a reason to
-rotate now. Pings are answered by the websocket library. A server that keeps refusing the
-handshake (or cannot be reached) ends the feed with :class:`FeedError` after a bound.
+rotate now. The websocket client is aiohttp's: its compiled frame reader halves the
+pipeline's CPU per frame against the pure-Python ``websockets`` (issue 14, BENCHMARKS.md). It
+answers the server's pings while the feed reads, and pings a silent server itself. A server
+that keeps refusing the handshake (or cannot be reached) ends the feed with
+:class:`FeedError` after a bound.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+import aiohttp
+from aiohttp import WSMsgType
 
 from kline_rs import _core
 from kline_rs.venues import VENUES, VenueName
@@ -54,10 +57,23 @@ MAX_FAILED_HANDSHAKES = 6
 #: Connection attempts in a row that reach no server (network, timeouts, HTTP 5xx) before the
 #: feed gives up: about 15 minutes at the 30 s backoff cap.
 MAX_UNREACHABLE = 36
+#: Seconds a handshake may take (connect, TLS, the HTTP upgrade); none once it is open.
+OPEN_TIMEOUT = 10.0
+#: A connection silent this many seconds is pinged, and dropped if no pong comes in half that.
+HEARTBEAT = 20.0
+#: The largest frame taken (Binance's are far smaller; a bigger one drops the connection).
+MAX_FRAME = 2**24
+#: Seconds a close waits for the server's close frame (frames still arriving meanwhile are
+#: dropped, the overlap or a reconnect refetches them), then the socket is cut.
+CLOSE_TIMEOUT = 10.0
 
 
 class FeedError(_core.KlineError):
     """The feed cannot go on: a bad websocket URL, or handshakes failing past the bound."""
+
+
+class ConnectionLostError(Exception):
+    """An open websocket ended (closed by the server, an error, no pong): the feed reconnects."""
 
 
 #: Not a symbol name: only A-Z, 0-9 and _ (at most 32) after upper-casing (the core's rule).
@@ -215,7 +231,7 @@ class _Connection:
     def __init__(self, feed: BinanceFeed, streams: set[str]) -> None:
         self.feed = feed
         self.streams = set(streams)
-        self.ws: ClientConnection | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()  # set at the first data frame of a connection
         self._next_send = 0.0
@@ -239,8 +255,9 @@ class _Connection:
             chunk = params[i : i + SUBSCRIBE_CHUNK]
             msg = json.dumps({"method": method, "params": chunk, "id": self._ids})
             self.feed.stats.subscribe_messages += 1
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(msg)
+            # A connection that closed meanwhile resends everything when it reconnects.
+            with contextlib.suppress(ConnectionError, aiohttp.ClientConnectionError):
+                await ws.send_str(msg)
 
     async def subscribe(self, streams: list[str]) -> None:
         self.streams.update(streams)
@@ -252,78 +269,98 @@ class _Connection:
 
     async def drop(self) -> None:
         if self.ws is not None:
-            await self.ws.close()
+            await _close(self.ws)
 
     async def run(self) -> None:
         feed = self.feed
         url = f"{feed.ws_url}/stream"
         attempt = refused = unreachable = 0
+        # No total timeout: it would hold for the whole life of the websocket.
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=OPEN_TIMEOUT, sock_connect=OPEN_TIMEOUT, sock_read=OPEN_TIMEOUT
+        )
         try:
-            while not feed._stopping.is_set():
-                try:
-                    async with connect(
-                        url, max_size=2**24, open_timeout=10, compression=None
-                    ) as ws:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                while not feed._stopping.is_set():
+                    try:
+                        ws = await session.ws_connect(
+                            url,
+                            max_msg_size=MAX_FRAME,
+                            heartbeat=HEARTBEAT,
+                            autoping=True,
+                            timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT),
+                        )
+                        try:
+                            if feed._stopping.is_set():
+                                break  # stop() came during the handshake: nothing to drop then
+                            self.ws = ws
+                            feed.stats.connects += 1
+                            attempt = refused = unreachable = 0
+                            await self._send("SUBSCRIBE", sorted(self.streams))
+                            if await self._pump(ws):
+                                return  # rotated: the successor carries the streams
+                        finally:
+                            self.ws = None
+                            await _close(ws)
+                    except (
+                        OSError, TimeoutError, asyncio.TimeoutError, aiohttp.ClientError,
+                        ConnectionLostError,
+                    ) as e:  # fmt: skip
                         if feed._stopping.is_set():
-                            break  # stop() came during the handshake: nothing to drop then
-                        self.ws = ws
-                        feed.stats.connects += 1
-                        attempt = refused = unreachable = 0
-                        await self._send("SUBSCRIBE", sorted(self.streams))
-                        if await self._pump(ws):
-                            return  # rotated: the successor carries the streams
-                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as e:
+                            break
+                        if _refused(e):
+                            refused += 1
+                        else:
+                            unreachable += 1
+                        if refused >= MAX_FAILED_HANDSHAKES or unreachable >= MAX_UNREACHABLE:
+                            raise FeedError(
+                                f"websocket {url}: {refused + unreachable} failed handshakes in "
+                                f"a row, giving up; the last: {_describe(e)}"
+                            ) from e
+                        log.warning("websocket %s: %s; reconnecting", url, _describe(e))
                     if feed._stopping.is_set():
                         break
-                    if _refused(e):
-                        refused += 1
-                    else:
-                        unreachable += 1
-                    if refused >= MAX_FAILED_HANDSHAKES or unreachable >= MAX_UNREACHABLE:
-                        raise FeedError(
-                            f"websocket {url}: {refused + unreachable} failed handshakes in a "
-                            f"row, giving up; the last: {e}"
-                        ) from e
-                    log.warning("websocket %s: %s; reconnecting", url, e)
-                finally:
-                    self.ws = None
-                if feed._stopping.is_set():
-                    break
-                feed.stats.disconnects += 1
-                # Waits for the backoff, or less when the feed stops meanwhile.
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(feed._stopping.wait(), feed.delay(attempt))
-                attempt += 1
+                    feed.stats.disconnects += 1
+                    # Waits for the backoff, or less when the feed stops meanwhile.
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(feed._stopping.wait(), feed.delay(attempt))
+                    attempt += 1
         finally:
             feed._retire(self)
 
-    async def _pump(self, ws: ClientConnection) -> bool:
+    async def _pump(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
         """Reads frames into the engine; True when a successor has taken over (rotation)."""
         feed = self.feed
         self.successor = None
         watcher = asyncio.create_task(self._watch(ws))
         loop = asyncio.get_running_loop()
+        # Locals: this loop runs once per frame.
+        pending, receive, ready = self._pending, ws.receive, self.ready.is_set()
         try:
             while True:
-                try:
-                    frame = await ws.recv(decode=False)
-                except ConnectionClosed:
+                msg = await receive()  # pings are answered in there
+                if msg.type is WSMsgType.TEXT:
+                    frame = msg.data.encode()
+                elif msg.type is WSMsgType.BINARY:
+                    frame = msg.data
+                else:  # CLOSE, CLOSING, CLOSED or ERROR: this websocket is over
                     if self.successor is not None and self.successor.ready.is_set():
                         feed.stats.rotations += 1
                         feed._retire(self)
                         return True
-                    raise
+                    raise ConnectionLostError(_ended(ws, msg))
                 if b'"serverShutdown"' in frame:
                     feed.stats.server_shutdowns += 1
                     if self.successor is None:
                         self.successor = self._rotate()
-                elif not self.ready.is_set() and b'"e":' in frame:
+                elif not ready and b'"e":' in frame:
                     self.ready.set()
-                self._pending.append(frame)
+                    ready = True
+                pending.append(frame)
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
                     loop.call_soon(self._flush)
-                while len(self._pending) >= MAX_PENDING:
+                while len(pending) >= MAX_PENDING:
                     await asyncio.sleep(0.001)  # the engine is behind: stop reading
         finally:
             watcher.cancel()
@@ -349,7 +386,7 @@ class _Connection:
             elif self._pending:
                 time.sleep(0.001)
 
-    async def _watch(self, ws: ClientConnection) -> None:
+    async def _watch(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Rotates before the cut-off: a successor connects, and once it delivers, this closes."""
         feed = self.feed
         due = feed.clock() + feed.rotate_after
@@ -358,16 +395,41 @@ class _Connection:
             if feed.clock() >= due and self.successor is None:
                 self.successor = self._rotate()
         await self.successor.ready.wait()
-        await ws.close()
+        await _close(ws)
 
     def _rotate(self) -> _Connection:
         """A new connection for the same streams; this one closes once it delivers."""
         return self.feed._spawn(self.streams)
 
 
+async def _close(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """The close handshake, within CLOSE_TIMEOUT in all (aiohttp bounds each read, not the
+    whole: a server still streaming would hold it); past it the socket is cut."""
+    with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+        await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT)  # cancelled, close() cuts the socket
+
+
 def _refused(e: Exception) -> bool:
     """The server answered and refused (a wrong URL or path), not a passing outage."""
-    if isinstance(e, InvalidStatus):
-        status = e.response.status_code
-        return status < 500 and status != 429
-    return isinstance(e, (InvalidHandshake, InvalidURI))
+    if isinstance(e, aiohttp.WSServerHandshakeError):
+        return e.status < 500 and e.status != 429  # 101 too: not a websocket server
+    return isinstance(e, aiohttp.InvalidURL)
+
+
+def _describe(e: BaseException) -> str:
+    """One line on why a connection failed or ended."""
+    if isinstance(e, aiohttp.WSServerHandshakeError):
+        return f"the server refused the websocket handshake: HTTP {e.status} ({e.message})"
+    return str(e) or type(e).__name__
+
+
+def _ended(ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> str:
+    """Why a websocket ended, from the message that ended it."""
+    if msg.type is WSMsgType.ERROR:
+        return f"connection lost: {_describe(msg.data)}"
+    problem = ws.exception()
+    if problem is not None:
+        return f"connection lost: {_describe(problem)}"
+    code = ws.close_code
+    reason = f" {msg.extra}" if msg.type is WSMsgType.CLOSE and msg.extra else ""
+    return f"connection closed (code {code}{reason})"
