@@ -467,6 +467,8 @@ class LivePipeline:
             return False, f"history or resume of {len(self._history)} symbols in progress"
         if self.feed is None or not self.feed.connected:
             return False, "websocket not connected"
+        if self.repairer is not None and self.repairer.stats.open:
+            return False, f"repairing {self.repairer.stats.open} holes in aggTrade ids"
         if self.persister is not None and self.persister.stats.down_since:
             return False, f"store down: {self.persister.stats.last_error}"
         following = len(self.manager.following) if self.manager is not None else 0

@@ -190,6 +190,7 @@ class PipelineCollector(Collector):
             return
         s = repairer.stats
         yield _counter("gaps", "Holes in aggTrade ids reported by the engine", venue, s.gaps)
+        yield _gauge("gaps_open", "Holes reported and not yet filled or given up", venue, s.open)
         yield _counter(
             "gaps_repaired", "Holes filled from REST (klines re-emitted exact)", venue, s.repaired
         )

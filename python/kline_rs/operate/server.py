@@ -1,8 +1,8 @@
 """``--metrics HOST:PORT``: ``/metrics`` (Prometheus text format) and ``/healthz`` over HTTP.
 
 ``/healthz`` answers 200 once every followed symbol is caught up (symbols known, history and
-resume done, every websocket connected, the store taking writes), else 503; both with a short
-JSON body saying why.
+resume done, every websocket connected, no hole being repaired, the store taking writes),
+else 503; both with a short JSON body saying why.
 """
 
 from __future__ import annotations
