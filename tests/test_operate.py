@@ -228,7 +228,7 @@ def test_a_missing_config_file_is_named(tmp_path: Path, capsys: pytest.CaptureFi
 def test_the_demo_prints_gap_klines_then_their_exact_replacements(tmp_path: Path) -> None:
     out = io.StringIO()
     db = str(tmp_path / "demo.sqlite")
-    asyncio.run(run_demo(symbols=6, speed=60.0, duration=12.0, db=db, out=out))
+    asyncio.run(run_demo(symbols=6, speed=60.0, duration=14.0, db=db, out=out))
     lines = out.getvalue().splitlines()
     gaps = {tuple(line.split()[:3]): i for i, line in enumerate(lines) if line.endswith(" gap")}
     replaced = [

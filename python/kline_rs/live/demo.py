@@ -3,7 +3,7 @@
 A simulated market (time running ``speed`` times faster) is served on loopback with Binance's
 REST and websocket endpoints; the pipeline follows its USDT symbols (each from its first trade,
 through the history lookback: no partial first kline), a new symbol is listed and one delisted
-during the run, and every connection is dropped once while REST answers 429 for a market
+during the run, and every connection is dropped once while REST answers 429 for over a market
 minute, so the id-gap repair shows: klines that close before the hole is filled are stored
 marked gap, then replaced by their exact values (``rev 1``). Klines are stored in SQLite and
 printed as they are committed; at the end a query shows what the file holds.
@@ -85,9 +85,10 @@ async def run_demo(
     market = SimulatedMarket(symbols, seed=7, speed=speed, trades_per_second=40.0)
     clock = ManualClock(market.clock_ms())
     grace_ms = int(250 * speed)
-    # REST blocked (429) after the drop for longer than a kline and its grace, in market time:
-    # the holes wait, so klines close marked gap before the repair replaces them.
-    blocked_s = math.ceil((60_000 + grace_ms) / 1000 / speed + 0.5)
+    # REST blocked (429) after the drop for longer than a kline and its grace in market time,
+    # plus 1.5 s for the reconnect to find the holes: they wait, so klines close marked gap
+    # before the repair replaces them.
+    blocked_s = math.ceil((60_000 + grace_ms) / 1000 / speed + 1.5)
     async with FakeExchange(market) as fx:
         config = PipelineConfig(
             selection=Selection(quote="USDT"),
@@ -126,7 +127,7 @@ async def run_demo(
             fx.faults.retry_after_s, fx.faults.rest_429 = blocked_s, 1
             print(
                 f"# dropped {dropped} websocket connection(s); REST answers 429 (Retry-After "
-                f"{blocked_s} s), so the holes are repaired a market minute later",
+                f"{blocked_s} s), so the holes wait over a market minute",
                 file=out,
             )
             await asyncio.sleep(duration * 0.2)
