@@ -13,6 +13,8 @@ from typing import cast
 
 from kline_rs import IntervalError, KlineError, __version__, _core, interval_name
 from kline_rs._core import tz_offset_name
+from kline_rs.operate.config import ConfigError, parse_args
+from kline_rs.operate.logs import FORMATS, LEVELS, setup_logging
 from kline_rs.replay import MAX_JUMP_MS, replay
 
 #: Binance's timeZone forms: hours (``8``, ``-1``) or hours:minutes (``+08:00``, ``-1:00``).
@@ -142,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     _download_parser(sub)
 
     live = sub.add_parser("run", help="follow Binance live; closed klines as JSON lines")
+    live.add_argument(
+        "--config", help="a TOML file of these options (same names); the command line overrides"
+    )
     live.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
     which = live.add_mutually_exclusive_group(required=True)
     which.add_argument("--symbols", type=_symbols, help="comma list, e.g. BTCUSDT,ETHUSDT")
@@ -192,6 +197,15 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument("--rest-url", help="REST base URL (default: the venue's)")
     live.add_argument("--partitions", type=int, default=0, help="engine workers (0: per core)")
     live.add_argument("--duration", type=float, help="stop after this many seconds")
+    live.add_argument("--log-level", choices=LEVELS, default="warning", help="default: warning")
+    live.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="json: one JSON object per line"
+    )
+    live.add_argument(
+        "--metrics",
+        type=_lazy("kline_rs.operate.server", "address"),
+        help="serve /metrics (Prometheus) and /healthz on HOST:PORT, e.g. 127.0.0.1:9108",
+    )
 
     demo = sub.add_parser("demo", help="the live pipeline against a local fake exchange")
     demo.add_argument("--symbols", type=int, default=24, help="simulated symbols")
@@ -372,6 +386,7 @@ def _download(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import asyncio
+    import contextlib
 
     from kline_rs.live.output import JsonLines
     from kline_rs.live.pipeline import LivePipeline, PipelineConfig
@@ -405,7 +420,21 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     printer = JsonLines(sys.stdout, args.format) if args.print or not args.db else None
     pipeline = LivePipeline(config, printer or (lambda k: None))
-    asyncio.run(with_status_line(pipeline, pipeline.run(args.duration)))
+
+    async def job() -> None:
+        from kline_rs.operate.server import serving
+
+        serve = serving(pipeline, *args.metrics) if args.metrics else contextlib.nullcontext()
+        async with serve:
+            await with_status_line(pipeline, pipeline.run(args.duration))
+
+    try:
+        asyncio.run(job())
+    finally:
+        if pipeline.has_started:
+            summary = pipeline.summary()
+            logging.getLogger("kline_rs.run").info("run ended", extra=summary.fields())
+            print(f"kline-rs: {summary.line()}", file=sys.stderr)
     return 0
 
 
@@ -445,8 +474,12 @@ def _export(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = _parser().parse_args(_tz_joined(sys.argv[1:] if argv is None else argv))
-    logging.basicConfig(level=logging.WARNING, format="kline-rs: %(name)s: %(message)s")
+    try:
+        args = parse_args(_parser(), _tz_joined(sys.argv[1:] if argv is None else argv))
+    except ConfigError as e:
+        print(f"kline-rs: error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(getattr(args, "log_level", "warning"), getattr(args, "log_format", "text"))
     handlers = {
         "replay": _replay,
         "download": _download,

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -48,9 +49,14 @@ class FeedStats:
     frames: int = 0
     subscribe_messages: int = 0
     backpressure_waits: int = 0
+    #: The exchange's latest event time seen (``"E"`` of the last frame of a push; 0: none
+    #: yet) and ``time.monotonic()`` when it came: the exchange's clock, for the lag.
+    exchange_ms: int = 0
+    exchange_seen: float = 0.0
 
 
 SUBSCRIBE_CHUNK = 200  # streams per SUBSCRIBE message
+_EVENT_TIME = re.compile(rb'"E":(\d{1,17})[,}]')
 #: Handshakes refused in a row (HTTP 4xx, a bad URL) before the feed gives up: a wrong URL
 #: never starts working by itself.
 MAX_FAILED_HANDSHAKES = 6
@@ -150,6 +156,16 @@ class BinanceFeed:
         raise self.error
 
     @property
+    def connections(self) -> int:
+        """Websocket connections open now."""
+        return sum(c.ws is not None for c in self._conns)
+
+    @property
+    def connected(self) -> bool:
+        """Every connection of the feed is open (and there is one)."""
+        return bool(self._conns) and all(c.ws is not None for c in self._conns)
+
+    @property
     def streams(self) -> set[str]:
         """Every stream some connection carries."""
         return {s for c in self._conns for s in c.streams}
@@ -211,6 +227,11 @@ class BinanceFeed:
         report = self.engine.push_raw(frames)
         taken = int(report.consumed)
         self.stats.frames += taken
+        if taken:
+            event = _EVENT_TIME.search(frames[taken - 1])
+            if event is not None:
+                self.stats.exchange_ms = max(self.stats.exchange_ms, int(event[1]))
+                self.stats.exchange_seen = time.monotonic()
         if report.backpressure:
             self.stats.backpressure_waits += 1
         return taken

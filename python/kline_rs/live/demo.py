@@ -1,16 +1,19 @@
 """``kline-rs demo``: the whole live pipeline against a local fake exchange, offline.
 
 A simulated market (time running ``speed`` times faster) is served on loopback with Binance's
-REST and websocket endpoints; the pipeline follows its USDT symbols, a new symbol is listed
-and one delisted during the run, and every connection is dropped once, so the id-gap repair
-shows. Klines are stored in SQLite and printed as they are committed; at the end a query
-shows what the file holds.
+REST and websocket endpoints; the pipeline follows its USDT symbols (each from its first trade,
+through the history lookback: no partial first kline), a new symbol is listed and one delisted
+during the run, and every connection is dropped once while REST answers 429 for over a market
+minute, so the id-gap repair shows: klines that close before the hole is filled are stored
+marked gap, then replaced by their exact values (``rev 1``). Klines are stored in SQLite and
+printed as they are committed; at the end a query shows what the file holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -82,6 +85,11 @@ async def run_demo(
             Path(db + suffix).unlink(missing_ok=True)
     market = SimulatedMarket(symbols, seed=7, speed=speed, trades_per_second=40.0)
     clock = ManualClock(market.clock_ms())
+    grace_ms = int(250 * speed)
+    # REST blocked (429) after the drop for longer than a kline and its grace in market time,
+    # plus 1.5 s for the reconnect to find the holes: they wait, so klines close marked gap
+    # before the repair replaces them.
+    blocked_s = math.ceil((60_000 + grace_ms) / 1000 / speed + 1.5)
     async with FakeExchange(market) as fx:
         config = PipelineConfig(
             selection=Selection(quote="USDT"),
@@ -90,12 +98,17 @@ async def run_demo(
             rest_url=fx.rest_url,
             exchange_info_every=1.0,
             max_halt=2.0,  # the delisted symbol shows as BREAK: halted, dropped after 2 s
-            grace_ms=int(250 * speed),
+            grace_ms=grace_ms,
             db=db,
             flush_every=0.5,
+            # Longer than the market has run: every symbol's history from its first trade.
+            lookback_ms=10 * 60_000,
         )
         pipeline = LivePipeline(
-            config, lambda k: print(_line(k), file=out), engine_kwargs={"clock": clock}
+            config,
+            lambda k: print(_line(k), file=out),
+            engine_kwargs={"clock": clock},
+            now_ms=market.clock_ms,
         )
 
         async def drive_clock() -> None:  # the engine closes klines on market time
@@ -112,7 +125,12 @@ async def run_demo(
             print("# listed DEMOUSDT", file=out)
             await asyncio.sleep(duration * 0.25)
             dropped = await fx.disconnect_all()
-            print(f"# dropped {dropped} websocket connection(s)", file=out)
+            fx.faults.retry_after_s, fx.faults.rest_429 = blocked_s, 1
+            print(
+                f"# dropped {dropped} websocket connection(s); REST answers 429 (Retry-After "
+                f"{blocked_s} s), so the holes wait over a market minute",
+                file=out,
+            )
             await asyncio.sleep(duration * 0.2)
             if following:
                 market.delist(following[-1])
@@ -126,14 +144,8 @@ async def run_demo(
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
-    feed, repair = pipeline.feed, pipeline.repairer
-    if feed is not None and repair is not None:
-        print(
-            f"# {pipeline.klines} klines closed, {feed.stats.frames} frames, "
-            f"{feed.stats.disconnects} reconnects, {repair.stats.gaps} id gaps "
-            f"({repair.stats.repaired} repaired from REST, {repair.stats.trades_fetched} trades)",
-            file=out,
-        )
+    if pipeline.has_started:
+        print(f"# {pipeline.summary().line()}", file=out)
     if db is not None:
         top = _summary(db, out)
         if top is not None:

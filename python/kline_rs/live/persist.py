@@ -46,6 +46,9 @@ class PersistStats:
     last_error: str = ""
     #: time.monotonic() when the store started failing (0: healthy).
     down_since: float = 0.0
+    #: Seconds spent in committed writes, in all and the latest one.
+    write_seconds: float = 0.0
+    last_write_seconds: float = 0.0
 
 
 class Persister:
@@ -112,7 +115,7 @@ class Persister:
         extra, self._extra = self._extra, []
         records = _concat([*extra, *(b.klines for b in self._held)])
         forget = sorted(self._forget)
-        self._last_write = time.monotonic()
+        self._last_write = began = time.monotonic()
         try:
             done = await self.sink.write(records, snap if complete else None, forget=forget)
         except BaseException as e:
@@ -127,7 +130,7 @@ class Persister:
         if complete:
             self.engine.ack_snapshot(snap.token)
         self._forget.difference_update(forget)
-        self._recovered(done, len(records))
+        self._recovered(done, len(records), time.monotonic() - began)
         if self.on_stored is not None:
             for k in self._klines(records):
                 self.on_stored(k)
@@ -161,7 +164,7 @@ class Persister:
                 f"checkpoints let a restart rebuild them exactly. Last error: {e}"
             ) from e
 
-    def _recovered(self, done: Placement, n: int) -> None:
+    def _recovered(self, done: Placement, n: int, took: float) -> None:
         s = self.stats
         if s.down_since:
             log.warning(
@@ -175,6 +178,8 @@ class Persister:
         s.writes += 1
         s.records += n
         s.stale += done.stale
+        s.write_seconds += took
+        s.last_write_seconds = took
         self._backoff = 0.0
 
     def _klines(self, records: npt.NDArray[np.void]) -> list[ClosedKline]:

@@ -23,6 +23,7 @@ from kline_rs.live.history import load_history, resume
 from kline_rs.live.kline_history import KlineHistory, gap_spans, heal
 from kline_rs.live.persist import Persister
 from kline_rs.live.repair import GapRepairer
+from kline_rs.live.status import RunSummary
 from kline_rs.live.store import check_db_target, open_store
 from kline_rs.live.symbols import MAX_HALT_S, Selection, SymbolManager
 from kline_rs.live.trades import RawTradeRest
@@ -95,6 +96,9 @@ class Status:
     klines: int
     #: Holes REST could not fill (the klines over them stay gap).
     given_up: int = 0
+    #: The lag is the exchange's time now (its latest event time, plus the time since it
+    #: came) minus the newest trade applied: the engine's own clock (wall time, or a market's
+    #: time in a demo) is not the exchange's, and a clock behind it made the lag negative.
     #: Trades refused for an implausible time or id (counted, never applied).
     implausible: int = 0
     #: "" without a store; else "ok" or what is wrong and how much is held.
@@ -151,10 +155,18 @@ class LivePipeline:
         self._last = (time.monotonic(), 0)
         self._side_failed = asyncio.Event()
         self._side_error: BackgroundTaskError | None = None
+        #: The engine's metrics as it closed, for the summary after the run.
+        self._final_metrics: dict[str, Any] | None = None
+        self._began = self._ended = 0.0
 
     async def started(self) -> None:
         """Returns once symbols are followed and the feed is connecting."""
         await self._started.wait()
+
+    @property
+    def has_started(self) -> bool:
+        """Symbols were followed (the run got past its start)."""
+        return self._started.is_set()
 
     async def run(self, duration: float | None = None) -> None:
         """Runs until cancelled (or for ``duration`` seconds, whatever it is doing then), then
@@ -162,6 +174,7 @@ class LivePipeline:
         cfg = self.config
         loop = asyncio.get_running_loop()
         deadline = None if duration is None else loop.time() + duration
+        self._began = time.monotonic()
         sink = open_sink(check_db_target(cfg.db), venue=cfg.venue) if cfg.db else None
         try:
             if sink is not None:
@@ -181,6 +194,7 @@ class LivePipeline:
                 log.info("resuming %d symbols from %s", len(self._stored.checkpoints), cfg.db)
             await self._run(sink, deadline)
         finally:
+            self._ended = time.monotonic()
             if sink is not None:
                 await sink.close()
 
@@ -275,6 +289,7 @@ class LivePipeline:
                         with contextlib.suppress(asyncio.CancelledError, Exception):
                             await task
                     await self._last_write()
+                    self._final_metrics = engine.metrics()
                     # What is still open stays open: a restart resumes it from the store.
 
     async def _last_write(self) -> None:
@@ -429,6 +444,64 @@ class LivePipeline:
             for r in records:
                 self._count(closed_kline(r))
 
+    def exchange_now_ms(self) -> int | None:
+        """The exchange's time now: its latest event time seen plus the time since (None
+        before its first frame)."""
+        s = self.feed.stats if self.feed is not None else None
+        if s is None or not s.exchange_ms:
+            return None
+        return s.exchange_ms + int((time.monotonic() - s.exchange_seen) * 1000)
+
+    def lags_ms(self, partitions: list[dict[str, int]]) -> list[int | None]:
+        """Per partition, how far its newest applied trade is behind the exchange's time now
+        (None: no trade yet, or no frame from the exchange)."""
+        now = self.exchange_now_ms()
+        return [
+            None if now is None or not p["watermark"] else max(0, now - p["watermark"])
+            for p in partitions
+        ]
+
+    def health(self) -> tuple[bool, str]:
+        """(True, what is followed) once every followed symbol is caught up: symbols known,
+        history and resume done, every websocket connected, the store taking writes; else
+        (False, why not)."""
+        if not self._started.is_set():
+            return False, "starting: symbols not known yet"
+        if self._ended or self.engine is None or self.engine.closed:
+            return False, "stopped"
+        if self._history:
+            return False, f"history or resume of {len(self._history)} symbols in progress"
+        if self.feed is None or not self.feed.connected:
+            return False, "websocket not connected"
+        if self.repairer is not None and self.repairer.stats.open:
+            return False, f"repairing {self.repairer.stats.open} holes in aggTrade ids"
+        if self.persister is not None and self.persister.stats.down_since:
+            return False, f"store down: {self.persister.stats.last_error}"
+        following = len(self.manager.following) if self.manager is not None else 0
+        return True, f"{following} symbols followed, caught up"
+
+    def summary(self) -> RunSummary:
+        """What the run did, for the end-of-run line (also while it runs)."""
+        m = self._final_metrics
+        if m is None and self.engine is not None and not self.engine.closed:
+            m = self.engine.metrics()
+        parts: list[dict[str, int]] = m["partitions"] if m is not None else []
+        feed, repair, store = self.feed, self.repairer, self.persister
+        return RunSummary(
+            seconds=(self._ended or time.monotonic()) - self._began if self._began else 0.0,
+            frames=feed.stats.frames if feed is not None else 0,
+            closed=sum(p["closed"] for p in parts),
+            flat_runs=sum(p["flat_runs"] for p in parts),
+            stored=store.stats.records if store is not None else None,
+            handed_on=self.klines,
+            gaps=repair.stats.gaps if repair is not None else 0,
+            repaired=repair.stats.repaired if repair is not None else 0,
+            given_up=repair.stats.given_up if repair is not None else 0,
+            reconnects=feed.stats.disconnects if feed is not None else 0,
+            late=sum(p["late"] for p in parts),
+            duplicates=sum(p["duplicates"] for p in parts),
+        )
+
     def status(self) -> Status:
         """Counters for the status line (call from the running loop)."""
         assert self.engine is not None and self.feed is not None and self.repairer is not None
@@ -443,7 +516,7 @@ class LivePipeline:
             frames=frames,
             frames_per_s=rate,
             symbols=sum(p["symbols"] for p in parts),
-            lag_ms=max((p["lag"] for p in parts), default=0),
+            lag_ms=max((lag for lag in self.lags_ms(parts) if lag is not None), default=0),
             gaps=self.repairer.stats.gaps,
             repaired=self.repairer.stats.repaired,
             given_up=self.repairer.stats.given_up,

@@ -45,6 +45,8 @@ class RepairStats:
     #: Holes given up on (REST failing, or without those ids): their klines stay marked gap.
     given_up: int = 0
     trades_fetched: int = 0
+    #: Holes reported and not yet filled or given up (their symbols are not caught up).
+    open: int = 0
 
 
 class GapRepairer:
@@ -71,9 +73,12 @@ class GapRepairer:
     async def run(self) -> None:
         """Repairs gaps as the engine reports them, until cancelled."""
         while True:
-            for symbol, from_id, to_id, _since in self.engine.poll_gaps():
+            holes = self.engine.poll_gaps()
+            self.stats.open = len(holes)
+            for symbol, from_id, to_id, _since in holes:
                 self.stats.gaps += 1
                 await self.repair(symbol, from_id, to_id)
+                self.stats.open -= 1
             await asyncio.sleep(self.poll_every)
 
     async def repair(self, symbol: str, from_id: int, to_id: int) -> bool:
@@ -106,7 +111,10 @@ class GapRepairer:
                     continue
                 self.engine.feed_up(symbol)
                 self.stats.repaired += 1
-                log.info("%s: backfilled ids %d..%d (%d trades)", symbol, from_id, to_id, fetched)
+                log.info(
+                    "%s: backfilled ids %d..%d (%d trades)", symbol, from_id, to_id, fetched,
+                    extra={"symbol": symbol, "from_id": from_id, "to_id": to_id, "trades": fetched},
+                )  # fmt: skip
                 return True
             except _core.UnknownSymbolError:
                 self._reports.pop(symbol, None)

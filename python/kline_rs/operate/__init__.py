@@ -1,0 +1,1 @@
+"""Running ``kline-rs run`` as a service: a config file, logs, Prometheus metrics and health."""
