@@ -221,10 +221,12 @@ impl QuoteRule {
         let pq = product(price, qty);
         match self {
             QuoteRule::PerTrade => {
-                // (p·q) mod 1e8 from p mod 1e8 and q mod 1e8: 64-bit arithmetic, no i128
-                // division on the trade path. p > 0 and q ≥ 0 for any trade applied, so the
-                // remainder is what truncation toward zero removes.
-                let cut = (price % SCALE) * (qty % SCALE) % SCALE;
+                // (p·q) mod 1e8 from |p| mod 1e8 and |q| mod 1e8: unsigned 64-bit arithmetic,
+                // no i128 division on the trade path; with p·q's sign, what truncation toward
+                // zero removes.
+                let s = SCALE as u64;
+                let cut = (price.unsigned_abs() % s) * (qty.unsigned_abs() % s) % s;
+                let cut = if (price ^ qty) < 0 { -(cut as i64) } else { cut as i64 };
                 (pq - i128::from(cut), cut != 0 && raw_trades > 1)
             }
             QuoteRule::ExactSum => (pq, false),
@@ -407,7 +409,11 @@ mod tests {
 
     proptest! {
         #[test]
-        fn per_trade_quote_is_the_product_truncated_to_8_decimals(p in 1..i64::MAX, q in 0..i64::MAX, raw in 1u64..4) {
+        fn per_trade_quote_is_the_product_truncated_to_8_decimals(
+            p in prop_oneof![1..i64::MAX, any::<i64>()],
+            q in prop_oneof![0..i64::MAX, any::<i64>()],
+            raw in 1u64..4,
+        ) {
             let pq = product(p, q);
             let cut = pq % i128::from(SCALE);
             let (value, inexact) = QuoteRule::PerTrade.of_aggtrade(p, q, raw);

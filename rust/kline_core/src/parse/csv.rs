@@ -12,6 +12,12 @@ use super::{excerpt, parse_int};
 use crate::decimal::parse_fixed8;
 use crate::trade::{Skip, Trade};
 use memchr::memchr;
+use separators::Separators;
+
+mod indexed;
+mod separators;
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod sse2;
 
 #[inline]
 fn parse_bool(s: &[u8]) -> Option<bool> {
@@ -352,41 +358,87 @@ pub fn parse_block(
     trades: &mut Vec<Trade>,
     bad: &mut Vec<(u64, String)>,
 ) -> u64 {
-    let slow_row = match layout {
-        Layout::AggTrades => parse_row,
-        Layout::Trades => parse_trade_row,
-    };
+    if layout == Layout::AggTrades && u32::try_from(block.len()).is_ok() {
+        return parse_agg_block(block, trades, bad);
+    }
     let mut idx = 0u64;
-    let mut fast = Fast { s: block, i: 0 };
-    while fast.i < block.len() {
-        let start = fast.i;
-        let row = match layout {
-            Layout::AggTrades => fast.row(),
-            Layout::Trades => fast.trade_row(),
-        };
-        if let Some(t) = row {
-            match usable(t, || line_at(block, start)) {
+    let mut i = 0;
+    while i < block.len() {
+        i = parse_line(layout, block, i, trades, bad, idx);
+        idx += 1;
+    }
+    idx
+}
+
+/// An aggTrades block: rows of the usual shape read from their separators' offsets, any other
+/// line by [`parse_line`].
+fn parse_agg_block(block: &[u8], trades: &mut Vec<Trade>, bad: &mut Vec<(u64, String)>) -> u64 {
+    let mut seps = Separators::new();
+    seps.index(block, 0);
+    let (mut idx, mut i, mut k) = (0u64, 0usize, 0usize);
+    while i < block.len() {
+        // A row takes at most 8 separators: index on from this row when fewer are left.
+        if seps.offsets().len() - k < 8 && seps.to < block.len() && seps.from != i {
+            seps.index(block, i);
+            k = 0;
+        }
+        let offsets = seps.offsets();
+        if let Some((t, used)) = indexed::agg_row(block, i, &offsets[k..]) {
+            match usable(t, || line_at(block, i)) {
                 Ok(t) => trades.push(t),
                 Err(reason) => bad.push((idx, reason)),
             }
-            idx += 1;
-            continue;
-        }
-        let rest = &block[start..];
-        let (line, len) = match memchr(b'\n', rest) {
-            Some(i) => (&rest[..i], i + 1),
-            None => (rest, rest.len()),
-        };
-        fast.i = start + len;
-        if !(line.is_empty() || line == b"\r") {
-            match slow_row(line).and_then(|t| usable(t, || line_at(block, start))) {
-                Ok(t) => trades.push(t),
-                Err(reason) => bad.push((idx, reason)),
+            i = offsets[k + used - 1] as usize + 1;
+            k += used;
+        } else {
+            i = parse_line(Layout::AggTrades, block, i, trades, bad, idx);
+            while offsets.get(k).is_some_and(|&o| (o as usize) < i) {
+                k += 1;
             }
         }
         idx += 1;
     }
     idx
+}
+
+/// Parses the line of `block` from `start` (good rows to `trades`, bad ones to `bad` as line
+/// `idx`); returns where the next line starts.
+fn parse_line(
+    layout: Layout,
+    block: &[u8],
+    start: usize,
+    trades: &mut Vec<Trade>,
+    bad: &mut Vec<(u64, String)>,
+    idx: u64,
+) -> usize {
+    let mut fast = Fast { s: block, i: start };
+    let row = match layout {
+        Layout::AggTrades => fast.row(),
+        Layout::Trades => fast.trade_row(),
+    };
+    if let Some(t) = row {
+        match usable(t, || line_at(block, start)) {
+            Ok(t) => trades.push(t),
+            Err(reason) => bad.push((idx, reason)),
+        }
+        return fast.i;
+    }
+    let rest = &block[start..];
+    let (line, len) = match memchr(b'\n', rest) {
+        Some(i) => (&rest[..i], i + 1),
+        None => (rest, rest.len()),
+    };
+    if !(line.is_empty() || line == b"\r") {
+        let slow_row = match layout {
+            Layout::AggTrades => parse_row,
+            Layout::Trades => parse_trade_row,
+        };
+        match slow_row(line).and_then(|t| usable(t, || line_at(block, start))) {
+            Ok(t) => trades.push(t),
+            Err(reason) => bad.push((idx, reason)),
+        }
+    }
+    start + len
 }
 
 #[cfg(test)]

@@ -14,6 +14,49 @@ pub(crate) fn digit_run(v: u64) -> usize {
     (off.trailing_zeros() / 8) as usize
 }
 
+/// Whether all 8 bytes of `v` are ASCII digits.
+#[inline(always)]
+pub(crate) fn all_digits(v: u64) -> bool {
+    digit_run(v) == 8
+}
+
+/// `v` with its `n` (0..=8) lowest bytes (the first `n` in memory) replaced by `'0'`.
+#[inline(always)]
+pub(crate) fn zeros_first(v: u64, n: usize) -> u64 {
+    let low = LOW_BYTES[n];
+    (v & !low) | (ZEROS & low)
+}
+
+/// `v` with all but its `n` (0..=8) lowest bytes (the first `n` in memory) replaced by `'0'`.
+#[inline(always)]
+pub(crate) fn zeros_after(v: u64, n: usize) -> u64 {
+    let low = LOW_BYTES[n];
+    (v & low) | (ZEROS & !low)
+}
+
+const ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// Masks of the `n` lowest bytes.
+const LOW_BYTES: [u64; 9] = {
+    let mut m = [0u64; 9];
+    let mut n = 1;
+    while n < 9 {
+        m[n] = u64::MAX >> (64 - 8 * n);
+        n += 1;
+    }
+    m
+};
+
+/// Where the first `byte` is among the 8 bytes of `v` (8: none).
+#[inline(always)]
+pub(crate) fn find_byte(v: u64, byte: u8) -> usize {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let x = v ^ (0x0101_0101_0101_0101 * u64::from(byte));
+    // High bit set exactly in the zero bytes of x: no carry crosses a byte (each sum < 0x100).
+    let zero = !(((x & LOW7) + LOW7) | x | LOW7);
+    (zero.trailing_zeros() / 8) as usize
+}
+
 /// The value of the first `n` (1..=8) bytes of `v`, all ASCII digits.
 #[inline(always)]
 pub(crate) fn digits_value(v: u64, n: usize) -> u64 {
@@ -102,6 +145,19 @@ mod tests {
                 .take_while(|&&b| b != b'"' && b != b'\\' && (0x20..0x80).contains(&b))
                 .count();
             proptest::prop_assert_eq!(digit_run(v), digits);
+            proptest::prop_assert_eq!(all_digits(v), digits == 8);
+            for byte in [b'.', b',', bytes[(v % 8) as usize]] {
+                let at = bytes.iter().position(|&b| b == byte).unwrap_or(8);
+                proptest::prop_assert_eq!(find_byte(v, byte), at);
+            }
+            for n in 0..=8 {
+                let mut first = bytes;
+                first[..n].fill(b'0');
+                proptest::prop_assert_eq!(zeros_first(v, n), u64::from_le_bytes(first));
+                let mut after = bytes;
+                after[n..].fill(b'0');
+                proptest::prop_assert_eq!(zeros_after(v, n), u64::from_le_bytes(after));
+            }
             proptest::prop_assert_eq!(plain_run(v), plain);
             if digits > 0 {
                 let text = std::str::from_utf8(&bytes[..digits]).unwrap();

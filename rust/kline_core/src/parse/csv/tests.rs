@@ -212,3 +212,184 @@ fn block_counts_lines_and_reports_bad_ones() {
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0].0, 2);
 }
+
+/// A row of the usual shape before `row`, so the indexed reader (which reads the 16 bytes
+/// before a field) sees `row` as it sees every row but a block's first; a row after it, so its
+/// reads past the field see more data.
+fn framed(row: &[u8]) -> Vec<u8> {
+    let mut block = b"12345678901234567,1.5,2.5,3,4,1704067200000,true\n".to_vec();
+    block.extend_from_slice(row);
+    block.extend_from_slice(b"\n9,1.5,2.5,3,4,1704067200000,true\n");
+    block
+}
+
+/// The second line of a framed block, by the block reader and by the careful parser.
+fn second_row_both_ways(block: &[u8]) -> (Result<Trade, String>, Result<Trade, String>) {
+    let (mut trades, mut bad) = (Vec::new(), Vec::new());
+    parse_block(Layout::AggTrades, block, &mut trades, &mut bad);
+    let start = memchr(b'\n', block).unwrap() + 1;
+    let rest = &block[start..];
+    let raw = &rest[..memchr(b'\n', rest).unwrap()];
+    let careful = parse_row(raw).and_then(|t| usable(t, || line_at(block, start)));
+    let read = match bad.iter().find(|b| b.0 == 1) {
+        Some((_, why)) => Err(why.clone()),
+        None => Ok(trades[1]),
+    };
+    (read, careful)
+}
+
+/// The indexed reader on the row at `start` of `block`, given its separators.
+fn indexed_row(block: &[u8], start: usize) -> Option<(Trade, usize)> {
+    let seps: Vec<u32> = (start..block.len())
+        .filter(|&i| block[i] == b',' || block[i] == b'\n')
+        .map(|i| i as u32)
+        .collect();
+    indexed::agg_row(block, start, &seps)
+}
+
+#[test]
+fn the_indexed_reader_takes_the_usual_rows_and_leaves_the_rest() {
+    let usual: [&[u8]; 6] = [
+        b"132638894,0.5500306,431,123881892,123881897,1704067200012,false",
+        b"242153426,42001.78,0.02546,938322489,938322489,1704067200007,true",
+        b"1,0.00000120,13216104,2,3,1735689600000000,False,True",
+        b"1,92233720367.99999999,46116860414,2,3,4,True\r",
+        b"0000000000000001,00001.10000000,0.0,1,1,1,false,false\r",
+        b"9999999999999999,1,1.1,9999999999999999,9999999999999999,9999999999999999,true",
+    ];
+    for row in usual {
+        let block = framed(row);
+        let start = memchr(b'\n', &block).unwrap() + 1;
+        let (t, used) = indexed_row(&block, start).expect("read");
+        assert_eq!(Ok(t), parse_row(line_at(&block, start)), "{}", String::from_utf8_lossy(row));
+        assert_eq!(used, if row.ends_with(b"True") || row.ends_with(b"false\r") { 8 } else { 7 });
+    }
+    let unusual: [&[u8]; 14] = [
+        b"-1,0,0,-1,-1,1,False,True",
+        b"1,92233720368,1,2,3,4,true",
+        b"1,1.000000000,1,2,3,4,true",
+        b"1,1.,1,2,3,4,true",
+        b"1,.5,1,2,3,4,true",
+        b"1,1.5,1,2,3,4,TRUE",
+        b"12345678901234567,1.5,1,2,3,4,true",
+        b"1,1.5,1,2,3,4,true\r,true",
+        b"1,1.5,1,2,3,4,true,true,true",
+        b"1,1.5,1,2,3,4",
+        b"1,1.5,1,2,,4,true",
+        b"1,1.5,1,2,3\n,4,true",
+        b"1,1.5,1,2,3,4,true\r\r",
+        b"1,1 .5,1,2,3,4,true",
+    ];
+    for row in unusual {
+        let block = framed(row);
+        let start = memchr(b'\n', &block).unwrap() + 1;
+        assert_eq!(indexed_row(&block, start), None, "{}", String::from_utf8_lossy(row));
+        let (read, careful) = second_row_both_ways(&block);
+        assert_eq!(read, careful, "{}", String::from_utf8_lossy(row));
+    }
+}
+
+/// [`any_length_row`]'s row alone.
+fn any_length_line() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::strategy::Strategy;
+    any_length_row().prop_map(|r| r[..memchr(b'\n', &r).unwrap()].to_vec())
+}
+
+proptest::proptest! {
+    #[test]
+    fn indexed_and_careful_readers_agree_on_numbers_of_any_length(row in any_length_row()) {
+        // any_length_row's first line is the row (its second another row): frame the first.
+        let row = &row[..memchr(b'\n', &row).unwrap()];
+        let block = framed(row);
+        let (read, careful) = second_row_both_ways(&block);
+        proptest::prop_assert_eq!(read, careful);
+        let start = memchr(b'\n', &block).unwrap() + 1;
+        if let Some((t, _)) = indexed_row(&block, start) {
+            proptest::prop_assert_eq!(Ok(t), parse_row(line_at(&block, start)));
+        }
+    }
+
+    #[test]
+    fn indexed_and_careful_readers_agree_on_any_bytes(row in proptest::collection::vec(
+        proptest::sample::select(b"0123456789.,-TrueFalsf\r".to_vec()), 0..80)) {
+        let block = framed(&row);
+        let (read, careful) = second_row_both_ways(&block);
+        if !row.is_empty() && row != b"\r" {
+            proptest::prop_assert_eq!(read, careful);
+        }
+        let start = memchr(b'\n', &block).unwrap() + 1;
+        if let Some((t, _)) = indexed_row(&block, start) {
+            proptest::prop_assert_eq!(Ok(t), parse_row(line_at(&block, start)));
+        }
+    }
+
+    /// Blocks of many rows, usual and not, cut anywhere: the same trades and bad rows as the
+    /// careful parser line by line, whatever the windows and fall-backs.
+    #[test]
+    fn a_block_reads_as_its_lines_one_by_one(
+        rows in proptest::collection::vec(
+            proptest::prop_oneof![
+                4 => any_length_line(),
+                1 => proptest::collection::vec(
+                    proptest::sample::select(b"0123456789.,-TrueFalsf\r".to_vec()), 0..80),
+            ],
+            0..300,
+        ),
+        cut in 0usize..64,
+    ) {
+        let mut block = Vec::new();
+        for r in &rows {
+            block.extend_from_slice(r);
+            block.push(b'\n');
+        }
+        block.truncate(block.len().saturating_sub(cut % 2));
+        let (mut trades, mut bad) = (Vec::new(), Vec::new());
+        let lines = parse_block(Layout::AggTrades, &block, &mut trades, &mut bad);
+        let (mut want_trades, mut want_bad) = (Vec::new(), Vec::new());
+        let mut n = 0u64;
+        for line in block.split_inclusive(|&c| c == b'\n') {
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            if !(line.is_empty() || line == b"\r") {
+                match parse_row(line).and_then(|t| usable(t, || line.strip_suffix(b"\r").unwrap_or(line))) {
+                    Ok(t) => want_trades.push(t),
+                    Err(why) => want_bad.push((n, why)),
+                }
+            }
+            n += 1;
+        }
+        proptest::prop_assert_eq!(lines, n);
+        proptest::prop_assert_eq!(trades, want_trades);
+        proptest::prop_assert_eq!(bad, want_bad);
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+proptest::proptest! {
+    /// The SSE2 readers against the word-at-a-time ones, on any field of any bytes that look
+    /// like numbers (digits, points, separators, a stray letter).
+    #[test]
+    fn sse2_and_word_readers_agree_on_any_field(
+        block in proptest::collection::vec(
+            proptest::sample::select(b"0123456789012345678901234567890123456789..,x\n".to_vec()),
+            0..80,
+        ),
+        start in 0usize..80,
+        len in 0usize..24,
+    ) {
+        let end = (start + len).min(block.len());
+        let start = start.min(end);
+        proptest::prop_assert_eq!(
+            sse2::uint_at(&block, start, end),
+            indexed::uint_at(&block, start, end)
+        );
+        let wide = || indexed::decimal_at(&block, start, end);
+        let (fast, word) = (sse2::decimal_at(&block, start, end, wide), wide());
+        // Near the end of the block either may say None (each reads past the field).
+        if start >= 16 && start + 16 <= block.len() && end + 9 <= block.len() {
+            proptest::prop_assert_eq!(fast, word);
+        }
+        for v in [fast, word].into_iter().flatten() {
+            proptest::prop_assert_eq!(Ok(v), crate::decimal::parse_fixed8(&block[start..end]));
+        }
+    }
+}
