@@ -46,14 +46,14 @@ test-python: develop
 soak: develop
 	KLINE_RS_KILLS=200 $(PY) -m pytest -q tests/test_restart.py
 
-# Mutation testing of the exactness-critical Rust modules with cargo-mutants (about 1 100
+# Mutation testing of the exactness-critical Rust modules with cargo-mutants (about 1 400
 # mutants, hours on 2 cores: not part of `make test`). `make mutants MUTATE="kline rollup"`
 # runs a subset, `SHARD=1/4` a quarter of it; the survivors are in
 # $(MUTANTS_OUT)/mutants.out/missed.txt (see TESTING.md). A module split into a folder of the
-# same name (engine/partition.rs and engine/partition/) takes the folder's files too, but not
-# its tests.rs.
-MUTATE ?= decimal interval kline plausible aggregate/mod aggregate/flat rollup output engine/table \
-	engine/partition
+# same name (engine/partition.rs and engine/partition/, aggregate/) takes the folder's files
+# too, new ones included, but not its tests.rs.
+MUTATE ?= decimal interval kline plausible aggregate rollup output engine/table engine/partition \
+	parse/digits replay/run
 MUTANTS_OUT ?= target/mutants
 mutate_files = $(foreach m,$(MUTATE),-f rust/kline_core/src/$(m).rs \
 	$(foreach f,$(filter-out %/tests.rs,$(wildcard rust/kline_core/src/$(m)/*.rs)),-f $(f)))

@@ -155,4 +155,60 @@ mod tests {
         assert_eq!((k.first_trade_id, k.last_trade_id), (-1, -1));
         assert!(k.is_flat());
     }
+
+    #[test]
+    fn trades_and_finer_klines_add_up_field_by_field() {
+        // p = 0.005773, q = 0.042: p·q = 0.000242466, which Binance cuts to 0.00024246 per
+        // raw trade; at 2p, 0.000484932 → 0.00048493. At 1e-16 below.
+        let (p, q) = (577_300, 4_200_000);
+        let t = |id, price, (first_id, last_id), buyer_is_maker| Trade {
+            id,
+            price,
+            qty: q,
+            first_id,
+            last_id,
+            time: 1_000,
+            buyer_is_maker,
+        };
+        let mut k = Kline::flat(0, 59_999, 0);
+        k.apply(&t(1, p, (1, 1), false), QuoteRule::PerTrade); // one raw trade: exact
+        k.apply(&t(2, 2 * p, (2, 4), true), QuoteRule::PerTrade); // three: may differ
+        let want = Kline {
+            open_time: 0,
+            close_time: 59_999,
+            open: p,
+            high: 2 * p,
+            low: p,
+            close: 2 * p,
+            volume: 8_400_000,
+            quote_volume: 2_424_600_000_000 + 4_849_300_000_000,
+            trades: 4,
+            taker_buy_volume: 4_200_000,
+            taker_buy_quote_volume: 2_424_600_000_000,
+            first_trade_id: 1,
+            last_trade_id: 4,
+            inexact_trades: 1,
+            quote_volume_exact: 2_424_660_000_000 + 4_849_320_000_000,
+        };
+        assert_eq!(k, want);
+        // The next minute (two raw trades, a taker buy) folded into a 2m kline holding `k`.
+        let mut next = Kline::flat(60_000, 119_999, 2 * p);
+        next.apply(&t(3, p, (5, 6), false), QuoteRule::PerTrade);
+        let mut two = Kline { close_time: 119_999, ..k };
+        two.absorb(&next);
+        let want = Kline {
+            close_time: 119_999,
+            close: p,
+            volume: 12_600_000,
+            quote_volume: want.quote_volume + 2_424_600_000_000,
+            trades: 6,
+            taker_buy_volume: 8_400_000,
+            taker_buy_quote_volume: 2 * 2_424_600_000_000,
+            last_trade_id: 6,
+            inexact_trades: 2,
+            quote_volume_exact: want.quote_volume_exact + 2_424_660_000_000,
+            ..want
+        };
+        assert_eq!(two, want);
+    }
 }

@@ -249,6 +249,49 @@ fn the_checkpoint_and_the_open_klines_follow_what_was_applied() {
 }
 
 #[test]
+fn a_rolled_up_open_kline_holds_the_closed_finer_ones_of_its_period_and_the_open_one() {
+    let g = grids(&["1m", "5m", "1h"], TimeUnit::Millis);
+    let mut agg = Aggregator::new(g.clone());
+    let mut out = Collect::new(&g);
+    // (interval, open time, open, high, low, close, volume, raw trades, first and last id)
+    let open = |agg: &Aggregator| -> Vec<(usize, i64, i64, i64, i64, i64, i128, u64, i64, i64)> {
+        let k = agg.open_klines();
+        k.iter()
+            .map(|(i, k)| {
+                let (o, h, l, c) = (k.open, k.high, k.low, k.close);
+                let ids = (k.first_trade_id, k.last_trade_id);
+                (*i, k.open_time, o, h, l, c, k.volume, k.trades, ids.0, ids.1)
+            })
+            .collect()
+    };
+    // trade(id, …) holds raw trades 2·id and 2·id + 1.
+    agg.push(&trade(1, T0 + 10, 100, 1), &mut out).unwrap();
+    agg.push(&trade(2, T0 + 4 * MINUTE_MS + 30_000, 110, 2), &mut out).unwrap();
+    // The 00:00 minute closed into 5m and 1h; the 00:04 minute is open in all three.
+    let m4 = T0 + 4 * MINUTE_MS;
+    assert_eq!(
+        open(&agg),
+        vec![
+            (0, m4, 110, 110, 110, 110, 2, 2, 4, 5),
+            (1, T0, 100, 110, 100, 110, 3, 4, 2, 5),
+            (2, T0, 100, 110, 100, 110, 3, 4, 2, 5),
+        ]
+    );
+    // A trade in the next 5 minutes: the 00:00 5m kline has only closed finer ones (it is
+    // handed out when the 00:05 minute closes); the open 5m kline is the 00:05 one.
+    agg.push(&trade(3, T0 + 5 * MINUTE_MS + 10_000, 90, 3), &mut out).unwrap();
+    let m5 = T0 + 5 * MINUTE_MS;
+    assert_eq!(
+        open(&agg),
+        vec![
+            (0, m5, 90, 90, 90, 90, 3, 2, 6, 7),
+            (1, m5, 90, 90, 90, 90, 3, 2, 6, 7),
+            (2, T0, 100, 110, 90, 90, 6, 6, 2, 7),
+        ]
+    );
+}
+
+#[test]
 fn a_held_jump_is_confirmed_only_by_a_later_id_at_or_after_its_time_within_the_bound() {
     const DAY: i64 = 86_400_000;
     let g = grids(&["1d"], TimeUnit::Millis);

@@ -25,6 +25,13 @@ fn a_grid_refines_a_coarser_one_only_where_each_coarse_boundary_is_its_own() {
     let us = Grid::utc("1m".parse().unwrap(), TimeUnit::Micros);
     assert!(!us.refines(&utc("1h")), "a µs grid and a ms grid are not comparable");
     assert!(us.refines(&Grid::utc("1h".parse().unwrap(), TimeUnit::Micros)));
+    // Lengths and the first Monday in µs: minutes turn at every week's start, 8 s does not
+    // divide a minute.
+    let us = |name: &str| Grid::utc(name.parse().unwrap(), TimeUnit::Micros);
+    assert!(us("1m").refines(&us("1w")) && !us("8s").refines(&us("1m")));
+    // Days at +08:00 (themselves shifted) under 2d and weeks at +08:00: the offsets cancel.
+    assert!(g("1d", 480, 0).refines(&g("2d", 480, 0)));
+    assert!(g("1d", 480, 0).refines(&g("1w", 480, 0)));
 }
 use proptest::prelude::*;
 

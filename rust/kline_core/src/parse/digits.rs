@@ -135,6 +135,22 @@ mod tests {
         assert_eq!(digits_value(word(b"98765432"), 8), 98_765_432);
     }
 
+    #[test]
+    fn up_to_16_leading_digits_are_read_and_16_are_left_to_the_caller() {
+        for (chunk, want) in [
+            (&b",123456789012345"[..], Some((0, 0))),
+            (b"0,34567890123456", Some((0, 1))),
+            (b"1234567,90123456", Some((1_234_567, 7))),
+            (b"12345678,0123456", Some((12_345_678, 8))),
+            (b"123456789,123456", Some((123_456_789, 9))),
+            (b"000000000000007,", Some((7, 15))),
+            (b"999999999999999.", Some((999_999_999_999_999, 15))),
+            (b"1234567890123456", None),
+        ] {
+            assert_eq!(up_to_16_digits(chunk), want, "{:?}", std::str::from_utf8(chunk));
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn runs_agree_with_a_byte_loop(v in proptest::prelude::any::<u64>()) {

@@ -274,3 +274,41 @@ fn header_puts_binances_column_names_above_the_same_lines() {
     );
     assert_eq!(s.klines_written as usize, plain.lines().count(), "the header is not a kline");
 }
+
+#[test]
+fn symbols_go_side_by_side_only_when_several_and_none_holds_more_than_half_the_bytes() {
+    let dir = scratch("side-by-side-rule");
+    let file = |symbol: &str, day: u32, bytes: usize| {
+        let path = dir.join(format!("{symbol}-aggTrades-2020-01-{day:02}.csv"));
+        std::fs::write(&path, vec![b'\n'; bytes]).unwrap();
+        (symbol.to_string(), path)
+    };
+    // ADAUSDT in two files (60 + 40 bytes), BTCUSDT in one of 100: each exactly half.
+    let halves = vec![file("ADAUSDT", 1, 60), file("ADAUSDT", 2, 40), file("BTCUSDT", 1, 100)];
+    assert_eq!(run::symbols_side_by_side(&halves, 2), Some(vec![(0..2, 100), (2..3, 100)]));
+    assert_eq!(run::symbols_side_by_side(&halves, 1), None, "one thread: the pipeline");
+    let lopsided = vec![file("ETHUSDT", 1, 99), file("XRPUSDT", 1, 101)];
+    assert_eq!(run::symbols_side_by_side(&lopsided, 8), None, "XRPUSDT: 101 of 200 bytes");
+    assert_eq!(run::symbols_side_by_side(&halves[..2], 8), None, "one symbol");
+}
+
+#[test]
+fn a_trades_file_is_read_as_trades_by_its_name_when_it_has_no_header() {
+    let dir = scratch("raw-trades");
+    let path = dir.join("BTCUSDT-trades-2020-01-02.csv");
+    // Spot trades dumps have no header: id, price, qty, quote qty, time, buyer is maker, best
+    // match (7 columns; as aggTrades these rows would be bad).
+    let rows = "10,100.5,0.2,20.1,1577923200000,True,True\n\
+                11,101.0,0.1,10.1,1577923230000,False,True\n";
+    std::fs::write(&path, rows).unwrap();
+    let out = dir.join("out");
+    let s = replay(&[path], &opts(&out)).unwrap();
+    assert_eq!((s.counts.applied, s.bad_rows), (2, 0));
+    // Open 100.5, high and close 101, volume 0.3, quote 20.1 + 10.1, 2 trades, the second a
+    // taker buy (0.1, 10.1).
+    assert_eq!(
+        std::fs::read_to_string(out.join("BTCUSDT-1m.csv")).unwrap(),
+        "1577923200000,100.50000000,101.00000000,100.50000000,101.00000000,0.30000000,\
+         1577923259999,30.20000000,2,0.10000000,10.10000000,0\n"
+    );
+}
