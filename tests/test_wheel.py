@@ -154,7 +154,7 @@ def test_a_replay_in_the_bare_venv_gives_binances_minutes(
 
 
 def test_the_demo_runs_in_the_bare_venv(venv: Path, tmp_path: Path) -> None:
-    out = run(venv, "kline-rs", "demo", "--duration", "3", "--speed", "60", "--db", "demo.sqlite",
+    out = run(venv, "kline-rs", "demo", "--duration", "5", "--speed", "60", "--db", "demo.sqlite",
               cwd=tmp_path, timeout=120)  # fmt: skip
     assert "# stored in demo.sqlite" in out, out
     rows = {m[0]: int(m[1]) for m in re.findall(r"^  (1m|5m) +(\d+) rows", out, re.M)}
