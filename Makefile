@@ -1,4 +1,4 @@
-# make test / make run / make bench / make lint — each sets itself up from a fresh clone.
+# make test / make run / make bench / make lint / make wheel — each sets itself up from a fresh clone.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +6,8 @@ DEPS := $(VENV)/.deps-installed
 SRC := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock pyproject.toml
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test test-rust test-python soak run bench lint fmt develop develop-release clean mutants mutants-py
+.PHONY: test test-rust test-python soak run bench lint fmt develop develop-release wheel clean mutants \
+	mutants-py
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -99,5 +100,16 @@ fmt: $(DEPS)
 	$(PY) -m ruff format python tests benchmarks examples
 	$(PY) -m ruff check --fix python tests benchmarks examples
 
+# The abi3 (CPython >= 3.10) wheel and the sdist, into dist/. The tag is the glibc the build
+# links against: Debian 12 (glibc 2.36) gives manylinux_2_34 (pthread_* and dlsym moved into
+# libc at 2.34); maturin's audit refuses a lower tag without zig or a manylinux container.
+MANYLINUX ?= manylinux_2_34
+wheel: $(DEPS)
+	rm -rf dist
+	$(VENV)/bin/maturin build --release --compatibility $(MANYLINUX) --out dist
+	$(VENV)/bin/maturin sdist --out dist
+	@for f in dist/*; do echo "$$f: $$(stat -c %s $$f | awk '{printf "%.1f MB", $$1 / 1e6}')"; done
+	@w=$$(ls dist/*.whl); w=$${w%.whl}; echo "wheel tag: $${w#dist/kline_rs-*-}"
+
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) target dist
