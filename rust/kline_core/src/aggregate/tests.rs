@@ -254,7 +254,8 @@ fn a_rolled_up_open_kline_holds_the_closed_finer_ones_of_its_period_and_the_open
     let mut agg = Aggregator::new(g.clone());
     let mut out = Collect::new(&g);
     // (interval, open time, open, high, low, close, volume, raw trades, first and last id)
-    let open = |agg: &Aggregator| -> Vec<(usize, i64, i64, i64, i64, i64, i128, u64, i64, i64)> {
+    type Open = (usize, i64, i64, i64, i64, i64, i128, u64, i64, i64);
+    let open = |agg: &Aggregator| -> Vec<Open> {
         let k = agg.open_klines();
         k.iter()
             .map(|(i, k)| {
