@@ -31,6 +31,26 @@ impl Separators {
     /// Indexes `block[from..]`, at most [`WINDOW`] bytes of it. `block` must be shorter than
     /// 4 GiB (offsets are `u32`).
     pub(super) fn index(&mut self, block: &[u8], from: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: this CPU has AVX2 (just checked), all `index_avx2` needs.
+            return unsafe { self.index_avx2(block, from) };
+        }
+        self.index_by(block, from, mask64);
+    }
+
+    /// [`Separators::index`] with AVX2 compares (32 bytes at a time).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn index_avx2(&mut self, block: &[u8], from: usize) {
+        self.index_by(block, from, |chunk| {
+            // SAFETY: `index_avx2` runs only on a CPU with AVX2.
+            unsafe { mask64_avx2(chunk) }
+        });
+    }
+
+    #[inline(always)]
+    fn index_by(&mut self, block: &[u8], from: usize, mask: impl Fn(&[u8; 64]) -> u64) {
         debug_assert!(u32::try_from(block.len()).is_ok());
         let to = block.len().min(from + WINDOW);
         self.from = from;
@@ -39,14 +59,14 @@ impl Separators {
         let mut base = from;
         while let Some(chunk) = block.get(base..base + 64).filter(|_| base + 64 <= to) {
             let chunk: &[u8; 64] = chunk.try_into().expect("64 bytes");
-            self.push(mask64(chunk), base as u32);
+            self.push(mask(chunk), base as u32);
             base += 64;
         }
         if base < to {
             // The window's tail, padded with bytes that are not separators.
             let mut tail = [0u8; 64];
             tail[..to - base].copy_from_slice(&block[base..to]);
-            self.push(mask64(&tail), base as u32);
+            self.push(mask(&tail), base as u32);
         }
     }
 
@@ -104,6 +124,30 @@ fn mask64_sse2(chunk: &[u8; 64]) -> u64 {
     mask
 }
 
+/// [`mask64`] with AVX2.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn mask64_avx2(chunk: &[u8; 64]) -> u64 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
+        _mm256_set1_epi8,
+    };
+    let comma = _mm256_set1_epi8(b',' as i8);
+    let newline = _mm256_set1_epi8(b'\n' as i8);
+    let mut mask = 0u64;
+    for k in 0..2 {
+        // SAFETY: bytes 32k..32k+32 of the 64-byte array; loadu takes any alignment.
+        let v = unsafe { _mm256_loadu_si256(chunk.as_ptr().add(32 * k).cast::<__m256i>()) };
+        let hit = _mm256_or_si256(_mm256_cmpeq_epi8(v, comma), _mm256_cmpeq_epi8(v, newline));
+        mask |= u64::from(_mm256_movemask_epi8(hit) as u32) << (32 * k);
+    }
+    mask
+}
+
 /// [`mask64`] a byte at a time: the portable version, and what the SIMD one is tested against.
 #[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
 fn mask64_bytes(chunk: &[u8; 64]) -> u64 {
@@ -125,6 +169,11 @@ mod tests {
             prop_oneof![Just(b','), Just(b'\n'), Just(b'\r'), Just(b'0'), any::<u8>()], 64)) {
             let chunk: [u8; 64] = bytes.try_into().unwrap();
             prop_assert_eq!(mask64(&chunk), mask64_bytes(&chunk));
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (just checked).
+                prop_assert_eq!(unsafe { mask64_avx2(&chunk) }, mask64_bytes(&chunk));
+            }
         }
 
         #[test]
