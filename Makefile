@@ -21,12 +21,16 @@ $(DEPS): $(PY) pyproject.toml
 	touch $@
 
 # Dev build of the extension into the venv (kline_rs._core).
+# The extension is abi3 (_core.abi3.so); a per-version _core.cpython-*.so left by an older
+# build would be imported before it, so it goes first.
 $(VENV)/.built-dev: $(DEPS) $(SRC)
+	rm -f python/kline_rs/_core.cpython-*.so
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop -q
 	rm -f $(VENV)/.built-release
 	touch $@
 
 $(VENV)/.built-release: $(DEPS) $(SRC)
+	rm -f python/kline_rs/_core.cpython-*.so
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop -q --release
 	rm -f $(VENV)/.built-dev
 	touch $@
