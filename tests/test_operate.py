@@ -76,6 +76,7 @@ def test_run_from_a_config_file_serves_metrics_and_healthz_and_logs_json(tmp_pat
                 'log-format = "json"\n'
                 "duration = 5.0\n"  # overridden below
                 "partitions = 2\n"
+                'format = "binance-ws"\n'
             )
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "kline_rs.cli", "run", "--config", str(config),
@@ -139,15 +140,24 @@ def test_run_from_a_config_file_serves_metrics_and_healthz_and_logs_json(tmp_pat
     # The lag to the exchange is measured on the exchange's clock: never negative, small.
     lags = second["kline_rs_exchange_lag_seconds"].values()
     assert lags and all(0 <= lag < 30 for lag in lags), lags
-    # Without --db the klines come out as JSON lines.
-    klines = [json.loads(line) for line in out.splitlines()]
-    assert klines and {k["symbol"] for k in klines} <= {"BTCUSDT", "ETHUSDT"}
+    # Without --db the klines come out on stdout, here (the file's `format`) as Binance's
+    # websocket kline events, read by Binance's field names.
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events and all(e["e"] == "kline" and e["k"]["x"] is True for e in events)
+    assert {e["s"] for e in events} <= {"BTCUSDT", "ETHUSDT"}
+    binance_keys = set("tTsifLochlvnxqVQB")
+    assert all(set(e["k"]) == binance_keys and e["k"]["s"] == e["s"] for e in events)
+    assert {e["k"]["i"] for e in events} <= {"1m", "5m"}
+    for e in events:
+        k = e["k"]
+        assert k["T"] == k["t"] + (60_000 if k["i"] == "1m" else 300_000) - 1
+        assert float(k["l"]) <= min(float(k["o"]), float(k["c"])) <= float(k["h"])
     # Logs: one JSON object per line, with the summary's counts as fields at the end.
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert logs and all({"time", "level", "logger", "message"} <= set(x) for x in logs)
     ended = [x for x in logs if x["message"] == "run ended"]
     assert len(ended) == 1 and ended[0]["level"] == "info" and ended[0]["logger"] == "kline_rs.run"
-    assert ended[0]["frames"] > 0 and ended[0]["handed_on"] == len(klines) > 0
+    assert ended[0]["frames"] > 0 and ended[0]["handed_on"] == len(events) > 0
     summary = err.splitlines()[-1]
     assert summary.startswith("kline-rs: ran ") and " frames, " in summary, summary
 
