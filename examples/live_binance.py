@@ -2,6 +2,8 @@
 committed (needs internet).
 
     python examples/live_binance.py BTCUSDT ETHUSDT
+    python examples/live_binance.py BTCUSDT --ws-url ws://… --rest-url http://… --intervals 1s
+        --duration 10    # another exchange (the fake one: python -m kline_rs.fake.fake_exchange)
 
 The same as ``kline-rs run --symbols BTCUSDT,ETHUSDT --intervals 1m --db live-klines.sqlite
 --lookback 5m --print``: symbols are checked against exchangeInfo, trades come from the
@@ -13,8 +15,8 @@ stopped. ``kline-rs show live-klines.sqlite BTCUSDT 1m`` reads it back.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 
 import kline_rs
 from kline_rs.live.pipeline import LivePipeline, PipelineConfig
@@ -28,16 +30,25 @@ def show(k: kline_rs.ClosedKline) -> None:
     print(f"{k.symbol} {k.interval} {k.open_time} close {close} volume {volume}{mark}")
 
 
-async def main(symbols: list[str]) -> None:
+async def main(args: argparse.Namespace) -> None:
     config = PipelineConfig(
         venue="spot",
-        selection=Selection(symbols=frozenset(symbols)),
-        intervals=["1m"],
+        selection=Selection(symbols=frozenset(s.upper() for s in args.symbols)),
+        intervals=args.intervals.split(","),
         lookback_ms=5 * 60_000,  # the last five minutes from REST first (new symbols)
-        db="live-klines.sqlite",
+        db=args.db,
+        ws_url=args.ws_url,
+        rest_url=args.rest_url,
     )
-    await LivePipeline(config, show).run()
+    await LivePipeline(config, show).run(args.duration)
 
 
 if __name__ == "__main__":
-    asyncio.run(main([s.upper() for s in sys.argv[1:]] or ["BTCUSDT", "ETHUSDT"]))
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("symbols", nargs="*", default=["BTCUSDT", "ETHUSDT"])
+    p.add_argument("--intervals", default="1m")
+    p.add_argument("--db", default="live-klines.sqlite")
+    p.add_argument("--ws-url", help="default: Binance spot's")
+    p.add_argument("--rest-url", help="default: Binance spot's")
+    p.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
+    asyncio.run(main(p.parse_args()))

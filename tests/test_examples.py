@@ -103,3 +103,39 @@ def test_the_fake_exchange_prints_the_run_command_that_follows_it() -> None:
     symbols = set(argv[argv.index("--symbols") + 1].split(","))
     assert any(k["interval"] == "1s" for k in klines), out
     assert {k["symbol"] for k in klines} <= symbols
+
+
+def test_live_binance_follows_an_exchange_and_stores_its_klines(tmp_path: Path) -> None:
+    """The live example pointed at the fake exchange (market time = real time): it prints
+    closed 1s klines and stores them in its SQLite file."""
+    cmd = [sys.executable, "-m", "kline_rs.fake.fake_exchange", "--symbols", "3", "--speed", "1"]
+    exchange = subprocess.Popen([*cmd, "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert exchange.stdout is not None
+        urls: dict[str, str] = {}
+        while len(urls) < 2:
+            line = exchange.stdout.readline()
+            assert line, "the fake exchange ended before printing its URLs"
+            if m := re.search(r"(ws://[\d.:]+)", line):
+                urls["ws"] = m.group(1)
+            if m := re.search(r"(http://[\d.:]+)", line):
+                urls["rest"] = m.group(1)
+        db = tmp_path / "live.sqlite"
+        run = subprocess.run(
+            [sys.executable, str(EXAMPLES / "live_binance.py"), "BTCUSDT", "--intervals", "1s",
+             "--db", str(db), "--ws-url", urls["ws"], "--rest-url", urls["rest"],
+             "--duration", "5"],
+            capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+    finally:
+        exchange.terminate()
+        exchange.communicate(timeout=10)
+    printed = re.findall(
+        r"^BTCUSDT 1s (\d{13}) close \d+\.\d{8} volume \d+\.\d{8}", run.stdout, re.M
+    )
+    assert printed, run.stdout
+    from kline_rs.storage import read_klines
+
+    stored = read_klines(db, "BTCUSDT", "1s")["open_time"].tolist()
+    assert {int(t) for t in printed} <= set(stored)
