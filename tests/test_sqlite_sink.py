@@ -265,3 +265,39 @@ def test_inexact_counts_survive_the_store_and_an_older_database_gains_the_column
         got = again.poll_klines().klines
     assert got["open_time"].tolist() == [T0 + 60_000]
     assert got["inexact_trades"].tolist() == [1] and got["trades"].tolist() == [3]
+
+
+def test_an_older_database_brought_up_to_date_has_the_columns_of_a_new_one(
+    tmp_path: Path,
+) -> None:
+    """The columns added to a database written before them have the type, NOT NULL and
+    default a new database declares (types compared as SQL compares them, whatever the case)."""
+    from kline_rs.storage.sqlite import SCHEMA
+
+    def columns(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return {
+                table: [
+                    (name, kind.upper(), notnull, default)
+                    for _, name, kind, notnull, default, _ in db.execute(
+                        f"PRAGMA table_info({table})"
+                    )
+                ]
+                for table in ("klines", "open_klines")
+            }
+
+    async def opened(path: Path) -> None:
+        sink = SqliteSink(path)
+        await sink.open()
+        await sink.close()
+
+    new, old = tmp_path / "new.sqlite", tmp_path / "old.sqlite"
+    run(opened(new))
+    with contextlib.closing(sqlite3.connect(old)) as db:
+        db.executescript("\n".join(x for x in SCHEMA.splitlines() if "inexact_trades" not in x))
+    added = [("inexact_trades", "INTEGER", 1, "0"), ("quote_volume_exact", "TEXT", 1, "''")]
+    for table, cols in columns(new).items():
+        assert cols[-2:] == added, table
+        assert columns(old)[table] == cols[:-2], table
+    run(opened(old))
+    assert columns(old) == columns(new)

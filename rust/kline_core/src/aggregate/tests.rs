@@ -248,22 +248,20 @@ fn the_checkpoint_and_the_open_klines_follow_what_was_applied() {
     assert_eq!(agg.last_id(), Some(6));
 }
 
+/// An open kline as (interval, open time, [open, high, low, close], volume, raw trades,
+/// [first id, last id]).
+type OpenKline = (usize, i64, [i64; 4], i128, u64, [i64; 2]);
+
 #[test]
 fn a_rolled_up_open_kline_holds_the_closed_finer_ones_of_its_period_and_the_open_one() {
     let g = grids(&["1m", "5m", "1h"], TimeUnit::Millis);
     let mut agg = Aggregator::new(g.clone());
     let mut out = Collect::new(&g);
-    // (interval, open time, open, high, low, close, volume, raw trades, first and last id)
-    type Open = (usize, i64, i64, i64, i64, i64, i128, u64, i64, i64);
-    let open = |agg: &Aggregator| -> Vec<Open> {
+    let open = |agg: &Aggregator| -> Vec<OpenKline> {
+        let prices = |k: &Kline| [k.open, k.high, k.low, k.close];
+        let ids = |k: &Kline| [k.first_trade_id, k.last_trade_id];
         let k = agg.open_klines();
-        k.iter()
-            .map(|(i, k)| {
-                let (o, h, l, c) = (k.open, k.high, k.low, k.close);
-                let ids = (k.first_trade_id, k.last_trade_id);
-                (*i, k.open_time, o, h, l, c, k.volume, k.trades, ids.0, ids.1)
-            })
-            .collect()
+        k.iter().map(|(i, k)| (*i, k.open_time, prices(k), k.volume, k.trades, ids(k))).collect()
     };
     // trade(id, …) holds raw trades 2·id and 2·id + 1.
     agg.push(&trade(1, T0 + 10, 100, 1), &mut out).unwrap();
@@ -273,9 +271,9 @@ fn a_rolled_up_open_kline_holds_the_closed_finer_ones_of_its_period_and_the_open
     assert_eq!(
         open(&agg),
         vec![
-            (0, m4, 110, 110, 110, 110, 2, 2, 4, 5),
-            (1, T0, 100, 110, 100, 110, 3, 4, 2, 5),
-            (2, T0, 100, 110, 100, 110, 3, 4, 2, 5),
+            (0, m4, [110, 110, 110, 110], 2, 2, [4, 5]),
+            (1, T0, [100, 110, 100, 110], 3, 4, [2, 5]),
+            (2, T0, [100, 110, 100, 110], 3, 4, [2, 5]),
         ]
     );
     // A trade in the next 5 minutes: the 00:00 5m kline has only closed finer ones (it is
@@ -285,9 +283,9 @@ fn a_rolled_up_open_kline_holds_the_closed_finer_ones_of_its_period_and_the_open
     assert_eq!(
         open(&agg),
         vec![
-            (0, m5, 90, 90, 90, 90, 3, 2, 6, 7),
-            (1, m5, 90, 90, 90, 90, 3, 2, 6, 7),
-            (2, T0, 100, 110, 90, 90, 6, 6, 2, 7),
+            (0, m5, [90, 90, 90, 90], 3, 2, [6, 7]),
+            (1, m5, [90, 90, 90, 90], 3, 2, [6, 7]),
+            (2, T0, [100, 110, 90, 90], 6, 6, [2, 7]),
         ]
     );
 }
