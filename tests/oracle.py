@@ -7,7 +7,8 @@ otherwise come from the code under test. It is itself checked against Binance's 
 
 Rules: a trade belongs to the bucket ``[open, open + interval)`` holding its time ``T``; open /
 close are the first / last price in aggTrade id order; volume Σ q; quote volume Σ trunc8(p·q)
-(each trade's p·q cut to 8 decimals, then summed: spot Binance's rule); trades Σ (l - f + 1);
+(each trade's p·q cut to 8 decimals, then summed: spot Binance's rule; COIN-M: base-asset volume,
+the exact Σ q·contractSize/p, cut to 8 decimals once); trades Σ (l - f + 1);
 taker buy volumes over trades with ``m`` false; empty buckets between trades are flat at the
 previous close. Intervals up to 1d are epoch-aligned (1d and up shifted by the time-zone
 offset); 1w opens Monday 00:00; 1M on the 1st of the month.
@@ -18,10 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Context, Decimal
 from typing import Any
 
 EIGHT = Decimal("0.00000001")
+#: 60 significant digits: a COIN-M trade's q·size/p need not terminate; its sum is cut to 8
+#: decimals only when printed.
+EXACT = Context(prec=60)
 UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -93,9 +97,11 @@ def klines(
     *,
     tz_ms: int = 0,
     per_ms: int = 1,
+    contract_size: int | None = None,
 ) -> list[Kline]:
     """Klines of ``interval`` from the first trade's bucket to the last's. ``trades``: dicts
-    with Binance's aggTrade keys ``a p q f l T m`` (p and q as decimal text)."""
+    with Binance's aggTrade keys ``a p q f l T m`` (p and q as decimal text). With
+    ``contract_size`` (COIN-M) quote volumes are exact base-asset volume (cut when printed)."""
     ordered = sorted(trades, key=lambda t: int(t["a"]))
     out: list[Kline] = []
     seen: set[int] = set()
@@ -117,11 +123,12 @@ def klines(
         k = out[-1]
         k.high, k.low, k.close = max(k.high, p), min(k.low, p), p
         k.volume += q
-        k.quote_volume += trunc8(p * q)
+        value = trunc8(p * q) if contract_size is None else EXACT.divide(q * contract_size, p)
+        k.quote_volume += value
         k.trades += int(t["l"]) - int(t["f"]) + 1
         if not t["m"]:
             k.taker_buy_volume += q
-            k.taker_buy_quote_volume += trunc8(p * q)
+            k.taker_buy_quote_volume += value
         k.last_trade_id = int(t["l"])
     return out
 
@@ -142,6 +149,8 @@ def printed(fields: Mapping[str, Any]) -> dict[str, int]:
     return out
 
 
-def by_open_time(trades: Iterable[Mapping[str, Any]], interval: str) -> dict[int, dict[str, int]]:
+def by_open_time(
+    trades: Iterable[Mapping[str, Any]], interval: str, *, contract_size: int | None = None
+) -> dict[int, dict[str, int]]:
     """:func:`klines` as printed ints, by open time."""
-    return {k.open_time: k.ints() for k in klines(trades, interval)}
+    return {k.open_time: k.ints() for k in klines(trades, interval, contract_size=contract_size)}

@@ -16,6 +16,7 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from kline_rs.fake import FakeExchange, Market, SimulatedMarket, simulate
 from kline_rs.fake.kline_rows import KlineBook
 from kline_rs.fake.tape import Instrument, Tape, Trade
 from kline_rs.public_data import DumpFile, LayoutError, Planned, parse_path, plan
+from kline_rs.venues import VENUES
 
 #: Binance's sha256 of the shared 1m kline zips (../shared/data/binance/README.md).
 REAL_SHA256 = {
@@ -115,6 +117,7 @@ def market() -> Market:
             ("BTCUSDT", 62_000 * e8, e8 // 100, 1_000, 20_000),
             ("ETHUSDT", 3_400 * e8, e8 // 100, 10_000, 8_000),
             ("BTCUSD_PERP", 62_000 * e8, e8 // 10, e8, 3_000),
+            ("ETHUSD_PERP", 3_400 * e8, e8 // 100, e8, 3_000),
         ]
     )
     m.advance(NOW)
@@ -319,10 +322,12 @@ def test_server_errors_are_retried_then_fail_clearly(binance_data: Path, tmp_pat
 # -- zips made from the fake market's tape ---------------------------------------------------
 
 
-def market_klines(market: Market, symbol: str, interval: str, before: int) -> list[str]:
+def market_klines(
+    market: Market, symbol: str, interval: str, before: int, venue: str = "spot"
+) -> list[str]:
     """The fake exchange's own klines of ``symbol`` as kline CSV lines."""
     inst, tape = market.instruments[symbol], market.tape(symbol)
-    rows, _ = KlineBook().traded_rows(inst, tape, interval)
+    rows, _ = KlineBook(VENUES[venue]).traded_rows(inst, tape, interval)  # type: ignore[index]
     return [",".join(str(v) for v in row) for row in rows if row[0] < before]
 
 
@@ -358,6 +363,7 @@ def test_agg_trades_over_a_range_replay_to_the_markets_klines(
         ("usdm", "BTCUSDT", "aggTrades", "data/futures/um/daily/aggTrades/BTCUSDT"),
         ("coinm", "BTCUSD_PERP", "aggTrades", "data/futures/cm/daily/aggTrades/BTCUSD_PERP"),
         ("usdm", "ETHUSDT", "trades", "data/futures/um/daily/trades/ETHUSDT"),
+        ("coinm", "ETHUSD_PERP", "trades", "data/futures/cm/daily/trades/ETHUSD_PERP"),
     ],
 )
 def test_futures_dumps_in_their_own_layout_replay_to_the_markets_klines(
@@ -371,14 +377,57 @@ def test_futures_dumps_in_their_own_layout_replay_to_the_markets_klines(
         header = io.TextIOWrapper(z.open(z.namelist()[0])).readline()
     assert header.startswith("agg_trade_id," if kind == "aggTrades" else "id,price,qty,")
     out = tmp_path / "klines"
-    assert main(["replay", str(path), "--intervals", "5m", "--out", str(out), "--no-progress"]) == 0
+    replay = ["replay", str(path), "--intervals", "5m", "--out", str(out), "--no-progress"]
+    size = market.instruments[symbol].contract_size
+    if venue == "coinm":  # quote volumes are base-asset volume: the contract size is needed
+        replay += ["--contract-size", str(size)]
+    assert main(replay) == 0
     got = (out / f"{symbol}-5m.csv").read_text().splitlines()
     # One day's file: from its first trade's period to its last's (the market's rows go on
     # flat from the day before).
     first, last = (int(got[i].split(",")[0]) for i in (0, -1))
-    want = market_klines(market, symbol, "5m", last + 1)
+    want = market_klines(market, symbol, "5m", last + 1, venue)
     assert got == [k for k in want if int(k.split(",")[0]) >= first]
     assert NOW - DAY_MS <= first < last < NOW and len(got) > 250
+    if venue == "coinm":
+        # The quote columns against Python's decimals: Σ contracts x size / price per 5m,
+        # truncated to 8 decimals once.
+        with zipfile.ZipFile(path) as z:
+            rows = io.TextIOWrapper(z.open(z.namelist()[0])).read().splitlines()[1:]
+        base: dict[int, Decimal] = {}
+        for row in rows:
+            f = row.split(",")
+            p, q, t = f[1], f[2], f[4 if kind == "trades" else 5]
+            start = int(t) // 300_000 * 300_000
+            base[start] = base.get(start, Decimal(0)) + Decimal(q) * size / Decimal(p)
+        cut = Decimal("0.00000001")
+        for line in got:
+            f = line.split(",")
+            want = base.get(int(f[0]), Decimal(0)).quantize(cut, ROUND_DOWN)  # flat: 0
+            assert Decimal(f[7]) == want, line
+
+
+def test_a_coin_m_trades_file_is_refused_without_its_contract_size(
+    market: Market, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serving(market, venue="coinm") as fx:
+        args = ["--venue", "coinm", "--kind", "trades", "--symbols", "BTCUSD_PERP"]
+        assert download(fx, tmp_path, *args, "--start", "2024-03-01", "--end", "2024-03-01") == 0
+    (path,) = (tmp_path / "data/futures/cm/daily/trades/BTCUSD_PERP").glob("*.zip")
+    capsys.readouterr()
+    replay = [
+        "replay",
+        str(path),
+        "--intervals",
+        "5m",
+        "--out",
+        str(tmp_path / "k"),
+        "--no-progress",
+    ]
+    assert main(replay) == 1
+    err = capsys.readouterr().err
+    assert "COIN-M trades (its header names base_qty)" in err and "--contract-size" in err
+    assert not (tmp_path / "k" / "BTCUSD_PERP-5m.csv").exists()
 
 
 def test_klines_month_and_a_month_not_published_yet(

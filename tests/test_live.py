@@ -50,6 +50,7 @@ async def follow(
     *,
     during: Callable[[FakeExchange, LivePipeline], Awaitable[None]] | None = None,
     expect: Callable[[Table], None] | None = None,
+    venue: str = "spot",
     **overrides: Any,
 ) -> Table:
     """Runs the pipeline for ``seconds`` under ``faults`` (and ``during``), then 2.5 s clean.
@@ -61,8 +62,9 @@ async def follow(
     """
     table: Table = {}
     clock = kline_rs.ManualClock(market.clock_ms())
-    async with FakeExchange(market, faults=faults) as fx:
+    async with FakeExchange(market, faults=faults, venue=venue) as fx:
         settings: dict[str, Any] = {
+            "venue": venue,
             "selection": Selection(symbols=frozenset(SYMBOLS)),
             "intervals": ["1m"],
             "partitions": 2,
@@ -242,6 +244,29 @@ def test_klines_equal_the_exchange_tape_whatever_the_fault(name: str) -> None:
         parts = engines[0].metrics()["partitions"]
         refused = sum(p[k] for p in parts for k in ("implausible_unit", "implausible_ahead"))
         assert refused > 0 and sum(p["late"] for p in parts) == 0
+
+
+def test_coin_m_quote_volumes_are_base_asset_volume_by_each_symbols_contract_size() -> None:
+    # COIN-M klines print base-asset volume: contracts x contractSize / price, the size from
+    # exchangeInfo (100 USD for BTCUSD_PERP, 10 for ETHUSD_PERP), the exact sum cut to 8
+    # decimals once; with drops, so that REST-repaired klines are checked too.
+    symbols = ["BTCUSD_PERP", "ETHUSD_PERP"]
+    market = SimulatedMarket(symbols, seed=12, speed=60.0, trades_per_second=40.0)
+    sizes = {s: market.instruments[s].contract_size for s in symbols}
+    assert sizes == {"BTCUSD_PERP": 100, "ETHUSD_PERP": 10}
+
+    def truths() -> dict[str, dict[int, dict[str, int]]]:
+        return {
+            s: oracle.by_open_time(market.history(s), "1m", contract_size=sizes[s]) for s in symbols
+        }
+
+    faults = Faults(drop_rate=0.03, seed=9)
+    selection = Selection(symbols=frozenset(symbols))
+    expect = lambda t: compare(t, truths())  # noqa: E731
+    table = asyncio.run(
+        follow(market, faults, 3.0, expect=expect, venue="coinm", selection=selection)
+    )
+    compare(table, truths())
 
 
 def test_rotation_before_the_24h_cut_off_loses_and_doubles_nothing() -> None:

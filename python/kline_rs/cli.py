@@ -119,12 +119,19 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse a trade this much after the previous one unless the next follows it "
         "(a halt); e.g. 30d, or none (default 7d)",
     )
-    r.add_argument(
+    rule = r.add_mutually_exclusive_group()
+    rule.add_argument(
         "--quote-rule",
         choices=["per-trade", "exact-sum"],
         default="per-trade",
         help="quote volume: each trade's p*q truncated to 8 decimals then summed, as Binance "
-        "spot and USD-M (default); exact-sum for COIN-M dumps",
+        "spot and USD-M (default); exact-sum: the exact sum of p*q",
+    )
+    rule.add_argument(
+        "--contract-size",
+        type=int,
+        help="COIN-M dumps: the symbol's contractSize (100 for BTCUSD_*, 10 for the others); "
+        "quote volumes are then base-asset volume, contracts x size / price, as Binance's",
     )
     r.add_argument(
         "--threads",
@@ -350,7 +357,9 @@ def _replay(args: argparse.Namespace) -> int:
         anchor_3d=args.anchor_3d,
         skip_bad=args.skip_bad,
         max_jump_ms=args.max_jump,
-        quote_rule=args.quote_rule,
+        quote_rule=args.quote_rule
+        if args.contract_size is None
+        else f"contracts:{args.contract_size}",
         threads=args.threads,
         progress=not args.no_progress,
         format=args.format,

@@ -146,18 +146,27 @@ class Engine:
 
     # -- symbols --------------------------------------------------------------------------
 
-    def add_symbol(self, symbol: str, *, anchor_3d_ms: int | None = None) -> None:
+    def add_symbol(
+        self, symbol: str, *, anchor_3d_ms: int | None = None, contract_size: int | None = None
+    ) -> None:
+        """Adds ``symbol``; ``contract_size``: a COIN-M symbol's (exchangeInfo's
+        ``contractSize``), which makes its quote volumes base-asset volume."""
         warn_epoch_3d(self.intervals, anchor_3d_ms)
-        self._core.add_symbol(symbol, anchor_3d_ms=anchor_3d_ms)
+        self._core.add_symbol(symbol, anchor_3d_ms=anchor_3d_ms, contract_size=contract_size)
 
     def add_symbols(
-        self, symbols: Sequence[str], *, anchors_3d_ms: dict[str, int] | None = None
+        self,
+        symbols: Sequence[str],
+        *,
+        anchors_3d_ms: dict[str, int] | None = None,
+        contract_sizes: dict[str, int] | None = None,
     ) -> None:
-        """Adds ``symbols`` at once; ``anchors_3d_ms``: each one's 3d anchor (listing day)."""
+        """Adds ``symbols`` at once; ``anchors_3d_ms``: each one's 3d anchor (listing day);
+        ``contract_sizes``: each COIN-M symbol's contract size (see :meth:`add_symbol`)."""
         anchors = anchors_3d_ms or {}
         if any(s not in anchors for s in symbols):
             warn_epoch_3d(self.intervals, None)
-        self._core.add_symbols(list(symbols), anchors_3d_ms=anchors)
+        self._core.add_symbols(list(symbols), anchors_3d_ms=anchors, contract_sizes=contract_sizes)
 
     def remove_symbol(self, symbol: str) -> None:
         """Emits the symbol's open klines as final and frees its slots."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -22,12 +21,14 @@ INTERVALS: tuple[str, ...] = (
 PRICE_SCALE = 10**8
 VOLUME_SCALE = 10**8
 #: ``quote_volume`` / ``taker_buy_quote_volume`` at 1e-16, summed by the ``quote_rule`` (spot:
-#: each trade's p·q truncated to 8 decimals; COIN-M: the exact Σ p·q).
+#: each trade's p·q truncated to 8 decimals; COIN-M: base-asset volume, Σ contracts x size / p).
 QUOTE_SCALE = 10**16
 
-#: How a kline sums its trades' p·q: ``"per-trade"`` truncates each to 8 decimals then sums
-#: (Binance spot, Binance US, USD-M), ``"exact-sum"`` keeps the exact sum (COIN-M).
-QuoteRule = Literal["per-trade", "exact-sum"]
+#: How a kline sums its trades' quote values: ``"per-trade"`` truncates each p·q to 8 decimals
+#: then sums (Binance spot, Binance US, USD-M); ``"exact-sum"`` keeps the exact Σ p·q;
+#: ``"contracts:<size>"`` (COIN-M, ``size`` the symbol's ``contractSize``) sums each trade's
+#: base-asset value, contracts x size / price, at 1e-16. Checked by the core.
+QuoteRule = str
 
 #: One kline. Exact fields are integers with a known scale; the four volume sums can pass
 #: 2**63 at their scale, so they are Python ints (dtype object), never floats.
@@ -150,7 +151,8 @@ def aggregate(
     ``time`` is ms or µs (detected unless ``time_unit`` is ``"ms"`` or ``"us"``). Every
     period from the first trade's to the last trade's is returned, empty ones flat.
     ``quote_rule``: ``"per-trade"`` (spot, USD-M: each trade's p·q truncated to 8 decimals,
-    then summed, as Binance does) or ``"exact-sum"`` (COIN-M). ``covers``: the span
+    then summed, as Binance does) or ``"contracts:<size>"`` (COIN-M: base-asset volume, see
+    :data:`QuoteRule`). ``covers``: the span
     ``[start, end)`` the trades are all of (a day's dump); by default from the first trade to
     just after the last. ``Aggregation.partial`` names the first and last periods it does not
     cover whole (trades outside the input may belong to them).

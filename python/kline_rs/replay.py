@@ -138,7 +138,9 @@ def replay(
     time is outside its file's unit, or more than ``max_jump_ms`` after the previous one and
     not followed by the next (a halt is), counts as a bad row (None: no jump bound).
     ``quote_rule``: ``"per-trade"`` (spot, USD-M: each trade's p·q truncated to 8 decimals,
-    then summed, as Binance does) or ``"exact-sum"`` (COIN-M: the exact sum). ``threads``
+    then summed, as Binance does) or ``"contracts:<size>"`` (COIN-M: base-asset volume,
+    contracts x size / price, ``size`` the symbol's ``contractSize``; a COIN-M trades file,
+    whose header names ``base_qty``, is refused without it). ``threads``
     (0: one per core) replay whole symbols side by side when the input holds several of a
     like size, else parse one symbol's blocks; the output is the same either way.
     """

@@ -82,13 +82,24 @@ class Venue:
     ping_interval_s: float
     #: How its klines sum quote volume (docs/quote-volume-rounding.md): spot's per-trade
     #: truncation (USD-M: no capture tells the rules apart; its REST trades carry the same
-    #: per-trade quoteQty), COIN-M's exact sum (real captures).
+    #: per-trade quoteQty). COIN-M's is per symbol: see :meth:`symbol_quote_rule`.
     quote_rule: QuoteRule = "per-trade"
+    #: Its quote volumes are base-asset volume, contracts x the symbol's exchangeInfo
+    #: ``contractSize`` / price (COIN-M; real captures).
+    contract_sized: bool = False
     max_streams: int = 1024
     #: Futures print p/q with the symbol's own decimals and carry no "M" field.
     futures: bool = False
     #: COIN-M names the exchangeInfo status ``contractStatus``.
     status_key: str = "status"
+
+    def symbol_quote_rule(self, contract_size: int | None) -> QuoteRule:
+        """The quote rule of a symbol with ``contract_size`` (``contracts:<size>`` on COIN-M)."""
+        if not self.contract_sized:
+            return self.quote_rule
+        if contract_size is None:
+            raise ValueError(f"{self.name}: quote volumes need the symbol's contractSize")
+        return f"contracts:{contract_size}"
 
     @property
     def intervals(self) -> tuple[str, ...]:
@@ -160,7 +171,7 @@ COINM = replace(
     rest_prefix="/dapi/v1",
     ws_url="wss://dstream.binance.com",
     klines_max_span_ms=200 * _DAY_MS,
-    quote_rule="exact-sum",
+    contract_sized=True,
     status_key="contractStatus",
 )
 VENUES: dict[VenueName, Venue] = {v.name: v for v in (SPOT, USDM, COINM)}

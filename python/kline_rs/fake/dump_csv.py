@@ -86,8 +86,7 @@ def _raw_lines(venue: Venue, inst: Instrument, tape: Tape, i: int, micros: bool)
     for e in raw_trade_events(venue, inst, tape.trade(i), 0):
         p, q = parse_fixed8(e["p"]), parse_fixed8(e["q"])
         if venue.name == "coinm":
-            contract = 100 if inst.base_asset == "BTC" else 10
-            quote = fixed8(q * contract * SCALE // p)
+            quote = fixed8(q * inst.contract_size * SCALE // p)
         else:
             quote = fixed8(p * q // SCALE)
         line = f"{e['t']},{e['p']},{e['q']},{quote},{_time(e['T'], micros)},{_flag(e['m'], venue)}"

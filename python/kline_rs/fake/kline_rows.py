@@ -15,6 +15,7 @@ import numpy as np
 
 from kline_rs.fake.tape import SCALE, Instrument, Tape, fixed8
 from kline_rs.klines import aggregate
+from kline_rs.venues import Venue
 
 KlineRow = list[Any]
 """Binance's 12-field kline array: times and trade count as ints, the rest as text."""
@@ -69,7 +70,8 @@ def flat_row(open_ms: int, close: str, interval: str) -> KlineRow:
 class KlineBook:
     """Rows per (symbol, interval), rebuilt only when the tape has grown."""
 
-    def __init__(self) -> None:
+    def __init__(self, venue: Venue) -> None:
+        self.venue = venue
         self._cache: dict[tuple[str, str], tuple[int, list[KlineRow], list[int]]] = {}
 
     def traded_rows(
@@ -95,6 +97,7 @@ class KlineBook:
                 intervals=[interval],
                 anchor_3d_ms=anchor,
                 time_unit="ms",
+                quote_rule=self.venue.symbol_quote_rule(inst.contract_size),
             )
             rows = [to_row(k) for k in result.klines[interval]]
         if len(self._cache) >= CACHE_SIZE:

@@ -52,7 +52,7 @@ class PublicData:
         self.faults = faults
         self.stats = stats
         self.files_dir = Path(files_dir) if files_dir is not None else None
-        self._book = KlineBook()
+        self._book = KlineBook(venue)
         self._made: OrderedDict[str, bytes] = OrderedDict()
 
     def routes(self) -> list[web.RouteDef]:

@@ -80,7 +80,7 @@ class RestApi:
         self.limiter = limiter
         self.stats = stats
         self._pump = pump
-        self._klines = KlineBook()
+        self._klines = KlineBook(venue)
 
     def routes(self) -> list[web.RouteDef]:
         prefix = self.venue.rest_prefix
@@ -227,7 +227,7 @@ class RestApi:
             "filters": filters,
         }  # fmt: skip
         if self.venue.name == "coinm":
-            info["contractSize"] = 100 if base == "BTC" else 10
+            info["contractSize"] = inst.contract_size
         return info
 
     def _step_text(self, step: int) -> str:

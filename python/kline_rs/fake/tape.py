@@ -71,6 +71,11 @@ class Instrument:
     def quote_asset(self) -> str:
         return split_symbol(self.symbol)[1]
 
+    @property
+    def contract_size(self) -> int:
+        """Its USD value of one contract on COIN-M (Binance's: 100 for BTC, 10 for others)."""
+        return 100 if self.base_asset == "BTC" else 10
+
 
 class Tape:
     """Columns of one symbol's aggTrades in id order; integers at 1e-8, times in ms.

@@ -366,9 +366,24 @@ class LivePipeline:
                 await self._sink.save_anchors(found)
         return {s: self._anchors[s] for s in symbols if s in self._anchors}
 
+    def _contract_sizes(self, symbols: list[str]) -> dict[str, int] | None:
+        """COIN-M: each symbol's contractSize (its quote volumes are base-asset volume)."""
+        if not VENUES[self.config.venue].contract_sized:
+            return None
+        assert self.manager is not None
+        sizes = self.manager.contract_sizes
+        missing = [s for s in symbols if s not in sizes]
+        if missing:
+            raise ValueError(f"exchangeInfo gives no contractSize for {', '.join(missing)}")
+        return {s: sizes[s] for s in symbols}
+
     async def _add(self, symbols: list[str]) -> None:
         assert self.engine is not None and self.feed is not None and self.manager is not None
-        self.engine.add_symbols(symbols, anchors_3d_ms=await self._anchors_of(symbols))
+        self.engine.add_symbols(
+            symbols,
+            anchors_3d_ms=await self._anchors_of(symbols),
+            contract_sizes=self._contract_sizes(symbols),
+        )
         resumed: dict[str, int | None] = {}
         if self._stored is not None:
             # Stored state of these symbols: restored held, then the trades after each

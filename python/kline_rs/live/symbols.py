@@ -64,6 +64,11 @@ class Selection:
         return self.pattern is None or re.fullmatch(self.pattern, name) is not None
 
 
+def status_of(info: dict[str, Any]) -> str:
+    """An exchangeInfo symbol's trading status: ``status``, or COIN-M's ``contractStatus``."""
+    return str(info.get("status", info.get("contractStatus", "")))
+
+
 @dataclass
 class SymbolEvents:
     listed: list[str] = field(default_factory=list)
@@ -104,13 +109,15 @@ class SymbolManager:
         #: Followed symbols the exchange has halted → when this manager saw it (``clock``).
         self.halted: dict[str, float] = {}
         self.statuses: dict[str, str] = {}
+        #: exchangeInfo's ``contractSize`` of the symbols that have one (COIN-M).
+        self.contract_sizes: dict[str, int] = {}
         self.events = SymbolEvents()
 
     async def refresh(self, *, strict: bool = False) -> tuple[list[str], list[str]]:
         """One poll: returns (added, removed). ``strict`` (the first poll): a symbol named in
         the selection and not listed raises :class:`UnknownSymbolsError`, before anything."""
         info = await self.exchange_info()
-        statuses = {s["symbol"]: s.get("status", "") for s in info.get("symbols", [])}
+        statuses = {s["symbol"]: status_of(s) for s in info.get("symbols", [])}
         if strict:
             self._check_named(statuses)
             if not any(self.selection.wants(s) for s in info.get("symbols", [])):
@@ -120,9 +127,14 @@ class SymbolManager:
             if old is not None and old != status:
                 log.info("%s: status %s -> %s", name, old, status)
         self.statuses = statuses
+        self.contract_sizes = {
+            s["symbol"]: int(s["contractSize"])
+            for s in info.get("symbols", [])
+            if "contractSize" in s
+        }
         chosen = [s for s in info.get("symbols", []) if self.selection.wants(s)]
-        wanted = {s["symbol"] for s in chosen if s.get("status") == "TRADING"}
-        stopped = {s["symbol"] for s in chosen if s.get("status") in HALTED_STATUSES}
+        wanted = {s["symbol"] for s in chosen if status_of(s) == "TRADING"}
+        stopped = {s["symbol"] for s in chosen if status_of(s) in HALTED_STATUSES}
         now = self.clock()
         too_long = {n for n, since in self.halted.items() if now - since >= self.max_halt}
         kept = wanted | ((stopped & self.following) - too_long)

@@ -193,7 +193,11 @@ pub fn product(price: i64, qty: i64) -> i128 {
     i128::from(price) * i128::from(qty)
 }
 
-/// How a kline sums its trades' quote values p·q (see `docs/quote-volume-rounding.md`).
+/// Largest COIN-M contract size [`QuoteRule::Contracts`] takes (Binance's are 10 and 100 USD):
+/// with it, `qty × size × 1e16` stays inside `i128` for any `i64` quantity.
+pub const MAX_CONTRACT_SIZE: u32 = 1_000;
+
+/// How a kline sums its trades' quote values (see `docs/quote-volume-rounding.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QuoteRule {
     /// Spot, Binance US and USD-M: each trade's p·q truncated to 8 decimals, then summed (a real
@@ -201,8 +205,13 @@ pub enum QuoteRule {
     /// is one raw trade or its p·q fits 8 decimals.
     #[default]
     PerTrade,
-    /// COIN-M: the exact sum, brought to 8 decimals once, when printed (real COIN-M captures).
+    /// The exact Σ p·q, brought to 8 decimals once, when printed.
     ExactSum,
+    /// COIN-M: the quote columns are base-asset volume, each trade's `qty` contracts × `size`
+    /// (the symbol's `contractSize` in USD) / price, summed at 1e-16 (each value truncated
+    /// there) and brought to 8 decimals once, when printed (real COIN-M captures: no
+    /// per-trade rounding to 8 decimals).
+    Contracts { size: u32 },
 }
 
 impl QuoteRule {
@@ -215,12 +224,13 @@ impl QuoteRule {
     /// An aggTrade's contribution to quote volume at 1e-16, and whether it may differ from
     /// Binance's: under the per-trade rule, when it holds several raw trades and its p·q does
     /// not fit 8 decimals (Binance truncates each raw trade's p·q, which an aggTrade hides; the
-    /// difference is at most `(raw_trades − 1) × 1e-8`).
+    /// difference is at most `(raw_trades − 1) × 1e-8`). Under the contract rule an aggTrade's
+    /// raw trades share its price, so its value is theirs summed.
     #[inline]
     pub fn of_aggtrade(self, price: i64, qty: i64, raw_trades: u64) -> (i128, bool) {
-        let pq = product(price, qty);
         match self {
             QuoteRule::PerTrade => {
+                let pq = product(price, qty);
                 // (p·q) mod 1e8 from |p| mod 1e8 and |q| mod 1e8: unsigned 64-bit arithmetic,
                 // no i128 division on the trade path; with p·q's sign, what truncation toward
                 // zero removes.
@@ -229,24 +239,49 @@ impl QuoteRule {
                 let cut = if (price ^ qty) < 0 { -(cut as i64) } else { cut as i64 };
                 (pq - i128::from(cut), cut != 0 && raw_trades > 1)
             }
-            QuoteRule::ExactSum => (pq, false),
+            QuoteRule::ExactSum => (product(price, qty), false),
+            QuoteRule::Contracts { size } => (base_of_contracts(price, qty, size), false),
         }
     }
 
-    /// `"per-trade"` or `"exact-sum"`.
-    pub fn name(self) -> &'static str {
+    /// `"per-trade"`, `"exact-sum"` or `"contracts:<size>"`.
+    pub fn name(self) -> String {
         match self {
-            QuoteRule::PerTrade => "per-trade",
-            QuoteRule::ExactSum => "exact-sum",
+            QuoteRule::PerTrade => "per-trade".into(),
+            QuoteRule::ExactSum => "exact-sum".into(),
+            QuoteRule::Contracts { size } => format!("contracts:{size}"),
         }
     }
 
+    /// The rule a name gives; `contracts:<size>` with a size in 1..=[`MAX_CONTRACT_SIZE`].
     pub fn parse(name: &str) -> Option<QuoteRule> {
         match name {
             "per-trade" => Some(QuoteRule::PerTrade),
             "exact-sum" => Some(QuoteRule::ExactSum),
-            _ => None,
+            _ => {
+                let size = name.strip_prefix("contracts:")?;
+                let ok = !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit());
+                QuoteRule::contracts(size.parse().ok().filter(|_| ok)?)
+            }
         }
+    }
+
+    /// COIN-M's rule for a contract of `size` USD, if within 1..=[`MAX_CONTRACT_SIZE`].
+    pub fn contracts(size: u32) -> Option<QuoteRule> {
+        (1..=MAX_CONTRACT_SIZE).contains(&size).then_some(QuoteRule::Contracts { size })
+    }
+}
+
+/// `qty` contracts of `size` USD at `price`, in the base asset at 1e-16: `qty × size / price`,
+/// truncated toward zero (0 for a price that is not positive, which no accepted trade has).
+#[inline]
+pub fn base_of_contracts(price: i64, qty: i64, size: u32) -> i128 {
+    debug_assert!(size <= MAX_CONTRACT_SIZE);
+    let num = i128::from(qty) * i128::from(size) * SCALE_SQ;
+    if price > 0 {
+        num / i128::from(price)
+    } else {
+        0
     }
 }
 
@@ -335,10 +370,30 @@ mod tests {
         assert_eq!(r.of_aggtrade(100_000_000, 4_200_000, 5), (4_200_000 * 100_000_000, false));
         let exact = QuoteRule::ExactSum.of_aggtrade(577_300, 4_200_000, 2);
         assert_eq!(exact, (2_424_660_000_000, false));
-        for r in [QuoteRule::PerTrade, QuoteRule::ExactSum] {
-            assert_eq!(QuoteRule::parse(r.name()), Some(r));
+        for r in [QuoteRule::PerTrade, QuoteRule::ExactSum, QuoteRule::Contracts { size: 100 }] {
+            assert_eq!(QuoteRule::parse(&r.name()), Some(r));
         }
         assert_eq!(QuoteRule::parse("half-up"), None);
+        assert_eq!(QuoteRule::parse("contracts:1000"), Some(QuoteRule::Contracts { size: 1000 }));
+        for bad in ["contracts:0", "contracts:1001", "contracts:+5", "contracts:", "contracts:1e2"]
+        {
+            assert_eq!(QuoteRule::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_coin_m_trade_is_worth_its_contracts_times_the_size_over_the_price_in_base_asset() {
+        let btc = QuoteRule::Contracts { size: 100 };
+        // 3 contracts of 100 USD at 32000: 0.009375 BTC, at 1e-16.
+        assert_eq!(btc.of_aggtrade(3_200_000_000_000, 300_000_000, 4), (93_750_000_000_000, false));
+        // 1 contract of 10 USD at 3: 3.3333333333333333 (truncated at the 16th decimal).
+        let ten = QuoteRule::Contracts { size: 10 };
+        assert_eq!(ten.value(300_000_000, 100_000_000), 33_333_333_333_333_333);
+        // The largest size and quantity stay inside i128; a price of 0 is worth nothing.
+        let max = QuoteRule::Contracts { size: MAX_CONTRACT_SIZE };
+        assert_eq!(max.value(1, i64::MAX), i128::from(i64::MAX) * 1000 * SCALE_SQ);
+        assert_eq!(max.value(0, 5), 0);
+        assert_eq!(ten.value(300_000_000, -100_000_000), -33_333_333_333_333_333);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use kline_core::engine::columns::{slot_row, slot_value, RecordColumns, SlotState
 use kline_core::engine::output::Record;
 use kline_core::engine::table::SlotValue;
 use kline_core::engine::{
-    Engine as CoreEngine, EngineConfig, EngineError as CoreError, Holes, LatePolicy,
+    Engine as CoreEngine, EngineConfig, EngineError as CoreError, Holes, LatePolicy, SymbolSpec,
 };
 use kline_core::Kline;
 use numpy::{PyArray1, PyReadonlyArray1};
@@ -177,22 +177,36 @@ impl Engine {
         self.inner.partitions()
     }
 
-    #[pyo3(signature = (symbol, *, anchor_3d_ms=None))]
-    fn add_symbol(&self, py: Python<'_>, symbol: &str, anchor_3d_ms: Option<i64>) -> PyResult<()> {
-        py.detach(|| self.inner.add_symbol(symbol, anchor_3d_ms)).map_err(engine_err)
+    #[pyo3(signature = (symbol, *, anchor_3d_ms=None, contract_size=None))]
+    fn add_symbol(
+        &self,
+        py: Python<'_>,
+        symbol: &str,
+        anchor_3d_ms: Option<i64>,
+        contract_size: Option<u32>,
+    ) -> PyResult<()> {
+        let quote_rule =
+            contract_size.map(|size| crate::contract_rule(symbol, size)).transpose()?;
+        let spec = SymbolSpec { anchor_3d: anchor_3d_ms, quote_rule };
+        py.detach(|| self.inner.add_symbols_with(&[(symbol, spec)])).map_err(engine_err)
     }
 
-    #[pyo3(signature = (symbols, *, anchors_3d_ms=None))]
+    #[pyo3(signature = (symbols, *, anchors_3d_ms=None, contract_sizes=None))]
     fn add_symbols(
         &self,
         py: Python<'_>,
         symbols: Vec<String>,
         anchors_3d_ms: Option<HashMap<String, i64>>,
+        contract_sizes: Option<HashMap<String, u32>>,
     ) -> PyResult<()> {
-        let anchors = anchors_3d_ms.unwrap_or_default();
-        let list: Vec<(&str, Option<i64>)> =
-            symbols.iter().map(|s| (s.as_str(), anchors.get(s).copied())).collect();
-        py.detach(|| self.inner.add_symbols(&list)).map_err(engine_err)
+        let (anchors, sizes) =
+            (anchors_3d_ms.unwrap_or_default(), contract_sizes.unwrap_or_default());
+        let mut list: Vec<(&str, SymbolSpec)> = Vec::with_capacity(symbols.len());
+        for s in &symbols {
+            let quote_rule = sizes.get(s).map(|&size| crate::contract_rule(s, size)).transpose()?;
+            list.push((s.as_str(), SymbolSpec { anchor_3d: anchors.get(s).copied(), quote_rule }));
+        }
+        py.detach(|| self.inner.add_symbols_with(&list)).map_err(engine_err)
     }
 
     fn remove_symbol(&self, py: Python<'_>, symbol: &str) -> PyResult<()> {

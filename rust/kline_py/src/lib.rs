@@ -4,7 +4,7 @@ mod arrow;
 mod engine;
 mod trades;
 
-use kline_core::decimal::{format_fixed8, parse_decimal, QuoteRule};
+use kline_core::decimal::{format_fixed8, parse_decimal, QuoteRule, MAX_CONTRACT_SIZE};
 use kline_core::interval::{parse_tz_offset, Grid, Interval, TimeUnit};
 use kline_core::replay::{replay as core_replay, ReplayError as CoreReplayError, ReplayOptions};
 use kline_core::Kline;
@@ -38,7 +38,16 @@ pub(crate) fn interval(name: &str) -> PyResult<Interval> {
 pub(crate) fn quote_rule(name: &str) -> PyResult<QuoteRule> {
     QuoteRule::parse(name).ok_or_else(|| {
         pyo3::exceptions::PyValueError::new_err(format!(
-            "quote_rule {name:?} is not \"per-trade\" or \"exact-sum\""
+            "quote_rule {name:?} is not \"per-trade\", \"exact-sum\" or \"contracts:<size>\" \
+             (COIN-M, size 1..={MAX_CONTRACT_SIZE})"
+        ))
+    })
+}
+
+pub(crate) fn contract_rule(symbol: &str, size: u32) -> PyResult<QuoteRule> {
+    QuoteRule::contracts(size).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "{symbol}: contract size {size} is not within 1..={MAX_CONTRACT_SIZE}"
         ))
     })
 }

@@ -27,7 +27,7 @@ pub mod worker;
 
 pub use config::{EngineConfig, DEFAULT_MAX_AHEAD_MS, MAX_OUTBOX};
 pub use error::EngineError;
-pub use partition::{Holes, LatePolicy};
+pub use partition::{Holes, LatePolicy, SymbolSpec};
 pub use produce::RawReport;
 pub use recovery::Snapshot;
 
@@ -201,8 +201,17 @@ impl Engine {
         self.notifier.arm();
     }
 
-    /// Adds symbols (idempotent for ones already there); the least loaded partition takes each.
+    /// Adds symbols with their 3d anchors (see [`Engine::add_symbols_with`]).
     pub fn add_symbols(&self, symbols: &[(&str, Option<i64>)]) -> Result<(), EngineError> {
+        let specs: Vec<(&str, SymbolSpec)> = symbols
+            .iter()
+            .map(|&(name, anchor_3d)| (name, SymbolSpec { anchor_3d, quote_rule: None }))
+            .collect();
+        self.add_symbols_with(&specs)
+    }
+
+    /// Adds symbols (idempotent for ones already there); the least loaded partition takes each.
+    pub fn add_symbols_with(&self, symbols: &[(&str, SymbolSpec)]) -> Result<(), EngineError> {
         let _guard = self.registry.lock();
         let current = self.registry.snapshot();
         let mut load: Vec<usize> = vec![0; self.shared.len()];
@@ -215,16 +224,16 @@ impl Engine {
         let mut failed = None;
         let names = symbols
             .iter()
-            .map(|&(name, anchor)| Ok((symbol_name(name)?, anchor)))
+            .map(|&(name, spec)| Ok((symbol_name(name)?, spec)))
             .collect::<Result<Vec<_>, EngineError>>()?;
-        for (name, anchor_3d) in names {
+        for (name, spec) in names {
             if current.contains_key(&*name) || !seen.insert(name.clone()) {
                 continue;
             }
             let partition = (0..load.len()).min_by_key(|&p| load[p]).unwrap_or(0);
             load[partition] += 1;
             let name: Arc<str> = (*name).into();
-            match self.send(partition, |reply| Item::Add { name: name.clone(), anchor_3d, reply }) {
+            match self.send(partition, |reply| Item::Add { name: name.clone(), spec, reply }) {
                 Ok(rx) => waiting.push((name, partition, rx)),
                 Err(e) => {
                     failed = Some(e);

@@ -46,7 +46,7 @@ pub enum Item {
     },
     Add {
         name: Arc<str>,
-        anchor_3d: Option<i64>,
+        spec: SymbolSpec,
         reply: Sender<(u32, u32)>,
     },
     Remove {
@@ -200,6 +200,8 @@ struct SymbolState {
     /// Latest trade time applied (event time): the reference for allowed lateness.
     max_time: i64,
     anchor_3d: i64,
+    /// How its trades add to quote volume (the engine's rule unless the symbol has its own).
+    quote_rule: QuoteRule,
     /// Set while the feed is declared down (see [`Outage`]).
     outage: Option<Box<Outage>>,
     /// While a gap is being replayed: per interval, records opening before this were emitted
@@ -218,6 +220,15 @@ struct SymbolState {
     /// (`i64::MAX`: never halted / still halted). Its span gets no quiet periods (`halt.rs`).
     halted_at: i64,
     resumed_at: i64,
+}
+
+/// What a symbol is added with beyond its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SymbolSpec {
+    /// Start of its 3d grid (its listing day); the epoch without one.
+    pub anchor_3d: Option<i64>,
+    /// Its own quote rule (a COIN-M symbol's contract size); the engine's without one.
+    pub quote_rule: Option<QuoteRule>,
 }
 
 /// A declared feed-down period of one symbol. Klines keep closing on the clock (marked gap);
@@ -338,7 +349,7 @@ pub struct PartitionState {
 impl PartitionState {
     pub fn new(cfg: PartitionConfig) -> Self {
         let n = cfg.grids.len();
-        let table = Table { quote_rule: cfg.quote_rule, ..Table::default() };
+        let table = Table::default();
         PartitionState {
             bounds: Bounds::of(&cfg.limits),
             cfg,
@@ -359,8 +370,9 @@ impl PartitionState {
         }
     }
 
-    pub fn add(&mut self, name: Arc<str>, anchor_3d: Option<i64>) -> (u32, u32) {
-        let anchor_3d = anchor_3d.unwrap_or(0);
+    pub fn add(&mut self, name: Arc<str>, spec: SymbolSpec) -> (u32, u32) {
+        let anchor_3d = spec.anchor_3d.unwrap_or(0);
+        let quote_rule = spec.quote_rule.unwrap_or(self.cfg.quote_rule);
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -372,6 +384,7 @@ impl PartitionState {
                     late_before: i64::MIN,
                     max_time: i64::MIN,
                     anchor_3d,
+                    quote_rule,
                     outage: None,
                     revise_before: None,
                     holes: Vec::new(),
@@ -399,6 +412,7 @@ impl PartitionState {
         s.late_before = i64::MIN;
         s.max_time = i64::MIN;
         s.anchor_3d = anchor_3d;
+        s.quote_rule = quote_rule;
         s.outage = None;
         s.revise_before = None;
         s.holes.clear();

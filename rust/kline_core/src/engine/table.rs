@@ -77,8 +77,6 @@ pub struct Table {
     pub first_id: Vec<i64>,
     pub last_id: Vec<i64>,
     pub dirty: DirtySet,
-    /// How trades add to `quote` and `taker_quote` (the venue's rule).
-    pub quote_rule: QuoteRule,
 }
 
 impl Table {
@@ -155,9 +153,10 @@ impl Table {
         }
     }
 
-    /// Opens a kline at `start .. next` with its first trade.
+    /// Opens a kline at `start .. next` with its first trade; `rule`: how trades add to
+    /// `quote` and `taker_quote` (the symbol's).
     #[inline]
-    pub fn open_with(&mut self, idx: usize, t: &Trade, start: i64, next: i64) {
+    pub fn open_with(&mut self, idx: usize, t: &Trade, start: i64, next: i64, rule: QuoteRule) {
         self.state[idx] = SlotState::Open;
         self.open_time[idx] = start;
         self.next[idx] = next;
@@ -167,7 +166,7 @@ impl Table {
         self.close[idx] = t.price;
         let q = i128::from(t.qty);
         let raw = t.raw_trades();
-        let (pq, inexact) = self.quote_rule.of_aggtrade(t.price, t.qty, raw);
+        let (pq, inexact) = rule.of_aggtrade(t.price, t.qty, raw);
         let taker = !t.buyer_is_maker;
         self.volume[idx] = q;
         self.quote[idx] = pq;
@@ -185,7 +184,7 @@ impl Table {
     /// one pass over per-symbol subslices, no bounds checks inside). Returns a bitmask of the
     /// slots that need a roll instead (`n` ≤ 64).
     #[inline]
-    pub fn apply_run(&mut self, base: usize, n: usize, t: &Trade) -> u64 {
+    pub fn apply_run(&mut self, base: usize, n: usize, t: &Trade, rule: QuoteRule) -> u64 {
         let r = base..base + n;
         let state = &self.state[r.clone()];
         let next = &self.next[r.clone()];
@@ -202,7 +201,7 @@ impl Table {
         let last_id = &mut self.last_id[r];
         let (taker, raw) = (!t.buyer_is_maker, t.raw_trades());
         let (p, q) = (t.price, i128::from(t.qty));
-        let (pq, cut) = self.quote_rule.of_aggtrade(t.price, t.qty, raw);
+        let (pq, cut) = rule.of_aggtrade(t.price, t.qty, raw);
         let cut = u64::from(cut);
         let exact = product(t.price, t.qty);
         let mut roll = 0u64;
@@ -231,13 +230,13 @@ impl Table {
 
     /// Adds a trade to the open kline in `idx` (same bucket).
     #[inline]
-    pub fn apply(&mut self, idx: usize, t: &Trade) {
+    pub fn apply(&mut self, idx: usize, t: &Trade, rule: QuoteRule) {
         self.high[idx] = self.high[idx].max(t.price);
         self.low[idx] = self.low[idx].min(t.price);
         self.close[idx] = t.price;
         let q = i128::from(t.qty);
         let raw = t.raw_trades();
-        let (pq, inexact) = self.quote_rule.of_aggtrade(t.price, t.qty, raw);
+        let (pq, inexact) = rule.of_aggtrade(t.price, t.qty, raw);
         self.volume[idx] += q;
         self.quote[idx] += pq;
         if !t.buyer_is_maker {

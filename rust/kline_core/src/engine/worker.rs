@@ -55,8 +55,8 @@ fn handle(state: &mut PartitionState, cx: &WorkerContext, item: Item) -> bool {
                 state.trade(shared, slot, generation, t, now);
             }
         }
-        Item::Add { name, anchor_3d, reply } => {
-            let r = state.add(name, anchor_3d);
+        Item::Add { name, spec, reply } => {
+            let r = state.add(name, spec);
             shared.symbols.store(state.live_symbols(), Ordering::Relaxed);
             shared.allocated.store(state.allocated_symbols(), Ordering::Relaxed);
             let _ = reply.send(r);

@@ -4,7 +4,8 @@
 //! 2025 and µs after. USD-M / COIN-M futures: a header line, 7 columns `a,p,q,f,l,T,m`.
 //!
 //! trades (raw trades), spot: no header, 7 columns `id,price,qty,quoteQty,time,isBuyerMaker,
-//! isBestMatch`; futures: a header line, 6 columns `id,price,qty,quote_qty,time,is_buyer_maker`.
+//! isBestMatch`; futures: a header line, 6 columns `id,price,qty,quote_qty,time,is_buyer_maker`
+//! (COIN-M: `base_qty`, the trade's base-asset value, in place of `quote_qty`).
 //! A raw trade is an aggTrade of one trade (`f = l = id`), so every quote value is exact.
 
 use super::digits::{digit_run, digits_value, up_to_16_digits, POW10};
@@ -60,6 +61,9 @@ impl Layout {
 
 const TRADE_NAMES: [&str; 7] =
     ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"];
+/// What a trades header may name besides [`TRADE_NAMES`]: COIN-M's column in place of
+/// `quote_qty`.
+const COIN_M_QUOTE: &str = "base_qty";
 
 const NAMES: [&str; 8] = [
     "agg_trade_id",
@@ -85,7 +89,22 @@ pub fn header(text: &[u8]) -> Option<Layout> {
         f if f.eq_ignore_ascii_case(b"id") => (Layout::Trades, &TRADE_NAMES),
         _ => return None,
     };
-    fields.all(|f| names.iter().any(|n| f.eq_ignore_ascii_case(n.as_bytes()))).then_some(layout)
+    let known = |f: &[u8]| {
+        names.iter().any(|n| f.eq_ignore_ascii_case(n.as_bytes()))
+            || (layout == Layout::Trades && f.eq_ignore_ascii_case(COIN_M_QUOTE.as_bytes()))
+    };
+    fields.all(known).then_some(layout)
+}
+
+/// Whether the first line of `text` is a COIN-M trades header (it names `base_qty`): its
+/// quote columns are base-asset volume, which takes the symbol's contract size.
+pub fn names_base_qty(text: &[u8]) -> bool {
+    let line = &text[..memchr(b'\n', text).unwrap_or(text.len())];
+    header(line) == Some(Layout::Trades)
+        && line.split(|&c| c == b',').any(|f| {
+            let f = f.strip_suffix(b"\r").unwrap_or(f);
+            f.eq_ignore_ascii_case(COIN_M_QUOTE.as_bytes())
+        })
 }
 
 /// Whether the first line of `text` is a header of either kind.
@@ -154,7 +173,8 @@ pub fn parse_trade_row(line: &[u8]) -> Result<Trade, String> {
             .ok_or_else(|| format!("{} is not an integer: {}", TRADE_NAMES[i], excerpt(fields[i])))
     };
     let dec = |i: usize| parse_fixed8(fields[i]).map_err(|e| format!("{}: {e}", TRADE_NAMES[i]));
-    crate::decimal::parse_fixed8_wide(fields[3]).map_err(|e| format!("quote_qty: {e}"))?;
+    crate::decimal::parse_fixed8_wide(fields[3])
+        .map_err(|e| format!("quote_qty (base_qty on COIN-M): {e}"))?;
     let buyer_is_maker = parse_bool(fields[5])
         .ok_or_else(|| format!("is_buyer_maker is not a boolean: {}", excerpt(fields[5])))?;
     if fields.len() == 7 && parse_bool(fields[6]).is_none() {

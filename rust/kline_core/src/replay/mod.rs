@@ -10,7 +10,7 @@ use crate::aggregate::{partial_edges, Aggregator, Counts, FlatRunTooLong};
 use crate::decimal::QuoteRule;
 use crate::interval::{epoch_3d_warning, Grid, Interval, TimeUnit};
 use crate::output::{CsvSink, SinkError, StagedFiles, KLINE_CSV_HEADER};
-use crate::parse::csv::{header, parse_block, Layout};
+use crate::parse::csv::{header, names_base_qty, parse_block, Layout};
 use crate::parse::source::{
     content_len, date_span_of_file_name, for_each_csv, symbol_from_file_name,
 };
@@ -140,6 +140,13 @@ pub enum ReplayError {
         "{symbol}: both aggTrades and trades inputs (their ids differ); replay them separately"
     )]
     MixedKinds { symbol: String },
+    #[error(
+        "{file}: COIN-M trades (its header names base_qty): their quote volume is base-asset \
+         volume, contracts x size / price; give the symbol's contract size (exchangeInfo's \
+         contractSize: 100 for BTCUSD_*, 10 for the others) as --contract-size / \
+         quote_rule=\"contracts:<size>\""
+    )]
+    ContractSizeNeeded { file: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReplayError + '_ {

@@ -61,6 +61,8 @@ pub(super) struct Block {
     pub(super) first: bool,
     /// Lines skipped at the start (a header).
     pub(super) skipped: u64,
+    /// Its header names COIN-M's `base_qty`.
+    pub(super) base_qty: bool,
     pub(super) layout: Layout,
     pub(super) data: Vec<u8>,
     pub(super) skip_bytes: usize,
@@ -72,6 +74,7 @@ pub(super) struct Parsed {
     pub(super) source: Arc<str>,
     pub(super) first: bool,
     pub(super) skipped: u64,
+    pub(super) base_qty: bool,
     pub(super) lines: u64,
     pub(super) bytes: u64,
     pub(super) trades: Vec<Trade>,
@@ -151,6 +154,7 @@ pub(super) fn read_source(
         }
         let mut skip_bytes = 0;
         let mut skipped = 0;
+        let base_qty = first && names_base_qty(&buf);
         if let Some(says) = header(&buf).filter(|_| first) {
             if kind.is_some_and(|k| k != says) {
                 return Err(io::Error::other(format!(
@@ -169,6 +173,7 @@ pub(super) fn read_source(
             source: source.clone(),
             first,
             skipped,
+            base_qty,
             layout,
             data: buf,
             skip_bytes,
@@ -197,6 +202,7 @@ pub(super) fn parse(b: Block, pools: &Pools) -> Parsed {
         source: b.source,
         first: b.first,
         skipped: b.skipped,
+        base_qty: b.base_qty,
         lines,
         bytes,
         trades,

@@ -183,6 +183,9 @@ impl<'a> Consumer<'a> {
             self.current =
                 Some(Current { symbol: symbol.clone(), unit: None, agg: None, sink: None });
         }
+        if p.base_qty && !matches!(self.opts.quote_rule, QuoteRule::Contracts { .. }) {
+            return Err(ReplayError::ContractSizeNeeded { file: p.source.to_string() });
+        }
         if p.first {
             self.line_base = 0;
             self.summary.files += u64::from(p.first);

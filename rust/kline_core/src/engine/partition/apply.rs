@@ -79,8 +79,9 @@ impl PartitionState {
         c.trades += 1;
         s.max_time = s.max_time.max(t.time);
         c.watermark = c.watermark.max(t.time);
+        let rule = s.quote_rule;
         self.resumed_by_trade(sym, t.time);
-        let mut roll = self.table.apply_run(sym * self.n, self.n, t);
+        let mut roll = self.table.apply_run(sym * self.n, self.n, t, rule);
         while roll != 0 {
             let i = roll.trailing_zeros() as usize;
             roll &= roll - 1;
@@ -132,14 +133,15 @@ impl PartitionState {
         if !fits {
             return false;
         }
+        let rule = self.symbols[sym].quote_rule;
         for i in 0..self.n {
             let idx = base + i;
             if self.table.state[idx] == SlotState::Open && t.time >= self.table.open_time[idx] {
-                self.table.apply(idx, t);
+                self.table.apply(idx, t, rule);
                 continue;
             }
             let Some((mut k, revision)) = self.last_closed[idx] else { continue };
-            k.apply(t, self.cfg.quote_rule);
+            k.apply(t, rule);
             if self.table.state[idx] == SlotState::Flat {
                 self.table.close[idx] = k.close; // quiet periods after it carry its close
             }
@@ -173,7 +175,8 @@ impl PartitionState {
             }
             SlotState::Empty => {}
         }
-        self.table.open_with(idx, t, start, next);
+        let rule = self.symbols[sym].quote_rule;
+        self.table.open_with(idx, t, start, next, rule);
         if !self.swept.is_empty() {
             self.swept[idx] = None;
         }

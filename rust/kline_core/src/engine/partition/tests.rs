@@ -40,9 +40,9 @@ fn opens(chunk: &[Record]) -> Vec<i64> {
 fn a_trade_or_remove_for_a_symbol_that_left_its_slot_touches_not_the_one_that_took_it() {
     let shared = Shared::new(16, 1024, 1);
     let mut p = state(&["1m"]);
-    let (slot, old) = p.add("AAAUSDT".into(), None);
+    let (slot, old) = p.add("AAAUSDT".into(), SymbolSpec::default());
     p.remove(&shared, slot, old);
-    let (again, new) = p.add("BBBUSDT".into(), None);
+    let (again, new) = p.add("BBBUSDT".into(), SymbolSpec::default());
     assert_eq!(again, slot, "the freed slot is taken");
     p.trade(&shared, slot, new, &trade(1, T0), T0);
     // Items queued for AAAUSDT before its removal, applied after BBBUSDT took the slot.
@@ -61,7 +61,7 @@ fn a_trade_or_remove_for_a_symbol_that_left_its_slot_touches_not_the_one_that_to
 fn closed_records_wait_in_the_chunk_being_filled_until_it_holds_a_full_chunk() {
     let shared = Shared::new(16, 64 * OUT_CHUNK, 1);
     let mut p = state(&["1m"]);
-    let (slot, generation) = p.add("BTCUSDT".into(), None);
+    let (slot, generation) = p.add("BTCUSDT".into(), SymbolSpec::default());
     // Each trade opens the next minute and closes the one before: n trades, n - 1 klines.
     let mut put = |id: i64| p.trade(&shared, slot, generation, &trade(id, T0 + id * MINUTE_MS), T0);
     for id in 0..OUT_CHUNK as i64 {
@@ -84,7 +84,7 @@ fn chunks_behind_a_full_outbox_come_out_before_any_sealed_after_them() {
     let shared = Shared::new(16, 4 * OUT_CHUNK, 1);
     assert_eq!(shared.outbox.capacity(), 4);
     let mut p = state(&["1m"]);
-    let (slot, generation) = p.add("BTCUSDT".into(), None);
+    let (slot, generation) = p.add("BTCUSDT".into(), SymbolSpec::default());
     p.trade(&shared, slot, generation, &trade(0, T0), T0);
     // Seal one kline per chunk: 4 fill the outbox, the 5th waits behind it.
     let seal = |p: &mut PartitionState, m: i64| {
@@ -109,7 +109,7 @@ fn chunks_behind_a_full_outbox_come_out_before_any_sealed_after_them() {
 #[test]
 fn trades_held_past_the_bound_while_the_feed_is_down_are_counted_not_kept() {
     let mut p = state(&["1m"]);
-    let (slot, _) = p.add("BTCUSDT".into(), None);
+    let (slot, _) = p.add("BTCUSDT".into(), SymbolSpec::default());
     let sym = slot as usize;
     p.feed_down(sym, T0, false);
     // The bound is 4 M trades (about 230 MB held): one more is counted, not kept.
@@ -125,15 +125,15 @@ fn trades_held_past_the_bound_while_the_feed_is_down_are_counted_not_kept() {
 fn a_waiting_hole_of_a_removed_symbol_is_not_reported_for_the_one_that_took_its_slot() {
     let shared = Shared::new(16, 1, 1); // the holes queue holds one hole
     let mut p = state(&["1m"]);
-    p.add("AAAUSDT".into(), None);
-    let (slot, old) = p.add("BBBUSDT".into(), None);
+    p.add("AAAUSDT".into(), SymbolSpec::default());
+    let (slot, old) = p.add("BBBUSDT".into(), SymbolSpec::default());
     let sym = slot as usize;
     let hole = |symbol: &str| IdHole { symbol: symbol.into(), from_id: 2, to_id: 4, since: T0 };
     shared.holes.push(hole("AAAUSDT")).unwrap();
     p.feed_down(sym, T0, false);
     p.report_hole(&shared, sym, hole("BBBUSDT")); // waits behind AAAUSDT's
     p.remove(&shared, slot, old);
-    let (again, _) = p.add("CCCUSDT".into(), None);
+    let (again, _) = p.add("CCCUSDT".into(), SymbolSpec::default());
     assert_eq!(again, slot);
     p.feed_down(sym, T0, false); // CCCUSDT is down too, with no hole of its own yet
     shared.holes.pop();
