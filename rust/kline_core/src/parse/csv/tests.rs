@@ -73,6 +73,21 @@ fn raw_trade_rows_spot_and_futures() {
 }
 
 #[test]
+fn a_coin_m_trades_header_names_base_qty_and_only_a_trades_header_may() {
+    let coin_m = b"id,price,qty,base_qty,time,is_buyer_maker\r\n1,2.0,3,1.5,5,true\n";
+    assert_eq!(header(coin_m), Some(Layout::Trades));
+    assert!(names_base_qty(coin_m));
+    let usd_m = b"id,price,qty,quote_qty,time,is_buyer_maker\n1,2.0,3,6.0,5,true\n";
+    assert_eq!(header(usd_m), Some(Layout::Trades));
+    assert!(!names_base_qty(usd_m));
+    // aggTrades headers have no such column; a data row is no header at all.
+    assert_eq!(header(b"agg_trade_id,price,base_qty\n"), None);
+    assert!(!names_base_qty(b"agg_trade_id,price,base_qty\n"));
+    assert!(!names_base_qty(b"7,base_qty,3,1.5,5,true\n"));
+    assert!(!names_base_qty(b""));
+}
+
+#[test]
 fn bad_rows_say_why() {
     let cases: [(&[u8], &str); 7] = [
         (b"1,2,3", "3 columns"),
