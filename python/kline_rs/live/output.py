@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from kline_rs._core import format_fixed8, format_quote
 from kline_rs.engine import ClosedKline
@@ -50,18 +50,52 @@ def kline_json(k: ClosedKline) -> str:
     )
 
 
-def binance_ws_event(k: ClosedKline, event_ms: int) -> dict[str, Any]:
-    """Binance's websocket kline event for a closed kline (``x`` true), sent at ``event_ms``.
-    A period without trades has ``f`` = ``L`` = -1, as Binance sends it."""
+class KlineFields(Protocol):
+    """The exact fields of a kline (prices and volumes at 1e-8, quote volumes at 1e-16)."""
+
+    @property
+    def open_time(self) -> int: ...
+    @property
+    def close_time(self) -> int: ...
+    @property
+    def open(self) -> int: ...
+    @property
+    def high(self) -> int: ...
+    @property
+    def low(self) -> int: ...
+    @property
+    def close(self) -> int: ...
+    @property
+    def volume(self) -> int: ...
+    @property
+    def quote_volume(self) -> int: ...
+    @property
+    def trades(self) -> int: ...
+    @property
+    def taker_buy_volume(self) -> int: ...
+    @property
+    def taker_buy_quote_volume(self) -> int: ...
+    @property
+    def first_trade_id(self) -> int: ...
+    @property
+    def last_trade_id(self) -> int: ...
+
+
+def kline_event(
+    k: KlineFields, *, symbol: str, interval: str, closed: bool, event_ms: int
+) -> dict[str, Any]:
+    """Binance's websocket kline event (``<symbol>@kline_<interval>``), sent at ``event_ms``;
+    ``x`` says whether the kline is closed. A period without trades has ``f`` = ``L`` = -1,
+    as Binance sends it."""
     return {
         "e": "kline",
         "E": event_ms,
-        "s": k.symbol,
+        "s": symbol,
         "k": {
             "t": k.open_time,
             "T": k.close_time,
-            "s": k.symbol,
-            "i": k.interval,
+            "s": symbol,
+            "i": interval,
             "f": k.first_trade_id,
             "L": k.last_trade_id,
             "o": format_fixed8(k.open),
@@ -70,13 +104,18 @@ def binance_ws_event(k: ClosedKline, event_ms: int) -> dict[str, Any]:
             "l": format_fixed8(k.low),
             "v": format_fixed8(k.volume),
             "n": k.trades,
-            "x": True,
+            "x": closed,
             "q": format_quote(k.quote_volume),
             "V": format_fixed8(k.taker_buy_volume),
             "Q": format_quote(k.taker_buy_quote_volume),
             "B": "0",
         },
     }
+
+
+def binance_ws_event(k: ClosedKline, event_ms: int) -> dict[str, Any]:
+    """Binance's websocket kline event for a closed kline (``x`` true), sent at ``event_ms``."""
+    return kline_event(k, symbol=k.symbol, interval=k.interval, closed=True, event_ms=event_ms)
 
 
 def binance_rest_row(k: ClosedKline) -> list[Any]:

@@ -1,0 +1,104 @@
+"""The klines of a running engine as a :class:`~kline_rs.serve.source.KlineSource`:
+``kline-rs run … --serve``.
+
+Closed klines come from the pipeline (:meth:`LiveSource.on_closed`, its ``on_kline``): the
+latest :data:`MAX_RECENT` of each symbol and interval are kept here, older ones are read from
+the run's store (if it has one); the open kline of each interval is read from the engine. A
+revised kline (a repaired gap) replaces the one it revises and tells the stream hub, which
+sends it again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from kline_rs.serve.source import ServedKline, select
+
+if TYPE_CHECKING:
+    from kline_rs.engine import Engine
+    from kline_rs.records import ClosedKline
+    from kline_rs.serve.source import KlineSource
+    from kline_rs.serve.ws import StreamHub
+    from kline_rs.venues import Venue
+
+#: Closed klines kept in memory per symbol and interval (REST's largest page, and then some).
+MAX_RECENT = 1_500
+
+_FIELDS = (
+    "open_time", "close_time", "open", "high", "low", "close", "volume", "quote_volume",
+    "trades", "taker_buy_volume", "taker_buy_quote_volume", "first_trade_id", "last_trade_id",
+)  # fmt: skip
+
+
+def served(k: ClosedKline) -> ServedKline:
+    """A closed kline as served (its revision and gap mark kept)."""
+    return ServedKline(
+        *(int(getattr(k, f)) for f in _FIELDS), gap=bool(k.gap), revision=int(k.revision)
+    )
+
+
+class LiveSource:
+    """``engine``'s open klines, the closed ones it handed on, and older ones from ``store``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        venue: Venue,
+        *,
+        store: KlineSource | None = None,
+        tz_offset: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.venue = venue
+        self.store = store
+        self.tz_offset = tz_offset
+        self.hub: StreamHub | None = None
+        self._recent: dict[tuple[str, str], OrderedDict[int, ServedKline]] = {}
+
+    def on_closed(self, k: ClosedKline) -> None:
+        """The pipeline's ``on_kline``: keeps ``k`` and tells the streams of its symbol."""
+        series = self._recent.setdefault((k.symbol, k.interval), OrderedDict())
+        old = series.get(k.open_time)
+        if old is None or old.revision <= k.revision:
+            series[k.open_time] = served(k)
+        while len(series) > MAX_RECENT:
+            series.popitem(last=False)
+        if self.hub is not None:
+            self.hub.notify(k.symbol, k.open_time)
+
+    def symbols(self) -> list[str]:
+        return sorted(self.engine.symbols())
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        start_ms: int | None,
+        end_ms: int | None,
+        limit: int,
+        tz_offset: str | None,
+    ) -> list[ServedKline]:
+        if interval not in self.engine.intervals or tz_offset != self.tz_offset:
+            if self.store is None:
+                return []
+            return await self.store.klines(symbol, interval, start_ms, end_ms, limit, tz_offset)
+        by_open: dict[int, ServedKline] = {}
+        recent = self._recent.get((symbol, interval), OrderedDict())
+        oldest_recent = next(iter(recent), None)
+        if self.store is not None and (
+            oldest_recent is None or start_ms is None or start_ms < oldest_recent
+        ):
+            stored = await self.store.klines(symbol, interval, start_ms, end_ms, limit, tz_offset)
+            by_open.update((k.open_time, k) for k in stored)
+        for t, k in recent.items():
+            if t not in by_open or by_open[t].revision <= k.revision:
+                by_open[t] = k
+        if symbol in self.engine.symbols():
+            for slot in self.engine.read(symbol):
+                if slot["interval"] == interval and slot["state"] == "open":
+                    fields = (int(slot[f]) for f in _FIELDS)
+                    k = ServedKline(*fields, closed=False)
+                    by_open.setdefault(k.open_time, k)
+        rows = [by_open[t] for t in sorted(by_open)]
+        return select(rows, start_ms, end_ms, limit)
