@@ -18,7 +18,7 @@ import oracle
 import pytest
 from aiohttp import web
 from kline_rs.serve.live import LiveSource
-from kline_rs.serve.ws import MAX_STREAMS, StreamHub, parse_stream, StreamNameError
+from kline_rs.serve.ws import MAX_STREAMS, StreamHub, StreamNameError, parse_stream
 from kline_rs.venues import SPOT
 
 E8 = 10**8
@@ -212,42 +212,49 @@ def test_any_ws_path_connects_as_on_binance_and_bad_combined_names_are_refused()
 
 def test_bounds_too_many_streams_and_connections() -> None:
     async def scenario() -> None:
-        async with served(max_connections_per_client=2) as s, aiohttp.ClientSession() as http:
-            async with http.ws_connect(f"{s.url}/ws") as ws:
-                names = [f"s{i}usdt@kline_1m" for i in range(MAX_STREAMS + 1)]
-                await ws.send_json({"method": "SUBSCRIBE", "params": names, "id": 1})
-                reply = await next_event(ws)
-                assert reply["error"]["code"] == 2 and "too many streams" in reply["error"]["msg"]
-                async with http.ws_connect(f"{s.url}/ws"):
-                    with pytest.raises(aiohttp.WSServerHandshakeError) as e:
-                        await http.ws_connect(f"{s.url}/ws")
-                    assert e.value.status == 429
+        async with (
+            served(max_connections_per_client=2) as s,
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"{s.url}/ws") as ws,
+        ):
+            names = [f"s{i}usdt@kline_1m" for i in range(MAX_STREAMS + 1)]
+            await ws.send_json({"method": "SUBSCRIBE", "params": names, "id": 1})
+            reply = await next_event(ws)
+            assert reply["error"]["code"] == 2 and "too many streams" in reply["error"]["msg"]
+            async with http.ws_connect(f"{s.url}/ws"):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                    await http.ws_connect(f"{s.url}/ws")
+                assert e.value.status == 429
 
     run(scenario())
 
 
 def test_a_repaired_kline_is_sent_again_closed_with_the_same_open_time() -> None:
     async def scenario() -> None:
-        async with served() as s, aiohttp.ClientSession() as http:
-            async with http.ws_connect(f"{s.url}/ws/btcusdt@kline_1m") as ws:
-                s.engine.push_trades("BTCUSDT", s.batch("BTCUSDT", [1, 2, 3],
-                                                        [T0 + 1_000, T0 + 2_000, T0 + 3_000]))
-                s.engine.sync()
-                assert (await next_event(ws))["k"]["n"] == 3
-                # The feed drops; trade 6 comes live (held), 4 and 5 only from the backfill.
-                s.engine.feed_down("BTCUSDT", T0 + 20_000)
-                s.engine.push_trades("BTCUSDT", s.batch("BTCUSDT", [6], [T0 + 50_000]))
-                s.clock.set(T0 + MINUTE + 1_000)
-                s.engine.sync()
-                gap = await next_event(ws)
-                assert gap["k"]["x"] and (gap["k"]["t"], gap["k"]["n"]) == (T0, 3)
-                s.engine.backfill("BTCUSDT", s.batch("BTCUSDT", [4, 5], [T0 + 25_000, T0 + 35_000]))
-                s.engine.feed_up("BTCUSDT")
-                s.engine.sync()
-                again = await next_event(ws)
-                assert again["k"]["x"] and again["k"]["t"] == T0
-                assert fields(again["k"]) == s.truth("BTCUSDT")[T0]
-                assert again["k"]["n"] == 6
+        async with (
+            served() as s,
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"{s.url}/ws/btcusdt@kline_1m") as ws,
+        ):
+            s.engine.push_trades(
+                "BTCUSDT", s.batch("BTCUSDT", [1, 2, 3], [T0 + 1_000, T0 + 2_000, T0 + 3_000])
+            )
+            s.engine.sync()
+            assert (await next_event(ws))["k"]["n"] == 3
+            # The feed drops; trade 6 comes live (held), 4 and 5 only from the backfill.
+            s.engine.feed_down("BTCUSDT", T0 + 20_000)
+            s.engine.push_trades("BTCUSDT", s.batch("BTCUSDT", [6], [T0 + 50_000]))
+            s.clock.set(T0 + MINUTE + 1_000)
+            s.engine.sync()
+            gap = await next_event(ws)
+            assert gap["k"]["x"] and (gap["k"]["t"], gap["k"]["n"]) == (T0, 3)
+            s.engine.backfill("BTCUSDT", s.batch("BTCUSDT", [4, 5], [T0 + 25_000, T0 + 35_000]))
+            s.engine.feed_up("BTCUSDT")
+            s.engine.sync()
+            again = await next_event(ws)
+            assert again["k"]["x"] and again["k"]["t"] == T0
+            assert fields(again["k"]) == s.truth("BTCUSDT")[T0]
+            assert again["k"]["n"] == 6
 
     run(scenario())
 

@@ -333,9 +333,7 @@ class StreamHub:
         self.stats["connections"] += 1
         self._subscribe(client, names)
         sender = asyncio.create_task(client.send_loop())
-        ager = asyncio.get_running_loop().call_later(
-            self.max_age_s, self._age_out, client
-        )
+        ager = asyncio.get_running_loop().call_later(self.max_age_s, self._age_out, client)
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
