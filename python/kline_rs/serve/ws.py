@@ -36,7 +36,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -189,9 +189,9 @@ class Client:
             if self.transport is not None:
                 self.transport.abort()
 
-    def send_event(self, stream: str, event: dict[str, Any]) -> None:
-        payload = {"stream": stream, "data": event} if self.subs.combined else event
-        self.send(json.dumps(payload, separators=(",", ":")))
+    def send_event(self, raw: str, combined: str) -> None:
+        """An event, as its raw and its combined (``{"stream":…,"data":…}``) text."""
+        self.send(combined if self.subs.combined else raw)
 
     def close_soon(self, code: int, message: str) -> None:
         if not self.closing:
@@ -427,8 +427,10 @@ class StreamHub:
         for k, closed in events:
             event = kline_event(k, symbol=s.symbol, interval=s.interval, closed=closed,
                                 event_ms=event_ms)  # fmt: skip
+            raw = json.dumps(event, separators=(",", ":"))
+            combined = f'{{"stream":{json.dumps(s.name)},"data":{raw}}}'
             for c in list(state.clients):
-                c.send_event(s.name, event)
+                c.send_event(raw, combined)
 
 
 def _is_stream(name: str) -> bool:
