@@ -11,7 +11,9 @@ sends it again.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from kline_rs.serve.source import ServedKline, select
 
@@ -25,17 +27,32 @@ if TYPE_CHECKING:
 #: Closed klines kept in memory per symbol and interval (REST's largest page, and then some).
 MAX_RECENT = 1_500
 
-_FIELDS = (
-    "open_time", "close_time", "open", "high", "low", "close", "volume", "quote_volume",
-    "trades", "taker_buy_volume", "taker_buy_quote_volume", "first_trade_id", "last_trade_id",
-)  # fmt: skip
+
+def _kline(get: Callable[[str], Any], *, gap: bool, revision: int, closed: bool) -> ServedKline:
+    """A :class:`ServedKline` from a getter of the kline's fields by name."""
+    return ServedKline(
+        open_time=int(get("open_time")),
+        close_time=int(get("close_time")),
+        open=int(get("open")),
+        high=int(get("high")),
+        low=int(get("low")),
+        close=int(get("close")),
+        volume=int(get("volume")),
+        quote_volume=int(get("quote_volume")),
+        trades=int(get("trades")),
+        taker_buy_volume=int(get("taker_buy_volume")),
+        taker_buy_quote_volume=int(get("taker_buy_quote_volume")),
+        first_trade_id=int(get("first_trade_id")),
+        last_trade_id=int(get("last_trade_id")),
+        gap=gap,
+        revision=revision,
+        closed=closed,
+    )
 
 
 def served(k: ClosedKline) -> ServedKline:
     """A closed kline as served (its revision and gap mark kept)."""
-    return ServedKline(
-        *(int(getattr(k, f)) for f in _FIELDS), gap=bool(k.gap), revision=int(k.revision)
-    )
+    return _kline(partial(getattr, k), gap=bool(k.gap), revision=int(k.revision), closed=True)
 
 
 class LiveSource:
@@ -97,8 +114,7 @@ class LiveSource:
         if symbol in self.engine.symbols():
             for slot in self.engine.read(symbol):
                 if slot["interval"] == interval and slot["state"] == "open":
-                    fields = (int(slot[f]) for f in _FIELDS)
-                    k = ServedKline(*fields, closed=False)
+                    k = _kline(slot.__getitem__, gap=False, revision=0, closed=False)
                     by_open.setdefault(k.open_time, k)
         rows = [by_open[t] for t in sorted(by_open)]
         return select(rows, start_ms, end_ms, limit)

@@ -161,7 +161,7 @@ class Client:
         ws: web.WebSocketResponse,
         key: str,
         subs: Subscriptions,
-        transport: asyncio.BaseTransport | None,
+        transport: asyncio.Transport | None,
     ) -> None:
         self.hub = hub
         self.ws = ws
