@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from kline_rs._core import format_fixed8, format_quote
 from kline_rs.engine import ClosedKline
@@ -22,8 +22,53 @@ OutputFormat = Literal["jsonl", "binance-ws", "binance-rest"]
 FORMATS: tuple[OutputFormat, ...] = ("jsonl", "binance-ws", "binance-rest")
 
 
+class KlineValues(Protocol):
+    """The exact values of a kline (a :class:`ClosedKline`, a served kline): prices and
+    volumes at 1e-8, quote volumes at 1e-16."""
+
+    @property
+    def open_time(self) -> int: ...
+    @property
+    def close_time(self) -> int: ...
+    @property
+    def open(self) -> int: ...
+    @property
+    def high(self) -> int: ...
+    @property
+    def low(self) -> int: ...
+    @property
+    def close(self) -> int: ...
+    @property
+    def volume(self) -> int: ...
+    @property
+    def quote_volume(self) -> int: ...
+    @property
+    def trades(self) -> int: ...
+    @property
+    def taker_buy_volume(self) -> int: ...
+    @property
+    def taker_buy_quote_volume(self) -> int: ...
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def kline_fields(k: KlineValues) -> dict[str, Any]:
+    """A kline's values under our JSON keys, decimals as Binance's 8-decimal text."""
+    return {
+        "open_time": k.open_time,
+        "close_time": k.close_time,
+        "open": format_fixed8(k.open),
+        "high": format_fixed8(k.high),
+        "low": format_fixed8(k.low),
+        "close": format_fixed8(k.close),
+        "volume": format_fixed8(k.volume),
+        "quote_volume": format_quote(k.quote_volume),
+        "trades": k.trades,
+        "taker_buy_volume": format_fixed8(k.taker_buy_volume),
+        "taker_buy_quote_volume": format_quote(k.taker_buy_quote_volume),
+    }
 
 
 def kline_json(k: ClosedKline) -> str:
@@ -32,17 +77,7 @@ def kline_json(k: ClosedKline) -> str:
         {
             "symbol": k.symbol,
             "interval": k.interval,
-            "open_time": k.open_time,
-            "close_time": k.close_time,
-            "open": format_fixed8(k.open),
-            "high": format_fixed8(k.high),
-            "low": format_fixed8(k.low),
-            "close": format_fixed8(k.close),
-            "volume": format_fixed8(k.volume),
-            "quote_volume": format_quote(k.quote_volume),
-            "trades": k.trades,
-            "taker_buy_volume": format_fixed8(k.taker_buy_volume),
-            "taker_buy_quote_volume": format_quote(k.taker_buy_quote_volume),
+            **kline_fields(k),
             "revision": k.revision,
             "gap": k.gap,
             "inexact_trades": k.inexact_trades,
@@ -79,7 +114,7 @@ def binance_ws_event(k: ClosedKline, event_ms: int) -> dict[str, Any]:
     }
 
 
-def binance_rest_row(k: ClosedKline) -> list[Any]:
+def binance_rest_row(k: KlineValues) -> list[Any]:
     """Binance's REST kline array: times and the trade count as numbers, the rest as text."""
     return [
         k.open_time,
