@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import warnings
@@ -32,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kline_rs.live.kline_history import records
-from kline_rs.serve import RemoteBindError, ServeOptions, Server
+from kline_rs.serve import BackgroundServer, RemoteBindError, ServeOptions, Server
 from kline_rs.serve.errors import BinanceError
 from kline_rs.serve.limits import Guard
 from kline_rs.serve.rollup import MAX_ROLLUP_PARTS
@@ -70,30 +69,6 @@ async def store(path: Path, rows: list[Row], *, anchors: dict[str, int] | None =
             await sink.save_anchors(anchors)
     finally:
         await sink.close()
-
-
-class Running:
-    """A :class:`Server` on its own event loop in a thread, for blocking clients."""
-
-    def __init__(self, source: Any, **options: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = Server(source, **options)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
 
 def get(
@@ -140,11 +115,13 @@ def minutes(binance_data: Path) -> list[Row]:
 
 
 @pytest.fixture(scope="module")
-def served(minutes: list[Row], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def served(
+    minutes: list[Row], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BackgroundServer]:
     path = tmp_path_factory.mktemp("serve") / "binance.sqlite"
     asyncio.run(store(path, minutes, anchors={"BTCUSDT": ANCHOR}))
     options = ServeOptions(weight_per_minute=10**9)
-    with Running(path, options=options) as running:
+    with BackgroundServer(path, options=options) as running:
         yield running
 
 
@@ -152,7 +129,7 @@ def served(minutes: list[Row], tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def test_5m_and_1d_rolled_up_from_binances_minutes_are_binances_own_rest_klines(
-    served: Running, minutes: list[Row], binance_data: Path
+    served: BackgroundServer, minutes: list[Row], binance_data: Path
 ) -> None:
     # The recorded request, as gocryptotrader sent it: 24 5m klines of 2020-01-01.
     want_5m = json.loads((binance_data / "btcusdt_klines_5m_rest.json").read_text())
@@ -183,7 +160,7 @@ def test_5m_and_1d_rolled_up_from_binances_minutes_are_binances_own_rest_klines(
     ],
 )
 def test_any_interval_and_time_zone_is_the_cores_roll_up_of_the_stored_minutes(
-    served: Running, minutes: list[Row], interval: str, options: dict[str, Any]
+    served: BackgroundServer, minutes: list[Row], interval: str, options: dict[str, Any]
 ) -> None:
     query: dict[str, Any] = {"interval": interval, "startTime": 0, "limit": 1000}
     if "tz_offset" in options:
@@ -194,7 +171,7 @@ def test_any_interval_and_time_zone_is_the_cores_roll_up_of_the_stored_minutes(
 
 
 def test_an_interval_no_stored_one_rolls_up_into_is_refused_with_the_reason(
-    served: Running,
+    served: BackgroundServer,
 ) -> None:
     status, _, body = get(served.url, "/api/v3/klines", "symbol=BTCUSDT&interval=10s")
     assert (status, body["code"]) == (400, -1120)
@@ -204,7 +181,9 @@ def test_an_interval_no_stored_one_rolls_up_into_is_refused_with_the_reason(
 # -- Binance's window rules -------------------------------------------------------------------
 
 
-def test_start_end_and_limit_select_as_binance_does(served: Running, minutes: list[Row]) -> None:
+def test_start_end_and_limit_select_as_binance_does(
+    served: BackgroundServer, minutes: list[Row]
+) -> None:
     url = served.url
     assert klines(url, interval="1m") == minutes[-500:]  # neither: the latest, default 500
     assert klines(url, interval="1m", limit=1000) == minutes[-1000:]
@@ -229,7 +208,7 @@ def test_start_end_and_limit_select_as_binance_does(served: Running, minutes: li
 
 
 def test_a_range_the_store_does_not_cover_gives_fewer_klines_or_none(
-    served: Running, minutes: list[Row]
+    served: BackgroundServer, minutes: list[Row]
 ) -> None:
     url = served.url
     assert klines(url, interval="1m", startTime=END + DAY) == []
@@ -243,7 +222,7 @@ def test_a_range_the_store_does_not_cover_gives_fewer_klines_or_none(
     assert refused(url, query, "/fapi/v1") == (400, -1023)
 
 
-def test_the_extension_path_says_which_klines_are_whole_and_final(served: Running) -> None:
+def test_the_extension_path_says_which_klines_are_whole_and_final(served: BackgroundServer) -> None:
     def flags(interval: str) -> list[tuple[int, bool, bool]]:
         status, _, body = get(served.url, "/krs/v1/klines", f"symbol=BTCUSDT&interval={interval}")
         assert status == 200 and {k["revision"] for k in body} == {0}
@@ -278,7 +257,7 @@ def test_flat_runs_gap_and_revision_come_through_expanded_and_rolled_up(tmp_path
         await sink.close()
 
     asyncio.run(write())
-    with Running(path) as s:
+    with BackgroundServer(path) as s:
         ones = [k for k in expanded if k["interval"] == "1m"]
         ones.sort(key=lambda k: int(k["open_time"]))
         got = klines_of(s.url, "AAAUSDT", "1m", startTime=T0, limit=1000)
@@ -324,19 +303,19 @@ def klines_of(url: str, symbol: str, interval: str, **query: Any) -> list[Row]:
     ],
 )
 def test_binances_errors_with_binances_status(
-    served: Running, query: str, status: int, code: int
+    served: BackgroundServer, query: str, status: int, code: int
 ) -> None:
     assert refused(served.url, query) == (status, code)
 
 
-def test_futures_paths_take_1500_and_no_1s(served: Running, minutes: list[Row]) -> None:
+def test_futures_paths_take_1500_and_no_1s(served: BackgroundServer, minutes: list[Row]) -> None:
     assert klines(served.url, "/fapi/v1", interval="1m", limit=1500) == minutes[-1500:]
     assert klines(served.url, "/dapi/v1", interval="1m", limit=2) == minutes[-2:]
     assert refused(served.url, "symbol=BTCUSDT&interval=1s", "/fapi/v1") == (400, -1120)
     assert refused(served.url, "symbol=BTCUSDT&interval=1m&limit=1501", "/fapi/v1")[1] == -1130
 
 
-def test_every_answer_carries_the_clients_weight(served: Running) -> None:
+def test_every_answer_carries_the_clients_weight(served: BackgroundServer) -> None:
     used = []
     for path, query in [
         ("/api/v3/klines", "symbol=BTCUSDT&interval=1m&limit=1"),  # spot klines: 2
@@ -352,9 +331,11 @@ def test_every_answer_carries_the_clients_weight(served: Running) -> None:
         assert steps == [20, 5, 2, 1]
 
 
-def test_the_weight_limit_answers_429_with_retry_after(served: Running, tmp_path: Path) -> None:
+def test_the_weight_limit_answers_429_with_retry_after(
+    served: BackgroundServer, tmp_path: Path
+) -> None:
     path = served.server.source.db  # type: ignore[attr-defined]
-    with Running(path, options=ServeOptions(weight_per_minute=10)) as s:
+    with BackgroundServer(path, options=ServeOptions(weight_per_minute=10)) as s:
         answers = [get(s.url, "/api/v3/klines", "symbol=BTCUSDT&interval=1m&limit=1")]
         while answers[-1][0] == 200 and len(answers) < 20:
             answers.append(get(s.url, "/api/v3/klines", "symbol=BTCUSDT&interval=1m&limit=1"))
@@ -381,10 +362,10 @@ def test_the_guard_counts_wall_clock_minutes_per_client() -> None:
     assert guard.admit("a", 5).used == 5
 
 
-def test_a_token_is_required_on_every_request_when_given(served: Running) -> None:
+def test_a_token_is_required_on_every_request_when_given(served: BackgroundServer) -> None:
     path = served.server.source.db  # type: ignore[attr-defined]
     options = ServeOptions(tokens=("s3cret", "other"))
-    with Running(path, options=options) as s:
+    with BackgroundServer(path, options=options) as s:
         q = "symbol=BTCUSDT&interval=1m&limit=1"
         for headers in [{}, {"X-MBX-APIKEY": "wrong"}, {"Authorization": "Bearer wrong"}]:
             status, _, body = get(s.url, "/api/v3/klines", q, headers)
@@ -413,12 +394,16 @@ def test_a_non_loopback_bind_is_refused_without_allow_remote(tmp_path: Path) -> 
     assert got.returncode == 2 and "not a loopback address" in got.stderr
 
 
-def test_the_serve_command_serves_until_told_to_stop(served: Running) -> None:
+def test_the_serve_command_serves_until_told_to_stop(
+    served: BackgroundServer, tmp_path: Path
+) -> None:
     path = served.server.source.db  # type: ignore[attr-defined]
+    config = tmp_path / "serve.toml"
+    config.write_text(f'db = "{path}"\nbind = "127.0.0.1:0"\nweight-limit = 100\n')
     env = {**os.environ, "KLINE_RS_TOKEN": "t0k"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kline_rs.cli", "serve", "--db", str(path), "--bind",
-         "127.0.0.1:0", "--duration", "60"],
+        [sys.executable, "-m", "kline_rs.cli", "serve", "--config", str(config), "--duration",
+         "60"],
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -429,6 +414,8 @@ def test_the_serve_command_serves_until_told_to_stop(served: Running) -> None:
         assert get(url, "/api/v3/ping")[0] == 401
         status, _, body = get(url, "/api/v3/time", "", {"X-MBX-APIKEY": "t0k"})
         assert status == 200 and abs(body["serverTime"] - time.time() * 1000) < 60_000
+        _, _, info = get(url, "/api/v3/exchangeInfo", "", {"X-MBX-APIKEY": "t0k"})
+        assert info["rateLimits"][0]["limit"] == 100  # from the config file
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
@@ -440,7 +427,9 @@ def test_the_serve_command_serves_until_told_to_stop(served: Running) -> None:
 # -- real clients, unmodified -----------------------------------------------------------------
 
 
-def test_ccxt_fetch_ohlcv_gets_the_served_klines(served: Running, minutes: list[Row]) -> None:
+def test_ccxt_fetch_ohlcv_gets_the_served_klines(
+    served: BackgroundServer, minutes: list[Row]
+) -> None:
     ccxt = pytest.importorskip("ccxt")
     exchange = ccxt.binance(
         {
@@ -466,7 +455,7 @@ def python_binance() -> Any:
 
 
 def test_python_binance_get_klines_gets_the_served_klines(
-    served: Running, minutes: list[Row]
+    served: BackgroundServer, minutes: list[Row]
 ) -> None:
     client_module = python_binance()
 
@@ -485,7 +474,7 @@ def test_python_binance_get_klines_gets_the_served_klines(
 
 
 def test_binance_sdk_spot_klines_gets_the_served_klines(
-    served: Running, minutes: list[Row]
+    served: BackgroundServer, minutes: list[Row]
 ) -> None:
     spot = pytest.importorskip("binance_sdk_spot.spot")
     from binance_common.configuration import ConfigurationRestAPI
@@ -527,7 +516,7 @@ VALUES = st.one_of(
     ),
 )
 def test_any_query_string_gets_klines_or_a_binance_error_never_a_500(
-    served: Running, params: list[tuple[str, str]], raw: str, path: str
+    served: BackgroundServer, params: list[tuple[str, str]], raw: str, path: str
 ) -> None:
     query = urllib.parse.urlencode(params)
     if raw:
@@ -542,7 +531,7 @@ def test_any_query_string_gets_klines_or_a_binance_error_never_a_500(
         assert isinstance(body["code"], int) and body["code"] < 0 and body["msg"]
 
 
-def test_rollups_are_bounded(served: Running) -> None:
+def test_rollups_are_bounded(served: BackgroundServer) -> None:
     # 1 000 monthly klines would need 44.6 M minutes: the bound cuts the read, whole klines
     # only come back.
     assert MAX_ROLLUP_PARTS < 1000 * 31 * 1440

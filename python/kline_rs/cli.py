@@ -271,9 +271,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     s.add_argument(
         "--db",
-        required=True,
         type=_checked(_lazy("kline_rs.live.store", "check_db_target")),
-        help="the store: an SQLite file or postgresql:// URL",
+        help="the store (required): an SQLite file or postgresql:// URL",
     )
     s.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
     s.add_argument(
@@ -296,7 +295,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     s.add_argument(
         "--weight-limit",
-        type=_bounded(1, 10**9),
+        type=int,
         default=6000,
         help="request weight per client per minute, Binance's weights (default 6000)",
     )

@@ -2,17 +2,20 @@
 Binance's SDKs) read exact klines of any interval from kline_rs instead of Binance.
 
 ``async with Server("klines.sqlite") as server:`` serves a store on a loopback port
-(``server.url``) until the block ends; ``await serve(...)`` serves until cancelled;
-``kline-rs serve --db … --bind …`` from the shell.
+(``server.url``) until the block ends; ``with BackgroundServer(...)`` does the same from code
+that is not asynchronous; ``await serve(...)`` serves until cancelled; ``kline-rs serve --db …
+--bind …`` from the shell.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 
@@ -22,6 +25,8 @@ from kline_rs.serve.source import KlineSource, StoreSource
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+#: Seconds a :class:`BackgroundServer` waits for its server to start or stop.
+START_TIMEOUT_S = 30.0
 
 
 class RemoteBindError(ServeError):
@@ -115,6 +120,50 @@ class Server:
         await self.stop()
 
 
+class BackgroundServer:
+    """A :class:`Server` on an event loop of its own in a daemon thread, for code that is not
+    asynchronous (a script, a notebook, a blocking client): ``with BackgroundServer(db) as
+    server:`` serves at ``server.url`` until the block ends. Takes :class:`Server`'s
+    arguments."""
+
+    def __init__(self, source: KlineSource | str | Path, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self.server = Server(source, **options)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="kline-rs serve", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(START_TIMEOUT_S)
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        try:
+            stopping = asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop)
+            stopping.result(START_TIMEOUT_S)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(START_TIMEOUT_S)
+            self._loop.close()
+
+    def __enter__(self) -> BackgroundServer:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 async def serve(
     source: KlineSource | str | Path,
     *,
@@ -138,6 +187,7 @@ async def serve(
 __all__ = [
     "GUARD",
     "SOURCE",
+    "BackgroundServer",
     "KlineSource",
     "RemoteBindError",
     "ServeOptions",
