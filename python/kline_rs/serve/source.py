@@ -11,6 +11,8 @@ up: a window the source does not cover gives fewer klines, or none.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +29,22 @@ from kline_rs.serve.served import (
     ServeError,
     SymbolNotServedError,
 )
-from kline_rs.storage.base import PRICE_DIGITS, QUOTE_DIGITS, VOLUME_DIGITS, Row
-from kline_rs.storage.read import StoreContents, read_rows, row_spans, store_contents
+from kline_rs.storage.base import (
+    PRICE_DIGITS,
+    QUOTE_DIGITS,
+    VOLUME_DIGITS,
+    Row,
+    StorageError,
+    is_postgres_url,
+)
+from kline_rs.storage.read import (
+    StoreContents,
+    open_read_only,
+    read_rows,
+    row_spans,
+    sqlite_rows,
+    store_contents,
+)
 from kline_rs.venues import Venue, venue_named
 
 T = TypeVar("T")
@@ -168,6 +184,9 @@ class StoreSource:
         self._read_at = -float("inf")
         self._lock = asyncio.Lock()
         self._pool = ThreadPoolExecutor(STORE_READERS, thread_name_prefix="kline-rs serve")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
 
     @property
     def venue(self) -> Venue:
@@ -218,13 +237,40 @@ class StoreSource:
             return await self._read(symbol, interval, lo, hi, first, last)
         return await self._rolled(symbol, plan, start_ms, end_ms, limit)
 
+    def _connection(self) -> sqlite3.Connection | None:
+        """The calling reader thread's connection to an SQLite store, kept (None: PostgreSQL,
+        whose reads connect each time)."""
+        if is_postgres_url(self.db):
+            return None
+        con: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if con is None:
+            con = open_read_only(Path(self.db), check_same_thread=False)
+            self._local.connection = con
+            with self._connections_lock:
+                self._connections.append(con)
+        return con
+
+    def _rows(
+        self, symbol: str, interval: str, lo: int, hi: int, first: int | None, last: int | None
+    ) -> tuple[list[Row], str | None]:
+        con = self._connection()
+        if con is None:
+            return read_rows(
+                self.db, self._venue.name, symbol, interval, lo, hi, first=first, last=last
+            )
+        try:
+            return sqlite_rows(
+                con, self._venue.name, symbol, interval, lo, hi, first=first, last=last
+            )
+        except sqlite3.Error as e:
+            self._local.connection = None  # the next read connects afresh
+            raise StorageError(f"{self.db}: {e}") from e
+
     async def _columns(
         self, symbol: str, interval: str, lo: int, hi: int, first: int | None, last: int | None
     ) -> dict[str, list[Any]]:
         def read() -> dict[str, list[Any]]:
-            rows, tz = read_rows(
-                self.db, self._venue.name, symbol, interval, lo, hi, first=first, last=last
-            )
+            rows, tz = self._rows(symbol, interval, lo, hi, first, last)
             return served_columns(rows, tz, lo, hi, first=first, last=last)
 
         return await self._run(read)
@@ -256,6 +302,10 @@ class StoreSource:
 
     async def close(self) -> None:
         self._pool.shutdown(wait=True)
+        with self._connections_lock:
+            for con in self._connections:
+                con.close()
+            self._connections.clear()
 
 
 __all__ = [

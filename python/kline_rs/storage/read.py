@@ -207,16 +207,24 @@ def read_rows(
     return _sqlite_rows(Path(db), venue, symbol, interval, lo, hi, first=first, last=last)
 
 
-@contextlib.contextmanager
-def read_only(path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to an existing SQLite store; its errors as StorageError. Never
-    creates a file (``mode=ro``; the path is quoted, so ``#``, ``?`` and ``%`` stay in it)."""
+def open_read_only(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A read-only connection to an existing SQLite store, or StorageError. Never creates a
+    file (``mode=ro``; the path is quoted, so ``#``, ``?`` and ``%`` stay in it)."""
     if not path.is_file():
         raise StorageError(f"{path}: no such database")
     try:
-        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10)
+        return sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10,
+            check_same_thread=check_same_thread,
+        )  # fmt: skip
     except sqlite3.Error as e:
         raise StorageError(f"{path}: {e}") from e
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """:func:`open_read_only` for one block; its errors as StorageError."""
+    db = open_read_only(path)
     try:
         yield db
     except sqlite3.Error as e:
@@ -236,27 +244,42 @@ def _sqlite_rows(
     first: int | None = None,
     last: int | None = None,
 ) -> tuple[list[Row], str | None]:
+    with read_only(path) as db:
+        return sqlite_rows(db, venue, symbol, interval, lo, hi, first=first, last=last)
+
+
+def sqlite_rows(
+    db: sqlite3.Connection,
+    venue: str,
+    symbol: str,
+    interval: str,
+    lo: int,
+    hi: int,
+    *,
+    first: int | None = None,
+    last: int | None = None,
+) -> tuple[list[Row], str | None]:
+    """:func:`read_rows` on an open SQLite connection (a reader that keeps one)."""
     cols = ", ".join(ROW_COLUMNS)
     key = "venue = ? AND symbol = ? AND interval = ?"
-    with read_only(path) as db:
-        # The row holding `lo` may start before it (a flat run): start from the last row <= lo.
-        start = db.execute(
-            f"SELECT max(open_time) FROM klines WHERE {key} AND open_time <= ?",
-            (venue, symbol, interval, lo),
-        ).fetchone()[0]
-        # Every row holds at least one period: the latest `last` rows hold the latest klines;
-        # the earliest `first` + 1 the earliest (the row before `lo` may hold none of them).
-        limit: tuple[int, ...] = ()
-        order = "ORDER BY open_time"
-        if last is not None:
-            order, limit = "ORDER BY open_time DESC LIMIT ?", (max(last, 0),)
-        elif first is not None:
-            order, limit = "ORDER BY open_time LIMIT ?", (max(first, 0) + 1,)
-        got = db.execute(
-            f"SELECT {cols} FROM klines WHERE {key} AND open_time >= ? AND open_time < ? {order}",
-            (venue, symbol, interval, lo if start is None else start, hi, *limit),
-        ).fetchall()
-        tz = db.execute("SELECT value FROM meta WHERE key = 'tz_offset'").fetchone()
+    # The row holding `lo` may start before it (a flat run): start from the last row <= lo.
+    start = db.execute(
+        f"SELECT max(open_time) FROM klines WHERE {key} AND open_time <= ?",
+        (venue, symbol, interval, lo),
+    ).fetchone()[0]
+    # Every row holds at least one period: the latest `last` rows hold the latest klines;
+    # the earliest `first` + 1 the earliest (the row before `lo` may hold none of them).
+    limit: tuple[int, ...] = ()
+    order = "ORDER BY open_time"
+    if last is not None:
+        order, limit = "ORDER BY open_time DESC LIMIT ?", (max(last, 0),)
+    elif first is not None:
+        order, limit = "ORDER BY open_time LIMIT ?", (max(first, 0) + 1,)
+    got = db.execute(
+        f"SELECT {cols} FROM klines WHERE {key} AND open_time >= ? AND open_time < ? {order}",
+        (venue, symbol, interval, lo if start is None else start, hi, *limit),
+    ).fetchall()
+    tz = db.execute("SELECT value FROM meta WHERE key = 'tz_offset'").fetchone()
     if last is not None:
         got.reverse()
     return [row_from_db(r) for r in got], (tz[0] if tz else None)
