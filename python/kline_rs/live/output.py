@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Any, Literal, Protocol, TextIO
 
-from kline_rs._core import format_fixed8, format_quote
+from kline_rs._core import format_fixed8, format_fixed_many, format_quote
 from kline_rs.engine import ClosedKline
 
 OutputFormat = Literal["jsonl", "binance-ws", "binance-rest"]
@@ -130,6 +131,30 @@ def binance_rest_row(k: KlineValues) -> list[Any]:
         format_quote(k.taker_buy_quote_volume),
         "0",
     ]
+
+
+def binance_rest_rows(klines: Sequence[KlineValues]) -> list[list[Any]]:
+    """:func:`binance_rest_row` of each kline, its decimals formatted a column at a time."""
+    if not klines:
+        return []
+
+    def column(name: str) -> list[Any]:
+        return list(map(attrgetter(name), klines))
+
+    eights = [
+        format_fixed_many(column(name))
+        for name in ("open", "high", "low", "close", "volume", "taker_buy_volume")
+    ]
+    quotes = [
+        list(map(format_quote, column(n))) for n in ("quote_volume", "taker_buy_quote_volume")
+    ]
+    return [
+        [t, o, h, lo, c, v, ct, q, n, tv, tq, "0"]
+        for t, o, h, lo, c, v, ct, q, n, tv, tq in zip(
+            column("open_time"), *eights[:5], column("close_time"), quotes[0],
+            column("trades"), eights[5], quotes[1], strict=True,
+        )
+    ]  # fmt: skip
 
 
 def kline_line(k: ClosedKline, fmt: OutputFormat = "jsonl", *, event_ms: int = 0) -> str:

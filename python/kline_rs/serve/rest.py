@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kline_rs.live.output import binance_rest_row, kline_fields
+from kline_rs.live.output import binance_rest_rows, kline_fields
 from kline_rs.serve.errors import (
     BinanceError,
     invalid_interval,
@@ -187,8 +187,7 @@ class RestApi:
             raise invalid_interval(str(e)) from None
 
     async def _binance_klines(self, params: Mapping[str, str], venue: Venue) -> list[list[Any]]:
-        got = await self._served(kline_query(params, venue))
-        return [binance_rest_row(k) for k in got]
+        return binance_rest_rows(await self._served(kline_query(params, venue)))
 
     async def _extension_klines(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         q = kline_query(params, SPOT)
