@@ -17,7 +17,7 @@ $(DEPS): $(PY) pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.7,<2" "numpy>=1.24" "websockets>=13" "aiohttp>=3.11" \
 		"pytest>=8" "hypothesis>=6" "ruff>=0.6" "mypy>=1.11" "psycopg[binary]>=3.1" "pyarrow>=14" \
-		"polars>=1.0" "pandas>=2.2" "ccxt>=4"
+		"polars>=1.0" "pandas>=2.2" "ccxt>=4" "python-binance>=1.0.19" "binance-sdk-spot>=13"
 	touch $@
 
 # Dev build of the extension into the venv (kline_rs._core).
