@@ -87,6 +87,7 @@ bench: develop-release
 	$(PY) benchmarks/bench_replay.py
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_storage.py
+	$(PY) benchmarks/bench_serve.py
 	cargo bench -p kline_core --bench latency
 	cargo bench -p kline_core --bench rollover
 
