@@ -35,8 +35,11 @@ from kline_rs.serve import BackgroundServer, RemoteBindError, ServeOptions, Serv
 from kline_rs.serve.errors import BinanceError
 from kline_rs.serve.limits import Guard
 from kline_rs.serve.rollup import MAX_ROLLUP_PARTS
-from kline_rs.storage import SqliteSink
+from kline_rs.storage import SqliteSink, open_sink
 from test_sqlite_sink import QUIET_HOUR, closed
+
+#: The server fixtures, registered once (a session-wide server shared by all modules).
+pytest_plugins = ["postgres_server"]
 
 DAY = 86_400_000
 MINUTE = 60_000
@@ -59,9 +62,11 @@ def binance_minutes(data: Path) -> list[Row]:
     return rows
 
 
-async def store(path: Path, rows: list[Row], *, anchors: dict[str, int] | None = None) -> None:
-    """Rows into an SQLite store through the package's sink."""
-    sink = SqliteSink(path)
+async def store(
+    path: Path | str, rows: list[Row], *, anchors: dict[str, int] | None = None
+) -> None:
+    """Rows into a store (an SQLite file or a PostgreSQL URL) through the package's sink."""
+    sink = open_sink(str(path))
     await sink.open()
     try:
         await sink.write(records("BTCUSDT", "1m", rows, 0), None)
@@ -143,6 +148,23 @@ def test_5m_and_1d_rolled_up_from_binances_minutes_are_binances_own_rest_klines(
     # The minutes themselves come back as stored: Binance's rows.
     assert klines(served.url, interval="1m", startTime=T0, limit=1000) == minutes[:1000]
     assert klines(served.url, interval="1m", limit=1000) == minutes[-1000:]
+
+
+def test_a_postgresql_store_serves_the_same_klines(
+    postgres_url: str, minutes: list[Row], binance_data: Path
+) -> None:
+    asyncio.run(store(postgres_url, minutes, anchors={"BTCUSDT": ANCHOR}))
+    with BackgroundServer(postgres_url) as s:
+        want_5m = json.loads((binance_data / "btcusdt_klines_5m_rest.json").read_text())
+        assert klines(s.url, interval="5m", startTime=T0, limit=24) == want_5m
+        assert klines(s.url, interval="3d", startTime=0) == rolled(
+            minutes, "3d", anchor_3d_ms=ANCHOR
+        )
+        assert klines(s.url, interval="1m", limit=7) == minutes[-7:]
+        _, _, info = get(s.url, "/api/v3/exchangeInfo")
+        assert [(i["symbol"], i["baseAsset"], i["quoteAsset"]) for i in info["symbols"]] == [
+            ("BTCUSDT", "BTC", "USDT")
+        ]
 
 
 @pytest.mark.parametrize(
