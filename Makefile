@@ -19,7 +19,8 @@ $(DEPS): $(PY) pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.7,<2" "numpy>=1.24" "websockets>=13" "aiohttp>=3.11" \
 		"pytest>=8" "hypothesis>=6" "ruff>=0.6" "mypy>=1.11" "psycopg[binary]>=3.1" "pyarrow>=14" \
-		"polars>=1.0" "pandas>=2.2" "ccxt>=4" "plotly>=5"
+		"polars>=1.0" "pandas>=2.2" "ccxt>=4" "python-binance>=1.0.19" "binance-sdk-spot>=13" \
+		"plotly>=5"
 	touch $@
 
 # Dev build of the extension into the venv (kline_rs._core).
@@ -89,6 +90,7 @@ bench: develop-release
 	$(PY) benchmarks/bench_replay.py
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_storage.py
+	$(PY) benchmarks/bench_serve.py
 	cargo bench -p kline_core --bench latency
 	cargo bench -p kline_core --bench rollover
 

@@ -18,13 +18,10 @@ import devtools
 import kline_rs
 import numpy as np
 import pytest
-from aiohttp import web
 from devtools import Browser, ChromiumUnavailable, chromium_path
-from kline_rs.serve import chart
-from kline_rs.serve.chart import INSTALL_HINT, chart_routes, plotly_js
+from kline_rs.serve import ServeOptions, Server, chart
+from kline_rs.serve.chart import INSTALL_HINT, plotly_js
 from kline_rs.serve.live import LiveSource
-from kline_rs.serve.source import ServedKline
-from kline_rs.serve.ws import StreamHub
 from kline_rs.venues import SPOT
 
 E8 = 10**8
@@ -50,33 +47,6 @@ def plotly() -> Path:
     if path is None:
         pytest.skip(INSTALL_HINT)
     return path
-
-
-def krs_row(k: ServedKline) -> dict[str, Any]:
-    """One kline as the ``/krs/v1/klines`` extension sends it (shape to be confirmed)."""
-    f8, quote = kline_rs.format_fixed8, kline_rs.format_quote
-    return {
-        "openTime": k.open_time, "open": f8(k.open), "high": f8(k.high), "low": f8(k.low),
-        "close": f8(k.close), "volume": f8(k.volume), "closeTime": k.close_time,
-        "quoteAssetVolume": quote(k.quote_volume), "numberOfTrades": k.trades,
-        "takerBuyBaseAssetVolume": f8(k.taker_buy_volume),
-        "takerBuyQuoteAssetVolume": quote(k.taker_buy_quote_volume),
-        "gap": k.gap, "revision": k.revision, "closed": k.closed,
-    }  # fmt: skip
-
-
-def temporary_krs_routes(source: LiveSource) -> list[web.RouteDef]:
-    # TEMPORARY until kline_rs.serve.rest lands: a bare /krs/v1/klines over the LiveSource (no
-    # validation, no weights); replace with the REST server's routes.
-    async def klines(request: web.Request) -> web.Response:
-        q = request.query
-        start, end = q.get("startTime"), q.get("endTime")
-        rows = await source.klines(q["symbol"], q["interval"],
-                                   int(start) if start else None, int(end) if end else None,
-                                   int(q.get("limit", "500")), None)  # fmt: skip
-        return web.json_response([krs_row(k) for k in rows])
-
-    return [web.get("/krs/v1/klines", klines)]
 
 
 @dataclass
@@ -112,16 +82,8 @@ async def served() -> AsyncIterator[Served]:
     engine = kline_rs.Engine(["1m"], partitions=1, clock=clock, grace=0)
     engine.add_symbols([SYMBOL])
     source = LiveSource(engine, SPOT)
-    hub = StreamHub(source, pace_s=0.1)
-    source.hub = hub
-    app = web.Application()
-    app.add_routes([*hub.routes(), *chart_routes(), *temporary_krs_routes(source)])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    await hub.start()
+    server = Server(source, options=ServeOptions(stream_pace_s=0.1))
+    await server.start()
 
     async def consume() -> None:
         async for k in engine.klines():
@@ -129,14 +91,13 @@ async def served() -> AsyncIterator[Served]:
 
     consumer = asyncio.create_task(consume())
     try:
-        yield Served(engine, clock, source, f"http://127.0.0.1:{port}")
+        yield Served(engine, clock, source, server.url)
     finally:
-        await hub.stop()
+        await server.stop()
         consumer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await consumer
         engine.close()
-        await runner.cleanup()
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
@@ -224,7 +185,7 @@ def test_the_chart_draws_the_served_klines_marks_the_gap_and_follows_the_stream(
                 return rows if any(r["gap"] for r in rows) else []
 
             rows = await eventually(gap_served)
-            assert [r["openTime"] for r in rows if r["gap"]] == [GAP_MINUTE]
+            assert [r["open_time"] for r in rows if r["gap"]] == [GAP_MINUTE]
 
             await page.navigate(f"{s.url}/?symbol={SYMBOL}&interval=1m")
             drawn = await page.wait_for(
@@ -233,7 +194,7 @@ def test_the_chart_draws_the_served_klines_marks_the_gap_and_follows_the_stream(
             )
             assert drawn["symbol"] == SYMBOL and drawn["interval"] == "1m" and not drawn["error"]
             assert drawn["candles"] == len(rows) == TRADED_MINUTES + 1
-            assert drawn["lastOpenTime"] == rows[-1]["openTime"]
+            assert drawn["lastOpenTime"] == rows[-1]["open_time"]
             assert drawn["lastCloseText"] == rows[-1]["close"]
             assert drawn["lastClose"] == float(rows[-1]["close"])
             assert drawn["gaps"] == 1 and drawn["gapOpenTimes"] == [GAP_MINUTE]
@@ -290,7 +251,7 @@ def test_the_chart_draws_the_served_klines_marks_the_gap_and_follows_the_stream(
             assert live["updates"] > repaired["updates"]
             rows = await served_rows()
             assert live["candles"] == len(rows) and rows[-1]["close"] == price
-            assert live["lastOpenTime"] == rows[-1]["openTime"] == GAP_MINUTE + MINUTE
+            assert live["lastOpenTime"] == rows[-1]["open_time"] == GAP_MINUTE + MINUTE
             save_artifact("chart-live.png", await page.screenshot())
             assert page.errors == []
 

@@ -16,7 +16,8 @@ import kline_rs
 import numpy as np
 import oracle
 import pytest
-from aiohttp import web
+from kline_rs.serve import Server
+from kline_rs.serve.app import HUB
 from kline_rs.serve.live import LiveSource
 from kline_rs.serve.ws import MAX_STREAMS, StreamHub, StreamNameError, parse_stream
 from kline_rs.venues import SPOT
@@ -67,44 +68,47 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def served(**hub_options: Any) -> AsyncIterator[Served]:
+async def served(**hub_settings: Any) -> AsyncIterator[Served]:
+    """The whole server (``kline_rs.serve.Server``) over an engine's LiveSource; its stream
+    hub's bounds set from ``hub_settings``."""
     clock = kline_rs.ManualClock(T0)
     engine = kline_rs.Engine(["1m", "5m"], partitions=1, clock=clock, grace=0)
     engine.add_symbols(list(SYMBOLS))
     source = LiveSource(engine, SPOT)
-    hub = StreamHub(source, **hub_options)
-    source.hub = hub
-    app = web.Application()
-    app.add_routes(hub.routes())
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    await hub.start()
+    server = Server(source)
+    hub = server.app[HUB]
+    for name, value in hub_settings.items():
+        assert hasattr(hub, name), name
+        setattr(hub, name, value)
+    await server.start()
 
     async def consume() -> None:
         async for k in engine.klines():
             source.on_closed(k)
 
     consumer = asyncio.create_task(consume())
-    s = Served(engine, clock, source, hub, f"ws://127.0.0.1:{port}",
-               {s: [] for s in SYMBOLS}, dict.fromkeys(SYMBOLS, 1))  # fmt: skip
+    url = server.url.replace("http:", "ws:")
+    s = Served(engine, clock, source, hub, url, {s: [] for s in SYMBOLS}, dict.fromkeys(SYMBOLS, 1))
     try:
         yield s
     finally:
-        await hub.stop()
+        await server.stop()
         consumer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await consumer
         engine.close()
-        await runner.cleanup()
 
 
 async def next_event(ws: aiohttp.ClientWebSocketResponse, timeout: float = 10.0) -> Any:
     msg = await ws.receive(timeout=timeout)
     assert msg.type == aiohttp.WSMsgType.TEXT, msg
     return json.loads(msg.data)
+
+
+async def ask(ws: aiohttp.ClientWebSocketResponse, request: dict[str, Any]) -> None:
+    """Sends a live request, paced under the 5 messages a second a connection may send."""
+    await asyncio.sleep(0.21)
+    await ws.send_json(request)
 
 
 def fields(k: dict[str, Any]) -> dict[str, int]:
@@ -170,23 +174,28 @@ def test_combined_streams_and_live_requests() -> None:
             async with http.ws_connect(url) as ws:
                 first = await next_event(ws)
                 assert first["stream"] == "btcusdt@kline_1m" and first["data"]["s"] == "BTCUSDT"
-                await ws.send_json({"method": "SUBSCRIBE", "params": ["ethusdt@kline_5m"], "id": 1})
+                await ask(ws, {"method": "SUBSCRIBE", "params": ["ethusdt@kline_5m"], "id": 1})
                 replies = [await next_event(ws), await next_event(ws)]
                 assert {"result": None, "id": 1} in replies
                 (eth,) = [r for r in replies if "stream" in r]
                 assert eth["stream"] == "ethusdt@kline_5m" and eth["data"]["k"]["i"] == "5m"
-                await ws.send_json({"method": "LIST_SUBSCRIPTIONS", "id": 2})
+                await ask(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 2})
                 assert await next_event(ws) == {
                     "result": ["btcusdt@kline_1m", "ethusdt@kline_5m"], "id": 2}  # fmt: skip
-                await ws.send_json({"method": "UNSUBSCRIBE", "params": ["btcusdt@kline_1m"],
+                await ask(ws, {"method": "UNSUBSCRIBE", "params": ["btcusdt@kline_1m"],
                                     "id": 3})  # fmt: skip
                 assert await next_event(ws) == {"result": None, "id": 3}
-                await ws.send_json({"method": "SUBSCRIBE", "params": ["BTCUSDT@kline_1m"],
+                await ask(ws, {"method": "SUBSCRIBE", "params": ["BTCUSDT@kline_1m"],
                                     "id": 4})  # fmt: skip
                 bad = await next_event(ws)
                 assert bad["id"] == 4 and bad["error"]["code"] == 2
                 assert "lower case" in bad["error"]["msg"]
-                await ws.send_json({"method": "SET_PROPERTY", "params": ["combined", False],
+                await ask(ws, {"method": "SUBSCRIBE", "params": ["xrpusdt@kline_1m"],
+                                    "id": 6})  # fmt: skip
+                unknown = await next_event(ws)
+                assert unknown["error"]["msg"] == (
+                    "Invalid request: XRPUSDT is not served (xrpusdt@kline_1m)")  # fmt: skip
+                await ask(ws, {"method": "SET_PROPERTY", "params": ["combined", False],
                                     "id": 5})  # fmt: skip
                 assert await next_event(ws) == {"result": None, "id": 5}
                 s.push("ETHUSDT", [T0 + 3_000], base=2000)
@@ -202,7 +211,7 @@ def test_any_ws_path_connects_as_on_binance_and_bad_combined_names_are_refused()
     async def scenario() -> None:
         async with served() as s, aiohttp.ClientSession() as http:
             async with http.ws_connect(f"{s.url}/ws/0") as ws:  # what ccxt connects to
-                await ws.send_json({"method": "LIST_SUBSCRIPTIONS", "id": 7})
+                await ask(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 7})
                 assert await next_event(ws) == {"result": [], "id": 7}
             async with http.get(f"{s.url.replace('ws:', 'http:')}/stream?streams=x@y") as r:
                 assert r.status == 400 and "invalid stream" in (await r.json())["msg"]
@@ -217,8 +226,8 @@ def test_bounds_too_many_streams_and_connections() -> None:
             aiohttp.ClientSession() as http,
             http.ws_connect(f"{s.url}/ws") as ws,
         ):
-            names = [f"s{i}usdt@kline_1m" for i in range(MAX_STREAMS + 1)]
-            await ws.send_json({"method": "SUBSCRIBE", "params": names, "id": 1})
+            names = [f"btcusdt@kline_{i}s" for i in range(1, MAX_STREAMS + 2)]
+            await ask(ws, {"method": "SUBSCRIBE", "params": names, "id": 1})
             reply = await next_event(ws)
             assert reply["error"]["code"] == 2 and "too many streams" in reply["error"]["msg"]
             async with http.ws_connect(f"{s.url}/ws"):
@@ -289,5 +298,24 @@ def test_a_consumer_that_stops_reading_is_dropped_not_buffered() -> None:
                 assert not s.hub.clients and not s.hub.streams
             finally:
                 sock.close()
+
+    run(scenario())
+
+
+def test_more_than_five_messages_a_second_close_the_connection_as_on_binance() -> None:
+    async def scenario() -> None:
+        async with (
+            served() as s,
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"{s.url}/ws") as ws,
+        ):
+            for i in range(6):
+                await ws.send_json({"method": "LIST_SUBSCRIPTIONS", "id": i})
+            replies = []
+            while (msg := await ws.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
+                replies.append(json.loads(msg.data))
+            assert len(replies) == 5
+            assert (msg.type, msg.data, msg.extra) == (
+                aiohttp.WSMsgType.CLOSE, 1008, "Too many messages")  # fmt: skip
 
     run(scenario())

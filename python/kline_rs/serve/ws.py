@@ -43,6 +43,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from kline_rs._core import KlineError, interval_name, symbol_name, tz_offset_name
 from kline_rs.live.output import kline_event
 from kline_rs.serve.requests import Subscriptions
+from kline_rs.serve.served import ServeError
 
 if TYPE_CHECKING:
     from kline_rs.serve.source import KlineSource, ServedKline
@@ -66,6 +67,8 @@ SEND_BUFFER_BYTES = 256 * 1024
 MAX_AGE_S = 24 * 3600.0
 #: Server pings; a pong must come before the next one.
 PING_S = 20.0
+#: Seconds a closing connection may take to send what was queued for it.
+CLOSE_TIMEOUT_S = 5.0
 #: Incoming messages per second before the connection is closed (Binance spot's 5).
 MAX_MESSAGES_PER_S = 5
 #: Closed klines per stream whose revision is remembered (to send a revision again).
@@ -128,6 +131,8 @@ class StreamState:
     closed_sent: OrderedDict[int, int] = field(default_factory=OrderedDict)
     due: float = 0.0
     look_back_from: int | None = None
+    #: Its last poll failed (said once in the log).
+    failed: bool = False
 
     def events(self, rows: list[ServedKline]) -> list[tuple[ServedKline, bool]]:
         """The klines of ``rows`` (oldest first) to send, each with its ``x``."""
@@ -170,6 +175,7 @@ class Client:
         self.subs = subs
         self.opened = time.monotonic()
         self.closing = False
+        self.sender: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[str] = asyncio.Queue(hub.max_outbox)
         self._incoming: deque[float] = deque()
 
@@ -194,9 +200,27 @@ class Client:
         self.send(combined if self.subs.combined else raw)
 
     def close_soon(self, code: int, message: str) -> None:
+        """:meth:`finish` in a task of its own."""
         if not self.closing:
-            self.closing = True
-            asyncio.get_running_loop().create_task(self._close(code, message))
+            asyncio.get_running_loop().create_task(self.finish(code, message))
+
+    async def finish(self, code: int, message: str) -> None:
+        """Sends what is queued (within :data:`CLOSE_TIMEOUT_S`), then closes."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.sender is not None:
+            self.sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sender
+
+        async def flush() -> None:
+            while not self._outbox.empty():
+                await self.ws.send_str(self._outbox.get_nowait())
+
+        with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+            await asyncio.wait_for(flush(), CLOSE_TIMEOUT_S)
+        await self._close(code, message)
 
     async def _close(self, code: int, message: str) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -314,6 +338,7 @@ class StreamHub:
         self, request: web.Request, names: list[str], *, combined: bool
     ) -> web.StreamResponse:
         key = self.authorize(request)
+        await self.source.refresh()
         if len(self.clients) >= self.max_connections:
             raise web.HTTPServiceUnavailable(text="too many connections")
         if sum(1 for c in self.clients if c.key == key) >= self.max_connections_per_client:
@@ -332,14 +357,14 @@ class StreamHub:
         self.clients.add(client)
         self.stats["connections"] += 1
         self._subscribe(client, names)
-        sender = asyncio.create_task(client.send_loop())
+        sender = client.sender = asyncio.create_task(client.send_loop())
         ager = asyncio.get_running_loop().call_later(self.max_age_s, self._age_out, client)
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     continue
                 if client.too_many_messages():
-                    client.close_soon(WSCloseCode.POLICY_VIOLATION, "Too many messages")
+                    await client.finish(WSCloseCode.POLICY_VIOLATION, "Too many messages")
                     break
                 reply, added, removed = subs.answer(msg.data)
                 client.send(json.dumps(reply, separators=(",", ":")))
@@ -360,10 +385,13 @@ class StreamHub:
         client.close_soon(WSCloseCode.GOING_AWAY, "connection older than 24 h")
 
     def _check(self, name: str) -> str | None:
+        """Why ``name`` cannot be subscribed: not a kline stream, or a symbol not served."""
         try:
-            parse_stream(name)
+            stream = parse_stream(name)
         except StreamNameError as e:
             return str(e)
+        if stream.symbol not in {s.symbol for s in self.source.symbols()}:
+            return f"{stream.symbol} is not served ({name})"
         return None
 
     def _subscribe(self, client: Client, names: list[str], *, already: bool = False) -> None:
@@ -394,10 +422,16 @@ class StreamHub:
         while True:
             now = time.monotonic()
             due = [s for s in list(self.streams.values()) if s.due <= now]
+            if due:
+                await self.source.refresh()
             for state in due:
                 state.due = now + (self.pace_s or state.stream.pace_s)
                 try:
                     await self.poll(state)
+                except ServeError as e:  # e.g. an interval no kept one rolls up into
+                    if not state.failed:
+                        log.warning("%s: %s", state.stream.name, e)
+                    state.failed = True
                 except Exception:  # one stream's failure must not stop the others
                     log.exception("polling %s failed", state.stream.name)
             nearest = min((s.due for s in self.streams.values()), default=now + PACE_S)
