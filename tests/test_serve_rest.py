@@ -485,14 +485,27 @@ def test_python_binance_get_klines_gets_the_served_klines(
         API_URL = f"{served.url}/api"  # its documented class attribute; it pings at once
 
     client = Local()
-    assert client.get_klines(symbol="BTCUSDT", interval="1m", limit=1000) == minutes[-1000:]
-    fives = client.get_klines(symbol="BTCUSDT", interval="5m", startTime=T0, limit=24)
-    assert fives == rolled(minutes, "5m")[:24]
-    # Its paging: the earliest kline (startTime=0, limit=1), then pages until one is short.
-    days = client.get_historical_klines("BTCUSDT", "1d", "2019-12-01", "2020-02-01")
-    assert days == rolled(minutes, "1d")
-    # 4 320 minutes: five pages of 1 000 from the earliest.
-    assert client.get_historical_klines("BTCUSDT", "1m", "2019-12-31", "2020-01-05") == minutes
+    try:
+        assert client.get_klines(symbol="BTCUSDT", interval="1m", limit=1000) == minutes[-1000:]
+        fives = client.get_klines(symbol="BTCUSDT", interval="5m", startTime=T0, limit=24)
+        assert fives == rolled(minutes, "5m")[:24]
+        # Its paging: the earliest kline (startTime=0, limit=1), then pages until one is short.
+        days = client.get_historical_klines("BTCUSDT", "1d", "2019-12-01", "2020-02-01")
+        assert days == rolled(minutes, "1d")
+        # 4 320 minutes: five pages of 1 000 from the earliest.
+        got = client.get_historical_klines("BTCUSDT", "1m", "2019-12-31", "2020-01-05")
+        assert got == minutes
+    finally:
+        close_python_binance(client)
+
+
+def close_python_binance(client: Any) -> None:
+    """Its HTTP session, and the event loop it made and set for this thread (else a
+    ResourceWarning fails a later test when the loop is collected)."""
+    client.close_connection()
+    if not client.loop.is_running():
+        client.loop.close()
+    asyncio.set_event_loop(None)
 
 
 def test_binance_sdk_spot_klines_gets_the_served_klines(
