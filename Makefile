@@ -13,11 +13,14 @@ $(PY):
 	python3 -m venv $(VENV)
 
 # websockets: not used by kline_rs any more, only the peer in benchmarks/bench_ws_client.py.
+# plotly: the chart page's JavaScript (the serve extra). Chromium for the chart test is a
+# Debian package: tests/devtools.py installs it with apt-get where root may, else it skips.
 $(DEPS): $(PY) pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.7,<2" "numpy>=1.24" "websockets>=13" "aiohttp>=3.11" \
 		"pytest>=8" "hypothesis>=6" "ruff>=0.6" "mypy>=1.11" "psycopg[binary]>=3.1" "pyarrow>=14" \
-		"polars>=1.0" "pandas>=2.2" "ccxt>=4"
+		"polars>=1.0" "pandas>=2.2" "ccxt>=4" "python-binance>=1.0.19" "binance-sdk-spot>=13" \
+		"plotly>=5"
 	touch $@
 
 # Dev build of the extension into the venv (kline_rs._core).
@@ -87,6 +90,7 @@ bench: develop-release
 	$(PY) benchmarks/bench_replay.py
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_storage.py
+	$(PY) benchmarks/bench_serve.py
 	cargo bench -p kline_core --bench latency
 	cargo bench -p kline_core --bench rollover
 

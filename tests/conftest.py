@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,25 @@ ALLOWED_SKIPS: tuple[str, ...] = ()
 #: Set by `.ci/run`: a skip not in ALLOWED_SKIPS fails the run.
 STRICT = os.environ.get("KLINE_RS_STRICT_SKIPS") == "1"
 
+#: Files tests keep for a person to look at (screenshots), listed at the end of the run.
+ARTIFACTS = REPO / "test-artifacts"
+
 _skipped: list[str] = []
+_artifacts: list[Path] = []
+
+
+@pytest.fixture
+def save_artifact() -> Callable[[str, bytes], Path]:
+    """``save(name, data)``: writes ``test-artifacts/<name>`` and lists it in the summary."""
+
+    def save(name: str, data: bytes) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        path.write_bytes(data)
+        _artifacts.append(path)
+        return path
+
+    return save
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +57,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         reason = str(report.longrepr[2])
         if not any(allowed in reason for allowed in ALLOWED_SKIPS):
             _skipped.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for path in _artifacts:
+        terminalreporter.write_line(f"test artefact: {path}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -165,8 +165,9 @@ def test_the_readmes_code_runs_in_the_bare_venv(
     venv: Path, wheel: tuple[Path, str], tmp_path: Path
 ) -> None:
     """Its python and sh blocks, in order in one directory as test_readme.py runs them, with the
-    extras the blocks name (polars, pandas; pandas brings pyarrow)."""
-    pip_install(venv, f"{wheel[0]}[polars,pandas]", cwd=tmp_path)
+    extras the blocks name (polars, pandas; pandas brings pyarrow; the clients `kline-rs serve`
+    is shown with)."""
+    pip_install(venv, f"{wheel[0]}[polars,pandas,clients]", cwd=tmp_path)
     runnable = [(lang, code, line) for lang, code, line in blocks(README.read_text())
                 if lang in ("python", "sh")]  # fmt: skip
     assert runnable[0][0] == "python" and sum(lang == "python" for lang, _, _ in runnable) >= 3

@@ -43,11 +43,15 @@ __all__ = [
     "parse_agg_trades",
     "parse_fixed",
     "parse_fixed8",
+    "parse_fixed_many",
     "parse_kline_rows",
     "parse_time",
     "parse_trades",
+    "refines",
     "replay",
     "rollup_csv",
+    "rollup_klines",
+    "same_periods",
     "symbol_name",
     "trade_dtype",
     "tz_offset_name",
@@ -195,6 +199,7 @@ def format_fixed8(value: int) -> str: ...
 def format_fixed(value: int, decimals: int = 8) -> str: ...
 def format_fixed_many(values: Sequence[int], decimals: int = 8) -> list[str]: ...
 def parse_fixed(text: str, decimals: int = 8) -> int: ...
+def parse_fixed_many(texts: Sequence[str], decimals: int = 8) -> list[int]: ...
 def format_quote(value: int) -> str: ...
 def parse_time(text: str) -> int: ...
 def format_time(t: int, time_unit: str | None = None) -> str: ...
@@ -258,3 +263,21 @@ def rollup_csv(
     tz_offset: str | None = None,
     anchor_3d_ms: int | None = None,
 ) -> list[str]: ...
+def rollup_klines(
+    columns: dict[str, Any],
+    to_interval: str,
+    *,
+    tz_offset: str | None = None,
+    anchor_3d_ms: int | None = None,
+) -> dict[str, Any]: ...
+def refines(
+    finer: str,
+    coarse: str,
+    *,
+    finer_tz_offset: str | None = None,
+    tz_offset: str | None = None,
+    anchor_3d_ms: int | None = None,
+) -> bool: ...
+def same_periods(
+    interval: str, tz_offset: str | None = None, other_tz_offset: str | None = None
+) -> bool: ...

@@ -1,5 +1,5 @@
 """The ``kline-rs`` command: ``download`` and ``replay`` dumps, ``run`` the live pipeline,
-``demo`` it offline."""
+``demo`` it offline, ``serve`` a store over Binance's REST API."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ def _usage_errors() -> tuple[type[Exception], ...]:
     """Errors of what was asked for rather than of the run: exit 2, as argparse's own."""
     from kline_rs.live.symbols import UnknownSymbolsError
     from kline_rs.public_data import LayoutError
+    from kline_rs.serve import RemoteBindError
     from kline_rs.storage.parquet import ExportFormatError
 
-    return (UnknownSymbolsError, ExportFormatError, LayoutError)
+    return (UnknownSymbolsError, ExportFormatError, LayoutError, RemoteBindError)
 
 
 def _lazy(module: str, name: str) -> Callable[[str], object]:
@@ -251,7 +252,67 @@ def _parser() -> argparse.ArgumentParser:
         "--start", type=_time, help="from this open time: ms or ISO, e.g. 2024-01-02T10:00 (UTC)"
     )
     export.add_argument("--end", type=_time, help="before this open time: ms or ISO (UTC)")
+
+    _serve_parser(sub)
     return p
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser(
+        "serve",
+        help="serve stored klines over Binance's REST API (ccxt, python-binance, SDKs)",
+        description="Serves a store's klines at Binance's REST paths (/api/v3/klines, "
+        "/fapi/v1/klines, /dapi/v1/klines, exchangeInfo, time, ping) and /krs/v1/klines; any "
+        "interval, rolled up on request from a stored one. Loopback only unless "
+        "--allow-remote.",
+    )
+    s.add_argument(
+        "--config", help="a TOML file of these options (same names); the command line overrides"
+    )
+    s.add_argument(
+        "--db",
+        type=_checked(_lazy("kline_rs.live.store", "check_db_target")),
+        help="the store (required): an SQLite file or postgresql:// URL",
+    )
+    s.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
+    s.add_argument(
+        "--bind",
+        type=_bind,
+        default="127.0.0.1:8080",
+        help="HOST:PORT to listen on (default 127.0.0.1:8080; port 0: any free one)",
+    )
+    s.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --bind address other than loopback (give --token too)",
+    )
+    s.add_argument(
+        "--token",
+        action="append",
+        help="require this token on every request, as X-MBX-APIKEY: T or Authorization: "
+        "Bearer T (repeat for several clients, each its own weight budget; default: "
+        "$KLINE_RS_TOKEN if set)",
+    )
+    s.add_argument(
+        "--weight-limit",
+        type=int,
+        default=6000,
+        help="request weight per client per minute, Binance's weights (default 6000)",
+    )
+    s.add_argument("--duration", type=float, help="stop after this many seconds")
+    s.add_argument("--log-level", choices=LEVELS, default="warning", help="default: warning")
+    s.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="json: one JSON object per line"
+    )
+
+
+def _bind(text: str) -> tuple[str, int]:
+    from kline_rs.serve import bind_address
+
+    try:
+        return bind_address(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _download_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -481,10 +542,47 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+    import os
+    import signal
+
+    from kline_rs.serve import ServeOptions, Server
+
+    tokens = args.token or (
+        [os.environ["KLINE_RS_TOKEN"]] if os.environ.get("KLINE_RS_TOKEN") else []
+    )
+    host, port = args.bind
+    options = ServeOptions(tokens=tuple(tokens), weight_per_minute=args.weight_limit)
+    server = Server(
+        args.db, host=host, port=port, allow_remote=args.allow_remote, options=options,
+        venue=args.venue,
+    )  # fmt: skip
+
+    async def job() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with server:
+            await server.source.refresh()
+            served = ", ".join(s.symbol for s in server.source.symbols()[:10]) or "no symbols yet"
+            auth = f", {len(tokens)} token(s) required" if tokens else ""
+            print(f"kline-rs: serving {server.url} ({served}){auth}", file=sys.stderr, flush=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.duration)
+
+    asyncio.run(job())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    argv = _tz_joined(sys.argv[1:] if argv is None else argv)
     try:
-        args = parse_args(_parser(), _tz_joined(sys.argv[1:] if argv is None else argv))
+        command = "serve" if argv[:1] == ["serve"] else "run"
+        args = parse_args(_parser(), argv, command)
     except ConfigError as e:
         print(f"kline-rs: error: {e}", file=sys.stderr)
         return 2
@@ -496,6 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _demo,
         "show": _show,
         "export": _export,
+        "serve": _serve,
     }
     try:
         return handlers[args.command](args)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import deque
 from enum import Enum
@@ -20,29 +19,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from kline_rs.fake.events import dumps
 from kline_rs.fake.faults import Faults, FrameFaults
 from kline_rs.fake.stats import ExchangeStats
+from kline_rs.serve.requests import Subscriptions
 from kline_rs.venues import Venue
-
-METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
-I64 = 2**63
 
 
 class Kind(Enum):
     DATA = "data"
     REPLY = "reply"
     CLOSE = "close"
-
-
-def error(code: int, msg: str, request_id: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "msg": msg}, "id": request_id}
-
-
-def valid_id(value: Any) -> bool:
-    """Binance takes a 64-bit integer, an alphanumeric string of up to 36 characters, or null."""
-    if value is None:
-        return True
-    if isinstance(value, int) and not isinstance(value, bool):
-        return -I64 <= value < I64
-    return isinstance(value, str) and len(value) <= 36 and value.replace("-", "").isalnum()
 
 
 class Connection:
@@ -64,8 +48,7 @@ class Connection:
         self.ws = ws
         self.request = request
         self.number = number
-        self.streams: dict[str, None] = dict.fromkeys(streams)  # an ordered set
-        self.combined = combined
+        self.subs = Subscriptions(streams, combined=combined, max_streams=venue.max_streams)
         self.venue = venue
         self.faults = faults
         self.stats = stats
@@ -191,49 +174,12 @@ class Connection:
 
     def answer(self, text: str) -> dict[str, Any]:
         """The reply to one live request (SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, …)."""
-        try:
-            request = json.loads(text)
-        except ValueError as exc:
-            return error(3, f"Invalid JSON: {exc}")
-        if not isinstance(request, dict):
-            return error(2, "Invalid request: expected a JSON object")
-        rid = request.get("id")
-        if not valid_id(rid):
-            return error(2, "Invalid request: request ID must be an unsigned integer")
-        method = request.get("method")
-        if method is None:
-            return error(2, "Invalid request: missing field `method`", rid)
-        if method not in METHODS:
-            expected = ", ".join(f"`{m}`" for m in METHODS)
-            return error(
-                2, f"Invalid request: unknown variant `{method}`, expected one of {expected}", rid
-            )
-        params = request.get("params", [])
-        if not isinstance(params, list):
-            return error(2, "Invalid request: params must be an array", rid)
-        if method == "LIST_SUBSCRIPTIONS":
-            return {"result": list(self.streams), "id": rid}
-        if method in ("SET_PROPERTY", "GET_PROPERTY"):
-            return self._property(method, params, rid)
-        if not all(isinstance(p, str) for p in params):
-            return error(2, "Invalid request: stream names must be strings", rid)
-        if method == "SUBSCRIBE":
-            added = [p for p in params if p not in self.streams]
-            if len(self.streams) + len(added) > self.venue.max_streams:
-                limit = self.venue.max_streams
-                return error(2, f"Invalid request: too many streams (at most {limit})", rid)
-            self.streams.update(dict.fromkeys(added))
-        else:
-            for p in params:
-                self.streams.pop(p, None)
-        return {"result": None, "id": rid}
+        return self.subs.answer(text)[0]
 
-    def _property(self, method: str, params: list[Any], rid: Any) -> dict[str, Any]:
-        if not params or params[0] != "combined":
-            return {"code": 0, "msg": "Unknown property", "id": rid}
-        if method == "GET_PROPERTY":
-            return {"result": self.combined, "id": rid}
-        if len(params) != 2 or not isinstance(params[1], bool):
-            return error(1, "Invalid value type: expected Boolean", rid)
-        self.combined = params[1]
-        return {"result": None, "id": rid}
+    @property
+    def streams(self) -> dict[str, None]:
+        return self.subs.streams
+
+    @property
+    def combined(self) -> bool:
+        return self.subs.combined

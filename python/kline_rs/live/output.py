@@ -12,18 +12,68 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from typing import Any, Literal, TextIO
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import Any, Literal, Protocol, TextIO
 
-from kline_rs._core import format_fixed8, format_quote
+from kline_rs._core import format_fixed8, format_fixed_many, format_quote
 from kline_rs.engine import ClosedKline
 
 OutputFormat = Literal["jsonl", "binance-ws", "binance-rest"]
 FORMATS: tuple[OutputFormat, ...] = ("jsonl", "binance-ws", "binance-rest")
 
 
+class KlineValues(Protocol):
+    """The exact values of a kline (a :class:`ClosedKline`, a served kline): prices and
+    volumes at 1e-8, quote volumes at 1e-16."""
+
+    @property
+    def open_time(self) -> int: ...
+    @property
+    def close_time(self) -> int: ...
+    @property
+    def open(self) -> int: ...
+    @property
+    def high(self) -> int: ...
+    @property
+    def low(self) -> int: ...
+    @property
+    def close(self) -> int: ...
+    @property
+    def volume(self) -> int: ...
+    @property
+    def quote_volume(self) -> int: ...
+    @property
+    def trades(self) -> int: ...
+    @property
+    def taker_buy_volume(self) -> int: ...
+    @property
+    def taker_buy_quote_volume(self) -> int: ...
+    @property
+    def first_trade_id(self) -> int: ...
+    @property
+    def last_trade_id(self) -> int: ...
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def kline_fields(k: KlineValues) -> dict[str, Any]:
+    """A kline's values under our JSON keys, decimals as Binance's 8-decimal text."""
+    return {
+        "open_time": k.open_time,
+        "close_time": k.close_time,
+        "open": format_fixed8(k.open),
+        "high": format_fixed8(k.high),
+        "low": format_fixed8(k.low),
+        "close": format_fixed8(k.close),
+        "volume": format_fixed8(k.volume),
+        "quote_volume": format_quote(k.quote_volume),
+        "trades": k.trades,
+        "taker_buy_volume": format_fixed8(k.taker_buy_volume),
+        "taker_buy_quote_volume": format_quote(k.taker_buy_quote_volume),
+    }
 
 
 def kline_json(k: ClosedKline) -> str:
@@ -32,17 +82,7 @@ def kline_json(k: ClosedKline) -> str:
         {
             "symbol": k.symbol,
             "interval": k.interval,
-            "open_time": k.open_time,
-            "close_time": k.close_time,
-            "open": format_fixed8(k.open),
-            "high": format_fixed8(k.high),
-            "low": format_fixed8(k.low),
-            "close": format_fixed8(k.close),
-            "volume": format_fixed8(k.volume),
-            "quote_volume": format_quote(k.quote_volume),
-            "trades": k.trades,
-            "taker_buy_volume": format_fixed8(k.taker_buy_volume),
-            "taker_buy_quote_volume": format_quote(k.taker_buy_quote_volume),
+            **kline_fields(k),
             "revision": k.revision,
             "gap": k.gap,
             "inexact_trades": k.inexact_trades,
@@ -50,18 +90,21 @@ def kline_json(k: ClosedKline) -> str:
     )
 
 
-def binance_ws_event(k: ClosedKline, event_ms: int) -> dict[str, Any]:
-    """Binance's websocket kline event for a closed kline (``x`` true), sent at ``event_ms``.
-    A period without trades has ``f`` = ``L`` = -1, as Binance sends it."""
+def kline_event(
+    k: KlineValues, *, symbol: str, interval: str, closed: bool, event_ms: int
+) -> dict[str, Any]:
+    """Binance's websocket kline event (``<symbol>@kline_<interval>``), sent at ``event_ms``;
+    ``x`` says whether the kline is closed. A period without trades has ``f`` = ``L`` = -1,
+    as Binance sends it."""
     return {
         "e": "kline",
         "E": event_ms,
-        "s": k.symbol,
+        "s": symbol,
         "k": {
             "t": k.open_time,
             "T": k.close_time,
-            "s": k.symbol,
-            "i": k.interval,
+            "s": symbol,
+            "i": interval,
             "f": k.first_trade_id,
             "L": k.last_trade_id,
             "o": format_fixed8(k.open),
@@ -70,7 +113,7 @@ def binance_ws_event(k: ClosedKline, event_ms: int) -> dict[str, Any]:
             "l": format_fixed8(k.low),
             "v": format_fixed8(k.volume),
             "n": k.trades,
-            "x": True,
+            "x": closed,
             "q": format_quote(k.quote_volume),
             "V": format_fixed8(k.taker_buy_volume),
             "Q": format_quote(k.taker_buy_quote_volume),
@@ -79,7 +122,12 @@ def binance_ws_event(k: ClosedKline, event_ms: int) -> dict[str, Any]:
     }
 
 
-def binance_rest_row(k: ClosedKline) -> list[Any]:
+def binance_ws_event(k: ClosedKline, event_ms: int) -> dict[str, Any]:
+    """Binance's websocket kline event for a closed kline (``x`` true), sent at ``event_ms``."""
+    return kline_event(k, symbol=k.symbol, interval=k.interval, closed=True, event_ms=event_ms)
+
+
+def binance_rest_row(k: KlineValues) -> list[Any]:
     """Binance's REST kline array: times and the trade count as numbers, the rest as text."""
     return [
         k.open_time,
@@ -95,6 +143,30 @@ def binance_rest_row(k: ClosedKline) -> list[Any]:
         format_quote(k.taker_buy_quote_volume),
         "0",
     ]
+
+
+def binance_rest_rows(klines: Sequence[KlineValues]) -> list[list[Any]]:
+    """:func:`binance_rest_row` of each kline, its decimals formatted a column at a time."""
+    if not klines:
+        return []
+
+    def column(name: str) -> list[Any]:
+        return list(map(attrgetter(name), klines))
+
+    eights = [
+        format_fixed_many(column(name))
+        for name in ("open", "high", "low", "close", "volume", "taker_buy_volume")
+    ]
+    quotes = [
+        list(map(format_quote, column(n))) for n in ("quote_volume", "taker_buy_quote_volume")
+    ]
+    return [
+        [t, o, h, lo, c, v, ct, q, n, tv, tq, "0"]
+        for t, o, h, lo, c, v, ct, q, n, tv, tq in zip(
+            column("open_time"), *eights[:5], column("close_time"), quotes[0],
+            column("trades"), eights[5], quotes[1], strict=True,
+        )
+    ]  # fmt: skip
 
 
 def kline_line(k: ClosedKline, fmt: OutputFormat = "jsonl", *, event_ms: int = 0) -> str:

@@ -18,9 +18,8 @@ from kline_rs.storage.base import (
     VOLUME_DIGITS,
     StorageError,
     fixed_text,
-    is_postgres_url,
 )
-from kline_rs.storage.read import STORED_DTYPE, read_klines, read_only
+from kline_rs.storage.read import STORED_DTYPE, read_klines, stored_series
 from kline_rs.times import TimeLike
 
 #: Decimal digits of each exact column (38: the most decimal128 holds; 22 integer digits left
@@ -31,19 +30,6 @@ DECIMALS = {
     "volume": VOLUME_DIGITS, "quote_volume": QUOTE_DIGITS, "taker_buy_volume": VOLUME_DIGITS,
     "taker_buy_quote_volume": QUOTE_DIGITS, "quote_volume_exact": QUOTE_DIGITS,
 }  # fmt: skip
-
-
-def stored_series(db: str | Path, venue: str = "spot") -> list[tuple[str, str]]:
-    """The (symbol, interval) pairs stored for ``venue`` in an SQLite file or PostgreSQL URL."""
-    if is_postgres_url(db):
-        from kline_rs.storage.postgres import fetch_series
-
-        return fetch_series(str(db), venue)
-    with read_only(Path(db)) as con:
-        got = con.execute(
-            "SELECT DISTINCT symbol, interval FROM klines WHERE venue = ? ORDER BY 1, 2", (venue,)
-        ).fetchall()
-    return [(s, i) for s, i in got]
 
 
 class ExportFormatError(StorageError):

@@ -384,26 +384,56 @@ def _read(url: str, *queries: tuple[str, tuple[Any, ...]]) -> list[list[TupleRow
 
 
 def fetch_rows(
-    url: str, venue: str, symbol: str, interval: str, lo: int, hi: int, *, last: int | None = None
+    url: str,
+    venue: str,
+    symbol: str,
+    interval: str,
+    lo: int,
+    hi: int,
+    *,
+    first: int | None = None,
+    last: int | None = None,
 ) -> tuple[list[Row], str | None]:
     """Stored rows of one series overlapping ``lo <= open_time < hi`` (the row holding ``lo``
-    may start before it: a flat run), oldest first (only the latest ``last`` rows if given),
-    and the stored tz_offset."""
+    may start before it: a flat run), oldest first (only the latest ``last`` rows, or the
+    earliest ``first`` + 1, if given), and the stored tz_offset."""
     key = (venue, symbol, interval)
-    newest = "ORDER BY open_time DESC LIMIT %s" if last is not None else "ORDER BY open_time"
+    limit: tuple[int, ...] = ()
+    order = "ORDER BY open_time"
+    if last is not None:
+        order, limit = "ORDER BY open_time DESC LIMIT %s", (max(last, 0),)
+    elif first is not None:
+        order, limit = "ORDER BY open_time LIMIT %s", (max(first, 0) + 1,)
     got, tz = _read(
         url,
         (
             f"SELECT {_COLS} FROM klines WHERE {_KEY} AND open_time < %s AND open_time >= "
             f"coalesce((SELECT max(open_time) FROM klines WHERE {_KEY} AND open_time <= %s), %s) "
-            + newest,
-            (*key, hi, *key, lo, lo) + (() if last is None else (max(last, 0),)),
+            + order,
+            (*key, hi, *key, lo, lo, *limit),
         ),
         ("SELECT value FROM meta WHERE key = 'tz_offset'", ()),
     )
     if last is not None:
         got.reverse()
     return [row_from_db(r) for r in got], (tz[0][0] if tz else None)
+
+
+def fetch_contents(
+    url: str, venue: str
+) -> tuple[list[tuple[str, str]], dict[str, int], str | None]:
+    """The stored (symbol, interval) pairs of ``venue``, its 3d anchors and the tz_offset."""
+    series, anchors, tz = _read(
+        url,
+        ("SELECT DISTINCT symbol, interval FROM klines WHERE venue = %s ORDER BY 1, 2", (venue,)),
+        ("SELECT symbol, anchor_3d_ms FROM anchors WHERE venue = %s", (venue,)),
+        ("SELECT value FROM meta WHERE key = 'tz_offset'", ()),
+    )
+    return (
+        [(s, i) for s, i in series],
+        {s: int(t) for s, t in anchors},
+        str(tz[0][0]) if tz else None,
+    )
 
 
 def fetch_series(url: str, venue: str) -> list[tuple[str, str]]:

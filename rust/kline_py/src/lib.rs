@@ -2,6 +2,7 @@
 
 mod arrow;
 mod engine;
+mod rollup;
 mod trades;
 
 use kline_core::decimal::{format_fixed8, parse_decimal, QuoteRule, MAX_CONTRACT_SIZE};
@@ -136,6 +137,21 @@ fn format_fixed_many(values: Vec<i128>, decimals: usize) -> PyResult<Vec<String>
 fn parse_fixed(text: &str, decimals: usize) -> PyResult<i128> {
     kline_core::decimal::parse_scaled(text.as_bytes(), scale_of(decimals)?)
         .map_err(|e| DecimalError::new_err(e.to_string()))
+}
+
+/// Decimal texts → their mantissas at `10^-decimals`, in order (what `parse_fixed` gives
+/// each, in one call); the first text that is no such decimal is a `DecimalError` naming it.
+#[pyfunction]
+#[pyo3(signature = (texts, decimals=8))]
+fn parse_fixed_many(texts: Vec<String>, decimals: usize) -> PyResult<Vec<i128>> {
+    let decimals = scale_of(decimals)?;
+    texts
+        .iter()
+        .map(|t| {
+            kline_core::decimal::parse_scaled(t.as_bytes(), decimals)
+                .map_err(|e| DecimalError::new_err(format!("{t:.40?}: {e}")))
+        })
+        .collect()
 }
 
 /// A quote sum at 1e-16 as Binance prints it (8 decimals, the rest truncated).
@@ -440,6 +456,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(format_fixed, m)?)?;
     m.add_function(wrap_pyfunction!(format_fixed_many, m)?)?;
     m.add_function(wrap_pyfunction!(parse_fixed, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_fixed_many, m)?)?;
     m.add_function(wrap_pyfunction!(format_quote, m)?)?;
     m.add_function(wrap_pyfunction!(parse_time, m)?)?;
     m.add_function(wrap_pyfunction!(format_time, m)?)?;
@@ -458,5 +475,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(trades::parse_trades, m)?)?;
     engine::register(m)?;
     arrow::register(m)?;
+    rollup::register(m)?;
     Ok(())
 }
