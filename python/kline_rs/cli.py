@@ -9,13 +9,17 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from kline_rs import IntervalError, KlineError, __version__, _core, interval_name
 from kline_rs._core import tz_offset_name
 from kline_rs.operate.config import ConfigError, parse_args
 from kline_rs.operate.logs import FORMATS, LEVELS, setup_logging
 from kline_rs.replay import MAX_JUMP_MS, replay
+
+if TYPE_CHECKING:
+    from kline_rs.records import ClosedKline
+    from kline_rs.serve import ServeOptions
 
 #: Binance's timeZone forms: hours (``8``, ``-1``) or hours:minutes (``+08:00``, ``-1:00``).
 
@@ -214,6 +218,14 @@ def _parser() -> argparse.ArgumentParser:
         type=_lazy("kline_rs.operate.server", "address"),
         help="serve /metrics (Prometheus) and /healthz on HOST:PORT, e.g. 127.0.0.1:9108",
     )
+    live.add_argument(
+        "--serve",
+        type=_bind,
+        metavar="HOST:PORT",
+        help="serve the klines over Binance's REST and websocket API and the chart page, the "
+        "open ones from the engine (see kline-rs serve)",
+    )
+    _access_arguments(live, "--serve")
 
     demo = sub.add_parser("demo", help="the live pipeline against a local fake exchange")
     demo.add_argument("--symbols", type=int, default=24, help="simulated symbols")
@@ -281,29 +293,45 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default="127.0.0.1:8080",
         help="HOST:PORT to listen on (default 127.0.0.1:8080; port 0: any free one)",
     )
-    s.add_argument(
-        "--allow-remote",
-        action="store_true",
-        help="allow a --bind address other than loopback (give --token too)",
-    )
-    s.add_argument(
-        "--token",
-        action="append",
-        help="require this token on every request, as X-MBX-APIKEY: T or Authorization: "
-        "Bearer T (repeat for several clients, each its own weight budget; default: "
-        "$KLINE_RS_TOKEN if set)",
-    )
-    s.add_argument(
-        "--weight-limit",
-        type=int,
-        default=6000,
-        help="request weight per client per minute, Binance's weights (default 6000)",
-    )
+    _access_arguments(s, "--bind")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--log-level", choices=LEVELS, default="warning", help="default: warning")
     s.add_argument(
         "--log-format", choices=FORMATS, default="text", help="json: one JSON object per line"
     )
+
+
+def _access_arguments(p: argparse.ArgumentParser, bind: str) -> None:
+    """Who may use a server: ``serve``'s and ``run --serve``'s."""
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help=f"allow a {bind} address other than loopback (give --token too)",
+    )
+    p.add_argument(
+        "--token",
+        action="append",
+        help="require this token on every request, as X-MBX-APIKEY: T or Authorization: "
+        "Bearer T (a websocket URL may carry ?token=T; repeat for several clients, each its "
+        "own weight budget; default: $KLINE_RS_TOKEN if set)",
+    )
+    p.add_argument(
+        "--weight-limit",
+        type=int,
+        default=6000,
+        help="request weight per client per minute, Binance's weights (default 6000)",
+    )
+
+
+def _serve_options(args: argparse.Namespace) -> ServeOptions:
+    import os
+
+    from kline_rs.serve import ServeOptions
+
+    tokens = args.token or (
+        [os.environ["KLINE_RS_TOKEN"]] if os.environ.get("KLINE_RS_TOKEN") else []
+    )
+    return ServeOptions(tokens=tuple(tokens), weight_per_minute=args.weight_limit)
 
 
 def _bind(text: str) -> tuple[str, int]:
@@ -489,14 +517,50 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 2
     printer = JsonLines(sys.stdout, args.format) if args.print or not args.db else None
-    pipeline = LivePipeline(config, printer or (lambda k: None))
+    sinks: list[Callable[[ClosedKline], None]] = [printer] if printer else []
+
+    def on_kline(k: ClosedKline) -> None:
+        for sink in sinks:
+            sink(k)
+
+    pipeline = LivePipeline(config, on_kline)
+    from kline_rs.serve import is_loopback
+
+    if args.serve and not args.allow_remote and not is_loopback(args.serve[0]):
+        print(f"kline-rs: error: --serve {args.serve[0]} is not loopback: add --allow-remote "
+              "(and --token)", file=sys.stderr)  # fmt: skip
+        return 2
+
+    async def serve_klines() -> None:
+        from kline_rs.serve import Server
+        from kline_rs.serve.live import pipeline_source
+
+        await pipeline.started()
+        source = pipeline_source(pipeline)
+        sinks.append(source.on_closed)
+        host, port = args.serve
+        options = _serve_options(args)
+        async with Server(source, host=host, port=port, allow_remote=args.allow_remote,
+                          options=options) as server:  # fmt: skip
+            print(f"kline-rs: serving {server.url}", file=sys.stderr, flush=True)
+            await asyncio.Event().wait()
 
     async def job() -> None:
         from kline_rs.operate.server import serving
 
         serve = serving(pipeline, *args.metrics) if args.metrics else contextlib.nullcontext()
         async with serve:
-            await with_status_line(pipeline, pipeline.run(args.duration))
+            run = asyncio.create_task(with_status_line(pipeline, pipeline.run(args.duration)))
+            tasks = {run, asyncio.create_task(serve_klines())} if args.serve else {run}
+            try:
+                # The run ends the job; a server that fails (its port taken) ends it too.
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                for t in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
 
     try:
         asyncio.run(job())
@@ -545,16 +609,13 @@ def _export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
-    import os
     import signal
 
-    from kline_rs.serve import ServeOptions, Server
+    from kline_rs.serve import Server
 
-    tokens = args.token or (
-        [os.environ["KLINE_RS_TOKEN"]] if os.environ.get("KLINE_RS_TOKEN") else []
-    )
+    options = _serve_options(args)
+    tokens = options.tokens
     host, port = args.bind
-    options = ServeOptions(tokens=tuple(tokens), weight_per_minute=args.weight_limit)
     server = Server(
         args.db, host=host, port=port, allow_remote=args.allow_remote, options=options,
         venue=args.venue,

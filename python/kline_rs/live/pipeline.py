@@ -159,6 +159,10 @@ class LivePipeline:
         self._final_metrics: dict[str, Any] | None = None
         self._began = self._ended = 0.0
 
+    def anchor_of(self, symbol: str) -> int | None:
+        """The symbol's 3d anchor (its first 1d kline's open time), if found."""
+        return self._anchors.get(symbol)
+
     async def started(self) -> None:
         """Returns once symbols are followed and the feed is connecting."""
         await self._started.wait()

@@ -30,6 +30,7 @@ from kline_rs.serve.source import (
 
 if TYPE_CHECKING:
     from kline_rs.engine import Engine
+    from kline_rs.live.pipeline import LivePipeline
     from kline_rs.records import ClosedKline
     from kline_rs.serve.ws import StreamHub
     from kline_rs.venues import Venue
@@ -168,3 +169,29 @@ class LiveSource:
         if first is not None:
             return rows[:first]
         return rows[-last:] if last is not None else rows
+
+
+def pipeline_source(pipeline: LivePipeline) -> LiveSource:
+    """The klines of a started pipeline (``kline-rs run … --serve``): its engine's, and
+    older ones from its store; the symbols as its last exchangeInfo described them. Give the
+    source's :meth:`LiveSource.on_closed` the pipeline's closed klines."""
+    from kline_rs.serve.source import StoreSource
+    from kline_rs.venues import VENUES
+
+    assert pipeline.engine is not None, "the pipeline has not started"
+    config = pipeline.config
+    venue = VENUES[config.venue]
+    store = StoreSource(config.db, venue=venue) if config.db else None
+
+    def describe() -> dict[str, ServedSymbol]:
+        manager = pipeline.manager
+        if manager is None:
+            return {}
+        return {
+            name: ServedSymbol(name, status, *split_assets(name), manager.contract_sizes.get(name))
+            for name, status in manager.statuses.items()
+        }
+
+    return LiveSource(
+        pipeline.engine, venue, store=store, describe=describe, anchors=pipeline.anchor_of
+    )
