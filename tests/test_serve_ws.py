@@ -16,9 +16,12 @@ import kline_rs
 import numpy as np
 import oracle
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kline_rs.serve import Server
 from kline_rs.serve.app import HUB
 from kline_rs.serve.live import LiveSource
+from kline_rs.serve.requests import METHODS, Subscriptions
 from kline_rs.serve.ws import MAX_STREAMS, StreamHub, StreamNameError, parse_stream
 from kline_rs.venues import SPOT
 
@@ -319,3 +322,58 @@ def test_more_than_five_messages_a_second_close_the_connection_as_on_binance() -
                 aiohttp.WSMsgType.CLOSE, 1008, "Too many messages")  # fmt: skip
 
     run(scenario())
+
+
+# -- fuzz ---------------------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+REQUEST = st.fixed_dictionaries(
+    {"method": st.sampled_from([*METHODS, "PING", "", 7]), "id": JSON},
+    optional={"params": st.lists(st.text(max_size=40) | JSON, max_size=6) | JSON},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=200) | REQUEST.map(json.dumps) | JSON.map(json.dumps), max_size=8))
+def test_any_websocket_message_gets_binances_reply_shape_and_bounded_state(
+    messages: list[str],
+) -> None:
+    """Whatever a client sends: a reply with its ``id`` and a ``result`` or an ``error`` with an
+    integer code (a property answer: ``code`` and ``msg``), never an exception; only valid,
+    served stream names are ever subscribed, never more than the bound."""
+    served = {"BTCUSDT"}
+
+    def check(name: str) -> str | None:
+        try:
+            stream = parse_stream(name)
+        except StreamNameError as e:
+            return str(e)
+        return None if stream.symbol in served else "not served"
+
+    subs = Subscriptions([], combined=False, max_streams=3, check=check)
+    for text in messages:
+        reply, added, removed = subs.answer(text)
+        assert "id" in reply
+        assert ("result" in reply) != ("error" in reply) or "code" in reply
+        if "error" in reply:
+            assert isinstance(reply["error"]["code"], int) and reply["error"]["msg"]
+            assert not added and not removed
+        assert len(subs.streams) <= 3
+        assert all(parse_stream(s).symbol in served for s in subs.streams)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_any_stream_name_parses_or_says_why(name: str) -> None:
+    try:
+        s = parse_stream(name)
+    except StreamNameError as e:
+        assert str(e)
+        return
+    assert s.name == name and s.symbol == s.symbol.upper() and s.interval
