@@ -572,3 +572,37 @@ def test_rollups_are_bounded(served: BackgroundServer) -> None:
     assert MAX_ROLLUP_PARTS < 1000 * 31 * 1440
     got = klines(served.url, interval="1M", startTime=0, limit=1000)
     assert [r[0] for r in got] == [T0]
+
+
+# -- the kline streams of a store ----------------------------------------------------------------
+
+
+def test_a_stores_streams_send_each_kline_as_it_is_stored(
+    minutes: list[Row], tmp_path: Path
+) -> None:
+    """``kline-rs serve`` beside a run writing the store: a kline stream sends the latest
+    stored kline, then each one the store gets, closed (x true), Binance's own values."""
+    import aiohttp
+    from kline_rs.serve import StoreSource
+
+    path = tmp_path / "growing.sqlite"
+
+    async def scenario() -> None:
+        await store(path, minutes[:100])
+        source = StoreSource(path, contents_ttl_s=0.05)
+        options = ServeOptions(stream_pace_s=0.05)
+        async with Server(source, options=options) as server, aiohttp.ClientSession() as http:
+            url = server.url.replace("http:", "ws:")
+            async with http.ws_connect(f"{url}/ws/btcusdt@kline_1m") as ws:
+                first = json.loads((await ws.receive(timeout=10)).data)
+                assert first["k"]["x"] and first["k"]["t"] == minutes[99][0]
+                await store(path, minutes[100:103])  # a run stores three more minutes
+                got = [json.loads((await ws.receive(timeout=10)).data)["k"] for _ in range(3)]
+        want = minutes[100:103]
+        assert [k["t"] for k in got] == [r[0] for r in want] and all(k["x"] for k in got)
+        for k, r in zip(got, want, strict=True):
+            assert [k["o"], k["h"], k["l"], k["c"], k["v"], k["T"], k["q"], k["n"]] == [
+                *r[1:6], r[6], r[7], r[8]]  # fmt: skip
+        await source.close()
+
+    asyncio.run(scenario())

@@ -444,9 +444,13 @@ class StreamHub:
         and sends what changed to its clients."""
         s = state.stream
         since, state.look_back_from = state.look_back_from, None
+        # From the last kline sent closed on (several may have closed since the last poll,
+        # a store gets them in batches), at most LOOKBACK; at first the latest two.
+        last_sent = max(state.closed_sent, default=None)
         rows = await self.source.klines(
-            s.symbol, s.interval, start_ms=None, end_ms=None, limit=2, tz_offset=s.tz
-        )
+            s.symbol, s.interval, start_ms=last_sent, end_ms=None,
+            limit=2 if last_sent is None else LOOKBACK, tz_offset=s.tz,
+        )  # fmt: skip
         if since is not None and state.closed_sent:
             older = await self.source.klines(
                 s.symbol, s.interval, start_ms=since, end_ms=None, limit=LOOKBACK, tz_offset=s.tz
