@@ -118,6 +118,9 @@ def test_the_wheel_is_one_abi3_manylinux_wheel(
         metadata = z.read(f"{info}/METADATA").decode()
     assert f"Tag: {tag}\n" in wheel_file
     assert {"kline_rs/_core.abi3.so", "kline_rs/_core.pyi", "kline_rs/py.typed"} <= names
+    # The chart page's own files ship (plotly.js comes from the plotly package, not the wheel).
+    assert {"kline_rs/serve/chart/index.html", "kline_rs/serve/chart/chart.js"} <= names
+    assert not [n for n in names if n.endswith("plotly.min.js")]
     assert not [n for n in names if n.endswith(".so") and n != "kline_rs/_core.abi3.so"]
     assert "Requires-Python: >=3.10" in metadata
     assert "Requires-Dist: numpy>=1.24" in metadata
