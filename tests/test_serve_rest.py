@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kline_rs.live.kline_history import records
-from kline_rs.serve import BackgroundServer, RemoteBindError, ServeOptions, Server
+from kline_rs.serve import BackgroundServer, RemoteBindError, ServeOptions, Server, StoreSource
 from kline_rs.serve.errors import BinanceError
 from kline_rs.serve.limits import Guard
 from kline_rs.serve.rollup import MAX_ROLLUP_PARTS
@@ -583,7 +583,6 @@ def test_a_stores_streams_send_each_kline_as_it_is_stored(
     """``kline-rs serve`` beside a run writing the store: a kline stream sends the latest
     stored kline, then each one the store gets, closed (x true), Binance's own values."""
     import aiohttp
-    from kline_rs.serve import StoreSource
 
     path = tmp_path / "growing.sqlite"
 
@@ -606,3 +605,72 @@ def test_a_stores_streams_send_each_kline_as_it_is_stored(
         await source.close()
 
     asyncio.run(scenario())
+
+
+def test_ccxt_and_python_binance_watch_a_stores_klines_as_it_grows(
+    minutes: list[Row], tmp_path: Path
+) -> None:
+    """ccxt.pro's ``watch_ohlcv`` and python-binance's kline socket, unmodified, on a store a
+    run keeps writing: each gets every stored kline, Binance's own values."""
+    ccxt_pro = pytest.importorskip("ccxt.pro")
+    with warnings.catch_warnings():  # it imports a deprecated websockets name
+        warnings.simplefilter("ignore", DeprecationWarning)
+        binance = pytest.importorskip("binance")
+    path = tmp_path / "growing.sqlite"
+
+    async def watch_ccxt(url: str, want: int) -> dict[int, list[float]]:
+        ws = url.replace("http:", "ws:")
+        exchange = ccxt_pro.binance({
+            "urls": {"api": {"public": f"{url}/api/v3", "ws": {"spot": f"{ws}/ws"}}},
+            "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
+        })  # fmt: skip
+        seen: dict[int, list[float]] = {}
+        try:
+            while want not in seen:
+                for row in await asyncio.wait_for(exchange.watch_ohlcv("BTC/USDT", "1m"), 20):
+                    seen[int(row[0])] = row
+        finally:
+            await exchange.close()
+        return seen
+
+    async def watch_python_binance(url: str, want: int) -> dict[int, dict[str, Any]]:
+        class Client(binance.AsyncClient):  # type: ignore[misc,name-defined]
+            API_URL = f"{url}/api"
+
+        class Sockets(binance.BinanceSocketManager):  # type: ignore[misc,name-defined]
+            STREAM_URL = url.replace("http:", "ws:") + "/"
+
+        client = await Client.create()
+        seen: dict[int, dict[str, Any]] = {}
+        try:
+            async with Sockets(client).kline_socket("BTCUSDT", interval="1m") as socket:
+                while want not in seen:
+                    event = await asyncio.wait_for(socket.recv(), 20)
+                    seen[event["k"]["t"]] = event["k"]
+        finally:
+            await client.close_connection()
+        return seen
+
+    async def scenario() -> tuple[dict[int, list[float]], dict[int, dict[str, Any]]]:
+        await store(path, minutes[:100])
+        source = StoreSource(path, contents_ttl_s=0.05)
+        try:
+            async with Server(source, options=ServeOptions(stream_pace_s=0.05)) as server:
+                last = minutes[103][0]
+                watching = asyncio.gather(
+                    watch_ccxt(server.url, last), watch_python_binance(server.url, last)
+                )
+                await asyncio.sleep(1.0)  # both subscribed
+                for i in range(100, 104):  # a run stores a minute at a time
+                    await store(path, minutes[i : i + 1])
+                    await asyncio.sleep(0.2)
+                return await watching
+        finally:
+            await source.close()
+
+    ccxt_seen, theirs = asyncio.run(scenario())
+    for r in minutes[100:104]:
+        assert ccxt_seen[r[0]] == [r[0], *(float(v) for v in r[1:6])]
+        k = theirs[r[0]]
+        assert k["x"] and [k["o"], k["h"], k["l"], k["c"], k["v"], k["T"], k["q"], k["n"]] == [
+            *r[1:6], r[6], r[7], r[8]]  # fmt: skip

@@ -377,3 +377,30 @@ def test_any_stream_name_parses_or_says_why(name: str) -> None:
         assert str(e)
         return
     assert s.name == name and s.symbol == s.symbol.upper() and s.interval
+
+
+def test_connections_end_at_their_age_limit_and_without_pongs() -> None:
+    """Binance's 24 h cut-off (here 0.5 s) and its pings: a client that answers none is
+    closed."""
+
+    async def scenario() -> None:
+        async with served(max_age_s=0.5, ping_s=0.3) as s, aiohttp.ClientSession() as http:
+            async with http.ws_connect(f"{s.url}/ws/btcusdt@kline_1m") as ws:  # answers pings
+                msg = await ws.receive(timeout=10)
+                assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1001), msg
+                assert "24 h" in msg.extra
+            assert s.hub.stats["aged_out"] == 1
+            s.hub.max_age_s = 60.0
+            mute = await http.ws_connect(f"{s.url}/ws", autoping=False, heartbeat=None)
+            try:
+                pings = 0
+                while (msg := await mute.receive(timeout=10)).type == aiohttp.WSMsgType.PING:
+                    pings += 1
+                assert pings >= 1 and msg.type in (
+                    aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING
+                ), msg  # fmt: skip
+            finally:
+                await mute.close()
+            assert not s.hub.clients
+
+    run(scenario())
