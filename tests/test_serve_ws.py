@@ -157,9 +157,9 @@ def test_a_raw_stream_sends_the_open_kline_then_closes_it_exactly() -> None:
                 s.clock.set(T0 + MINUTE + 10_000)
                 s.engine.sync()
                 got = [await next_event(ws), await next_event(ws)]
-                closed = [e for e in got if e["k"]["x"]]
-                opened = [e for e in got if not e["k"]["x"]]
-                assert len(closed) == 1 and len(opened) == 1
+                # As on Binance: the closed event first, then the next kline's.
+                assert [e["k"]["x"] for e in got] == [True, False]
+                closed, opened = [got[0]], [got[1]]
                 assert fields(closed[0]["k"]) == s.truth("BTCUSDT")[T0]
                 assert fields(opened[0]["k"]) == s.truth("BTCUSDT")[T0 + MINUTE]
                 assert s.hub.stats["frames_sent"] >= 4

@@ -75,6 +75,8 @@ MAX_MESSAGES_PER_S = 5
 MAX_TRACKED = 1_000
 #: Periods a stream looks back for revisions after :meth:`StreamHub.notify` (REST's limit).
 LOOKBACK = 1_000
+#: Seconds a new open kline waits for the closed event of the one before it.
+MAX_HOLD_S = 5.0
 #: Longest text of a stream name or an incoming message.
 MAX_STREAM_NAME = 64
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -128,14 +130,24 @@ class StreamState:
     stream: Stream
     clients: set[Client] = field(default_factory=set)
     open_sent: tuple[int, int, int, int] | None = None
+    #: The open time of the last open kline sent (kept when a new subscriber comes).
+    open_time_sent: int | None = None
+    #: Since when a new open kline waits for the closed one before it (monotonic seconds).
+    holding_since: float | None = None
     closed_sent: OrderedDict[int, int] = field(default_factory=OrderedDict)
     due: float = 0.0
     look_back_from: int | None = None
     #: Its last poll failed (said once in the log).
     failed: bool = False
 
-    def events(self, rows: list[ServedKline]) -> list[tuple[ServedKline, bool]]:
-        """The klines of ``rows`` (oldest first) to send, each with its ``x``."""
+    def events(self, rows: list[ServedKline], now: float) -> list[tuple[ServedKline, bool]]:
+        """The klines of ``rows`` (oldest first) to send, each with its ``x``.
+
+        As on Binance, a kline's closed event comes before the next kline's first one: a new
+        open kline is held back while the one before it, sent open, has not come closed yet
+        (a live source's engine opens the next kline before its consumer has the closed one),
+        for :data:`MAX_HOLD_S` at most.
+        """
         out: list[tuple[ServedKline, bool]] = []
         for k in rows:
             if k.closed:
@@ -152,7 +164,14 @@ class StreamState:
                 mark = (k.open_time, k.last_trade_id, k.trades, k.close)
                 if mark == self.open_sent:
                     continue
+                before = self.open_time_sent
+                if before is not None and before < k.open_time and before not in self.closed_sent:
+                    self.holding_since = self.holding_since or now
+                    if now - self.holding_since < MAX_HOLD_S:
+                        continue
+                self.holding_since = None
                 self.open_sent = mark
+                self.open_time_sent = k.open_time
                 out.append((k, False))
         return out
 
@@ -458,7 +477,7 @@ class StreamHub:
             known = [k for k in older if k.closed and k.open_time in state.closed_sent]
             latest = {k.open_time for k in rows}
             rows = [k for k in known if k.open_time not in latest] + rows
-        events = state.events(rows)
+        events = state.events(rows, time.monotonic())
         if not events or not state.clients:
             return
         event_ms = self.now_ms()
