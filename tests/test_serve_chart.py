@@ -19,10 +19,10 @@ import kline_rs
 import numpy as np
 import pytest
 from devtools import Browser, ChromiumUnavailable, chromium_path
-from kline_rs.serve import ServeOptions, Server, chart
+from engine_server import engine_server
+from kline_rs.serve import ServeOptions, chart
 from kline_rs.serve.chart import INSTALL_HINT, plotly_js
 from kline_rs.serve.live import LiveSource
-from kline_rs.venues import SPOT
 
 E8 = 10**8
 MINUTE = 60_000
@@ -81,23 +81,8 @@ async def served() -> AsyncIterator[Served]:
     clock = kline_rs.ManualClock(T0)
     engine = kline_rs.Engine(["1m"], partitions=1, clock=clock, grace=0)
     engine.add_symbols([SYMBOL])
-    source = LiveSource(engine, SPOT)
-    server = Server(source, options=ServeOptions(stream_pace_s=0.1))
-    await server.start()
-
-    async def consume() -> None:
-        async for k in engine.klines():
-            source.on_closed(k)
-
-    consumer = asyncio.create_task(consume())
-    try:
+    async with engine_server(engine, ServeOptions(stream_pace_s=0.1)) as (server, source):
         yield Served(engine, clock, source, server.url)
-    finally:
-        await server.stop()
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
-        engine.close()
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:

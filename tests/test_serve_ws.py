@@ -16,14 +16,13 @@ import kline_rs
 import numpy as np
 import oracle
 import pytest
+from engine_server import engine_server
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kline_rs.serve import Server
 from kline_rs.serve.app import HUB
 from kline_rs.serve.live import LiveSource
 from kline_rs.serve.requests import METHODS, Subscriptions
 from kline_rs.serve.ws import MAX_STREAMS, StreamHub, StreamNameError, parse_stream
-from kline_rs.venues import SPOT
 
 E8 = 10**8
 MINUTE = 60_000
@@ -72,34 +71,15 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def served(**hub_settings: Any) -> AsyncIterator[Served]:
-    """The whole server (``kline_rs.serve.Server``) over an engine's LiveSource; its stream
-    hub's bounds set from ``hub_settings``."""
+    """The whole server over an engine's LiveSource; its stream hub's bounds from
+    ``hub_settings``."""
     clock = kline_rs.ManualClock(T0)
     engine = kline_rs.Engine(["1m", "5m"], partitions=1, clock=clock, grace=0)
     engine.add_symbols(list(SYMBOLS))
-    source = LiveSource(engine, SPOT)
-    server = Server(source)
-    hub = server.app[HUB]
-    for name, value in hub_settings.items():
-        assert hasattr(hub, name), name
-        setattr(hub, name, value)
-    await server.start()
-
-    async def consume() -> None:
-        async for k in engine.klines():
-            source.on_closed(k)
-
-    consumer = asyncio.create_task(consume())
-    url = server.url.replace("http:", "ws:")
-    s = Served(engine, clock, source, hub, url, {s: [] for s in SYMBOLS}, dict.fromkeys(SYMBOLS, 1))
-    try:
-        yield s
-    finally:
-        await server.stop()
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
-        engine.close()
+    async with engine_server(engine, **hub_settings) as (server, source):
+        url = server.url.replace("http:", "ws:")
+        yield Served(engine, clock, source, server.app[HUB], url,
+                     {s: [] for s in SYMBOLS}, dict.fromkeys(SYMBOLS, 1))  # fmt: skip
 
 
 async def next_event(ws: aiohttp.ClientWebSocketResponse, timeout: float = 10.0) -> Any:
