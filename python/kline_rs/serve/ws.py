@@ -453,6 +453,9 @@ class StreamHub:
                     state.failed = True
                 except Exception:  # one stream's failure must not stop the others
                     log.exception("polling %s failed", state.stream.name)
+                # Its clients' frames go out now, not after every other stream's poll (a live
+                # source answers without waiting: the loop would not run them till the end).
+                await asyncio.sleep(0)
             nearest = min((s.due for s in self.streams.values()), default=now + PACE_S)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
