@@ -177,6 +177,25 @@ COINM = replace(
 VENUES: dict[VenueName, Venue] = {v.name: v for v in (SPOT, USDM, COINM)}
 
 
+#: Quote assets recognised at the end of a symbol name, longest first (where no exchangeInfo
+#: says: ``BTCUSDT`` is BTC/USDT, ``ETHBTC`` ETH/BTC, ``BTCUSD_PERP`` BTC/USD).
+QUOTE_ASSETS: tuple[str, ...] = (
+    "FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USDP", "DAI", "EUR", "TRY", "BRL", "GBP", "AUD",
+    "JPY", "RUB", "UAH", "ZAR", "IDR", "NGN", "PLN", "RON", "ARS", "MXN", "COP", "CZK", "BTC",
+    "ETH", "BNB", "XRP", "TRX", "DOGE", "DOT", "SOL", "USD",
+)  # fmt: skip
+
+
+def split_assets(symbol: str) -> tuple[str, str]:
+    """(base, quote) of a symbol name by its known quote-asset suffix (futures: of the pair
+    before ``_``); ``("", "")`` when none fits."""
+    pair = symbol.split("_")[0]
+    for quote in QUOTE_ASSETS:
+        if pair.endswith(quote) and len(pair) > len(quote):
+            return pair[: -len(quote)], quote
+    return "", ""
+
+
 def venue_named(name: str) -> Venue:
     """``spot``, ``usdm`` (alias ``futures``) or ``coinm`` (alias ``delivery``)."""
     key = {"futures": "usdm", "delivery": "coinm"}.get(name, name)

@@ -11,12 +11,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from kline_rs.venues import split_assets
+
 SCALE = 10**8
 TRADING = "TRADING"
-#: Quote assets recognised when splitting a symbol into base and quote, longest first.
-QUOTES = (
-    "FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL",
-)  # fmt: skip
 
 Trade = dict[str, Any]
 """A Binance aggTrade object: ``{"a", "p", "q", "f", "l", "T", "m"[, "M"]}``."""
@@ -44,11 +42,12 @@ def trim(text: str, places: int) -> str:
 
 
 def split_symbol(symbol: str) -> tuple[str, str]:
-    """``BTCUSDT`` → (``BTC``, ``USDT``); ``BTCUSD_PERP`` → (``BTC``, ``USD``)."""
+    """``BTCUSDT`` → (``BTC``, ``USDT``); ``BTCUSD_PERP`` → (``BTC``, ``USD``) (the venues'
+    quote assets); a name with none of them: its last four letters are the quote."""
+    base, quote = split_assets(symbol)
+    if quote:
+        return base, quote
     pair = symbol.split("_")[0]
-    for quote in QUOTES:
-        if pair.endswith(quote) and len(pair) > len(quote):
-            return pair[: -len(quote)], quote
     return pair[:-4] or pair, pair[-4:]
 
 

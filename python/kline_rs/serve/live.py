@@ -24,9 +24,9 @@ from kline_rs.serve.source import (
     ServedSymbol,
     SymbolNotServedError,
     rolled_window,
-    split_assets,
     window,
 )
+from kline_rs.venues import split_assets
 
 if TYPE_CHECKING:
     from kline_rs.engine import Engine

@@ -45,17 +45,10 @@ from kline_rs.storage.read import (
     sqlite_rows,
     store_contents,
 )
-from kline_rs.venues import Venue, venue_named
+from kline_rs.venues import Venue, split_assets, venue_named
 
 T = TypeVar("T")
 
-#: Quote assets recognised at the end of a symbol name, longest first (a store keeps no
-#: exchangeInfo; ``BTCUSDT`` is BTC/USDT, ``ETHBTC`` ETH/BTC, ``BTCUSD_PERP`` BTC/USD).
-QUOTE_ASSETS: tuple[str, ...] = (
-    "FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USDP", "DAI", "EUR", "TRY", "BRL", "GBP", "AUD",
-    "JPY", "RUB", "UAH", "ZAR", "IDR", "NGN", "PLN", "RON", "ARS", "MXN", "COP", "CZK", "BTC",
-    "ETH", "BNB", "XRP", "TRX", "DOGE", "DOT", "SOL", "USD",
-)  # fmt: skip
 #: Seconds a store's list of series is reused before it is read again.
 CONTENTS_TTL_S = 5.0
 #: Threads reading the store (its driver blocks): at most this many reads run at once.
@@ -89,16 +82,6 @@ class KlineSource(Protocol):
         ``limit`` of them from ``start_ms``, else the latest ``limit`` up to ``end_ms`` (None:
         unbounded). ``tz_offset`` (``+HH:MM``, None: UTC) places 1d and longer periods.
         Raises :class:`SymbolNotServedError` or :class:`IntervalNotServedError`."""
-
-
-def split_assets(symbol: str) -> tuple[str, str]:
-    """(base, quote) of a symbol name by its known quote-asset suffix (futures: of the pair
-    before ``_``); ``("", "")`` when none fits."""
-    pair = symbol.split("_")[0]
-    for quote in QUOTE_ASSETS:
-        if pair.endswith(quote) and len(pair) > len(quote):
-            return pair[: -len(quote)], quote
-    return "", ""
 
 
 #: The stored text columns and their decimals.
