@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from kline_rs.fake.events import dumps
 from kline_rs.fake.faults import Faults, FrameFaults
 from kline_rs.fake.stats import ExchangeStats
-from kline_rs.serve.requests import Subscriptions
+from kline_rs.serve.requests import MessageRate, Subscriptions
 from kline_rs.venues import Venue
 
 
@@ -58,7 +58,7 @@ class Connection:
         self.closing = False
         self._outbox: deque[tuple[float, Kind, str]] = deque()
         self._wake = asyncio.Event()
-        self._incoming: deque[float] = deque()
+        self.rate = MessageRate(venue.ws_messages_per_second)
 
     # -- what the exchange puts in ----------------------------------------------------------
 
@@ -163,11 +163,7 @@ class Connection:
 
     async def _on_message(self, text: str) -> None:
         """Binance counts every incoming message; past the venue's rate it disconnects."""
-        now = time.monotonic()
-        self._incoming.append(now)
-        while self._incoming[0] <= now - 1.0:
-            self._incoming.popleft()
-        if len(self._incoming) > self.venue.ws_messages_per_second:
+        if self.rate.exceeded():
             await self.close_now(WSCloseCode.POLICY_VIOLATION, "Too many messages")
             return
         self.send_reply(self.answer(text))

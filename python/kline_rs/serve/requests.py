@@ -9,6 +9,8 @@ Shared by kline_rs's own server (:mod:`kline_rs.serve.ws`) and the fake exchange
 from __future__ import annotations
 
 import json
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +29,23 @@ def valid_id(value: Any) -> bool:
     if isinstance(value, int) and not isinstance(value, bool):
         return -I64 <= value < I64
     return isinstance(value, str) and len(value) <= 36 and value.replace("-", "").isalnum()
+
+
+class MessageRate:
+    """Binance counts every message a client sends: more than ``per_second`` within a second
+    and the connection is closed."""
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self._times: deque[float] = deque()
+
+    def exceeded(self, now: float | None = None) -> bool:
+        """Counts one message; whether the last second holds more than allowed."""
+        now = time.monotonic() if now is None else now
+        self._times.append(now)
+        while self._times[0] <= now - 1.0:
+            self._times.popleft()
+        return len(self._times) > self.per_second
 
 
 class Subscriptions:

@@ -33,7 +33,7 @@ import logging
 import re
 import socket
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -42,7 +42,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from kline_rs._core import KlineError, interval_name, symbol_name, tz_offset_name
 from kline_rs.live.output import kline_event
-from kline_rs.serve.requests import Subscriptions
+from kline_rs.serve.requests import MessageRate, Subscriptions
 from kline_rs.serve.served import ServeError
 
 if TYPE_CHECKING:
@@ -129,9 +129,10 @@ class StreamState:
 
     stream: Stream
     clients: set[Client] = field(default_factory=set)
+    #: The last open kline sent: (open time, last trade id, trades, close).
     open_sent: tuple[int, int, int, int] | None = None
-    #: The open time of the last open kline sent (kept when a new subscriber comes).
-    open_time_sent: int | None = None
+    #: A client came since: the open kline goes out again even if unchanged.
+    resend: bool = False
     #: Since when a new open kline waits for the closed one before it (monotonic seconds).
     holding_since: float | None = None
     closed_sent: OrderedDict[int, int] = field(default_factory=OrderedDict)
@@ -162,16 +163,15 @@ class StreamState:
                 out.append((k, True))
             else:
                 mark = (k.open_time, k.last_trade_id, k.trades, k.close)
-                if mark == self.open_sent:
+                if mark == self.open_sent and not self.resend:
                     continue
-                before = self.open_time_sent
+                before = None if self.open_sent is None else self.open_sent[0]
                 if before is not None and before < k.open_time and before not in self.closed_sent:
                     self.holding_since = self.holding_since or now
                     if now - self.holding_since < MAX_HOLD_S:
                         continue
                 self.holding_since = None
-                self.open_sent = mark
-                self.open_time_sent = k.open_time
+                self.open_sent, self.resend = mark, False
                 out.append((k, False))
         return out
 
@@ -192,11 +192,10 @@ class Client:
         self.transport = transport
         self.key = key
         self.subs = subs
-        self.opened = time.monotonic()
         self.closing = False
         self.sender: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[str] = asyncio.Queue(hub.max_outbox)
-        self._incoming: deque[float] = deque()
+        self.rate = MessageRate(MAX_MESSAGES_PER_S)
 
     def send(self, text: str) -> None:
         """Queues a frame; a consumer :data:`MAX_OUTBOX` frames behind is dropped."""
@@ -253,13 +252,6 @@ class Client:
             except (ConnectionError, RuntimeError):
                 return
             self.hub.stats["frames_sent"] += 1
-
-    def too_many_messages(self) -> bool:
-        now = time.monotonic()
-        self._incoming.append(now)
-        while self._incoming[0] <= now - 1.0:
-            self._incoming.popleft()
-        return len(self._incoming) > MAX_MESSAGES_PER_S
 
 
 class StreamHub:
@@ -382,7 +374,7 @@ class StreamHub:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     continue
-                if client.too_many_messages():
+                if client.rate.exceeded():
                     await client.finish(WSCloseCode.POLICY_VIOLATION, "Too many messages")
                     break
                 reply, added, removed = subs.answer(msg.data)
@@ -422,7 +414,7 @@ class StreamHub:
                 state = self.streams[n] = StreamState(parse_stream(n))
             state.clients.add(client)
             state.due = 0.0  # the current kline goes to the new subscriber at once
-            state.open_sent = None
+            state.resend = True
         if names:
             self._wake.set()
 
