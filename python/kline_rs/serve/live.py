@@ -151,14 +151,21 @@ class LiveSource:
         ``first`` or the latest ``last``; the store's, the ones handed on since, the open one."""
         by_open: dict[int, ServedKline] = {}
         recent = self._recent.get((symbol, interval), OrderedDict())
-        oldest_recent = next(iter(recent), None)
-        if self.store is not None and (oldest_recent is None or lo < oldest_recent):
+        held = [t for t in recent if lo <= t < hi]
+        # The store has nothing newer than what is held here: it is read only for a window
+        # reaching before the klines held (not on every poll of a stream's latest klines).
+        if last is not None:
+            covered = len(held) >= last
+        else:
+            covered = bool(recent) and lo >= next(iter(recent))
+        if self.store is not None and not covered:
             start, end = (lo, None) if first is not None else (None, hi - 1)
             want = first if first is not None else (last or 0)
             stored = await self.store.klines(symbol, interval, start, end, want, self.tz_offset)
             by_open.update((k.open_time, k) for k in stored)
-        for t, k in recent.items():
-            if lo <= t < hi and (t not in by_open or by_open[t].revision <= k.revision):
+        for t in held:
+            k = recent[t]
+            if t not in by_open or by_open[t].revision <= k.revision:
                 by_open[t] = k
         for slot in self.engine.read(symbol):
             if slot["interval"] == interval and slot["state"] == "open":
