@@ -414,6 +414,13 @@ def test_a_non_loopback_bind_is_refused_without_allow_remote(tmp_path: Path) -> 
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert got.returncode == 2 and "not a loopback address" in got.stderr
+    # kline-rs run --serve: refused before the run starts (no exchange is contacted).
+    got = subprocess.run(
+        [sys.executable, "-m", "kline_rs.cli", "run", "--symbols", "BTCUSDT",
+         "--rest-url", "http://127.0.0.1:9", "--serve", "0.0.0.0:0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert got.returncode == 2 and "not a loopback address" in got.stderr, got.stderr
 
 
 def test_the_serve_command_serves_until_told_to_stop(

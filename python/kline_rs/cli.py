@@ -524,12 +524,10 @@ def _run(args: argparse.Namespace) -> int:
             sink(k)
 
     pipeline = LivePipeline(config, on_kline)
-    from kline_rs.serve import is_loopback
+    if args.serve:
+        from kline_rs.serve import check_bind
 
-    if args.serve and not args.allow_remote and not is_loopback(args.serve[0]):
-        print(f"kline-rs: error: --serve {args.serve[0]} is not loopback: add --allow-remote "
-              "(and --token)", file=sys.stderr)  # fmt: skip
-        return 2
+        check_bind(args.serve[0], args.allow_remote)  # before the run starts: exit 2
 
     async def serve_klines() -> None:
         from kline_rs.serve import Server

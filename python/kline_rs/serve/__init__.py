@@ -43,6 +43,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_bind(host: str, allow_remote: bool) -> None:
+    """:class:`RemoteBindError` for a host other than loopback without ``allow_remote``."""
+    if not allow_remote and not is_loopback(host):
+        raise RemoteBindError(
+            f"{host}: not a loopback address; serving beyond this machine needs "
+            "allow_remote (--allow-remote), and a token (--token) is advised"
+        )
+
+
 def bind_address(text: str) -> tuple[str, int]:
     """``"127.0.0.1:8080"`` / ``"[::1]:8080"`` / ``"8080"`` (loopback) → (host, port); port
     0 takes a free one."""
@@ -70,11 +79,7 @@ class Server:
         venue: str = "spot",
         routes: Sequence[web.AbstractRouteDef] = (),
     ) -> None:
-        if not allow_remote and not is_loopback(host):
-            raise RemoteBindError(
-                f"{host}: not a loopback address; serving beyond this machine needs "
-                "allow_remote (--allow-remote), and a token (--token) is advised"
-            )
+        check_bind(host, allow_remote)
         self._owned = not hasattr(source, "klines")
         self.source: KlineSource = (
             StoreSource(source, venue=venue) if isinstance(source, (str, Path)) else source
@@ -196,6 +201,7 @@ __all__ = [
     "Server",
     "StoreSource",
     "bind_address",
+    "check_bind",
     "is_loopback",
     "make_app",
     "serve",
