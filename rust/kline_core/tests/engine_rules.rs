@@ -132,6 +132,30 @@ fn after_a_restore_a_trade_before_the_restored_kline_is_late_not_folded_into_it(
 }
 
 #[test]
+fn after_a_restore_a_late_trade_under_the_amend_policy_is_taken_without_a_panic() {
+    // The restored symbol has no trade time of its own yet: the lateness horizon must not
+    // underflow (it did: `max_time - allowed_lateness` with max_time = i64::MIN).
+    let clock = Arc::new(ManualClock::new(T0));
+    let first = engine(&["1m"], clock.clone(), LatePolicy::Drop);
+    first.add_symbol("BTCUSDT", None).unwrap();
+    first.push_trade("BTCUSDT", agg(1, 1, 1, T0 + 70_000, 100 * E8, E8, true)).unwrap();
+    let snap = first.snapshot().unwrap();
+    let stored = snap.parts.iter().flat_map(|p| p.slots.iter()).next().unwrap().value;
+    drop(first);
+
+    let amend = LatePolicy::Amend { allowed_lateness: 3_600_000 };
+    let e = engine(&["1m"], clock, amend);
+    e.add_symbol("BTCUSDT", None).unwrap();
+    e.restore(&[("BTCUSDT", 0, stored)], &[("BTCUSDT", 1)], false).unwrap();
+    e.push_trade("BTCUSDT", agg(2, 2, 2, T0 + 30_000, 90 * E8, 2 * E8, false)).unwrap();
+    e.sync().unwrap();
+    assert!(e.take_errors().is_empty(), "the worker panicked");
+    assert_eq!(e.metrics().partitions[0].panics, 0);
+    assert_eq!(e.metrics().partitions[0].late, 1);
+    assert_eq!(e.read("BTCUSDT").unwrap().1, Some(2));
+}
+
+#[test]
 fn an_amended_open_kline_adds_the_late_trades_quote_volumes_and_inexact_count() {
     let clock = Arc::new(ManualClock::new(T0));
     let e = engine(&["1m", "5m"], clock.clone(), LatePolicy::Amend { allowed_lateness: 120_000 });

@@ -116,7 +116,8 @@ impl PartitionState {
     /// any interval cannot take it, so intervals never disagree.
     pub(super) fn amend(&mut self, shared: &Shared, sym: usize, t: &Trade) -> bool {
         let LatePolicy::Amend { allowed_lateness } = self.cfg.late else { return false };
-        let horizon = self.symbols[sym].max_time - allowed_lateness;
+        // A symbol restored from a snapshot has no trade time yet (MIN): nothing is too old.
+        let horizon = self.symbols[sym].max_time.saturating_sub(allowed_lateness);
         let base = sym * self.n;
         let fits = (0..self.n).all(|i| {
             let idx = base + i;
