@@ -1,4 +1,5 @@
-"""Binance combined-stream websocket feed: frames go to ``Engine.push_raw`` unparsed.
+"""Binance combined-stream websocket feed: frames go unparsed to ``Engine.push_raw`` (or any
+:class:`FrameSink`: capture's publisher).
 
 One feed keeps as many connections as its streams need (at most ``max_streams`` each, 1024
 on Binance), subscribes with paced SUBSCRIBE messages (Binance closes a connection that sends
@@ -23,7 +24,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -31,9 +32,6 @@ from aiohttp import WSMsgType
 
 from kline_rs import _core
 from kline_rs.venues import VENUES, VenueName
-
-if TYPE_CHECKING:
-    from kline_rs.engine import Engine
 
 log = logging.getLogger("kline_rs.feed")
 
@@ -72,6 +70,21 @@ MAX_FRAME = 2**24
 #: Seconds a close waits for the server's close frame (frames still arriving meanwhile are
 #: dropped, the overlap or a reconnect refetches them), then the socket is cut.
 CLOSE_TIMEOUT = 10.0
+
+
+class Pushed(Protocol):
+    """What a sink says of one hand-over: how many frames it took, and whether it is full."""
+
+    @property
+    def consumed(self) -> int: ...
+    @property
+    def backpressure(self) -> bool: ...
+
+
+class FrameSink(Protocol):
+    """Where the feed's frames go: the engine (``run``), or a publisher (``capture``)."""
+
+    def push_raw(self, frames: list[bytes]) -> Pushed: ...
 
 
 class FeedError(_core.KlineError):
@@ -116,7 +129,7 @@ class BinanceFeed:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: FrameSink,
         *,
         venue: VenueName = "spot",
         ws_url: str | None = None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +54,8 @@ class PersistStats:
 class Persister:
     """Runs beside the engine: ``await persister.run()`` until cancelled, ``flush()`` at the end.
 
-    ``on_stored`` gets each stored kline (flat runs expanded) after its commit.
+    ``on_stored`` gets each stored kline (flat runs expanded) after its commit;
+    ``before_write`` each write's records before it.
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class Persister:
         max_backlog: int = 2_000_000,
         on_stored: Callable[[ClosedKline], None] | None = None,
         tz_offset: str | None = None,
+        before_write: Callable[[npt.NDArray[np.void]], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
         self.sink = sink
@@ -74,6 +76,9 @@ class Persister:
         self.min_interval = min_interval
         self.max_backlog = max_backlog
         self.on_stored = on_stored
+        #: Called with each write's records before the store has them (a klines stream): a
+        #: StorageError from it fails the write as the store's would.
+        self.before_write = before_write
         self.tz_offset = tz_offset
         self.stats = PersistStats()
         self._held: list[Batch] = []
@@ -81,6 +86,8 @@ class Persister:
         self._forget: set[str] = set()
         self._backoff = 0.0
         self._last_write = 0.0
+        #: Whether the last committed write held a snapshot (every record before it drained).
+        self.snapshot_stored = False
 
     def add(self, records: npt.NDArray[np.void]) -> None:
         """Records from elsewhere (REST kline history) to store with the next write."""
@@ -100,9 +107,10 @@ class Persister:
                 await asyncio.sleep(wait)  # batch what closes meanwhile into one commit
             await self.flush()
 
-    async def flush(self) -> bool:
-        """One write of everything closed so far, with a snapshot; True once committed."""
-        snap = self.engine.snapshot()
+    async def flush(self, *, snapshot: bool = True) -> bool:
+        """One write of everything closed so far, with a snapshot (unless ``snapshot`` is
+        False: the engine's state is not one to restart from); True once committed."""
+        snap = self.engine.snapshot() if snapshot else None
         drained = False
         for _ in range(MAX_POLLS):
             batch = self.engine.poll_records()
@@ -110,13 +118,16 @@ class Persister:
                 drained = True
                 break
             self._held.append(batch)
-        complete = drained  # the snapshot settled first: every record before it was polled
+        # The snapshot settled first: every record before it was polled.
+        complete = drained and snap is not None
         # Records added while the write is in flight wait for the next one.
         extra, self._extra = self._extra, []
         records = _concat([*extra, *(b.klines for b in self._held)])
         forget = sorted(self._forget)
         self._last_write = began = time.monotonic()
         try:
+            if self.before_write is not None:
+                await self.before_write(records)
             done = await self.sink.write(records, snap if complete else None, forget=forget)
         except BaseException as e:
             self._extra = extra + self._extra  # not stored: kept, in order
@@ -127,9 +138,10 @@ class Persister:
         for b in self._held:
             self.engine.ack(b.token)
         self._held.clear()
-        if complete:
+        if complete and snap is not None:
             self.engine.ack_snapshot(snap.token)
         self._forget.difference_update(forget)
+        self.snapshot_stored = complete
         self._recovered(done, len(records), time.monotonic() - began)
         if self.on_stored is not None:
             for k in self._klines(records):

@@ -64,6 +64,13 @@ class Selection:
         return self.pattern is None or re.fullmatch(self.pattern, name) is not None
 
 
+def contract_sizes_of(info: dict[str, Any]) -> dict[str, int]:
+    """exchangeInfo's ``contractSize`` of each symbol that has one (COIN-M)."""
+    return {
+        s["symbol"]: int(s["contractSize"]) for s in info.get("symbols", []) if "contractSize" in s
+    }
+
+
 def status_of(info: dict[str, Any]) -> str:
     """An exchangeInfo symbol's trading status: ``status``, or COIN-M's ``contractStatus``."""
     return str(info.get("status", info.get("contractStatus", "")))
@@ -127,11 +134,7 @@ class SymbolManager:
             if old is not None and old != status:
                 log.info("%s: status %s -> %s", name, old, status)
         self.statuses = statuses
-        self.contract_sizes = {
-            s["symbol"]: int(s["contractSize"])
-            for s in info.get("symbols", [])
-            if "contractSize" in s
-        }
+        self.contract_sizes = contract_sizes_of(info)
         chosen = [s for s in info.get("symbols", []) if self.selection.wants(s)]
         wanted = {s["symbol"] for s in chosen if status_of(s) == "TRADING"}
         stopped = {s["symbol"] for s in chosen if status_of(s) in HALTED_STATUSES}

@@ -40,6 +40,11 @@ class StoreUnavailableError(StorageError):
     """The store refused a write for now (locked, read-only, full, down); retried."""
 
 
+class FencedOutError(KlineError):
+    """A newer writer of the same shard has taken over: this writer must stop (not a store
+    failure to retry)."""
+
+
 class BacklogFullError(StorageError):
     """The store has been down so long that the records waiting for it passed the bound."""
 

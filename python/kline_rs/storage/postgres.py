@@ -33,6 +33,7 @@ from kline_rs.engine import Snapshot
 from kline_rs.storage.base import (
     ROW_COLUMNS,
     SLOT_COLUMNS,
+    FencedOutError,
     Placement,
     Placer,
     Row,
@@ -78,6 +79,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (venue, symbol)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fences (
+    venue TEXT NOT NULL, name TEXT NOT NULL, token BIGINT NOT NULL,
+    progress BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (venue, name)
+);
 CREATE TABLE IF NOT EXISTS anchors (
     venue TEXT NOT NULL, symbol TEXT NOT NULL, anchor_3d_ms BIGINT NOT NULL,
     PRIMARY KEY (venue, symbol)
@@ -228,6 +233,12 @@ class PostgresSink(ThreadedSink):
         self.hypertable = False
         self._db: Connection | None = None
         self._placer = Placer()
+        #: (name, token): each write first checks that no writer with a larger token of the
+        #: same name has fenced this one out (see :meth:`take_fence`).
+        self.fence: tuple[str, int] | None = None
+        #: With a fence: the position in the writer's input its next snapshot covers, stored
+        #: with it in one transaction (None: not known, the stored one stays).
+        self.fence_progress: int | None = None
 
     # -- on the store's thread -------------------------------------------------------------
 
@@ -324,13 +335,30 @@ class PostgresSink(ThreadedSink):
 
         self._on_connection(save)
 
+    async def write(
+        self,
+        records: npt.NDArray[np.void],
+        snapshot: Snapshot | None,
+        *,
+        forget: Sequence[str] = (),
+    ) -> Placement:
+        # The progress as it is now: a later write may change it before this one runs.
+        fenced = None if self.fence is None else (self.fence[0], self.fence_progress)
+        return await self._run(self._write, records, snapshot, list(forget), fenced)
+
     def _write(
-        self, records: npt.NDArray[np.void], snapshot: Snapshot | None, forget: Sequence[str]
+        self,
+        records: npt.NDArray[np.void],
+        snapshot: Snapshot | None,
+        forget: Sequence[str],
+        fenced: tuple[str, int | None] | None = None,
     ) -> Placement:
         rows = rows_from_records(records)
 
         def transaction(db: Connection) -> Placement:
             with db.transaction():
+                if self.fence is not None:
+                    self._check_fence(db, *self.fence)
                 done = self._placer.place(_Table(db, self.venue), rows)
                 for symbol in forget:
                     db.execute(
@@ -339,9 +367,41 @@ class PostgresSink(ThreadedSink):
                     )
                 if snapshot is not None:
                     self._put_snapshot(db, snapshot)
+                    if fenced is not None and fenced[1] is not None:
+                        db.execute(
+                            "UPDATE fences SET progress = %s WHERE venue = %s AND name = %s",
+                            (fenced[1], self.venue, fenced[0]),
+                        )
             return done
 
         return self._on_connection(transaction)
+
+    async def take_fence(self, name: str, token: int) -> int:
+        """Makes ``token`` the newest of ``name``: from its commit on, every write of a sink
+        fenced with a smaller token of the same name fails with :class:`FencedOutError` (a
+        shard's previous owner, still writing after its lease ran out). Raises it too when a
+        larger token is already there. Returns the progress stored with the last snapshot."""
+        self.fence = (name, token)
+
+        def take(db: Connection) -> int:
+            with db.transaction():
+                return self._check_fence(db, name, token)
+
+        return await self._run(self._on_connection, take)
+
+    def _check_fence(self, db: Connection, name: str, token: int) -> int:
+        row = db.execute(
+            "INSERT INTO fences (venue, name, token) VALUES (%s, %s, %s) "
+            "ON CONFLICT (venue, name) DO UPDATE SET token = EXCLUDED.token "
+            "WHERE fences.token <= EXCLUDED.token RETURNING progress",
+            (self.venue, name, token),
+        ).fetchone()
+        if row is None:
+            raise FencedOutError(
+                f"{self.where}: {self.venue} {name} has a newer writer than token {token}: "
+                "this one stops writing"
+            )
+        return int(row[0])
 
     def _put_snapshot(self, db: Connection, snapshot: Snapshot) -> None:
         slots = slot_rows(snapshot)
