@@ -1,0 +1,112 @@
+"""The scale-out mode's rules one by one: the id order an aggregator puts trades in, and the
+store's fence that stops a shard's previous owner from writing after a new one took over."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from kline_rs import Engine, trades
+from kline_rs.scale.aggregate import IdOrder
+from kline_rs.scale.leases import fair_share
+from kline_rs.scale.trade_stream import SHARDS, shard_of, shard_subjects, subject, symbol_of
+from kline_rs.storage import read_klines
+from kline_rs.storage.base import FencedOutError
+
+pytest_plugins = ["postgres_server"]
+
+T0 = 1_700_000_000_000
+
+
+def row(agg_id: int, t: int = T0) -> npt.NDArray[np.void]:
+    return trades(agg_id=[agg_id], price=[1.5], qty=[2.0], first_id=[agg_id], last_id=[agg_id],
+                  time=[t], buyer_is_maker=[False])  # fmt: skip
+
+
+def ids(rows: list[npt.NDArray[np.void]]) -> list[int]:
+    return [int(r["agg_id"][0]) for r in rows]
+
+
+async def order_run() -> None:
+    o = IdOrder()
+    o.start({"BTCUSDT": 10})
+    assert ids(o.take("BTCUSDT", 11, row(11), 1)) == [11]
+    assert o.take("BTCUSDT", 13, row(13), 2) == []  # 12 missing: held
+    assert o.take("BTCUSDT", 14, row(14), 3) == []
+    assert o.hole("BTCUSDT") == (12, 12)
+    assert o.first_held_seq() == 2
+    assert ids(o.take("BTCUSDT", 12, row(12), 4)) == [12, 13, 14]  # the hole filled
+    assert o.hole("BTCUSDT") is None and o.first_held_seq() > 10**15
+    assert o.take("BTCUSDT", 12, row(12), 5) == [] and o.duplicates == 1
+    # A new symbol starts at its first trade; a hole given up releases what waits, in order.
+    assert ids(o.take("ETHUSDT", 100, row(100), 6)) == [100]
+    o.pushed("ETHUSDT", T0 + 5)
+    assert o.take("ETHUSDT", 104, row(104), 7) == [] and o.take("ETHUSDT", 103, row(103), 8) == []
+    assert o.time_bound() == T0 + 5  # the clock waits for ETHUSDT's missing trades
+    assert ids(o.release("ETHUSDT")) == [103, 104]
+    assert ids(o.take("ETHUSDT", 105, row(105), 9)) == [105]
+    assert o.time_bound() is None and o.count == 0
+
+
+def test_trades_come_out_in_id_order_per_symbol_held_across_a_hole_until_it_fills() -> None:
+    asyncio.run(order_run())
+
+
+def test_a_symbols_shard_is_stable_and_in_its_subject() -> None:
+    assert all(0 <= shard_of(s) < SHARDS for s in ("BTCUSDT", "ETHUSDT", "X"))
+    assert shard_of("BTCUSDT") == shard_of("BTCUSDT") == 3  # CRC-32, the same everywhere
+    s = subject("spot", "BTCUSDT")
+    assert s == "kline_rs.trades.spot.3.BTCUSDT" and symbol_of(s) == "BTCUSDT"
+    assert shard_subjects("spot", 3) == "kline_rs.trades.spot.3.*"
+    assert [fair_share(16, n) for n in (1, 2, 3, 5, 16, 40)] == [16, 8, 6, 4, 1, 1]
+
+
+async def fence_run(url: str) -> None:
+    from kline_rs.storage.postgres import PostgresSink
+
+    engine = Engine(["1m"], partitions=1, pin_threads=False)
+    engine.add_symbol("BTCUSDT")
+    engine.push_trades("BTCUSDT", row(1, T0 + 1_000))
+    engine.push_trades("BTCUSDT", row(2, T0 + 61_000))  # closes the first minute
+    engine.sync()
+    closed = engine.poll_records()
+    old, new = PostgresSink(url), PostgresSink(url)
+    try:
+        assert await old.take_fence("shard.3", 5) == 0  # no progress stored yet
+        old.fence_progress = 41
+        await old.write(closed.klines, engine.snapshot())
+        assert await new.take_fence("shard.3", 7) == 41  # the progress came with the snapshot
+        # The previous owner, still writing after its lease ran out, is refused: nothing of
+        # that write is stored.
+        later = np.copy(closed.klines)
+        later["open_time"] += 60_000
+        later["close_time"] += 60_000
+        with pytest.raises(FencedOutError, match="newer writer"):
+            await old.write(later, None)
+        assert len(read_klines(url, "BTCUSDT", "1m")) == 1
+        await new.write(later, None)
+        assert len(read_klines(url, "BTCUSDT", "1m")) == 2
+        with pytest.raises(FencedOutError):  # an older token cannot take it back
+            await old.take_fence("shard.3", 6)
+    finally:
+        await old.close()
+        await new.close()
+        engine.close()
+
+
+def test_a_new_owners_fence_refuses_the_previous_owners_writes(postgres_url: str) -> None:
+    asyncio.run(fence_run(postgres_url))
+
+
+def test_aggregate_refuses_a_store_other_than_postgresql_and_an_empty_server_list(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kline_rs.cli import main
+
+    with pytest.raises(SystemExit, match="--db must be a postgresql:// URL"):
+        main(["aggregate", "--nats", "nats://127.0.0.1:4222", "--db", "klines.sqlite"])
+    with pytest.raises(SystemExit):
+        main(["aggregate", "--nats", " , ", "--db", "postgresql://u@h/db"])
+    assert "no NATS server given" in capsys.readouterr().err
