@@ -15,12 +15,14 @@ $(PY):
 # websockets: not used by kline_rs any more, only the peer in benchmarks/bench_ws_client.py.
 # plotly: the chart page's JavaScript (the serve extra). Chromium for the chart test is a
 # Debian package: tests/devtools.py installs it with apt-get where root may, else it skips.
+# nats-py: kline-rs capture (the nats extra); Debian's nats-server for its tests is installed
+# the same way by tests/nats_cluster.py.
 $(DEPS): $(PY) pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.7,<2" "numpy>=1.24" "websockets>=13" "aiohttp>=3.11" \
 		"pytest>=8" "hypothesis>=6" "ruff>=0.6" "mypy>=1.11" "psycopg[binary]>=3.1" "pyarrow>=14" \
 		"polars>=1.0" "pandas>=2.2" "ccxt>=4" "python-binance>=1.0.19" "binance-sdk-spot>=13" \
-		"plotly>=5"
+		"plotly>=5" "nats-py>=2.6"
 	touch $@
 
 # Dev build of the extension into the venv (kline_rs._core).
@@ -50,9 +52,11 @@ test-rust:
 test-python: develop
 	$(PY) -m pytest -q
 
-# The restart test with many more SIGKILLs (20 in `make test`).
+# The restart test and the scale-out cluster test with many more SIGKILLs (20 and 21 in
+# `make test`).
 soak: develop
 	KLINE_RS_KILLS=200 $(PY) -m pytest -q tests/test_restart.py
+	KLINE_RS_CLUSTER_KILLS=120 $(PY) -m pytest -q -s tests/test_scale_cluster.py
 
 # Mutation testing of the exactness-critical Rust modules with cargo-mutants (about 1 400
 # mutants, hours on 2 cores: not part of `make test`). `make mutants MUTATE="kline rollup"`

@@ -209,10 +209,7 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument("--rest-url", help="REST base URL (default: the venue's)")
     live.add_argument("--partitions", type=int, default=0, help="engine workers (0: per core)")
     live.add_argument("--duration", type=float, help="stop after this many seconds")
-    live.add_argument("--log-level", choices=LEVELS, default="warning", help="default: warning")
-    live.add_argument(
-        "--log-format", choices=FORMATS, default="text", help="json: one JSON object per line"
-    )
+    _log_options(live)
     live.add_argument(
         "--metrics",
         type=_lazy("kline_rs.operate.server", "address"),
@@ -226,6 +223,9 @@ def _parser() -> argparse.ArgumentParser:
         "open ones from the engine (see kline-rs serve)",
     )
     _access_arguments(live, "--serve")
+
+    _capture_parser(sub)
+    _aggregate_parser(sub)
 
     demo = sub.add_parser("demo", help="the live pipeline against a local fake exchange")
     demo.add_argument("--symbols", type=int, default=24, help="simulated symbols")
@@ -295,10 +295,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     _access_arguments(s, "--bind")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
-    s.add_argument("--log-level", choices=LEVELS, default="warning", help="default: warning")
-    s.add_argument(
-        "--log-format", choices=FORMATS, default="text", help="json: one JSON object per line"
-    )
+    _log_options(s)
 
 
 def _access_arguments(p: argparse.ArgumentParser, bind: str) -> None:
@@ -570,6 +567,191 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-level", choices=LEVELS, default="warning", help="default: warning")
+    p.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="json: one JSON object per line"
+    )
+
+
+def _nats_urls(text: str) -> list[str]:
+    """``--nats``: comma-separated server URLs."""
+    urls = [u.strip() for u in text.split(",") if u.strip()]
+    if not urls:
+        raise argparse.ArgumentTypeError("no NATS server given (nats://host:4222,…)")
+    return urls
+
+
+def _capture_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    c = sub.add_parser(
+        "capture", help="follow Binance live and publish each trade to NATS JetStream"
+    )
+    c.add_argument(
+        "--nats",
+        required=True,
+        type=_nats_urls,
+        help="NATS servers, comma-separated: nats://host:4222,…",
+    )
+    c.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
+    which = c.add_mutually_exclusive_group(required=True)
+    which.add_argument("--symbols", type=_symbols, help="comma list, e.g. BTCUSDT,ETHUSDT")
+    which.add_argument("--quote", help="every TRADING symbol with this quote asset, e.g. USDT")
+    which.add_argument("--pattern", help="every TRADING symbol matching this regular expression")
+    c.add_argument(
+        "--ws-url",
+        type=_checked(_lazy("kline_rs.feeds.binance", "ws_base")),
+        help="websocket base URL (default: the venue's)",
+    )
+    c.add_argument("--rest-url", help="REST base URL (default: the venue's)")
+    c.add_argument(
+        "--max-bytes",
+        type=int,
+        default=64 * 2**30,
+        help="the stream's size bound when capture creates it (default 64 GiB; past it "
+        "capture stops with an error)",
+    )
+    c.add_argument("--duration", type=float, help="stop after this many seconds")
+    _log_options(c)
+
+
+def _capture(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+    import signal
+
+    from kline_rs.live.symbols import Selection
+    from kline_rs.rest import VenueName
+    from kline_rs.scale.capture import Capture, CaptureConfig
+
+    capture = Capture(
+        CaptureConfig(
+            nats=args.nats,
+            venue=cast(VenueName, args.venue),
+            selection=Selection(symbols=args.symbols, quote=args.quote, pattern=args.pattern),
+            ws_url=args.ws_url,
+            rest_url=args.rest_url,
+            max_bytes=args.max_bytes,
+        )
+    )
+
+    async def job() -> None:
+        run = asyncio.create_task(capture.run(args.duration))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, run.cancel)  # cancelled, it still drains
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+
+    try:
+        asyncio.run(job())
+    finally:
+        print(f"kline-rs: capture: {capture.stats.line()}", file=sys.stderr, flush=True)
+    return 0
+
+
+def _aggregate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    a = sub.add_parser(
+        "aggregate",
+        help="klines from the JetStream trade stream into a store, shards shared by leases",
+    )
+    a.add_argument(
+        "--nats",
+        required=True,
+        type=_nats_urls,
+        help="NATS servers, comma-separated: nats://host:4222,…",
+    )
+    a.add_argument("--db", required=True, help="the store: a postgresql:// URL")
+    a.add_argument("--venue", choices=["spot", "usdm", "coinm"], default="spot")
+    a.add_argument("--intervals", type=_intervals, help="comma list (default: all of Binance's)")
+    a.add_argument(
+        "--rest-url", help="REST base URL, for holes and 3d anchors (default: the venue's)"
+    )
+    a.add_argument(
+        "--lease-ttl", type=float, default=10.0,
+        help="seconds a shard's lease lasts unrenewed (the bucket's, when it creates it)",
+    )  # fmt: skip
+    a.add_argument("--flush-every", type=float, default=1.0, help="seconds between writes")
+    a.add_argument(
+        "--quiet-close", type=float, default=10.0,
+        help="a shard with nothing to read this long closes klines by the wall clock less this",
+    )  # fmt: skip
+    a.add_argument(
+        "--grace", type=int, default=5000,
+        help="ms of trade time past a kline's close before it closes (default 5000)",
+    )  # fmt: skip
+    a.add_argument("--name", default="", help="this member's name (default: host-pid)")
+    a.add_argument(
+        "--klines-max-bytes", type=int, default=16 * 2**30,
+        help="the klines stream's size bound when this process creates it (default 16 GiB; "
+        "past it the oldest klines leave the stream)",
+    )  # fmt: skip
+    a.add_argument("--duration", type=float, help="stop after this many seconds")
+    _log_options(a)
+
+
+def _dump_tasks() -> None:
+    """SIGUSR2: every asyncio task's stack to the log (where a process hangs)."""
+    import asyncio
+    import io
+
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(file=out)
+    logging.getLogger("kline_rs").warning("tasks:\n%s", out.getvalue())
+
+
+def _postgres_only(db: str) -> str:
+    from kline_rs.storage.base import is_postgres_url
+
+    if not is_postgres_url(db):
+        raise SystemExit(
+            "kline-rs aggregate: --db must be a postgresql:// URL (several processes write "
+            "the store at once, fenced by a PostgreSQL row)"
+        )
+    return db
+
+
+def _aggregate(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from kline_rs.klines import INTERVALS
+    from kline_rs.rest import VenueName
+    from kline_rs.scale.aggregate import AggregateConfig, Aggregator
+
+    agg = Aggregator(
+        AggregateConfig(
+            nats=args.nats,
+            db=_postgres_only(args.db),
+            venue=cast(VenueName, args.venue),
+            intervals=args.intervals or INTERVALS,
+            rest_url=args.rest_url,
+            lease_ttl=args.lease_ttl,
+            flush_every=args.flush_every,
+            quiet_close=args.quiet_close,
+            grace_ms=args.grace,
+            name=args.name,
+            klines_max_bytes=args.klines_max_bytes,
+        )
+    )
+
+    async def job() -> None:
+        run = asyncio.create_task(agg.run(args.duration))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, agg.request_stop)  # writes and releases, then ends
+        loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
+        await run
+
+    try:
+        asyncio.run(job())
+    finally:
+        published = agg.publisher.published if agg.publisher is not None else 0
+        print(f"kline-rs: aggregate: {agg.stats.line()}, klines published {published}",
+              file=sys.stderr, flush=True)  # fmt: skip
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -650,6 +832,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay": _replay,
         "download": _download,
         "run": _run,
+        "capture": _capture,
+        "aggregate": _aggregate,
         "demo": _demo,
         "show": _show,
         "export": _export,
