@@ -56,9 +56,6 @@ PUBLISH_DEADLINE_S = 60.0
 #: Pause before a publish is sent again, doubled up to the cap.
 RETRY_PAUSE_S = 0.1
 RETRY_PAUSE_MAX_S = 1.0
-#: A trade time further than this from its event's time is not a real trade (a µs time, the
-#: year 3000): refused and counted, the real copy comes by id (REST).
-MAX_EVENT_SKEW_MS = 3_600_000
 #: Trades fetched for one hole at most; past it the hole is given up (logged, counted).
 MAX_REPAIR_TRADES = 1_000_000
 #: Fetches of one hole before it is given up.
@@ -304,15 +301,16 @@ class Capture:
             event = json.loads(data)
             trades = _core.parse_agg_trades(b"[" + data + b"]")  # the core's checks
             symbol = str(event["s"])
-            skew = abs(int(event["E"]) - int(trades["time"][0]))
+            refusal = _core.relayed_time_refusal(int(trades["time"][0]), int(event["E"]))
         except (ValueError, KeyError, TypeError, _core.KlineError):
             self.stats.malformed += 1
             return None
         if event.get("e") != "aggTrade" or symbol not in self.following:
             self.stats.unknown_symbol += 1
             return None
-        if skew > MAX_EVENT_SKEW_MS:
+        if refusal is not None:  # the core's rule; the real trade comes by id (REST)
             self.stats.implausible += 1
+            log.debug("%s: trade refused: %s", symbol, refusal)
             return None
         return symbol, int(trades["agg_id"][0]), data
 

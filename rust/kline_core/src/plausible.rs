@@ -37,6 +37,9 @@ pub enum Implausible {
     /// An aggTrade id further ahead of the symbol's previous one than any market trades in
     /// the time between them (a corrupt id would make every later trade a duplicate).
     IdJump,
+    /// Further from its event's time (`E`) than [`MAX_EVENT_SKEW_MS`]: only a relayed trade
+    /// is checked for it ([`check_relayed`]); the engine measures against its clock.
+    EventSkew,
 }
 
 impl fmt::Display for Implausible {
@@ -46,6 +49,7 @@ impl fmt::Display for Implausible {
             Implausible::AheadOfClock => "time too far ahead of the clock",
             Implausible::Jump => "time too far after the symbol's previous trade",
             Implausible::IdJump => "aggTrade id too far ahead of the symbol's previous one",
+            Implausible::EventSkew => "time too far from its event's time",
         })
     }
 }
@@ -114,6 +118,26 @@ impl TimeLimits {
         }
         Ok(())
     }
+}
+
+/// How far a relayed trade's time may be from the time its event was sent (`E`, the
+/// exchange's own clock): Binance sends an aggTrade milliseconds after it happens, so an hour
+/// either way is not a real trade (a flipped digit, a µs value cut short).
+pub const MAX_EVENT_SKEW_MS: i64 = 3_600_000;
+
+/// Why a relayed trade's time cannot be true, if it cannot: outside its unit's range, or
+/// further than [`MAX_EVENT_SKEW_MS`] from its event's time. A process that passes trades on
+/// and keeps no kline clock (capture) checks this; its event's time is the one clock it has.
+/// Earlier *and* later both count: an early time would only be late downstream, and the real
+/// trade, fetched by its id, would never replace it.
+pub fn check_relayed(t: i64, event_time: i64, unit: TimeUnit) -> Result<(), Implausible> {
+    if !unit.holds(t) {
+        return Err(Implausible::Unit);
+    }
+    if t.abs_diff(event_time) > MAX_EVENT_SKEW_MS.unsigned_abs() * unit.per_ms().unsigned_abs() {
+        return Err(Implausible::EventSkew);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -187,9 +211,14 @@ mod tests {
 
     #[test]
     fn each_refusal_names_its_reason() {
-        let texts =
-            [Implausible::Unit, Implausible::AheadOfClock, Implausible::Jump, Implausible::IdJump]
-                .map(|why| why.to_string());
+        let texts = [
+            Implausible::Unit,
+            Implausible::AheadOfClock,
+            Implausible::Jump,
+            Implausible::IdJump,
+            Implausible::EventSkew,
+        ]
+        .map(|why| why.to_string());
         assert_eq!(
             texts,
             [
@@ -197,7 +226,34 @@ mod tests {
                 "time too far ahead of the clock",
                 "time too far after the symbol's previous trade",
                 "aggTrade id too far ahead of the symbol's previous one",
+                "time too far from its event's time",
             ]
         );
+    }
+
+    #[test]
+    fn a_relayed_time_is_held_to_its_event_time() {
+        let e = T + 40; // sent 40 ms after the trade
+        assert_eq!(check_relayed(T, e, TimeUnit::Millis), Ok(()));
+        let skew = MAX_EVENT_SKEW_MS;
+        assert_eq!(check_relayed(e - skew, e, TimeUnit::Millis), Ok(()));
+        assert_eq!(check_relayed(e + skew, e, TimeUnit::Millis), Ok(()));
+        assert_eq!(check_relayed(e - skew - 1, e, TimeUnit::Millis), Err(Implausible::EventSkew));
+        assert_eq!(check_relayed(e + skew + 1, e, TimeUnit::Millis), Err(Implausible::EventSkew));
+        assert_eq!(
+            check_relayed(32_503_680_000_000, e, TimeUnit::Millis),
+            Err(Implausible::EventSkew)
+        );
+        for bad in [T * 1_000, -T, i64::MIN, i64::MAX] {
+            assert_eq!(check_relayed(bad, e, TimeUnit::Millis), Err(Implausible::Unit), "{bad}");
+        }
+        // µs: the bound is the same hour.
+        let (t, e) = (T * 1_000, e * 1_000);
+        assert_eq!(check_relayed(e + skew * 1_000, e, TimeUnit::Micros), Ok(()));
+        assert_eq!(
+            check_relayed(e + skew * 1_000 + 1, e, TimeUnit::Micros),
+            Err(Implausible::EventSkew)
+        );
+        assert_eq!(check_relayed(t, i64::MIN, TimeUnit::Micros), Err(Implausible::EventSkew));
     }
 }

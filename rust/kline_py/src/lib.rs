@@ -224,6 +224,17 @@ fn kline_csv_line(
     })
 }
 
+/// Why a relayed trade's time cannot be true (`kline_core::plausible::check_relayed`'s
+/// reason), or None: outside its unit's range, or too far from its event's time.
+#[pyfunction]
+#[pyo3(signature = (time, event_time, time_unit="ms"))]
+fn relayed_time_refusal(time: i64, event_time: i64, time_unit: &str) -> PyResult<Option<String>> {
+    let unit = time_unit_named(time_unit)?;
+    Ok(kline_core::plausible::check_relayed(time, event_time, unit)
+        .err()
+        .map(|why| why.to_string()))
+}
+
 /// Canonical name of an interval (`"60m"` → `"1h"`), or IntervalError.
 #[pyfunction]
 fn interval_name(name: &str) -> PyResult<String> {
@@ -463,6 +474,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kline_csv_header, m)?)?;
     m.add_function(wrap_pyfunction!(interval_ms, m)?)?;
     m.add_function(wrap_pyfunction!(interval_name, m)?)?;
+    m.add_function(wrap_pyfunction!(relayed_time_refusal, m)?)?;
+    m.add("MAX_EVENT_SKEW_MS", kline_core::plausible::MAX_EVENT_SKEW_MS)?;
     m.add_function(wrap_pyfunction!(replay, m)?)?;
     m.add_function(wrap_pyfunction!(aggregate, m)?)?;
     m.add_function(wrap_pyfunction!(rollup_csv, m)?)?;

@@ -104,7 +104,8 @@ impl PartitionState {
         match verdict {
             Ok(()) => return false,
             Err(Implausible::Unit) => c.implausible_unit += 1,
-            Err(Implausible::AheadOfClock) => c.implausible_ahead += 1,
+            // (EventSkew is check_relayed's alone: check and check_id never give it.)
+            Err(Implausible::AheadOfClock | Implausible::EventSkew) => c.implausible_ahead += 1,
             Err(Implausible::Jump) => c.implausible_jump += 1,
             Err(Implausible::IdJump) => c.implausible_id += 1,
         }
