@@ -89,6 +89,11 @@ if __name__ == "__main__":
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--rate", type=float, default=50.0, help="trades/s over all symbols")
     ap.add_argument("--grace", type=int, default=2000, help="ms, both modes")
+    ap.add_argument("--logs", type=Path, help="keep the processes' logs in this directory")
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="kline-rs-lag-") as d:
-        asyncio.run(main(a.seconds, a.rate, a.grace, Path(d)))
+    if a.logs is not None:
+        a.logs.mkdir(parents=True, exist_ok=True)
+        asyncio.run(main(a.seconds, a.rate, a.grace, a.logs))
+    else:
+        with tempfile.TemporaryDirectory(prefix="kline-rs-lag-") as d:
+            asyncio.run(main(a.seconds, a.rate, a.grace, Path(d)))

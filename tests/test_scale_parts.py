@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import numpy.typing as npt
 import pytest
-from kline_rs import Engine, trades
+from kline_rs import Engine, _core, trades
 from kline_rs.scale.aggregate import IdOrder
 from kline_rs.scale.leases import fair_share
 from kline_rs.scale.trade_stream import SHARDS, shard_of, shard_subjects, subject, symbol_of
@@ -56,9 +56,11 @@ def test_trades_come_out_in_id_order_per_symbol_held_across_a_hole_until_it_fill
 
 def test_a_symbols_shard_is_stable_and_in_its_subject() -> None:
     assert all(0 <= shard_of(s) < SHARDS for s in ("BTCUSDT", "ETHUSDT", "X"))
-    assert shard_of("BTCUSDT") == shard_of("BTCUSDT") == 3  # CRC-32, the same everywhere
+    assert shard_of("BTCUSDT") == shard_of("BTCUSDT") == 2  # the core's hash, pinned there
     s = subject("spot", "BTCUSDT")
-    assert s == "kline_rs.trades.spot.3.BTCUSDT" and symbol_of(s) == "BTCUSDT"
+    assert s == "kline_rs.trades.spot.2.BTCUSDT" and symbol_of(s) == "BTCUSDT"
+    with pytest.raises(ValueError, match="at least 1"):
+        _core.shard_of("BTCUSDT", 0)
     assert shard_subjects("spot", 3) == "kline_rs.trades.spot.3.*"
     assert [fair_share(16, n) for n in (1, 2, 3, 5, 16, 40)] == [16, 8, 6, 4, 1, 1]
 

@@ -5,7 +5,7 @@ Binance's websocket sends it (the event object, raw) with the header ``Nats-Msg-
 <venue>:<SYMBOL>:<aggTradeId>``: capture replicas publishing the same trade store it once
 while both copies fall inside the stream's duplicate window.
 
-The shard (``0..SHARDS-1``, a CRC-32 of the symbol) is in the subject so that an aggregator
+The shard (``0..SHARDS-1``, a hash of the symbol) is in the subject so that an aggregator
 owning a shard reads only its symbols with one consumer filtered on
 ``kline_rs.trades.<venue>.<shard>.*``.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -29,6 +28,7 @@ from nats.js.errors import (
     ServiceUnavailableError,
 )
 
+from kline_rs import _core
 from kline_rs._core import KlineError
 
 log = logging.getLogger("kline_rs.scale")
@@ -74,8 +74,8 @@ class StreamConfigError(KlineError):
 
 
 def shard_of(symbol: str) -> int:
-    """The symbol's shard: CRC-32 of its name, modulo :data:`SHARDS` (stable everywhere)."""
-    return zlib.crc32(symbol.encode()) % SHARDS
+    """The symbol's shard, ``0..SHARDS-1``: the core's hash of its name (stable everywhere)."""
+    return _core.shard_of(symbol, SHARDS)
 
 
 def subject(venue: str, symbol: str) -> str:

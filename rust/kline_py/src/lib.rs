@@ -407,6 +407,15 @@ fn symbol_name(text: &str) -> PyResult<String> {
         .map_err(|e| SymbolError::new_err(e.to_string()))
 }
 
+/// The shard (`0..shards`) of a symbol where work is split by symbol
+/// (`kline_core::symbol::shard_of`); `shards` must be at least 1.
+#[pyfunction]
+fn shard_of(symbol: &str, shards: u32) -> PyResult<u32> {
+    let n = std::num::NonZeroU32::new(shards)
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("shards must be at least 1"))?;
+    Ok(kline_core::symbol::shard_of(symbol, n))
+}
+
 /// `(open_times, close_times)` of the flat periods of a stored run `open_time..=close_time`
 /// that open in `[lo, hi)` (the latest `last` of them if given), in ms; past the expansion
 /// bound a `KlineError`.
@@ -482,6 +491,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flat_periods, m)?)?;
     m.add_function(wrap_pyfunction!(tz_offset_name, m)?)?;
     m.add_function(wrap_pyfunction!(symbol_name, m)?)?;
+    m.add_function(wrap_pyfunction!(shard_of, m)?)?;
     m.add_function(wrap_pyfunction!(kline_csv_line, m)?)?;
     m.add_function(wrap_pyfunction!(trades::trade_dtype, m)?)?;
     m.add_function(wrap_pyfunction!(trades::parse_agg_trades, m)?)?;
