@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from apt_packages import apt_install
 
 #: Debian's packages: the browser and a font to draw text with.
 APT_PACKAGES = ("chromium", "fonts-dejavu-core")
@@ -51,24 +52,9 @@ def chromium_path(*, install: bool = True) -> str:
         if found is None:
             raise ChromiumUnavailable("chromium is not installed (apt-get install chromium)")
         return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise ChromiumUnavailable(
-            "chromium is not installed and cannot be here (not root, or no apt-get): "
-            f"install Debian's {' '.join(APT_PACKAGES)}"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *APT_PACKAGES],
-    ):
-        try:
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                                  timeout=INSTALL_TIMEOUT_S, check=False)  # fmt: skip
-        except subprocess.TimeoutExpired as e:
-            raise ChromiumUnavailable(f"{' '.join(cmd)} took over {INSTALL_TIMEOUT_S:.0f} s") from e
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise ChromiumUnavailable(f"{' '.join(cmd)} failed: {' / '.join(tail)}")
+    why = apt_install(APT_PACKAGES, INSTALL_TIMEOUT_S)
+    if why is not None:
+        raise ChromiumUnavailable(why)
     found = _which()
     if found is None:
         raise ChromiumUnavailable("apt-get installed chromium but it is not on PATH")

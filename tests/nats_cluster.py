@@ -13,7 +13,6 @@ found on PATH (or /usr/sbin), or installed with apt-get where root may; else
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -26,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 import pytest
+from apt_packages import apt_install
 
 BINARY = "nats-server"
 #: Bounds: apt-get's install, the cluster's start (a meta leader elected), a node's stop.
@@ -49,24 +49,11 @@ def nats_server_path(*, install: bool = True) -> str:
     found = shutil.which(BINARY) or shutil.which(BINARY, path="/usr/sbin:/usr/bin")
     if found is not None:
         return found
-    if not install or os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise NatsUnavailable(
-            "nats-server is not installed and cannot be here (not root, or no apt-get): "
-            "apt-get install nats-server"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", BINARY],
-    ):
-        try:
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                                  timeout=INSTALL_TIMEOUT_S, check=False)  # fmt: skip
-        except subprocess.TimeoutExpired as e:
-            raise NatsUnavailable(f"{' '.join(cmd)} took over {INSTALL_TIMEOUT_S:.0f} s") from e
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise NatsUnavailable(f"{' '.join(cmd)} failed: {' / '.join(tail)}")
+    if not install:
+        raise NatsUnavailable("nats-server is not installed (apt-get install nats-server)")
+    why = apt_install([BINARY], INSTALL_TIMEOUT_S)
+    if why is not None:
+        raise NatsUnavailable(why)
     found = shutil.which(BINARY) or shutil.which(BINARY, path="/usr/sbin:/usr/bin")
     if found is None:
         raise NatsUnavailable("apt-get installed nats-server but it is not on PATH")

@@ -5,7 +5,7 @@ exchange with faults (dropped, duplicated, malformed frames), two ``kline-rs cap
 replicas and three ``kline-rs aggregate`` processes as subprocesses, and a throwaway
 PostgreSQL. While the market trades, one part at a time is SIGKILLed at a random moment and
 started again: an aggregator, a capture replica or a NATS node, ``KILLS`` times in all (21
-here, more with ``KLINE_RS_CLUSTER_KILLS=100 make soak``). At the end every kline the tape
+here, 120 in ``make soak``). At the end every kline the tape
 makes is in the store, exact, once, none marked gap, for every interval that closed.
 
 The market runs 30 times faster than the wall clock from two hours back (event time is the
