@@ -9,7 +9,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from kline_rs import Engine, _core, trades
-from kline_rs.scale.aggregate import IdOrder
 from kline_rs.scale.leases import fair_share
 from kline_rs.scale.trade_stream import SHARDS, shard_of, shard_subjects, subject, symbol_of
 from kline_rs.storage import read_klines
@@ -25,33 +24,38 @@ def row(agg_id: int, t: int = T0) -> npt.NDArray[np.void]:
                   time=[t], buyer_is_maker=[False])  # fmt: skip
 
 
-def ids(rows: list[npt.NDArray[np.void]]) -> list[int]:
-    return [int(r["agg_id"][0]) for r in rows]
+def rows(*ids: int) -> npt.NDArray[np.void]:
+    return trades(agg_id=list(ids), price=[1.5] * len(ids), qty=[2.0] * len(ids),
+                  first_id=list(ids), last_id=list(ids), time=[T0 + i for i in ids],
+                  buyer_is_maker=[False] * len(ids))  # fmt: skip
 
 
-async def order_run() -> None:
-    o = IdOrder()
-    o.start({"BTCUSDT": 10})
-    assert ids(o.take("BTCUSDT", 11, row(11), 1)) == [11]
-    assert o.take("BTCUSDT", 13, row(13), 2) == []  # 12 missing: held
-    assert o.take("BTCUSDT", 14, row(14), 3) == []
-    assert o.hole("BTCUSDT") == (12, 12)
-    assert o.first_held_seq() == 2
-    assert ids(o.take("BTCUSDT", 12, row(12), 4)) == [12, 13, 14]  # the hole filled
-    assert o.hole("BTCUSDT") is None and o.first_held_seq() > 10**15
-    assert o.take("BTCUSDT", 12, row(12), 5) == [] and o.duplicates == 1
-    # A new symbol starts at its first trade; a hole given up releases what waits, in order.
-    assert ids(o.take("ETHUSDT", 100, row(100), 6)) == [100]
-    o.pushed("ETHUSDT", T0 + 5)
-    assert o.take("ETHUSDT", 104, row(104), 7) == [] and o.take("ETHUSDT", 103, row(103), 8) == []
-    assert o.time_bound() == T0 + 5  # the clock waits for ETHUSDT's missing trades
-    assert ids(o.release("ETHUSDT")) == [103, 104]
-    assert ids(o.take("ETHUSDT", 105, row(105), 9)) == [105]
-    assert o.time_bound() is None and o.count == 0
+def take(o: _core.IdOrder, symbol: str, *ids: int, seq: int = 0) -> list[int]:
+    names, out, overflowed = o.take([symbol] * len(ids), rows(*ids), [seq] * len(ids), 0.0)
+    assert names == [symbol] * len(out) and overflowed == []
+    return [int(x) for x in out["agg_id"]]
 
 
 def test_trades_come_out_in_id_order_per_symbol_held_across_a_hole_until_it_fills() -> None:
-    asyncio.run(order_run())
+    """The core's rule (its own tests: kline_core::id_order) through the bindings."""
+    o = _core.IdOrder()
+    o.start({"BTCUSDT": 10})
+    assert take(o, "BTCUSDT", 11, seq=1) == [11]
+    assert take(o, "BTCUSDT", 13, seq=2) == [] and take(o, "BTCUSDT", 14, seq=3) == []
+    assert o.hole("BTCUSDT") == (12, 12) and o.first_held_seq() == 2 and o.held == 2
+    got = o.take(["BTCUSDT", "ETHUSDT"], rows(12, 100), [4, 5], 0.0)
+    assert got[0] == ["BTCUSDT"] * 3 + ["ETHUSDT"] and list(got[1]["agg_id"]) == [12, 13, 14, 100]
+    assert got[1]["time"][-1] == T0 + 100 and got[2] == []  # the rows come out whole
+    assert o.hole("BTCUSDT") is None and o.first_held_seq() is None
+    assert take(o, "BTCUSDT", 12) == [] and o.duplicates == 1
+    o.pushed("ETHUSDT", T0 + 5)
+    assert take(o, "ETHUSDT", 104, 103) == [] and o.time_bound() == T0 + 5
+    assert o.waiting() == ["ETHUSDT"] and o.overdue(1.0) == ["ETHUSDT"] and o.overdue(0.0) == []
+    assert list(o.release("ETHUSDT")["agg_id"]) == [103, 104]
+    assert take(o, "ETHUSDT", 105) == [105] and o.time_bound() is None and o.held == 0
+    with pytest.raises(ValueError, match="one of each per trade"):
+        o.take(["BTCUSDT"], rows(1, 2), [0, 0], 0.0)
+    assert _core.MAX_HELD_TRADES == 100_000
 
 
 def test_a_symbols_shard_is_stable_and_in_its_subject() -> None:

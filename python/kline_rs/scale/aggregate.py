@@ -7,9 +7,9 @@ shards (:mod:`kline_rs.scale.leases`) and runs one :class:`ShardRunner` per shar
   shard it is); its consumer starts after the stream sequence the store covers (the shard's
   progress). Trades before a checkpoint come again and are the engine's duplicates.
 * **Order.** Capture replicas and their REST repairs may store a symbol's trades out of id
-  order. The engine detects the hole (``detect_id_gaps``), keeps what follows it, and
-  :meth:`ShardRunner.settle` replays it once the missing ids have come from the stream (REST
-  only for a hole the stream has not filled in :data:`HOLE_WAIT_S`).
+  order. The core's ``IdOrder`` holds a trade until the ids before it come from the stream;
+  a hole the stream has not filled in :data:`HOLE_WAIT_S` is fetched over REST, and one REST
+  cannot fill goes to the engine (``detect_id_gaps``), which marks and repairs it.
 * **Time.** The engine's clock is the stream's: the trade times read so far (never ahead of
   the wall clock), so a backlog read after a takeover closes its klines as the trades say, not
   as the wall clock would. A shard with nothing to read for :data:`QUIET_CLOSE_S` moves its
@@ -105,8 +105,8 @@ STOP_WAIT_S = 10.0
 #: Trades one hole's REST fetch holds in memory, at most (past it the engine's own repair,
 #: paged and bounded, takes the rest).
 MAX_HOLE_FETCH = 100_000
-#: Trades held in id order per shard, at most.
-MAX_HELD = 100_000
+#: Trades held in id order per shard, at most (past it a symbol goes on across its hole).
+MAX_HELD = _core.MAX_HELD_TRADES
 #: Close-to-store lags kept for the summary (the latest ones).
 MAX_LAGS = 100_000
 
@@ -355,7 +355,7 @@ class ShardRunner:
         self._sub: Any = None
         self._stopping = False
         self._settled = 0.0
-        self.order = IdOrder()
+        self.order = _core.IdOrder()
         self._late = self._implausible = 0
         #: The consumer's delivery count so far, and whether to make the consumer again.
         self._delivered = 0
@@ -529,30 +529,17 @@ class ShardRunner:
         )
         if new:  # a new symbol's specs (anchor, contract size) are looked up once
             await self._add(new)
-        ids = trades["agg_id"].tolist()
-        out_names: list[str] = []
-        out_rows: list[npt.NDArray[np.void]] = []
-        #: While every trade goes straight on (the usual case), the batch's own rows are
-        #: pushed by index: no per-row concatenation.
-        straight: list[int] | None = []
-        for i, (name, agg_id, seq) in enumerate(zip(names, ids, seqs, strict=True)):
-            if not mine[i]:
-                continue
-            row = trades[i : i + 1]
-            got = self.order.take(name, agg_id, row, seq)
-            if straight is not None and not (len(got) == 1 and got[0] is row):
-                straight = None
-            elif straight is not None:
-                straight.append(i)
-            for r in got:
-                out_names.append(name)
-                out_rows.append(r)
+        keep = [i for i, m in enumerate(mine) if m]
+        out_names, out, overflowed = self.order.take(
+            [names[i] for i in keep], trades[keep], [seqs[i] for i in keep],
+            asyncio.get_running_loop().time(),
+        )  # fmt: skip
+        for name in overflowed:
+            log.warning("%s: over %d trades held past holes: released across its hole", name,
+                        MAX_HELD)  # fmt: skip
         stats.duplicates = self.order.duplicates
         self.pushed_seq = max(self.pushed_seq, msgs[-1].metadata.sequence.stream)
-        if straight is not None and straight:
-            self._push(out_names, trades[straight])
-        elif out_rows:
-            self._push(out_names, np.concatenate(out_rows))
+        self._push(out_names, out)
 
     async def settle(self) -> None:
         """Waits on holes: the order's (ids not come yet) up to :data:`HOLE_WAIT_S`, then the
@@ -603,15 +590,14 @@ class ShardRunner:
             log.warning("%s: ids %d..%d not fetched (%s)", symbol, from_id, to_id, e)
         # From here to the push, nothing waits: a stop cannot fall between the order giving
         # trades up and the engine having them (the progress would pass them).
-        out: list[npt.NDArray[np.void]] = []
-        for page in pages:
-            for i in range(len(page)):
-                row = page[i : i + 1]
-                out.extend(self.order.take(symbol, int(row["agg_id"][0]), row, 0))
+        fetched = np.concatenate(pages) if pages else np.empty(0, TRADE_DTYPE)
+        names, out, _ = self.order.take(
+            [symbol] * len(fetched), fetched, [0] * len(fetched), asyncio.get_running_loop().time()
+        )
         if self.order.hole(symbol) == hole:
-            out.extend(self.order.release(symbol))
-        if out:
-            self._push([symbol] * len(out), np.concatenate(out))
+            rest_of = self.order.release(symbol)
+            names, out = names + [symbol] * len(rest_of), np.concatenate([out, rest_of])
+        self._push(names, out)
 
     def _push(self, symbols: list[str], trades: npt.NDArray[np.void]) -> None:
         """Trades in order per symbol into the engine, a chunk of trade time at a time; the
@@ -648,12 +634,11 @@ class ShardRunner:
             start = end
 
     def _release_all(self) -> None:
-        for name in list(self.order.held):
+        for name in self.order.waiting():
             log.info("%s: trades of others would outrun the clock, its hole goes to the engine",
                      name)  # fmt: skip
             rows = self.order.release(name)
-            if rows:
-                self._push([name] * len(rows), np.concatenate(rows))
+            self._push([name] * len(rows), rows)
 
     def _advance(self, to: int) -> None:
         bound = self.order.time_bound()
@@ -689,7 +674,12 @@ class ShardRunner:
         # While the engine has a symbol in a hole its slots may be past its checkpoint: no
         # snapshot then (a restart goes on from the one before, and redoes what closed since).
         # Trades waiting in the order are not in the engine: the progress stops before them.
-        covered = None if self.holes else min(self.pushed_seq, self.order.first_held_seq() - 1)
+        first_held = self.order.first_held_seq()
+        covered = (
+            None if self.holes
+            else self.pushed_seq if first_held is None
+            else min(self.pushed_seq, first_held - 1)
+        )  # fmt: skip
         # The progress goes in the snapshot's transaction, fenced like it.
         self.sink.fence_progress = covered
         if not await self.persister.flush(snapshot=covered is not None):
@@ -720,89 +710,6 @@ class ShardRunner:
         stats = self.agg.stats
         stats.records += 1
         stats.lags_ms.append(int(time.time() * 1000) - k.close_time)
-
-
-class IdOrder:
-    """Each symbol's trades in aggTrade id order: one that comes before the ids ahead of it is
-    held until they come (or until :meth:`release`). At most :data:`MAX_HELD` are held: past
-    it, the symbol whose trade would be one more is released (its hole goes to the engine)."""
-
-    def __init__(self) -> None:
-        #: The next id each symbol expects (its checkpoint + 1, or its first trade's).
-        self.next: dict[str, int] = {}
-        #: Held trades by symbol: id → (one-row trade array, stream sequence).
-        self.held: dict[str, dict[int, tuple[npt.NDArray[np.void], int]]] = {}
-        self.since: dict[str, float] = {}
-        #: Each symbol's last trade time pushed.
-        self.last_time: dict[str, int] = {}
-        self.count = 0
-        self.duplicates = 0
-
-    def start(self, checkpoints: dict[str, int]) -> None:
-        self.next.update({s: i + 1 for s, i in checkpoints.items()})
-
-    def take(
-        self, symbol: str, agg_id: int, row: npt.NDArray[np.void], seq: int
-    ) -> list[npt.NDArray[np.void]]:
-        """The trades that can go now, in id order (none if this one must wait)."""
-        want = self.next.get(symbol)
-        if want is not None and agg_id < want:
-            self.duplicates += 1
-            return []
-        if want is not None and agg_id > want:
-            held = self.held.setdefault(symbol, {})
-            if agg_id not in held:
-                held[agg_id] = (row, seq)
-                self.count += 1
-            self.since.setdefault(symbol, asyncio.get_running_loop().time())
-            if self.count > MAX_HELD:  # this symbol's held trades go on across its hole
-                log.warning("%s: %d trades held past a hole, released", symbol, len(held))
-                return self.release(symbol)
-            return []
-        out = [row]
-        want = agg_id + 1
-        waiting = self.held.get(symbol)
-        while waiting and want in waiting:
-            out.append(waiting.pop(want)[0])
-            self.count -= 1
-            want += 1
-        self.next[symbol] = want
-        if waiting is not None and not waiting:
-            del self.held[symbol]
-            self.since.pop(symbol, None)
-        return out
-
-    def release(self, symbol: str) -> list[npt.NDArray[np.void]]:
-        """A symbol's held trades, in id order, the hole before them given up on here."""
-        held = self.held.pop(symbol, {})
-        self.since.pop(symbol, None)
-        self.count -= len(held)
-        ids = sorted(held)
-        if ids:
-            self.next[symbol] = ids[-1] + 1
-        return [held[i][0] for i in ids]
-
-    def hole(self, symbol: str) -> tuple[int, int] | None:
-        """The ids a symbol waits for: (next expected, first held - 1)."""
-        held = self.held.get(symbol)
-        if not held:
-            return None
-        return self.next[symbol], min(held) - 1
-
-    def overdue(self, before: float) -> list[str]:
-        return [s for s, t in self.since.items() if t < before]
-
-    def pushed(self, symbol: str, last_time: int) -> None:
-        self.last_time[symbol] = last_time
-
-    def time_bound(self) -> int | None:
-        """The clock may not pass this: a held symbol's next trade is no older."""
-        times = [self.last_time[s] for s in self.held if s in self.last_time]
-        return min(times) if times else None
-
-    def first_held_seq(self) -> int:
-        """The first stream sequence of a held trade (a very large number: none)."""
-        return min((seq for h in self.held.values() for _, seq in h.values()), default=2**62)
 
 
 def _parse(datas: list[bytes]) -> tuple[npt.NDArray[np.void], npt.NDArray[np.bool_]]:

@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod arrow;
 pub mod decimal;
 pub mod engine;
+pub mod id_order;
 pub mod interval;
 pub mod kline;
 pub mod output;

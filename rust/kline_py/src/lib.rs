@@ -2,6 +2,7 @@
 
 mod arrow;
 mod engine;
+mod id_order;
 mod rollup;
 mod trades;
 
@@ -497,6 +498,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(trades::parse_agg_trades, m)?)?;
     m.add_function(wrap_pyfunction!(trades::parse_trades, m)?)?;
     engine::register(m)?;
+    id_order::register(m)?;
     arrow::register(m)?;
     rollup::register(m)?;
     Ok(())
