@@ -530,16 +530,16 @@ class ShardRunner:
         if new:  # a new symbol's specs (anchor, contract size) are looked up once
             await self._add(new)
         keep = [i for i, m in enumerate(mine) if m]
-        out_names, out, overflowed = self.order.take(
-            [names[i] for i in keep], trades[keep], [seqs[i] for i in keep],
-            asyncio.get_running_loop().time(),
-        )  # fmt: skip
-        for name in overflowed:
-            log.warning("%s: over %d trades held past holes: released across its hole", name,
-                        MAX_HELD)  # fmt: skip
+        kept = [names[i] for i in keep]
+        by, out, overflowed = self.order.take(
+            kept, trades[keep], [seqs[i] for i in keep], asyncio.get_running_loop().time()
+        )
+        for i in overflowed:
+            log.warning("%s: over %d trades held past holes: released across its hole",
+                        kept[i], MAX_HELD)  # fmt: skip
         stats.duplicates = self.order.duplicates
         self.pushed_seq = max(self.pushed_seq, msgs[-1].metadata.sequence.stream)
-        self._push(out_names, out)
+        self._push(np.array(kept)[by] if kept else [], out)
 
     async def settle(self) -> None:
         """Waits on holes: the order's (ids not come yet) up to :data:`HOLE_WAIT_S`, then the
@@ -591,15 +591,16 @@ class ShardRunner:
         # From here to the push, nothing waits: a stop cannot fall between the order giving
         # trades up and the engine having them (the progress would pass them).
         fetched = np.concatenate(pages) if pages else np.empty(0, TRADE_DTYPE)
-        names, out, _ = self.order.take(
+        _, out, _ = self.order.take(
             [symbol] * len(fetched), fetched, [0] * len(fetched), asyncio.get_running_loop().time()
         )
         if self.order.hole(symbol) == hole:
-            rest_of = self.order.release(symbol)
-            names, out = names + [symbol] * len(rest_of), np.concatenate([out, rest_of])
-        self._push(names, out)
+            out = np.concatenate([out, self.order.release(symbol)])
+        self._push([symbol] * len(out), out)
 
-    def _push(self, symbols: list[str], trades: npt.NDArray[np.void]) -> None:
+    def _push(
+        self, symbols: Sequence[str] | npt.NDArray[np.str_], trades: npt.NDArray[np.void]
+    ) -> None:
         """Trades in order per symbol into the engine, a chunk of trade time at a time; the
         clock goes to each chunk's first time before it and its last after it, never past a
         trade still waiting on a hole (nor past the wall clock)."""

@@ -30,11 +30,12 @@ pub enum Took {
 /// What a batch let go ([`IdOrder::take_all`]).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Taken {
-    /// The trades that went, in id order per symbol, and each one's symbol.
+    /// The trades that went, in id order per symbol.
     pub trades: Vec<Trade>,
-    pub symbols: Vec<String>,
-    /// Symbols let go across their hole for the bound ([`Took::Overflow`]), once each time.
-    pub overflowed: Vec<String>,
+    /// For each of them, the batch item that let it go (its symbol is that item's).
+    pub by: Vec<usize>,
+    /// Batch items that let their symbol go across its hole for the bound ([`Took::Overflow`]).
+    pub overflowed: Vec<usize>,
 }
 
 /// A symbol's trades waiting on a hole: id → (trade, the reader's position of it).
@@ -111,7 +112,12 @@ impl IdOrder {
                 self.held.remove(symbol);
             }
         }
-        self.next.insert(symbol.to_owned(), want);
+        match self.next.get_mut(symbol) {
+            Some(next) => *next = want,
+            None => {
+                self.next.insert(symbol.to_owned(), want);
+            }
+        }
         Took::Went
     }
 
@@ -122,14 +128,11 @@ impl IdOrder {
         now: f64,
     ) -> Taken {
         let mut taken = Taken::default();
-        for (symbol, trade, seq) in batch {
-            let symbol = symbol.as_ref();
-            let before = taken.trades.len();
-            if self.take(symbol, trade, seq, now, &mut taken.trades) == Took::Overflow {
-                taken.overflowed.push(symbol.to_owned());
+        for (i, (symbol, trade, seq)) in batch.into_iter().enumerate() {
+            if self.take(symbol.as_ref(), trade, seq, now, &mut taken.trades) == Took::Overflow {
+                taken.overflowed.push(i);
             }
-            let went = taken.trades.len() - before;
-            taken.symbols.extend(std::iter::repeat_n(symbol.to_owned(), went));
+            taken.by.resize(taken.trades.len(), i);
         }
         taken
     }
@@ -283,7 +286,7 @@ mod tests {
         let batch = [("A", tr(2), 1), ("B", tr(7), 2), ("A", tr(1), 3), ("A", tr(1), 4)];
         let taken = o.take_all(batch, 0.0);
         assert_eq!(ids(&taken.trades), [7, 1, 2]);
-        assert_eq!(taken.symbols, ["B", "A", "A"]);
+        assert_eq!(taken.by, [1, 2, 2]);
         assert!(taken.overflowed.is_empty());
         assert_eq!((o.held(), o.duplicates()), (0, 1));
     }

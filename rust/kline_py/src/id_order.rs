@@ -5,6 +5,7 @@ use kline_core::id_order::{IdOrder as CoreIdOrder, MAX_HELD};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
 use std::collections::HashMap;
 
 /// Each symbol's trades put back in aggTrade id order (`kline_core::id_order`).
@@ -28,17 +29,18 @@ impl IdOrder {
     }
 
     /// Takes `trades` (row i is `symbols[i]`'s, at reader position `seqs[i]`; `now`: the
-    /// reader's monotonic seconds). Returns the trades that can go now, in id order per
-    /// symbol, with their symbols, and the symbols let go across a hole for the bound.
+    /// reader's monotonic seconds). Returns, for the trades that can go now (in id order per
+    /// symbol), the row that let each go (its symbol is that row's) and the trades, and the
+    /// rows that let their symbol go across its hole for the bound.
     #[allow(clippy::type_complexity)]
     fn take<'py>(
         &mut self,
         py: Python<'py>,
-        symbols: Vec<String>,
+        symbols: Vec<PyBackedStr>,
         trades: PyReadonlyArray1<'py, TradeRow>,
         seqs: Vec<u64>,
         now: f64,
-    ) -> PyResult<(Vec<String>, Bound<'py, PyArray1<TradeRow>>, Vec<String>)> {
+    ) -> PyResult<(Bound<'py, PyArray1<usize>>, Bound<'py, PyArray1<TradeRow>>, Vec<usize>)> {
         let trades = trades_of(&trades)?;
         if symbols.len() != trades.len() || seqs.len() != trades.len() {
             return Err(PyValueError::new_err(format!(
@@ -50,7 +52,7 @@ impl IdOrder {
         }
         let batch = symbols.into_iter().zip(trades).zip(seqs).map(|((s, t), q)| (s, t, q));
         let taken = self.inner.take_all(batch, now);
-        Ok((taken.symbols, trade_array(py, &taken.trades), taken.overflowed))
+        Ok((PyArray1::from_vec(py, taken.by), trade_array(py, &taken.trades), taken.overflowed))
     }
 
     /// Gives up `symbol`'s hole: its held trades, in id order.
