@@ -13,7 +13,10 @@ def apt_install(packages: Sequence[str], timeout_s: float) -> str | None:
     """``apt-get update`` then ``apt-get install`` of ``packages``; None when both worked,
     else why not, in a sentence (not root, no apt-get, a step timed out or failed)."""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return f"{' '.join(packages)}: not installed and cannot be here (not root, or no apt-get)"
+        return (
+            "not installed, and cannot be installed here (not root, or no apt-get): "
+            f"install Debian's {' '.join(packages)}"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (
         ["apt-get", "update", "-q"],

@@ -102,6 +102,9 @@ STORE_WAIT_S = 60.0
 CHUNK_SPAN_MS = _core.DEFAULT_MAX_AHEAD_MS // 2
 #: Seconds a shard's last write and release, or the NATS connection's close, may take.
 STOP_WAIT_S = 10.0
+#: Seconds of that a stopping shard may spend repairing the engine's open holes (at most
+#: half the time its lease has left).
+STOP_REPAIR_S = 3.0
 #: Trades one hole's REST fetch holds in memory, at most (past it the engine's own repair,
 #: paged and bounded, takes the rest).
 MAX_HOLE_FETCH = 100_000
@@ -295,7 +298,13 @@ class Aggregator:
     async def stop_all(self) -> None:
         """Each shard written one last time and released, then this member leaves."""
         log.info("stopping: %d shards to write and release", len(self.runners))
+        leases = self.leases
         for shard in list(self.runners):
+            # A fresh lease for the last write (repairs may come before it): renewals stop
+            # with the balancing loop. Lost, the shard stops without writing.
+            if leases is not None and shard in leases.held:
+                with contextlib.suppress(*TRANSIENT, nats.errors.Error, asyncio.TimeoutError):
+                    await asyncio.wait_for(leases.renew(shard), leases.ttl / 4)
             try:
                 await asyncio.wait_for(self._stop(shard, release=True), STOP_WAIT_S)
             except (asyncio.TimeoutError, Exception) as e:
@@ -370,6 +379,16 @@ class ShardRunner:
             await self.task
         try:
             if flush:
+                # A hole the engine reported just before the stop is repaired first, so the
+                # last write stores its klines whole, not marked gap (bounded: past it the
+                # marked klines are written and the next owner redoes them).
+                leases = self.agg.leases
+                bound = STOP_REPAIR_S if leases is None else leases.left(self.shard) / 2
+                try:
+                    await asyncio.wait_for(self._repair_holes(), min(STOP_REPAIR_S, bound))
+                except Exception as e:
+                    log.warning("shard %d: holes not repaired before the stop (%s: %s)",
+                                self.shard, type(e).__name__, e)  # fmt: skip
                 await self.write()
         except Exception as e:
             log.warning("shard %d: last write failed (%s): the next owner redoes it", self.shard, e)
@@ -551,9 +570,13 @@ class ShardRunner:
         self._settled = now
         for name in self.order.overdue(now - HOLE_WAIT_S):
             await self._fetch_hole(name)
+        await self._repair_holes()
+
+    async def _repair_holes(self) -> None:
+        """The engine's holes filled over REST. Each stays listed until repaired: meanwhile
+        no snapshot is written (see write())."""
         if not self.holes:
             return
-        # Each stays listed until repaired: meanwhile no snapshot is written (see write()).
         before = dict(self.holes)
         for sym, (from_id, to_id, _seen) in before.items():
             self.agg.stats.holes_fetched += 1

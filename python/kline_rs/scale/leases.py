@@ -95,8 +95,12 @@ class Leases:
         return sent + self.ttl * (1.0 - SAFETY)
 
     def valid(self, shard: int) -> bool:
+        return self.left(shard) > 0.0
+
+    def left(self, shard: int) -> float:
+        """Seconds the owner may still act on the shard (0: none)."""
         lease = self.held.get(shard)
-        return lease is not None and time.monotonic() < lease.valid_until
+        return 0.0 if lease is None else max(0.0, lease.valid_until - time.monotonic())
 
     async def claim(self, shard: int) -> bool:
         """Takes the shard if nobody holds it."""
