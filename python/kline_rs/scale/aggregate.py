@@ -385,7 +385,10 @@ class ShardRunner:
                 leases = self.agg.leases
                 bound = STOP_REPAIR_S if leases is None else leases.left(self.shard) / 2
                 try:
-                    await asyncio.wait_for(self._repair_holes(), min(STOP_REPAIR_S, bound))
+                    self.engine.sync()
+                    self._holes({})  # reported since the last read
+                    if self.holes:
+                        await asyncio.wait_for(self._repair_holes(), min(STOP_REPAIR_S, bound))
                 except Exception as e:
                     log.warning("shard %d: holes not repaired before the stop (%s: %s)",
                                 self.shard, type(e).__name__, e)  # fmt: skip
