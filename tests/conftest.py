@@ -28,6 +28,10 @@ ARTIFACTS = REPO / "test-artifacts"
 
 _skipped: list[str] = []
 _artifacts: list[Path] = []
+#: Lines tests print in the run's summary (what a person reads in CI: kill counts, takeovers).
+_reports: list[str] = []
+#: At most this many summary lines (a test that reports in a loop cannot flood the log).
+MAX_REPORTS = 200
 
 
 @pytest.fixture
@@ -42,6 +46,18 @@ def save_artifact() -> Callable[[str, bytes], Path]:
         return path
 
     return save
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``report(line)``: printed in the summary at the end of the run, after the test's name
+    (``-q`` shows no test output otherwise)."""
+
+    def add(line: str) -> None:
+        if len(_reports) < MAX_REPORTS:
+            _reports.append(f"{request.node.name}: {line}")
+
+    return add
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +78,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for path in _artifacts:
         terminalreporter.write_line(f"test artefact: {path}")
+    for line in _reports:
+        terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -23,6 +23,7 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -290,14 +291,18 @@ def test_kills_of_aggregators_captures_and_nats_nodes_lose_nothing(
     cluster: NatsCluster,
     postgres_url: str,
     tmp_path: Path,
+    report: Callable[[str], None],
 ) -> None:
     market, cutoff, kills, takeovers, logs = asyncio.run(scenario(tmp_path, cluster, postgres_url))
     print(f"kills: {kills}")
+    report(f"kills {kills}")
     assert sum(kills.values()) == KILLS and (KILLS < 3 or all(kills.values())), kills
     if takeovers:
         q = sorted(takeovers)
-        print(f"takeover after an aggregator's SIGKILL: p50 {statistics.median(q):.2f} s, "
-              f"p99 {q[min(len(q) - 1, len(q) * 99 // 100)]:.2f} s, n {len(q)}")  # fmt: skip
+        line = (f"takeover after an aggregator's SIGKILL: p50 {statistics.median(q):.2f} s, "
+                f"p99 {q[min(len(q) - 1, len(q) * 99 // 100)]:.2f} s, n {len(q)}")  # fmt: skip
+        print(line)
+        report(line)
     for slot, text in logs.items():
         for line in text.splitlines():
             if "kline-rs: aggregate:" in line or "kline-rs: capture:" in line:
@@ -321,6 +326,7 @@ def test_kills_of_aggregators_captures_and_nats_nodes_lose_nothing(
             assert traded == want, f"{symbol} {interval}: stored klines differ from the tape"
             compared[interval] = compared.get(interval, 0) + len(traded)
     print(f"klines compared: {compared}")
+    report(f"klines compared with the tape: {compared}")
     # The klines stream holds every stored kline too (the last message of each), value for value.
     streamed = asyncio.run(stream_klines(cluster.urls))
     for symbol in SYMBOLS:
