@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, cast
 
-from kline_rs import IntervalError, KlineError, __version__, _core, interval_name
+from kline_rs import IntervalError, KlineError, __version__, _core, interval_name, scale
 from kline_rs._core import tz_offset_name
 from kline_rs.operate.config import ConfigError, parse_args
 from kline_rs.operate.logs import FORMATS, LEVELS, setup_logging
@@ -606,9 +606,9 @@ def _capture_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     c.add_argument(
         "--max-bytes",
         type=int,
-        default=64 * 2**30,
-        help="the stream's size bound when capture creates it (default 64 GiB; past it "
-        "capture stops with an error)",
+        default=scale.TRADES_MAX_BYTES,
+        help="the stream's size bound when capture creates it (default "
+        f"{scale.TRADES_MAX_BYTES // 2**30} GiB; past it capture stops with an error)",
     )
     c.add_argument("--duration", type=float, help="stop after this many seconds")
     _log_options(c)
@@ -667,23 +667,23 @@ def _aggregate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--rest-url", help="REST base URL, for holes and 3d anchors (default: the venue's)"
     )
     a.add_argument(
-        "--lease-ttl", type=float, default=10.0,
+        "--lease-ttl", type=float, default=scale.LEASE_TTL_S,
         help="seconds a shard's lease lasts unrenewed (the bucket's, when it creates it)",
     )  # fmt: skip
     a.add_argument("--flush-every", type=float, default=1.0, help="seconds between writes")
     a.add_argument(
-        "--quiet-close", type=float, default=10.0,
+        "--quiet-close", type=float, default=scale.QUIET_CLOSE_S,
         help="a shard with nothing to read this long closes klines by the wall clock less this",
     )  # fmt: skip
     a.add_argument(
-        "--grace", type=int, default=5000,
-        help="ms of trade time past a kline's close before it closes (default 5000)",
+        "--grace", type=int, default=scale.GRACE_MS,
+        help=f"ms of trade time past a kline's close before it closes (default {scale.GRACE_MS})",
     )  # fmt: skip
     a.add_argument("--name", default="", help="this member's name (default: host-pid)")
     a.add_argument(
-        "--klines-max-bytes", type=int, default=16 * 2**30,
-        help="the klines stream's size bound when this process creates it (default 16 GiB; "
-        "past it the oldest klines leave the stream)",
+        "--klines-max-bytes", type=int, default=scale.KLINES_MAX_BYTES,
+        help="the klines stream's size bound when this process creates it (default "
+        f"{scale.KLINES_MAX_BYTES // 2**30} GiB; past it the oldest klines leave the stream)",
     )  # fmt: skip
     a.add_argument("--duration", type=float, help="stop after this many seconds")
     _log_options(a)

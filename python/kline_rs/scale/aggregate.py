@@ -53,10 +53,9 @@ from kline_rs.live.store import open_store
 from kline_rs.live.symbols import contract_sizes_of
 from kline_rs.records import ClosedKline
 from kline_rs.rest import BinanceRest, VenueName
-from kline_rs.scale import kline_stream
+from kline_rs.scale import GRACE_MS, KLINES_MAX_BYTES, LEASE_TTL_S, QUIET_CLOSE_S, kline_stream
 from kline_rs.scale.leases import (
     LEASE_BUCKET,
-    LEASE_TTL_S,
     Leases,
     bucket,
     fair_share,
@@ -66,6 +65,7 @@ from kline_rs.scale.trade_stream import (
     SHARDS,
     STREAM,
     TRANSIENT,
+    cluster_servers,
     retried,
     shard_of,
     shard_subjects,
@@ -83,13 +83,6 @@ FETCH_BATCH = 1000
 FETCH_WAIT_S = 0.5
 #: Seconds without messages after which the consumer is checked (a node that held it died).
 CONSUMER_CHECK_S = 5.0
-#: Grace (ms) past a kline's close before the stream's clock closes it: covers how far one
-#: trade may reach the stream behind trades made after it (a capture publish retried through
-#: a NATS leader election: seconds). A trade later than that amends its kline if it is the
-#: latest closed one, else it is counted (``late``) and logged.
-GRACE_MS = 5_000
-#: A shard with nothing to read this long moves its clock to the wall clock less this much.
-QUIET_CLOSE_S = 10.0
 #: How late a trade may come and still amend its kline (ms).
 ALLOWED_LATENESS_MS = 3_600_000
 #: Seconds a hole may wait for its ids from the stream before they are fetched over REST.
@@ -158,7 +151,7 @@ class AggregateConfig:
     grace_ms: int = GRACE_MS
     name: str = ""
     #: The klines stream's size bound, if this process creates it.
-    klines_max_bytes: int = kline_stream.MAX_BYTES
+    klines_max_bytes: int = KLINES_MAX_BYTES
 
 
 def member_name() -> str:
@@ -195,7 +188,7 @@ class Aggregator:
         )  # fmt: skip
         try:
             self.js = js = nc.jetstream(timeout=2.0)
-            replicas = min(MAX_REPLICAS, len({f"{u.hostname}:{u.port}" for u in nc.servers}))
+            replicas = min(MAX_REPLICAS, cluster_servers(nc))
             kv = await retried(
                 lambda: bucket(js, LEASE_BUCKET, ttl=cfg.lease_ttl, replicas=replicas),
                 f"the bucket {LEASE_BUCKET}", STORE_WAIT_S,

@@ -36,6 +36,7 @@ from kline_rs.scale.trade_stream import (
     MAX_BYTES,
     STREAM,
     TRANSIENT,
+    cluster_servers,
     ensure_stream,
     message_id,
     retried,
@@ -177,7 +178,7 @@ class Capture:
         try:
             js = self._js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
             replicas = await retried(
-                lambda: ensure_stream(js, _servers(nc), cfg.max_bytes),
+                lambda: ensure_stream(js, cluster_servers(nc), cfg.max_bytes),
                 f"the stream {STREAM}", PUBLISH_DEADLINE_S,
             )  # fmt: skip
             log.info("publishing to stream %s (%d replicas)", STREAM, replicas)
@@ -452,11 +453,6 @@ def _event(symbol: str, trade: dict[str, Any]) -> bytes:
 def _where(nc: NatsClient) -> str:
     url = nc.connected_url
     return url.netloc if url is not None else "(none)"
-
-
-def _servers(nc: NatsClient) -> int:
-    """Servers of the cluster the client knows of (the ones given and the ones gossiped)."""
-    return len({f"{u.hostname}:{u.port}" for u in nc.servers})
 
 
 async def _nothing(symbols: list[str]) -> None:

@@ -28,6 +28,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from kline_rs.live.output import kline_json
 from kline_rs.records import closed_kline
+from kline_rs.scale import KLINES_MAX_BYTES
 from kline_rs.scale.trade_stream import (
     DUPLICATE_WINDOW_S,
     MAX_AGE_S,
@@ -39,9 +40,8 @@ from kline_rs.storage.base import StorageError
 
 STREAM = "KLINE_RS_KLINES"
 SUBJECT_ROOT = "kline_rs.klines"
-#: Size bound of the klines stream (each server reserves it; ``--klines-max-bytes``); past it
-#: the oldest klines leave (consumers read the store for those).
-MAX_BYTES = 16 * 2**30
+#: The stream's size bound (see :data:`kline_rs.scale.KLINES_MAX_BYTES`).
+MAX_BYTES = KLINES_MAX_BYTES
 #: Publishes of one write in flight at once.
 MAX_IN_FLIGHT = 256
 #: Seconds one write's publishes may take before the write fails (and is retried).

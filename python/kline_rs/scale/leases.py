@@ -34,8 +34,6 @@ from nats.js.kv import KeyValue
 log = logging.getLogger("kline_rs.aggregate")
 
 LEASE_BUCKET = "KLINE_RS_LEASES"
-#: Seconds a lease lasts without renewal (the bucket's TTL, when this process creates it).
-LEASE_TTL_S = 10.0
 #: The part of the TTL an owner does not use: it stops this long before the server may give
 #: its shards away (a renewal's own delay, scheduling).
 SAFETY = 0.25

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -30,6 +31,7 @@ from nats.js.errors import (
 
 from kline_rs import _core
 from kline_rs._core import KlineError
+from kline_rs.scale import TRADES_MAX_BYTES
 
 log = logging.getLogger("kline_rs.scale")
 T = TypeVar("T")
@@ -47,10 +49,8 @@ TRANSIENT = (
 
 STREAM = "KLINE_RS_TRADES"
 SUBJECT_ROOT = "kline_rs.trades"
-#: Past this size the stream refuses new trades (discard new): capture stops, saying so,
-#: rather than have JetStream drop trades nobody has aggregated yet. Each server reserves it
-#: at creation (``kline-rs capture --max-bytes`` for a smaller disk).
-MAX_BYTES = 64 * 2**30
+#: The stream's size bound (see :data:`kline_rs.scale.TRADES_MAX_BYTES`).
+MAX_BYTES = TRADES_MAX_BYTES
 #: Trades older than this leave the stream (a consumer that far behind restores from REST).
 MAX_AGE_S = 7 * 86_400.0
 #: A trade published again within this window is stored once. It covers what delays one
@@ -139,6 +139,11 @@ async def ensure_stream(js: JetStreamContext, servers: int, max_bytes: int = MAX
             f"stream {STREAM} has no duplicate window: replicas would store each trade twice"
         )
     return cfg.num_replicas or 1
+
+
+def cluster_servers(nc: NatsClient) -> int:
+    """Servers of the cluster the client knows of (the ones given and the ones gossiped)."""
+    return len({f"{u.hostname}:{u.port}" for u in nc.servers})
 
 
 async def retried(call: Callable[[], Awaitable[T]], what: str, deadline_s: float) -> T:
