@@ -303,9 +303,9 @@ class Aggregator:
             except (asyncio.TimeoutError, Exception) as e:
                 log.warning("shard %d: not stopped cleanly (%s: %s): its lease runs out instead",
                             shard, type(e).__name__, e, exc_info=True)  # fmt: skip
-        if self.leases is not None:
+        if leases is not None:
             with contextlib.suppress(Exception, asyncio.TimeoutError):
-                await asyncio.wait_for(self.leases.leave(), STOP_WAIT_S)
+                await asyncio.wait_for(leases.leave(), STOP_WAIT_S)
         log.info("stopped")
 
     async def symbol_specs(
@@ -349,7 +349,7 @@ class ShardRunner:
         )  # fmt: skip
         assert agg.rest is not None
         self.repairer = GapRepairer(self.engine, agg.rest)
-        #: Holes waiting for their ids: symbol → when first seen.
+        #: The engine's holes: symbol → (first id, last id, when first seen).
         self.holes: dict[str, tuple[int, int, float]] = {}
         #: The stream sequence of the last message pushed, and the progress stored.
         self.pushed_seq = 0
@@ -596,10 +596,12 @@ class ShardRunner:
                  symbol, from_id, to_id, HOLE_WAIT_S)  # fmt: skip
         self.agg.stats.holes_fetched += 1
         pages: list[npt.NDArray[np.void]] = []
+        fetched_rows = 0
         try:
             async for page in rest.agg_trades_from(symbol, from_id, until_id=to_id):
                 pages.append(page[page["agg_id"] <= to_id])
-                if sum(len(p) for p in pages) >= MAX_HOLE_FETCH:
+                fetched_rows += len(pages[-1])
+                if fetched_rows >= MAX_HOLE_FETCH:
                     log.warning(
                         "%s: ids %d..%d: over %d, the rest of the hole goes to the engine's "
                         "repair", symbol, from_id, to_id, MAX_HOLE_FETCH,
